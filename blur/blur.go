@@ -1,0 +1,472 @@
+// Package blur is the only place where un-obscured pixels are looked at. It
+// finds faces with a Detector, obscures them irreversibly, and turns a
+// *frame.Raw into a *blur.Frame, the only frame type that sinks and the
+// counter accept.
+//
+// It fails closed: a frame the detector did not vouch for in time (it
+// errored, panicked, returned nonsense, was still busy, missed the per-frame
+// deadline, or has not answered once since start-up) is obscured whole, or
+// dropped if so configured, and counted with the reason.
+package blur
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"log/slog"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/veilproject/veil/pipeline/frame"
+	"github.com/veilproject/veil/pipeline/queue"
+)
+
+// Detection is one face found by a Detector, in frame pixels.
+type Detection struct {
+	Box   image.Rectangle
+	Score float32
+}
+
+// Image is a read-only view of BGR24 pixels handed to a Detector. The
+// detector must not keep Pix after Detect returns.
+type Image struct {
+	Width, Height int
+	Pix           []byte
+}
+
+// Detector finds faces. Implementations need not be safe for concurrent use:
+// the stage calls Detect from one goroutine at a time.
+type Detector interface {
+	// Detect returns the faces in img. It should give up when ctx ends, but
+	// the stage does not rely on that: it stops waiting at the deadline.
+	Detect(ctx context.Context, img Image) ([]Detection, error)
+	// Name identifies the model in logs and metrics.
+	Name() string
+}
+
+// Reasons a frame failed closed; the values label
+// veil_blur_fail_closed_frames_total.
+const (
+	ReasonWarmup   = "warmup"   // the detector has not answered once yet
+	ReasonBusy     = "busy"     // the detector was still working on an older frame
+	ReasonDeadline = "deadline" // no answer within Config.Deadline
+	ReasonError    = "error"    // the detector returned an error
+	ReasonPanic    = "panic"    // the detector panicked
+	ReasonInvalid  = "invalid"  // the detector returned boxes that cannot be right
+)
+
+// Reasons lists every fail-closed reason, for pre-registering metrics.
+var reasons = []string{ReasonWarmup, ReasonBusy, ReasonDeadline, ReasonError, ReasonPanic, ReasonInvalid}
+
+// ErrDropped is returned by Obscure for a frame that failed closed while
+// Config.OnFailure is "drop".
+var ErrDropped = errors.New("blur: frame dropped: detector could not vouch for it")
+
+// Config is the obscuring policy. The zero value is completed by Defaults.
+type Config struct {
+	// Mode is blur, mosaic or fill. It defaults to blur.
+	Mode Mode `yaml:"mode"`
+	// Margin enlarges each face box by this fraction of its size on every
+	// side before obscuring, to cover hair, ears and detector jitter. It
+	// defaults to 0.25 and must be within [0, 2].
+	Margin float64 `yaml:"margin"`
+	// MosaicCells is the number of cells across a face in mosaic mode. It
+	// defaults to 6 and must be within [1, 8].
+	MosaicCells int `yaml:"mosaic_cells"`
+	// BlurKernel is the box-blur kernel as a fraction of the face box's
+	// larger side in blur mode. It defaults to 1.0 and must be at least 0.5.
+	BlurKernel float64 `yaml:"blur_kernel"`
+	// HoldFrames keeps a face obscured this many frames after its last
+	// detection. It defaults to 5; 0 disables holding.
+	HoldFrames int `yaml:"hold_frames"`
+	// HoldGrow grows a held box by this fraction of its size per frame held.
+	// It defaults to 0.1.
+	HoldGrow float64 `yaml:"hold_grow"`
+	// Deadline is the longest the stage waits for the detector on one frame
+	// before obscuring it whole. It defaults to 2s.
+	Deadline time.Duration `yaml:"deadline"`
+	// OnFailure is what happens to a frame the detector did not vouch for:
+	// "obscure" (the whole frame, the default) or "drop".
+	OnFailure string `yaml:"on_failure"`
+}
+
+// Defaults fills unset fields with their documented defaults.
+func (c *Config) Defaults() {
+	if c.Mode == "" {
+		c.Mode = ModeBlur
+	}
+	if c.Margin == 0 {
+		c.Margin = 0.25
+	}
+	if c.MosaicCells == 0 {
+		c.MosaicCells = 6
+	}
+	if c.BlurKernel == 0 {
+		c.BlurKernel = 1.0
+	}
+	if c.HoldFrames == 0 {
+		c.HoldFrames = 5
+	}
+	if c.HoldGrow == 0 {
+		c.HoldGrow = 0.1
+	}
+	if c.Deadline == 0 {
+		c.Deadline = 2 * time.Second
+	}
+	if c.OnFailure == "" {
+		c.OnFailure = "obscure"
+	}
+}
+
+// Validate names the first key that is out of range. prefix is the key's
+// path in the YAML file (e.g. "blur").
+func (c *Config) Validate(prefix string) error {
+	key := func(k string) string {
+		if prefix == "" {
+			return k
+		}
+		return prefix + "." + k
+	}
+	if err := c.Mode.validate(); err != nil {
+		return fmt.Errorf("%s: %w", key("mode"), err)
+	}
+	if c.Margin < 0 || c.Margin > 2 || math.IsNaN(c.Margin) {
+		return fmt.Errorf("%s: %v is outside [0, 2]", key("margin"), c.Margin)
+	}
+	if c.MosaicCells < 1 || c.MosaicCells > MaxMosaicCells {
+		return fmt.Errorf("%s: %d is outside [1, %d]: more cells would leave a face recognisable", key("mosaic_cells"), c.MosaicCells, MaxMosaicCells)
+	}
+	if c.BlurKernel < MinBlurKernel || math.IsNaN(c.BlurKernel) {
+		return fmt.Errorf("%s: %v is below %v: a smaller kernel leaves a face recognisable", key("blur_kernel"), c.BlurKernel, MinBlurKernel)
+	}
+	if c.HoldFrames < 0 {
+		return fmt.Errorf("%s: %d is negative", key("hold_frames"), c.HoldFrames)
+	}
+	if c.HoldGrow < 0 || math.IsNaN(c.HoldGrow) {
+		return fmt.Errorf("%s: %v is negative", key("hold_grow"), c.HoldGrow)
+	}
+	if c.Deadline <= 0 {
+		return fmt.Errorf("%s: %v must be positive", key("deadline"), c.Deadline)
+	}
+	if c.OnFailure != "obscure" && c.OnFailure != "drop" {
+		return fmt.Errorf("%s: %q (want obscure or drop)", key("on_failure"), c.OnFailure)
+	}
+	return nil
+}
+
+// Deps are what a Stage needs from its wiring.
+type Deps struct {
+	// Camera labels this stage's metrics and logs.
+	Camera string
+	// Detector finds faces. Required.
+	Detector Detector
+	// Metrics is shared by all stages of one process. Required.
+	Metrics *Metrics
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+}
+
+// Stage obscures the frames of one camera. Obscure and Run must not be
+// called concurrently with each other: frames of one camera go through in
+// order, since held boxes follow faces from frame to frame.
+type Stage struct {
+	cfg    Config
+	camera string
+	det    Detector
+	log    *slog.Logger
+	m      stageMetrics
+	ob     obscurer
+	hold   holder
+	ready  atomic.Bool
+
+	reqs    chan *request
+	stop    chan struct{}
+	done    chan struct{}
+	closing sync.Once
+
+	lastWarn time.Time
+	warned   map[string]int
+}
+
+type request struct {
+	img    Image
+	ctx    context.Context
+	copied chan struct{}
+	res    chan result
+}
+
+type result struct {
+	dets []Detection
+	err  error
+	pan  bool
+}
+
+// New checks cfg (after Defaults) and starts the detector's worker
+// goroutine. Close stops it.
+func New(cfg Config, deps Deps) (*Stage, error) {
+	cfg.Defaults()
+	if err := cfg.Validate("blur"); err != nil {
+		return nil, err
+	}
+	if deps.Detector == nil {
+		return nil, errors.New("blur: no detector")
+	}
+	if deps.Metrics == nil {
+		return nil, errors.New("blur: no metrics")
+	}
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Stage{
+		cfg:    cfg,
+		camera: deps.Camera,
+		det:    deps.Detector,
+		log:    log.With("component", "blur", "camera", deps.Camera, "detector", deps.Detector.Name()),
+		m:      deps.Metrics.forCamera(deps.Camera),
+		ob:     obscurer{mode: cfg.Mode, mosaicCells: cfg.MosaicCells, blurKernel: cfg.BlurKernel},
+		hold:   holder{frames: cfg.HoldFrames, grow: cfg.HoldGrow},
+		reqs:   make(chan *request), // unbuffered: a send succeeds only if the worker is idle
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+		warned: map[string]int{},
+	}
+	s.m.ready.Set(0)
+	go s.worker()
+	return s, nil
+}
+
+// Ready reports whether the detector has answered at least once.
+func (s *Stage) Ready() bool { return s.ready.Load() }
+
+// WarmUp runs the detector once on a blank frame and waits for it, without
+// the per-frame deadline, so that a batch job does not fail its first frames
+// closed while the model initialises. Live sources need not call it: until
+// the detector has answered, their frames are obscured whole.
+func (s *Stage) WarmUp(ctx context.Context, width, height int) error {
+	img := Image{Width: width, Height: height, Pix: make([]byte, width*height*3)}
+	r := &request{img: img, ctx: ctx, copied: make(chan struct{}), res: make(chan result, 1)}
+	select {
+	case s.reqs <- r:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case res := <-r.res:
+		if res.err != nil {
+			return fmt.Errorf("blur: warm-up of %s: %w", s.det.Name(), res.err)
+		}
+		s.markReady()
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Stage) markReady() {
+	if !s.ready.Swap(true) {
+		s.m.ready.Set(1)
+		s.log.Info("detector ready")
+	}
+}
+
+// Obscure takes ownership of raw (its Pix is nil afterwards) and returns the
+// obscured frame. It returns ErrDropped for a frame that failed closed under
+// on_failure: drop, and an error for a frame whose buffer does not match its
+// size (which is then discarded).
+func (s *Stage) Obscure(ctx context.Context, raw *frame.Raw) (*Frame, error) {
+	if err := raw.Validate(); err != nil {
+		if raw != nil {
+			raw.Pix = nil
+		}
+		s.m.frames.invalid.Inc()
+		return nil, err
+	}
+	pix := raw.Pix
+	raw.Pix = nil
+	w, h := raw.Width, raw.Height
+
+	start := time.Now()
+	dets, reason := s.detect(ctx, Image{Width: w, Height: h, Pix: pix})
+	s.m.detectSeconds.Observe(time.Since(start).Seconds())
+
+	start = time.Now()
+	out := &Frame{meta: raw.Meta, width: w, height: h, pix: pix}
+	if reason != "" {
+		s.hold.miss()
+		s.m.failClosed[reason].Inc()
+		s.warnFailClosed(reason, raw.Seq)
+		if s.cfg.OnFailure == "drop" {
+			clear(pix)
+			s.m.frames.dropped.Inc()
+			return nil, ErrDropped
+		}
+		s.ob.whole(pix, w, h)
+		out.failClosed = reason
+		s.m.frames.failClosed.Inc()
+	} else {
+		boxes := make([]image.Rectangle, 0, len(dets))
+		for _, d := range dets {
+			boxes = append(boxes, enlarge(d.Box, s.cfg.Margin))
+		}
+		regions := s.hold.update(boxes)
+		for _, r := range regions {
+			s.ob.region(pix, w, h, r)
+		}
+		out.faces = len(regions)
+		s.m.faces.Add(float64(len(dets)))
+		s.m.frames.obscured.Inc()
+	}
+	s.m.obscureSeconds.Observe(time.Since(start).Seconds())
+	return out, nil
+}
+
+// detect asks the worker for faces and returns them, or the reason it could
+// not vouch for the frame.
+func (s *Stage) detect(ctx context.Context, img Image) ([]Detection, string) {
+	dctx, cancel := context.WithTimeout(ctx, s.cfg.Deadline)
+	defer cancel()
+	r := &request{img: img, ctx: dctx, copied: make(chan struct{}), res: make(chan result, 1)}
+	select {
+	case s.reqs <- r:
+	default:
+		return nil, s.notReady(ReasonBusy)
+	}
+	// The worker copies the pixels before detecting, so that once it has
+	// done so this frame can be obscured even if the detector hangs.
+	<-r.copied
+	select {
+	case res := <-r.res:
+		switch {
+		case res.pan:
+			s.log.Error("detector panicked", "err", res.err)
+			return nil, s.notReady(ReasonPanic)
+		case res.err != nil:
+			return nil, s.notReady(ReasonError)
+		}
+		if !validDetections(res.dets, img.Width, img.Height) {
+			return nil, s.notReady(ReasonInvalid)
+		}
+		s.markReady()
+		return res.dets, ""
+	case <-dctx.Done():
+		return nil, s.notReady(ReasonDeadline)
+	}
+}
+
+func (s *Stage) notReady(reason string) string {
+	if !s.ready.Load() {
+		return ReasonWarmup
+	}
+	return reason
+}
+
+// validDetections rejects answers that no working detector gives: boxes
+// that are inverted, empty, wholly outside the frame, absurdly large, or
+// scored outside [0, 1]. One bad box discredits the whole answer.
+func validDetections(dets []Detection, w, h int) bool {
+	frameRect := image.Rect(0, 0, w, h)
+	for _, d := range dets {
+		b := d.Box
+		if b.Min.X >= b.Max.X || b.Min.Y >= b.Max.Y {
+			return false
+		}
+		if !b.Overlaps(frameRect) {
+			return false
+		}
+		if b.Dx() > 4*w || b.Dy() > 4*h {
+			return false
+		}
+		sc := float64(d.Score)
+		if math.IsNaN(sc) || sc < 0 || sc > 1 {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Stage) worker() {
+	defer close(s.done)
+	buf := []byte(nil)
+	for {
+		select {
+		case <-s.stop:
+			return
+		case r := <-s.reqs:
+			if cap(buf) < len(r.img.Pix) {
+				buf = make([]byte, len(r.img.Pix))
+			}
+			buf = buf[:len(r.img.Pix)]
+			copy(buf, r.img.Pix)
+			close(r.copied)
+			r.res <- s.call(r.ctx, Image{Width: r.img.Width, Height: r.img.Height, Pix: buf})
+		}
+	}
+}
+
+func (s *Stage) call(ctx context.Context, img Image) (res result) {
+	defer func() {
+		if p := recover(); p != nil {
+			res = result{err: fmt.Errorf("panic: %v", p), pan: true}
+		}
+	}()
+	dets, err := s.det.Detect(ctx, img)
+	return result{dets: dets, err: err}
+}
+
+// warnFailClosed logs fail-closed frames at most once a second per stage,
+// with how many there were of each reason since the last line.
+func (s *Stage) warnFailClosed(reason string, seq uint64) {
+	s.warned[reason]++
+	if time.Since(s.lastWarn) < time.Second {
+		return
+	}
+	s.lastWarn = time.Now()
+	args := []any{"last_seq", seq}
+	for _, r := range reasons {
+		if n := s.warned[r]; n > 0 {
+			args = append(args, r, n)
+		}
+	}
+	clear(s.warned)
+	s.log.Warn("frames failed closed: obscured whole", args...)
+}
+
+// Run obscures frames from in and pushes them to out until in is closed and
+// drained or ctx ends; then it closes out. Dropped frames are counted, not
+// pushed.
+func (s *Stage) Run(ctx context.Context, in *queue.Queue[*frame.Raw], out *queue.Queue[*Frame]) error {
+	defer out.Close()
+	for {
+		raw, ok := in.Pop(ctx)
+		if !ok {
+			return ctx.Err()
+		}
+		f, err := s.Obscure(ctx, raw)
+		if err != nil {
+			if !errors.Is(err, ErrDropped) {
+				s.log.Error("frame discarded", "err", err)
+			}
+			continue
+		}
+		if err := out.Push(ctx, f); err != nil {
+			return err
+		}
+	}
+}
+
+// Close stops the detector worker and waits for it, at most until ctx
+// ends (a detector stuck in native code cannot be interrupted). Safe to
+// call twice.
+func (s *Stage) Close(ctx context.Context) error {
+	s.closing.Do(func() { close(s.stop) })
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("blur: detector %s did not stop: %w", s.det.Name(), ctx.Err())
+	}
+}

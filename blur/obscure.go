@@ -1,0 +1,161 @@
+package blur
+
+import (
+	"fmt"
+	"image"
+)
+
+// Mode is how a face region is obscured. Each mode destroys the detail a
+// recogniser needs; mild Gaussian blur, which neural networks see through
+// (McPherson et al. 2016), is deliberately not offered.
+type Mode string
+
+const (
+	// ModeBlur replaces the region with a three-pass box blur whose kernel is
+	// BlurKernel times the region's larger side (at least half of it), which
+	// leaves a smooth colour blob.
+	ModeBlur Mode = "blur"
+	// ModeMosaic replaces the region with at most MosaicCells flat cells
+	// across its larger side.
+	ModeMosaic Mode = "mosaic"
+	// ModeFill paints the region flat black.
+	ModeFill Mode = "fill"
+)
+
+// Limits that keep every mode irreversible; Config.Validate enforces them.
+const (
+	MaxMosaicCells = 8
+	MinBlurKernel  = 0.5
+)
+
+// obscurer applies one mode to regions of a BGR24 picture.
+type obscurer struct {
+	mode        Mode
+	mosaicCells int
+	blurKernel  float64
+	tmp         []int32
+}
+
+func (o *obscurer) region(pix []byte, width, height int, r image.Rectangle) {
+	r = r.Intersect(image.Rect(0, 0, width, height))
+	if r.Empty() {
+		return
+	}
+	switch o.mode {
+	case ModeFill:
+		fill(pix, width, r)
+	case ModeMosaic:
+		side := max(r.Dx(), r.Dy())
+		cell := (side + o.mosaicCells - 1) / o.mosaicCells
+		mosaic(pix, width, r, max(cell, 1))
+	default:
+		k := int(float64(max(r.Dx(), r.Dy())) * o.blurKernel)
+		o.boxBlur(pix, width, r, max(k, 3))
+	}
+}
+
+// whole obscures the entire picture for a fail-closed frame. It uses a
+// coarse mosaic (16 cells across the larger side) whatever the mode, so that
+// the scene stays roughly readable for security staff while any face, even
+// one filling the frame, is at most a few cells.
+func (o *obscurer) whole(pix []byte, width, height int) {
+	side := max(width, height)
+	mosaic(pix, width, image.Rect(0, 0, width, height), max((side+15)/16, 1))
+}
+
+func fill(pix []byte, width int, r image.Rectangle) {
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		row := pix[(y*width+r.Min.X)*3 : (y*width+r.Max.X)*3]
+		clear(row)
+	}
+}
+
+func mosaic(pix []byte, width int, r image.Rectangle, cell int) {
+	for cy := r.Min.Y; cy < r.Max.Y; cy += cell {
+		ey := min(cy+cell, r.Max.Y)
+		for cx := r.Min.X; cx < r.Max.X; cx += cell {
+			ex := min(cx+cell, r.Max.X)
+			var sb, sg, sr, n int
+			for y := cy; y < ey; y++ {
+				row := pix[(y*width+cx)*3 : (y*width+ex)*3]
+				for i := 0; i < len(row); i += 3 {
+					sb += int(row[i])
+					sg += int(row[i+1])
+					sr += int(row[i+2])
+				}
+				n += ex - cx
+			}
+			b, g, rr := byte(sb/n), byte(sg/n), byte(sr/n)
+			for y := cy; y < ey; y++ {
+				row := pix[(y*width+cx)*3 : (y*width+ex)*3]
+				for i := 0; i < len(row); i += 3 {
+					row[i], row[i+1], row[i+2] = b, g, rr
+				}
+			}
+		}
+	}
+}
+
+// boxBlur runs three box-filter passes in each direction over r, sampling
+// only pixels inside r (edges clamp), so nothing from outside leaks in and
+// nothing of the face survives a kernel that large.
+func (o *obscurer) boxBlur(pix []byte, width int, r image.Rectangle, k int) {
+	w, h := r.Dx(), r.Dy()
+	n := max(w, h)
+	if cap(o.tmp) < n*3 {
+		o.tmp = make([]int32, n*3)
+	}
+	line := o.tmp[:n*3]
+	radius := k / 2
+	for pass := 0; pass < 3; pass++ {
+		for y := r.Min.Y; y < r.Max.Y; y++ {
+			off := (y*width + r.Min.X) * 3
+			blurLine(pix[off:off+w*3], 3, w, radius, line)
+		}
+		for x := r.Min.X; x < r.Max.X; x++ {
+			off := (r.Min.Y*width + x) * 3
+			blurLine(pix[off:], width*3, h, radius, line)
+		}
+	}
+}
+
+// blurLine box-filters n pixels spaced stride bytes apart, in place, with a
+// running sum over a window of 2*radius+1 clamped to the line.
+func blurLine(p []byte, stride, n, radius int, tmp []int32) {
+	for i := 0; i < n; i++ {
+		o := i * stride
+		tmp[i*3], tmp[i*3+1], tmp[i*3+2] = int32(p[o]), int32(p[o+1]), int32(p[o+2])
+	}
+	at := func(i int) int {
+		return min(max(i, 0), n-1) * 3
+	}
+	var s0, s1, s2 int32
+	for i := -radius; i <= radius; i++ {
+		j := at(i)
+		s0, s1, s2 = s0+tmp[j], s1+tmp[j+1], s2+tmp[j+2]
+	}
+	win := int32(2*radius + 1)
+	for i := 0; i < n; i++ {
+		o := i * stride
+		p[o], p[o+1], p[o+2] = byte(s0/win), byte(s1/win), byte(s2/win)
+		add, sub := at(i+radius+1), at(i-radius)
+		s0 += tmp[add] - tmp[sub]
+		s1 += tmp[add+1] - tmp[sub+1]
+		s2 += tmp[add+2] - tmp[sub+2]
+	}
+}
+
+// enlarge grows r by margin times its size on each side.
+func enlarge(r image.Rectangle, margin float64) image.Rectangle {
+	dx := int(float64(r.Dx())*margin + 0.5)
+	dy := int(float64(r.Dy())*margin + 0.5)
+	return image.Rect(r.Min.X-dx, r.Min.Y-dy, r.Max.X+dx, r.Max.Y+dy)
+}
+
+func (m Mode) validate() error {
+	switch m {
+	case ModeBlur, ModeMosaic, ModeFill:
+		return nil
+	}
+	return fmt.Errorf("unknown mode %q (want blur, mosaic or fill)", string(m))
+}
