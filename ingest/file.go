@@ -173,7 +173,7 @@ func (f *File) Run(ctx context.Context, out *queue.Queue[*frame.Raw]) error {
 	defer cancel()
 	// -noautorotate keeps the probed size; -fps_mode passthrough keeps every
 	// decoded frame, neither duplicating nor dropping any.
-	cmd := exec.CommandContext(ctx, "ffmpeg", "-nostdin", "-v", "error", "-noautorotate",
+	cmd := exec.CommandContext(ctx, "ffmpeg", "-nostdin", "-v", "error", "-noautorotate", "-threads", "1",
 		"-i", f.Path, "-map", "0:v:0", "-an", "-sn", "-dn", "-fps_mode", "passthrough",
 		"-f", "rawvideo", "-pix_fmt", "bgr24", "pipe:1")
 	var stderr bytes.Buffer

@@ -90,7 +90,7 @@ func NewVideo(ctx context.Context, path string, opts VideoOptions) (*Video, erro
 	}
 	args := []string{"-nostdin", "-v", "error", "-y",
 		"-f", "rawvideo", "-pix_fmt", "bgr24", "-s", fmt.Sprintf("%dx%d", opts.Width, opts.Height),
-		"-framerate", opts.FrameRate, "-i", "pipe:0", "-an", "-fps_mode", "passthrough"}
+		"-framerate", opts.FrameRate, "-i", "pipe:0", "-an", "-fps_mode", "passthrough", "-threads", "1"}
 	args = append(args, codec...)
 	args = append(args, "-pix_fmt", pixFmt, "-f", muxer, tmp)
 	v := &Video{path: path, tmp: tmp, opts: opts}
