@@ -1,0 +1,382 @@
+package blur
+
+import (
+	"context"
+	"errors"
+	"image"
+	"math"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/goleak"
+
+	"github.com/veilproject/veil/pipeline/frame"
+	"github.com/veilproject/veil/pipeline/queue"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// scriptedDetector answers from a function, to poison the stage on purpose.
+type scriptedDetector struct {
+	fn    func(ctx context.Context, img Image) ([]Detection, error)
+	calls atomic.Int32
+}
+
+func (d *scriptedDetector) Detect(ctx context.Context, img Image) ([]Detection, error) {
+	d.calls.Add(1)
+	return d.fn(ctx, img)
+}
+func (d *scriptedDetector) Name() string { return "scripted" }
+
+// face is where the test pattern puts a "face": a high-contrast checkerboard
+// that any obscuring flattens.
+var face = image.Rect(100, 60, 160, 140)
+
+// testFrame is a smooth gradient scene with a checkerboard face at face.
+func testFrame(seq uint64) *frame.Raw {
+	const w, h = 320, 240
+	r := frame.NewRaw(frame.Meta{Camera: "cam", Seq: seq}, w, h)
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			i := (y*w + x) * 3
+			r.Pix[i], r.Pix[i+1], r.Pix[i+2] = byte(x*255/w), byte(y*255/h), 128
+			if image.Pt(x, y).In(face) {
+				v := byte(0)
+				if (x/2+y/2)%2 == 0 {
+					v = 255
+				}
+				r.Pix[i], r.Pix[i+1], r.Pix[i+2] = v, v, v
+			}
+		}
+	}
+	return r
+}
+
+// detail measures high-frequency energy in r: the mean absolute difference
+// between horizontal neighbours. The checkerboard scores about 127; any
+// obscuring leaves well under 5.
+func detail(pix []byte, width int, r image.Rectangle) float64 {
+	var sum float64
+	n := 0
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		for x := r.Min.X; x < r.Max.X-1; x++ {
+			i := (y*width + x) * 3
+			sum += math.Abs(float64(pix[i]) - float64(pix[i+3]))
+			n++
+		}
+	}
+	return sum / float64(n)
+}
+
+func newStage(t *testing.T, cfg Config, det Detector) (*Stage, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(cfg, Deps{Camera: "cam", Detector: det, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Close(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	return s, reg
+}
+
+func findFace(_ context.Context, _ Image) ([]Detection, error) {
+	return []Detection{{Box: face, Score: 0.9}}, nil
+}
+
+func TestObscureModesFlattenFaceKeepScene(t *testing.T) {
+	for _, mode := range []Mode{ModeBlur, ModeMosaic, ModeFill} {
+		t.Run(string(mode), func(t *testing.T) {
+			s, _ := newStage(t, Config{Mode: mode}, &scriptedDetector{fn: findFace})
+			orig := testFrame(0)
+			want := append([]byte(nil), orig.Pix...)
+			f, err := s.Obscure(context.Background(), orig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if orig.Pix != nil {
+				t.Fatal("blur did not take ownership of the raw pixels")
+			}
+			if d := detail(want, 320, face); d < 100 {
+				t.Fatalf("test pattern too weak: %v", d)
+			}
+			if d := detail(f.Pix(), 320, face); d > 5 {
+				t.Errorf("face region still has detail %.1f after %s", d, mode)
+			}
+			// Outside the enlarged face box the scene must be untouched.
+			grown := enlarge(face, 0.25)
+			changed := 0
+			for y := 0; y < 240; y++ {
+				for x := 0; x < 320; x++ {
+					if image.Pt(x, y).In(grown) {
+						continue
+					}
+					i := (y*320 + x) * 3
+					if f.Pix()[i] != want[i] || f.Pix()[i+1] != want[i+1] || f.Pix()[i+2] != want[i+2] {
+						changed++
+					}
+				}
+			}
+			if changed != 0 {
+				t.Errorf("%d pixels outside the face box changed", changed)
+			}
+			if f.Faces() != 1 || f.FailClosed() != "" {
+				t.Errorf("faces=%d failClosed=%q", f.Faces(), f.FailClosed())
+			}
+		})
+	}
+}
+
+func TestMosaicHasAtMostConfiguredCells(t *testing.T) {
+	for cells := 1; cells <= MaxMosaicCells; cells++ {
+		pix := testFrame(0).Pix
+		o := obscurer{mode: ModeMosaic, mosaicCells: cells}
+		o.region(pix, 320, 240, face)
+		// Count distinct colour runs along the face's longer side (its height).
+		x := face.Min.X + 1
+		runs, prev := 0, -1
+		for y := face.Min.Y; y < face.Max.Y; y++ {
+			v := int(pix[(y*320+x)*3])
+			if v != prev {
+				runs++
+				prev = v
+			}
+		}
+		if runs > cells {
+			t.Errorf("cells=%d: %d distinct runs across the face", cells, runs)
+		}
+	}
+}
+
+// TestPoisonedDetectorNeverPassesAFace is the fail-closed proof: whatever
+// the detector does wrong, the face in the frame comes out without detail.
+func TestPoisonedDetectorNeverPassesAFace(t *testing.T) {
+	var block chan struct{} // remade per case, released before the stage closes
+	cases := []struct {
+		name   string
+		fn     func(context.Context, Image) ([]Detection, error)
+		reason string
+	}{
+		{"error", func(context.Context, Image) ([]Detection, error) { return nil, errors.New("boom") }, ReasonError},
+		{"panic", func(context.Context, Image) ([]Detection, error) { panic("native crash") }, ReasonPanic},
+		{"hangs", func(ctx context.Context, _ Image) ([]Detection, error) { <-block; return nil, nil }, ReasonDeadline},
+		{"slow", func(ctx context.Context, _ Image) ([]Detection, error) {
+			time.Sleep(200 * time.Millisecond)
+			return []Detection{{Box: face, Score: 1}}, nil
+		}, ReasonDeadline},
+		{"inverted box", func(context.Context, Image) ([]Detection, error) {
+			return []Detection{{Box: image.Rectangle{Min: image.Pt(50, 50), Max: image.Pt(10, 10)}, Score: 0.9}}, nil
+		}, ReasonInvalid},
+		{"box off frame", func(context.Context, Image) ([]Detection, error) {
+			return []Detection{{Box: image.Rect(5000, 5000, 5100, 5100), Score: 0.9}}, nil
+		}, ReasonInvalid},
+		{"huge box", func(context.Context, Image) ([]Detection, error) {
+			return []Detection{{Box: image.Rect(-1e6, -1e6, 1e6, 1e6), Score: 0.9}}, nil
+		}, ReasonInvalid},
+		{"NaN score", func(context.Context, Image) ([]Detection, error) {
+			return []Detection{{Box: face, Score: float32(math.NaN())}}, nil
+		}, ReasonInvalid},
+		{"score above 1", func(context.Context, Image) ([]Detection, error) {
+			return []Detection{{Box: face, Score: 7}}, nil
+		}, ReasonInvalid},
+		{"one good one bad", func(context.Context, Image) ([]Detection, error) {
+			return []Detection{{Box: face, Score: 0.9}, {Box: image.Rect(10, 10, 10, 30), Score: 0.9}}, nil
+		}, ReasonInvalid},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			block = make(chan struct{})
+			release := block
+			det := &scriptedDetector{fn: tc.fn}
+			s, reg := newStage(t, Config{Deadline: 50 * time.Millisecond}, det)
+			t.Cleanup(func() { close(release) }) // runs before the stage's Close
+			s.markReady() // past warm-up, so the reason is the fault itself
+			f, err := s.Obscure(context.Background(), testFrame(1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.FailClosed() != tc.reason {
+				t.Errorf("fail-closed reason %q, want %q", f.FailClosed(), tc.reason)
+			}
+			if d := detail(f.Pix(), 320, face); d > 5 {
+				t.Errorf("face detail %.1f passed through a %s detector", d, tc.name)
+			}
+			if d := detail(f.Pix(), 320, image.Rect(0, 0, 320, 240)); d > 5 {
+				t.Errorf("frame not obscured whole: detail %.1f", d)
+			}
+			got := testutil.ToFloat64(s.m.failClosed[tc.reason])
+			if got != 1 {
+				t.Errorf("veil_blur_fail_closed_frames_total{reason=%q} = %v", tc.reason, got)
+			}
+			if n, err := testutil.GatherAndCount(reg, "veil_blur_fail_closed_frames_total"); err != nil || n != len(reasons) {
+				t.Errorf("fail-closed series: %d, %v", n, err)
+			}
+		})
+	}
+}
+
+func TestBusyDetectorFailsClosedNotQueued(t *testing.T) {
+	release := make(chan struct{})
+	det := &scriptedDetector{fn: func(ctx context.Context, _ Image) ([]Detection, error) {
+		<-release
+		return nil, nil
+	}}
+	s, _ := newStage(t, Config{Deadline: 20 * time.Millisecond}, det)
+	s.markReady()
+	f1, _ := s.Obscure(context.Background(), testFrame(1))
+	f2, _ := s.Obscure(context.Background(), testFrame(2))
+	close(release)
+	if f1.FailClosed() != ReasonDeadline || f2.FailClosed() != ReasonBusy {
+		t.Errorf("reasons %q, %q; want deadline, busy", f1.FailClosed(), f2.FailClosed())
+	}
+	if n := det.calls.Load(); n != 1 {
+		t.Errorf("detector called %d times; a busy detector must not be queued on", n)
+	}
+}
+
+func TestWarmupObscuresWholeUntilFirstAnswer(t *testing.T) {
+	var slow atomic.Bool
+	slow.Store(true)
+	det := &scriptedDetector{fn: func(ctx context.Context, img Image) ([]Detection, error) {
+		if slow.Load() {
+			time.Sleep(100 * time.Millisecond) // model initialisation
+		}
+		return findFace(ctx, img)
+	}}
+	s, reg := newStage(t, Config{Deadline: 30 * time.Millisecond}, det)
+	if testutil.ToFloat64(s.m.ready) != 0 {
+		t.Fatal("ready before any answer")
+	}
+	f, _ := s.Obscure(context.Background(), testFrame(0))
+	if f.FailClosed() != ReasonWarmup {
+		t.Fatalf("first frame: fail-closed %q, want warmup", f.FailClosed())
+	}
+	time.Sleep(150 * time.Millisecond) // let the first call finish
+	slow.Store(false)
+	f, _ = s.Obscure(context.Background(), testFrame(1))
+	if f.FailClosed() != "" || !s.Ready() {
+		t.Fatalf("after the detector answered: fail-closed %q ready %v", f.FailClosed(), s.Ready())
+	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP veil_blur_detector_ready 1 once the detector has answered at least once; until then every frame is obscured whole.
+# TYPE veil_blur_detector_ready gauge
+veil_blur_detector_ready{camera="cam"} 1
+`), "veil_blur_detector_ready"); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestDropOnFailure(t *testing.T) {
+	det := &scriptedDetector{fn: func(context.Context, Image) ([]Detection, error) { return nil, errors.New("x") }}
+	s, _ := newStage(t, Config{OnFailure: "drop"}, det)
+	raw := testFrame(0)
+	pix := raw.Pix
+	f, err := s.Obscure(context.Background(), raw)
+	if !errors.Is(err, ErrDropped) || f != nil {
+		t.Fatalf("got %v, %v; want ErrDropped", f, err)
+	}
+	for _, b := range pix {
+		if b != 0 {
+			t.Fatal("dropped frame's pixels were not wiped")
+		}
+	}
+}
+
+func TestHeldBoxCoversMissedFrames(t *testing.T) {
+	var miss atomic.Bool
+	det := &scriptedDetector{fn: func(ctx context.Context, img Image) ([]Detection, error) {
+		if miss.Load() {
+			return nil, nil
+		}
+		return findFace(ctx, img)
+	}}
+	s, _ := newStage(t, Config{HoldFrames: 3}, det)
+	if f, _ := s.Obscure(context.Background(), testFrame(0)); f.Faces() != 1 {
+		t.Fatal("no face on the first frame")
+	}
+	miss.Store(true)
+	for i := uint64(1); i <= 4; i++ {
+		f, _ := s.Obscure(context.Background(), testFrame(i))
+		d := detail(f.Pix(), 320, face)
+		if i <= 3 && d > 5 {
+			t.Errorf("frame %d (missed by the detector, within hold): face detail %.1f", i, d)
+		}
+		if i == 4 && d < 100 {
+			t.Errorf("frame %d: box held past hold_frames", i)
+		}
+	}
+}
+
+func TestRunDrainsAndClosesOutput(t *testing.T) {
+	s, _ := newStage(t, Config{}, &scriptedDetector{fn: findFace})
+	in := queue.New[*frame.Raw](2, queue.Block, nil)
+	out := queue.New[*Frame](2, queue.Block, nil)
+	ctx := context.Background()
+	errc := make(chan error, 1)
+	go func() { errc <- s.Run(ctx, in, out) }()
+	go func() {
+		for i := uint64(0); i < 10; i++ {
+			in.Push(ctx, testFrame(i))
+		}
+		in.Push(ctx, &frame.Raw{Width: 10, Height: 10, Pix: make([]byte, 5)}) // bad buffer: discarded
+		in.Close()
+	}()
+	var seqs []uint64
+	for f := range out.C() {
+		seqs = append(seqs, f.Meta().Seq)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if len(seqs) != 10 || seqs[9] != 9 {
+		t.Errorf("got seqs %v", seqs)
+	}
+}
+
+func TestZeroFrameIsNotValid(t *testing.T) {
+	var f Frame
+	if f.Valid() || (*Frame)(nil).Valid() {
+		t.Error("a zero Frame must not count as obscured")
+	}
+}
+
+func TestConfigValidateNamesKey(t *testing.T) {
+	cases := []struct {
+		mut  func(*Config)
+		want string
+	}{
+		{func(c *Config) { c.Mode = "gauss" }, "blur.mode"},
+		{func(c *Config) { c.Margin = -1 }, "blur.margin"},
+		{func(c *Config) { c.MosaicCells = 12 }, "blur.mosaic_cells"},
+		{func(c *Config) { c.BlurKernel = 0.2 }, "blur.blur_kernel"},
+		{func(c *Config) { c.HoldFrames = -1 }, "blur.hold_frames"},
+		{func(c *Config) { c.HoldGrow = -1 }, "blur.hold_grow"},
+		{func(c *Config) { c.Deadline = -time.Second }, "blur.deadline"},
+		{func(c *Config) { c.OnFailure = "pass" }, "blur.on_failure"},
+	}
+	for _, tc := range cases {
+		var c Config
+		c.Defaults()
+		if err := c.Validate("blur"); err != nil {
+			t.Fatalf("defaults invalid: %v", err)
+		}
+		tc.mut(&c)
+		err := c.Validate("blur")
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want+":") {
+			t.Errorf("got %v, want an error naming %s", err, tc.want)
+		}
+	}
+}
