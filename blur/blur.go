@@ -80,7 +80,7 @@ type Config struct {
 	// larger side in blur mode. It defaults to 1.0 and must be at least 0.5.
 	BlurKernel float64 `yaml:"blur_kernel"`
 	// HoldFrames keeps a face obscured this many frames after its last
-	// detection. It defaults to 5; 0 disables holding.
+	// detection. It defaults to 5; -1 disables holding (for stills).
 	HoldFrames int `yaml:"hold_frames"`
 	// HoldGrow grows a held box by this fraction of its size per frame held.
 	// It defaults to 0.1.
@@ -142,8 +142,8 @@ func (c *Config) Validate(prefix string) error {
 	if c.BlurKernel < MinBlurKernel || math.IsNaN(c.BlurKernel) {
 		return fmt.Errorf("%s: %v is below %v: a smaller kernel leaves a face recognisable", key("blur_kernel"), c.BlurKernel, MinBlurKernel)
 	}
-	if c.HoldFrames < 0 {
-		return fmt.Errorf("%s: %d is negative", key("hold_frames"), c.HoldFrames)
+	if c.HoldFrames < -1 {
+		return fmt.Errorf("%s: %d is below -1 (which disables holding)", key("hold_frames"), c.HoldFrames)
 	}
 	if c.HoldGrow < 0 || math.IsNaN(c.HoldGrow) {
 		return fmt.Errorf("%s: %v is negative", key("hold_grow"), c.HoldGrow)
@@ -229,7 +229,7 @@ func New(cfg Config, deps Deps) (*Stage, error) {
 		log:    log.With("component", "blur", "camera", deps.Camera, "detector", deps.Detector.Name()),
 		m:      deps.Metrics.forCamera(deps.Camera),
 		ob:     obscurer{mode: cfg.Mode, mosaicCells: cfg.MosaicCells, blurKernel: cfg.BlurKernel},
-		hold:   holder{frames: cfg.HoldFrames, grow: cfg.HoldGrow},
+		hold:   holder{frames: max(cfg.HoldFrames, 0), grow: cfg.HoldGrow},
 		reqs:   make(chan *request),
 		idle:   make(chan struct{}, 1),
 		stop:   make(chan struct{}),

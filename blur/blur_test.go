@@ -362,7 +362,7 @@ func TestConfigValidateNamesKey(t *testing.T) {
 		{func(c *Config) { c.Margin = -1 }, "blur.margin"},
 		{func(c *Config) { c.MosaicCells = 12 }, "blur.mosaic_cells"},
 		{func(c *Config) { c.BlurKernel = 0.2 }, "blur.blur_kernel"},
-		{func(c *Config) { c.HoldFrames = -1 }, "blur.hold_frames"},
+		{func(c *Config) { c.HoldFrames = -2 }, "blur.hold_frames"},
 		{func(c *Config) { c.HoldGrow = -1 }, "blur.hold_grow"},
 		{func(c *Config) { c.Deadline = -time.Second }, "blur.deadline"},
 		{func(c *Config) { c.OnFailure = "pass" }, "blur.on_failure"},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"image"
 	"math"
+	"os"
 	"sort"
 
 	"gocv.io/x/gocv"
@@ -16,46 +17,68 @@ import (
 // CenterFace runs the CenterFace CNN (Xu et al. 2019; WIDER FACE AP
 // easy/medium/hard 92/91/78) through OpenCV's DNN module. The network is
 // fully convolutional, so it takes any input whose sides are multiples of 32.
+//
+// OpenCV 4.6 does not re-infer the upsampling layers' shapes when the input
+// size changes: a net first run at one size returns garbage (thousands of
+// squashed boxes) at another. So the net is rebuilt from the model bytes
+// whenever the input size changes; a video keeps one size, so that costs
+// one load per file or camera.
 type CenterFace struct {
+	model     []byte
 	net       gocv.Net
+	netSize   image.Point // input size the net has run at; zero when fresh
+	loaded    bool
 	threshold float32
 	scale     float64
 	outs      []string
 }
 
-// NewCenterFace loads the ONNX model at path. scale 0 means auto (see
-// Config.Scale).
+// NewCenterFace loads the ONNX model at path; scale resizes frames before
+// inference (see Config.Scale).
 func NewCenterFace(path string, threshold float32, scale float64) (*CenterFace, error) {
-	net := gocv.ReadNetFromONNX(path)
-	if net.Empty() {
-		return nil, fmt.Errorf("face model %s: OpenCV could not load it", path)
+	model, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("face model %s: %w", path, err)
+	}
+	c := &CenterFace{model: model, threshold: threshold, scale: scale, outs: []string{"537", "538", "539"}}
+	if err := c.load(); err != nil {
+		return nil, fmt.Errorf("face model %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// load builds a fresh net, replacing the current one. A fresh net takes
+// any input size once (netSize zero).
+func (c *CenterFace) load() error {
+	net, err := gocv.ReadNetFromONNXBytes(c.model)
+	if err != nil || net.Empty() {
+		return fmt.Errorf("OpenCV could not load the model: %v", err)
 	}
 	if err := net.SetPreferableBackend(gocv.NetBackendDefault); err != nil {
 		net.Close()
-		return nil, err
+		return err
 	}
 	if err := net.SetPreferableTarget(gocv.NetTargetCPU); err != nil {
 		net.Close()
-		return nil, err
+		return err
 	}
-	return &CenterFace{net: net, threshold: threshold, scale: scale, outs: []string{"537", "538", "539"}}, nil
+	if c.loaded {
+		c.net.Close()
+	}
+	c.net, c.netSize, c.loaded = net, image.Point{}, true
+	return nil
 }
 
 // Name implements blur.Detector.
 func (c *CenterFace) Name() string { return KindCenterFace }
 
 // Close frees the network.
-func (c *CenterFace) Close() error { return c.net.Close() }
-
-// inputScale is the resize factor applied before inference.
-func (c *CenterFace) inputScale(w, h int) float64 {
-	if c.scale > 0 {
-		return c.scale
+func (c *CenterFace) Close() error {
+	if !c.loaded {
+		return nil
 	}
-	if max(w, h) < 1000 {
-		return 2
-	}
-	return 1
+	c.loaded = false
+	return c.net.Close()
 }
 
 // Detect implements blur.Detector.
@@ -72,9 +95,17 @@ func (c *CenterFace) Detect(ctx context.Context, img blur.Image) ([]blur.Detecti
 	}
 	defer src.Close()
 
-	s := c.inputScale(img.Width, img.Height)
+	s := c.scale
 	inW := int(math.Ceil(float64(img.Width)*s/32)) * 32
 	inH := int(math.Ceil(float64(img.Height)*s/32)) * 32
+	if in := image.Pt(inW, inH); in != c.netSize {
+		if c.netSize != (image.Point{}) {
+			if err := c.load(); err != nil {
+				return nil, fmt.Errorf("centerface: %w", err)
+			}
+		}
+		c.netSize = in
+	}
 	blob := gocv.BlobFromImage(src, 1.0, image.Pt(inW, inH), gocv.NewScalar(0, 0, 0, 0), true, false)
 	defer blob.Close()
 	c.net.SetInput(blob, "")

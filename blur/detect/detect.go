@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"os"
 	"path/filepath"
 
@@ -47,10 +46,11 @@ type Config struct {
 	// Threshold is the lowest score kept, in (0, 1). It defaults to 0.2:
 	// a false box costs a little scenery, a missed face costs privacy.
 	Threshold float64 `yaml:"threshold"`
-	// Scale resizes the frame before inference. It defaults to 0 (auto):
-	// frames whose larger side is under 1000 px are upscaled 2x, because
-	// CenterFace's stride-4 heatmap loses faces under about 16 px, and CCTV
-	// faces are often 10-40 px; larger frames go in at native size.
+	// Scale resizes the frame before inference. It defaults to 1. On the
+	// labelled set shrunk to ~16 px faces (a camera high over a room), 2
+	// raised detection from 96% to 100% of faces (both obscured 100%,
+	// thanks to the margin) at 3.2x the cost; use 2 for such cameras when
+	// the CPU allows.
 	Scale float64 `yaml:"scale"`
 	// HaarPath is the cascade file for kind haar. It defaults to
 	// DefaultHaarPath.
@@ -68,6 +68,9 @@ func (c *Config) Defaults() {
 	if c.Threshold == 0 {
 		c.Threshold = 0.2
 	}
+	if c.Scale == 0 {
+		c.Scale = 1
+	}
 	if c.HaarPath == "" {
 		c.HaarPath = DefaultHaarPath
 	}
@@ -83,8 +86,8 @@ func (c *Config) Validate(prefix string) error {
 	if !(c.Threshold > 0 && c.Threshold < 1) {
 		return fmt.Errorf("%s.threshold: %v is outside (0, 1)", prefix, c.Threshold)
 	}
-	if c.Scale < 0 || c.Scale > 4 || math.IsNaN(c.Scale) {
-		return fmt.Errorf("%s.scale: %v is outside [0, 4] (0 means auto)", prefix, c.Scale)
+	if !(c.Scale >= 0.25 && c.Scale <= 4) {
+		return fmt.Errorf("%s.scale: %v is outside [0.25, 4]", prefix, c.Scale)
 	}
 	return nil
 }

@@ -25,7 +25,7 @@ func (o *obscureFlags) register(fs *flag.FlagSet, deadline time.Duration) {
 	fs.StringVar(&o.blur.OnFailure, "on-failure", "obscure", "a frame the detector could not vouch for is obscured whole (obscure) or left out (drop)")
 	fs.StringVar(&o.det.Kind, "detector", detect.KindCenterFace, "face detector: centerface (CNN) or haar (weak fallback)")
 	fs.Float64Var(&o.det.Threshold, "threshold", 0.2, "detection score threshold in (0, 1); lower finds more faces")
-	fs.Float64Var(&o.det.Scale, "scale", 0, "resize factor before detection; 0 = auto (2x for frames under 1000 px, else 1x)")
+	fs.Float64Var(&o.det.Scale, "scale", 1, "resize factor before detection; 2 finds faces under ~16 px at 3-4x the cost")
 	fs.StringVar(&o.det.ModelDir, "model-dir", detect.DefaultModelDir(), "directory holding centerface.onnx (make models fills it)")
 }
 
