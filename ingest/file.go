@@ -70,6 +70,9 @@ func Probe(ctx context.Context, path string) (VideoInfo, error) {
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
+		if ctx.Err() != nil {
+			return VideoInfo{}, ctx.Err()
+		}
 		if errors.Is(err, exec.ErrNotFound) {
 			return VideoInfo{}, fmt.Errorf("input %s: ffprobe not found (install Debian's ffmpeg)", path)
 		}

@@ -138,7 +138,9 @@ func demoPass(ctx context.Context, stage *blur.Stage, pm *pipeline.Metrics, inpu
 	src.Realtime = realtime
 	info := src.Info()
 	out := filepath.Join(outDir, camera+".mp4")
-	enc, err := sink.NewVideo(ctx, out, sink.VideoOptions{Width: info.Width, Height: info.Height, FrameRate: info.FrameRate, Preset: "ultrafast"})
+	// The encoder outlives a cancelled context so that shutdown finishes the
+	// recording instead of leaving a broken file.
+	enc, err := sink.NewVideo(context.WithoutCancel(ctx), out, sink.VideoOptions{Width: info.Width, Height: info.Height, FrameRate: info.FrameRate, Preset: "ultrafast"})
 	if err != nil {
 		return summary{}, err
 	}
@@ -190,11 +192,16 @@ func demoPass(ctx context.Context, stage *blur.Stage, pm *pipeline.Metrics, inpu
 			}
 		}
 	})
-	if err := g.Wait(); err != nil {
-		return summary{}, err
+	runErr := g.Wait()
+	if runErr != nil && ctx.Err() == nil {
+		return summary{}, runErr
 	}
 	if err := enc.Close(); err != nil {
 		return summary{}, err
+	}
+	if runErr != nil {
+		log.Info("recording finished early on shutdown", "path", out, "frames", sum.Frames)
+		return summary{}, runErr
 	}
 	sum.Dropped = int(src.Decoded()) - sum.Frames
 	sum.Elapsed = time.Since(start)

@@ -1,0 +1,144 @@
+package veil_test
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+const mod = "github.com/veilproject/veil"
+
+type pkg struct {
+	ImportPath string
+	Imports    []string
+	GoFiles    []string
+	Dir        string
+}
+
+func listPackages(t *testing.T) map[string]pkg {
+	out, err := exec.Command("go", "list", "-json", "./...").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	pkgs := map[string]pkg{}
+	for dec.More() {
+		var p pkg
+		if err := dec.Decode(&p); err != nil {
+			t.Fatal(err)
+		}
+		pkgs[strings.TrimPrefix(strings.TrimPrefix(p.ImportPath, mod), "/")] = p
+	}
+	return pkgs
+}
+
+func imports(p pkg, path string) bool {
+	for _, i := range p.Imports {
+		if i == path || i == mod+"/"+path {
+			return true
+		}
+	}
+	return false
+}
+
+// TestPrivacyBoundaries checks the import graph that carries the privacy
+// invariant: un-obscured frames (pipeline/frame) flow only from ingest to
+// blur, wired by cmd; native code (gocv) is only in blur/detect; the stages
+// do not import each other.
+func TestPrivacyBoundaries(t *testing.T) {
+	pkgs := listPackages(t)
+	rawAllowed := map[string]bool{"ingest": true, "blur": true, "blur/detect": false, "cmd/veil": true}
+	for name, p := range pkgs {
+		if imports(p, "pipeline/frame") && !rawAllowed[name] {
+			t.Errorf("%s imports pipeline/frame (un-obscured frames); only ingest, blur and cmd/veil may", name)
+		}
+		if imports(p, "gocv.io/x/gocv") && name != "blur/detect" {
+			t.Errorf("%s imports gocv; cgo stays in blur/detect", name)
+		}
+	}
+	forbid := map[string][]string{
+		"blur":           {"ingest", "counter", "pipeline/sink"},
+		"ingest":         {"blur", "counter", "pipeline/sink"},
+		"pipeline/sink":  {"ingest", "pipeline/frame"},
+		"pipeline/queue": {"blur", "ingest"},
+	}
+	for from, tos := range forbid {
+		for _, to := range tos {
+			if imports(pkgs[from], to) {
+				t.Errorf("%s must not import %s", from, to)
+			}
+		}
+	}
+}
+
+// TestNoInitOrGlobals keeps wiring explicit: no init() side effects and no
+// promauto or default-registry metrics anywhere.
+func TestNoInitOrGlobals(t *testing.T) {
+	bad := regexp.MustCompile(`(?m)^func init\(\)|promauto\.|prometheus\.MustRegister\(|prometheus\.DefaultRegisterer|slog\.SetDefault`)
+	for _, p := range listPackages(t) {
+		for _, f := range p.GoFiles {
+			b, err := os.ReadFile(filepath.Join(p.Dir, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m := bad.Find(b); m != nil {
+				t.Errorf("%s/%s: %s", p.ImportPath, f, m)
+			}
+		}
+	}
+}
+
+// TestRawFrameCannotReachASink proves the invariant at compile time: code
+// that hands an un-obscured frame to a sink, or forges an obscured one,
+// does not build.
+func TestRawFrameCannotReachASink(t *testing.T) {
+	cases := map[string]string{
+		"raw to video sink": `v, _ := sink.NewVideo(context.Background(), "x.mp4", sink.VideoOptions{})
+	v.Write(frame.NewRaw(frame.Meta{}, 2, 2))`,
+		"raw to image sink": `sink.WriteImage("x.png", frame.NewRaw(frame.Meta{}, 2, 2))`,
+		"forged frame":      `f := &blur.Frame{}; _ = f; _ = blur.Frame{pix: []byte{1}}`,
+		"converted frame":   `_ = (*blur.Frame)(frame.NewRaw(frame.Meta{}, 2, 2))`,
+	}
+	for name, body := range cases {
+		t.Run(name, func(t *testing.T) {
+			dir, err := os.MkdirTemp(".", ".compilecheck-")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer os.RemoveAll(dir)
+			src := `package main
+
+import (
+	"context"
+
+	"` + mod + `/blur"
+	"` + mod + `/pipeline/frame"
+	"` + mod + `/pipeline/sink"
+)
+
+var _ = context.Background
+var _ = blur.ModeFill
+var _ = sink.ErrNotObscured
+var _ = frame.NewRaw
+
+func main() {
+	` + body + `
+}
+`
+			if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(src), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command("go", "build", "-o", os.DevNull, "./"+dir).CombinedOutput()
+			if err == nil {
+				t.Fatalf("compiled: %s", body)
+			}
+			if !regexp.MustCompile(`cannot use|unknown field|cannot convert|unexported`).Match(out) {
+				t.Errorf("failed for another reason: %s", out)
+			}
+		})
+	}
+}

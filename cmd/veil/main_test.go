@@ -1,0 +1,299 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/veilproject/veil/blur"
+	"github.com/veilproject/veil/blur/detect"
+	"github.com/veilproject/veil/ingest"
+)
+
+var veilBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "veil-bin")
+	if err != nil {
+		panic(err)
+	}
+	veilBin = filepath.Join(dir, "veil")
+	if out, err := exec.Command("go", "build", "-o", veilBin, ".").CombinedOutput(); err != nil {
+		os.Stderr.Write(out)
+		panic(err)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func veil(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(veilBin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return o.String(), e.String(), ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return o.String(), e.String(), 0
+}
+
+func cached(t *testing.T, name string) string {
+	c, _ := os.UserCacheDir()
+	if d := os.Getenv("VEIL_CACHE"); d != "" {
+		c = filepath.Dir(filepath.Join(d, "x"))
+	} else {
+		c = filepath.Join(c, "veil")
+	}
+	p := filepath.Join(c, "testdata", "faces", name)
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("%v (run scripts/fetch-testdata.sh)", err)
+	}
+	return p
+}
+
+// faceScores runs the real detector on a file veil wrote and returns the
+// scores of what it finds: on obscured output there should be no face left.
+func faceScores(t *testing.T, path string) []float32 {
+	det, err := detect.New(detect.Config{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer det.Close()
+	raw, err := ingest.DecodeImage(path, "check")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dets, err := det.Detect(context.Background(), blur.Image{Width: raw.Width, Height: raw.Height, Pix: raw.Pix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s []float32
+	for _, d := range dets {
+		s = append(s, d.Score)
+	}
+	return s
+}
+
+func TestAnonymizeGroupPhotosLeavesNoFace(t *testing.T) {
+	for _, tc := range []struct {
+		img, mode string
+		faces     int
+	}{
+		{"t1.jpg", "blur", 6},
+		{"face-api-sample5.jpg", "mosaic", 5},
+		{"bus.jpg", "fill", 2},
+	} {
+		t.Run(tc.img+"/"+tc.mode, func(t *testing.T) {
+			in := cached(t, tc.img)
+			before := 0
+			for _, s := range faceScores(t, in) {
+				if s > 0.5 {
+					before++
+				}
+			}
+			if before < tc.faces {
+				t.Fatalf("input: detector sees %d faces, labelled %d", before, tc.faces)
+			}
+			out := filepath.Join(t.TempDir(), "out.png")
+			stdout, stderr, code := veil(t, nil, "anonymize", "-mode", tc.mode, in, out)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			if !strings.Contains(stdout, "fail-closed frames") || !strings.Contains(stdout, "0 fail-closed") {
+				t.Errorf("summary: %q", stdout)
+			}
+			for _, s := range faceScores(t, out) {
+				if s > 0.5 {
+					t.Errorf("output still has a face the detector is %.2f sure of", s)
+				}
+			}
+		})
+	}
+}
+
+func TestAnonymizeVideoKeepsSizeRateCount(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "mega.mkv")
+	// 40 frames of Megamind.avi (cartoon faces) with an audio track, which
+	// must be dropped.
+	if out, err := exec.Command("ffmpeg", "-v", "error", "-i", "/usr/share/doc/opencv-doc/examples/data/Megamind.avi",
+		"-f", "lavfi", "-i", "sine=frequency=440", "-shortest", "-frames:v", "40", "-c:v", "libx264", "-preset", "ultrafast",
+		"-c:a", "aac", in).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	out := filepath.Join(dir, "out.mp4")
+	stdout, stderr, code := veil(t, nil, "anonymize", in, out)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stdout, "40 frames") || !strings.Contains(stderr, "progress:") {
+		t.Errorf("stdout %q stderr %q", stdout, stderr)
+	}
+	if m := regexp.MustCompile(`(\d+) faces obscured`).FindStringSubmatch(stdout); m == nil || m[1] == "0" {
+		t.Errorf("no faces obscured: %q", stdout)
+	}
+	probe := func(path string) string {
+		b, err := exec.Command("ffprobe", "-v", "error", "-count_frames", "-show_entries",
+			"stream=codec_type,width,height,r_frame_rate,nb_read_frames", "-of", "csv=p=0", path).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	pin, pout := probe(in), probe(out)
+	if !strings.Contains(pin, "audio") || strings.Contains(pout, "audio") {
+		t.Errorf("audio: in %q out %q", pin, pout)
+	}
+	vin := strings.Split(pin, "\n")[0]
+	if pout != vin {
+		t.Errorf("video stream changed: in %q out %q", vin, pout)
+	}
+}
+
+func TestAnonymizeErrors(t *testing.T) {
+	dir := t.TempDir()
+	img := cached(t, "bus.jpg")
+	txt := filepath.Join(dir, "notes.txt")
+	os.WriteFile(txt, []byte("x"), 0o644)
+	broken := filepath.Join(dir, "broken.mp4")
+	os.WriteFile(broken, []byte("not a video"), 0o644)
+	for _, tc := range []struct {
+		name string
+		env  []string
+		args []string
+		code int
+		want string
+	}{
+		{"missing input", nil, []string{"anonymize", filepath.Join(dir, "nope.jpg"), filepath.Join(dir, "o.jpg")}, 1, "nope.jpg: no such file"},
+		{"unsupported input", nil, []string{"anonymize", txt, filepath.Join(dir, "o.jpg")}, 1, "notes.txt: unsupported file type"},
+		{"broken video", nil, []string{"anonymize", broken, filepath.Join(dir, "o.mp4")}, 1, "broken.mp4: not a readable video"},
+		{"kind mismatch", nil, []string{"anonymize", img, filepath.Join(dir, "o.mp4")}, 1, "output must be too"},
+		{"unwritable output", nil, []string{"anonymize", img, "/nonexistent-dir/o.jpg"}, 1, "/nonexistent-dir/o.jpg: cannot write"},
+		{"missing model", []string{"VEIL_MODEL_DIR=" + dir}, []string{"anonymize", img, filepath.Join(dir, "o.jpg")}, 1, "make models"},
+		{"weak mode", nil, []string{"anonymize", "-mode", "gauss", img, filepath.Join(dir, "o.jpg")}, 2, "mode"},
+		{"too many cells", nil, []string{"anonymize", "-mosaic-cells", "12", img, filepath.Join(dir, "o.jpg")}, 2, "mosaic_cells"},
+		{"bad threshold", nil, []string{"anonymize", "-threshold", "2", img, filepath.Join(dir, "o.jpg")}, 2, "threshold"},
+		{"one arg", nil, []string{"anonymize", img}, 2, "want IN and OUT"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, stderr, code := veil(t, tc.env, tc.args...)
+			if code != tc.code || !strings.Contains(stderr, tc.want) {
+				t.Errorf("exit %d, stderr %q; want %d and %q", code, stderr, tc.code, tc.want)
+			}
+			if tc.code == 1 && strings.Count(strings.TrimSpace(lastLines(stderr)), "\n") != 0 {
+				t.Errorf("error is not one line: %q", stderr)
+			}
+		})
+	}
+	if ents, _ := filepath.Glob(filepath.Join(dir, "o.*")); len(ents) != 0 {
+		t.Errorf("failed runs left %v", ents)
+	}
+}
+
+// lastLines drops slog lines, leaving what veil printed as its error.
+func lastLines(s string) string {
+	var keep []string
+	for _, l := range strings.Split(s, "\n") {
+		if !strings.HasPrefix(l, "time=") && l != "" {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep, "\n")
+}
+
+func TestDemoServesMetricsAndRecords(t *testing.T) {
+	dir := t.TempDir()
+	clip := filepath.Join(dir, "clip.avi")
+	if out, err := exec.Command("ffmpeg", "-v", "error", "-i", "/usr/share/doc/opencv-doc/examples/data/vtest.avi",
+		"-frames:v", "12", "-c:v", "mpeg4", clip).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	cmd := exec.Command(veilBin, "demo", "-input", clip, "-out", dir, "-metrics-listen", "127.0.0.1:0")
+	stdout, _ := cmd.StdoutPipe()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	sc := bufio.NewScanner(stdout)
+	var url string
+	passes := make(chan string, 10)
+	go func() {
+		for sc.Scan() {
+			line := sc.Text()
+			if m := regexp.MustCompile(`metrics: +(http://\S+)`).FindStringSubmatch(line); m != nil {
+				passes <- "url " + m[1]
+			}
+			if strings.HasPrefix(line, "pass ") {
+				passes <- line
+			}
+		}
+		close(passes)
+	}()
+	deadline := time.After(3 * time.Minute)
+	var pass string
+	for pass == "" {
+		select {
+		case l, ok := <-passes:
+			if !ok {
+				t.Fatalf("demo exited: %s", stderr.String())
+			}
+			if strings.HasPrefix(l, "url ") {
+				url = strings.TrimPrefix(l, "url ")
+			} else {
+				pass = l
+			}
+		case <-deadline:
+			t.Fatal("no pass finished in 3 minutes")
+		}
+	}
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`veil_blur_frames_total{camera="sample",result="obscured"}`,
+		`veil_blur_fail_closed_frames_total{camera="sample",reason="deadline"}`,
+		`veil_blur_detector_ready{camera="sample"} 1`,
+		`veil_ingest_frames_decoded_total{camera="sample"}`,
+		`veil_pipeline_frames_delivered_total{camera="sample"}`,
+		`veil_blur_detect_duration_seconds_bucket`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	m := regexp.MustCompile(`veil_pipeline_frames_delivered_total\{camera="sample"\} (\d+)`).FindStringSubmatch(string(body))
+	if m == nil {
+		t.Fatal("no delivered count")
+	}
+	if n, _ := strconv.Atoi(m[1]); n < 1 {
+		t.Errorf("delivered %d frames", n)
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("demo after SIGINT: %v\n%s", err, stderr.String())
+	}
+	if st, err := os.Stat(filepath.Join(dir, "sample.mp4")); err != nil || st.Size() == 0 {
+		t.Errorf("recording: %v", err)
+	}
+}
