@@ -17,7 +17,7 @@
 # package opencv-doc must be installed (messi5.jpg, Megamind.avi).
 set -euo pipefail
 
-CACHE="${VEIL_CACHE:-$HOME/.cache/veil}/testdata"
+CACHE="${VEIL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/veil}/testdata"
 OUT="$CACHE/faces"
 PKGS="$CACHE/packages"
 OPENCV_DATA="${OPENCV_DATA:-/usr/share/doc/opencv-doc/examples/data}"

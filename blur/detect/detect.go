@@ -40,8 +40,8 @@ type Config struct {
 	// faces and is only a fallback; choosing it logs a warning.
 	Kind string `yaml:"kind"`
 	// ModelDir holds centerface.onnx. It defaults to $VEIL_MODEL_DIR, or
-	// $XDG_CACHE_HOME/veil/models, or ~/.cache/veil/models; `make models`
-	// fills it.
+	// $VEIL_CACHE/models, or ~/.cache/veil/models ($XDG_CACHE_HOME is
+	// honoured); `make models` fills it.
 	ModelDir string `yaml:"model_dir"`
 	// Threshold is the lowest score kept, in (0, 1). It defaults to 0.2:
 	// a false box costs a little scenery, a missed face costs privacy.
@@ -96,6 +96,9 @@ func (c *Config) Validate(prefix string) error {
 func DefaultModelDir() string {
 	if d := os.Getenv("VEIL_MODEL_DIR"); d != "" {
 		return d
+	}
+	if d := os.Getenv("VEIL_CACHE"); d != "" {
+		return filepath.Join(d, "models")
 	}
 	if d, err := os.UserCacheDir(); err == nil {
 		return filepath.Join(d, "veil", "models")

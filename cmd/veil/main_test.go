@@ -54,13 +54,15 @@ func veil(t *testing.T, env []string, args ...string) (stdout, stderr string, co
 }
 
 func cached(t *testing.T, name string) string {
-	c, _ := os.UserCacheDir()
-	if d := os.Getenv("VEIL_CACHE"); d != "" {
-		c = filepath.Dir(filepath.Join(d, "x"))
-	} else {
-		c = filepath.Join(c, "veil")
+	d := os.Getenv("VEIL_CACHE")
+	if d == "" {
+		c, err := os.UserCacheDir()
+		if err != nil {
+			t.Fatal(err)
+		}
+		d = filepath.Join(c, "veil")
 	}
-	p := filepath.Join(c, "testdata", "faces", name)
+	p := filepath.Join(d, "testdata", "faces", name)
 	if _, err := os.Stat(p); err != nil {
 		t.Fatalf("%v (run scripts/fetch-testdata.sh)", err)
 	}
@@ -281,6 +283,12 @@ func TestDemoServesMetricsAndRecords(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+	// Prometheus' own linter: names, units, _total suffixes, help text.
+	lint := exec.Command("promtool", "check", "metrics")
+	lint.Stdin = bytes.NewReader(body)
+	if out, err := lint.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
 	m := regexp.MustCompile(`veil_pipeline_frames_delivered_total\{camera="sample"\} (\d+)`).FindStringSubmatch(string(body))
 	if m == nil {

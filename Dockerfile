@@ -1,0 +1,20 @@
+# veil on Debian 12, with OpenCV 4.6 from Debian (gocv v0.32.0 pins to it).
+FROM golang:1.26-bookworm AS build
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends libopencv-dev pkg-config && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN go build -o /out/veil ./cmd/veil
+
+FROM debian:bookworm-slim
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends \
+      libopencv-dnn406 libopencv-objdetect406 libopencv-imgcodecs406 libopencv-videoio406 \
+      opencv-data opencv-doc ffmpeg python3-pip ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+COPY scripts/fetch-models.sh /usr/local/share/veil/fetch-models.sh
+ENV VEIL_MODEL_DIR=/var/lib/veil/models
+RUN bash /usr/local/share/veil/fetch-models.sh
+COPY --from=build /out/veil /usr/local/bin/veil
+ENTRYPOINT ["veil"]
+CMD ["demo", "-metrics-listen", "0.0.0.0:9108", "-out", "/var/lib/veil/demo"]

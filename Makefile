@@ -1,0 +1,44 @@
+# veil: the two commands a user needs are `make demo` and `make test`; each
+# installs what it needs first (Debian packages, the face model, test images).
+
+GO      ?= go
+BIN     := bin/veil
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+
+.PHONY: deps models testdata build demo test test-go bench clean
+
+deps:
+	bash scripts/setup.sh
+
+models: deps
+	bash scripts/fetch-models.sh
+
+testdata: deps
+	bash scripts/fetch-testdata.sh
+
+build: deps
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/veil
+
+# The main job: the whole pipeline on the built-in sample camera, no outside
+# service needed. Ctrl-C stops it.
+demo: models build
+	./$(BIN) demo
+
+# The test suite, as CI runs it (.ci/run calls exactly this).
+test: models testdata
+	$(MAKE) test-go
+
+test-go:
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+	# No gocv.Mat left open (gocv counts live Mats under this tag).
+	$(GO) test -count=1 -tags matprofile -run 'NoMatLeft' ./blur/detect/
+	docker-compose -f docker-compose.yml config -q
+	promtool check config dashboards/prometheus.yml
+
+# Speed figures, side by side with deface: writes bench-out/report.md.
+bench: models testdata build
+	bash scripts/bench.sh
+
+clean:
+	rm -rf bin bench-out veil-demo

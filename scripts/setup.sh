@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install what veil needs on Debian 12: OpenCV 4.6 (gocv v0.32.0 builds
+# against it), the Haar fallback cascade and the sample videos, ffmpeg for
+# file decode/encode, and Prometheus' promtool. Safe to run again: packages
+# already present are skipped without touching apt.
+set -euo pipefail
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+need=()
+for p in libopencv-dev opencv-data opencv-doc ffmpeg pkg-config python3-pip python3-venv prometheus docker-compose; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+	SUDO=""
+	[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+	log "apt-get install ${need[*]}"
+	$SUDO apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# go.mod asks for Go 1.26; a go of 1.21 or later fetches that toolchain from
+# the module proxy by itself (GOTOOLCHAIN=auto).
+if ! command -v go >/dev/null; then
+	log "Go is not installed: install Go 1.21 or later (Debian 12: golang-1.21 from bookworm-backports, or the official tarball)"
+	exit 1
+fi
+v=$(go env GOVERSION | sed 's/^go//')
+case "$v" in
+1.1[0-9]* | 1.20*) log "Go $v is too old: veil needs 1.21 or later"; exit 1 ;;
+esac
+log "ok (go $v)"
