@@ -321,6 +321,7 @@ func (s *Stage) Obscure(ctx context.Context, raw *frame.Raw) (*Frame, error) {
 			s.ob.region(pix, w, h, r)
 		}
 		out.faces = len(regions)
+		out.detected = len(dets)
 		s.m.faces.Add(float64(len(dets)))
 		s.m.frames.obscured.Inc()
 	}

@@ -20,6 +20,7 @@ type Frame struct {
 	height     int
 	pix        []byte
 	faces      int
+	detected   int
 	failClosed string
 }
 
@@ -43,6 +44,10 @@ func (f *Frame) Pix() []byte { return f.pix }
 // Faces is the number of regions obscured in this frame (detections plus
 // held-over boxes from recent frames). It is 0 for a fail-closed frame.
 func (f *Frame) Faces() int { return f.faces }
+
+// Detected is the number of faces the detector found in this frame (Faces
+// also counts boxes held over from earlier frames).
+func (f *Frame) Detected() int { return f.detected }
 
 // FailClosed is the reason the whole frame was obscured ("" when the
 // detector vouched for it): one of the Reason* constants.

@@ -34,7 +34,8 @@ flags:
 // summary is what an anonymize run did.
 type summary struct {
 	Frames     int
-	Faces      int // face regions obscured, summed over frames
+	Detected   int // faces the detector found, summed over frames
+	Faces      int // face regions obscured (detections and held boxes), summed over frames
 	FailClosed int
 	Dropped    int
 	Elapsed    time.Duration
@@ -45,8 +46,8 @@ func (s summary) String() string {
 	if s.Elapsed > 0 {
 		fps = float64(s.Frames) / s.Elapsed.Seconds()
 	}
-	return fmt.Sprintf("%d frames in %s (%.1f fps), %d faces obscured, %d fail-closed frames obscured whole, %d dropped",
-		s.Frames, s.Elapsed.Round(time.Millisecond), fps, s.Faces, s.FailClosed, s.Dropped)
+	return fmt.Sprintf("%d frames in %s (%.1f fps), %d faces detected, %d faces obscured, %d fail-closed frames obscured whole, %d dropped",
+		s.Frames, s.Elapsed.Round(time.Millisecond), fps, s.Detected, s.Faces, s.FailClosed, s.Dropped)
 }
 
 func cmdAnonymize(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
@@ -128,7 +129,7 @@ func anonymizeImage(ctx context.Context, stage *blur.Stage, in, out string) (sum
 	if err := sink.WriteImage(out, f); err != nil {
 		return summary{}, err
 	}
-	s := summary{Frames: 1, Faces: f.Faces(), Elapsed: time.Since(start)}
+	s := summary{Frames: 1, Detected: f.Detected(), Faces: f.Faces(), Elapsed: time.Since(start)}
 	if f.FailClosed() != "" {
 		s.FailClosed = 1
 	}
@@ -172,6 +173,7 @@ func anonymizeVideo(ctx context.Context, stage *blur.Stage, in, out string, prog
 				return err
 			}
 			sum.Frames++
+			sum.Detected += f.Detected()
 			sum.Faces += f.Faces()
 			if f.FailClosed() != "" {
 				sum.FailClosed++

@@ -186,6 +186,7 @@ func demoPass(ctx context.Context, stage *blur.Stage, pm *pipeline.Metrics, inpu
 			}
 			delivered.Inc()
 			sum.Frames++
+			sum.Detected += f.Detected()
 			sum.Faces += f.Faces()
 			if f.FailClosed() != "" {
 				sum.FailClosed++
