@@ -166,6 +166,28 @@ func TestAnonymizeVideoKeepsSizeRateCount(t *testing.T) {
 	if pout != vin {
 		t.Errorf("video stream changed: in %q out %q", vin, pout)
 	}
+	// Frames of the recording, checked by the detector: faces it is sure
+	// of in the input must be gone from the output.
+	for _, n := range []string{"5", "20", "35"} {
+		for _, f := range []struct{ src, name string }{{in, "in"}, {out, "out"}} {
+			png := filepath.Join(dir, f.name+n+".png")
+			if o, err := exec.Command("ffmpeg", "-v", "error", "-i", f.src, "-vf", "select=eq(n\\,"+n+")", "-frames:v", "1", png).CombinedOutput(); err != nil {
+				t.Fatalf("%v %s", err, o)
+			}
+		}
+		sure := func(path string) int {
+			c := 0
+			for _, s := range faceScores(t, path) {
+				if s > 0.5 {
+					c++
+				}
+			}
+			return c
+		}
+		if before, after := sure(filepath.Join(dir, "in"+n+".png")), sure(filepath.Join(dir, "out"+n+".png")); after != 0 {
+			t.Errorf("frame %s: %d faces before, %d still detectable after", n, before, after)
+		}
+	}
 }
 
 func TestAnonymizeErrors(t *testing.T) {
