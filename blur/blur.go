@@ -254,10 +254,17 @@ func (s *Stage) WarmUp(ctx context.Context, width, height int) error {
 	r := &request{img: img, ctx: ctx, copied: make(chan struct{}), res: make(chan result, 1)}
 	select {
 	case <-s.idle:
+	case <-s.done:
+		return errors.New("blur: stage closed")
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	s.reqs <- r
+	select {
+	case s.reqs <- r:
+	case <-s.done:
+		s.idle <- struct{}{}
+		return errors.New("blur: stage closed")
+	}
 	select {
 	case res := <-r.res:
 		if res.err != nil {
@@ -340,7 +347,12 @@ func (s *Stage) detect(ctx context.Context, img Image) ([]Detection, string) {
 	default:
 		return nil, s.notReady(ReasonBusy)
 	}
-	s.reqs <- r
+	select {
+	case s.reqs <- r:
+	case <-s.done: // closed: no detector to ask
+		s.idle <- struct{}{}
+		return nil, s.notReady(ReasonError)
+	}
 	// The worker copies the pixels before detecting, so that once it has
 	// done so this frame can be obscured even if the detector hangs.
 	<-r.copied

@@ -380,3 +380,18 @@ func TestConfigValidateNamesKey(t *testing.T) {
 		}
 	}
 }
+
+func TestObscureAfterCloseFailsClosed(t *testing.T) {
+	s, _ := newStage(t, Config{}, &scriptedDetector{fn: findFace})
+	s.markReady()
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	f, err := s.Obscure(context.Background(), testFrame(0))
+	if err != nil || f.FailClosed() == "" {
+		t.Fatalf("after Close: %v, fail-closed %q", err, f.FailClosed())
+	}
+	if err := s.WarmUp(context.Background(), 8, 8); err == nil {
+		t.Error("WarmUp after Close succeeded")
+	}
+}
