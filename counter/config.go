@@ -1,0 +1,179 @@
+package counter
+
+import (
+	"fmt"
+	"math"
+	"time"
+)
+
+// Point is a position in normalized frame coordinates: x to the right and y
+// down, both in [0, 1], so a configuration does not depend on resolution.
+type Point [2]float64
+
+// Line is a counting line. A person is counted when the bottom centre of
+// their box moves from one side of the line to the other, past a
+// hysteresis band, within the segment's extent.
+type Line struct {
+	// ID names the line in events and metrics (e.g. "door").
+	ID string `yaml:"id"`
+	// From and To are the segment's ends.
+	From Point `yaml:"from"`
+	To   Point `yaml:"to"`
+	// In is the direction that counts as an entry: left_to_right or
+	// right_to_left, on screen, whichever way the line is drawn:
+	// left_to_right is moving to the line's side with larger x (for a
+	// horizontal line, the side with larger y: downwards). It defaults to
+	// left_to_right.
+	In string `yaml:"in"`
+}
+
+// Zone is an area whose occupancy is reported.
+type Zone struct {
+	// ID names the zone in events and metrics.
+	ID string `yaml:"id"`
+	// Polygon is the zone's outline, at least 3 points.
+	Polygon []Point `yaml:"polygon"`
+	// Capacity is the most people the zone should hold; 0 means no limit.
+	Capacity int `yaml:"capacity"`
+}
+
+// Direction values for Line.In.
+const (
+	LeftToRight = "left_to_right"
+	RightToLeft = "right_to_left"
+)
+
+// Config is one camera's counting setup and tuning.
+type Config struct {
+	Lines []Line `yaml:"lines"`
+	Zones []Zone `yaml:"zones"`
+	// Window is how often count events are emitted, in stream time. It
+	// defaults to 10s.
+	Window time.Duration `yaml:"window"`
+	// Hysteresis is the half-width of the band around a line, as a fraction
+	// of the frame diagonal, that a person must clear on both sides for a
+	// crossing to count: jitter on the line does not count. It defaults to
+	// 0.01.
+	Hysteresis float64 `yaml:"hysteresis"`
+	// MinArea is the smallest moving blob taken for a person, as a fraction
+	// of the frame area. It defaults to 0.0015 (about 660 px at 768x576).
+	MinArea float64 `yaml:"min_area"`
+	// MaxAge is how many frames a track coasts on its prediction without a
+	// detection before it is dropped. It defaults to 10.
+	MaxAge int `yaml:"max_age"`
+	// MinHits is how many detections confirm a new track. It defaults to 3.
+	MinHits int `yaml:"min_hits"`
+	// Smooth is the number of frames occupancy is smoothed over (median).
+	// It defaults to 10.
+	Smooth int `yaml:"smooth"`
+}
+
+// Defaults fills unset fields.
+func (c *Config) Defaults() {
+	if c.Window == 0 {
+		c.Window = 10 * time.Second
+	}
+	if c.Hysteresis == 0 {
+		c.Hysteresis = 0.01
+	}
+	if c.MinArea == 0 {
+		c.MinArea = 0.0015
+	}
+	if c.MaxAge == 0 {
+		c.MaxAge = 10
+	}
+	if c.MinHits == 0 {
+		c.MinHits = 3
+	}
+	if c.Smooth == 0 {
+		c.Smooth = 10
+	}
+	for i := range c.Lines {
+		if c.Lines[i].In == "" {
+			c.Lines[i].In = LeftToRight
+		}
+	}
+}
+
+// Validate names the first bad key under prefix (e.g. "cameras[0]").
+func (c *Config) Validate(prefix string) error {
+	ids := map[string]string{}
+	inUnit := func(p Point) bool {
+		return p[0] >= 0 && p[0] <= 1 && p[1] >= 0 && p[1] <= 1
+	}
+	for i, l := range c.Lines {
+		key := fmt.Sprintf("%s.lines[%d]", prefix, i)
+		if err := validID(l.ID); err != nil {
+			return fmt.Errorf("%s.id: %w", key, err)
+		}
+		if prev, ok := ids[l.ID]; ok {
+			return fmt.Errorf("%s.id: %q is already used by %s", key, l.ID, prev)
+		}
+		ids[l.ID] = key
+		if !inUnit(l.From) {
+			return fmt.Errorf("%s.from: %v is outside the frame [0,1]x[0,1]", key, l.From)
+		}
+		if !inUnit(l.To) {
+			return fmt.Errorf("%s.to: %v is outside the frame [0,1]x[0,1]", key, l.To)
+		}
+		if math.Hypot(l.To[0]-l.From[0], l.To[1]-l.From[1]) < 0.01 {
+			return fmt.Errorf("%s.to: the line is too short", key)
+		}
+		if l.In != LeftToRight && l.In != RightToLeft {
+			return fmt.Errorf("%s.in: %q (want left_to_right or right_to_left)", key, l.In)
+		}
+	}
+	for i, z := range c.Zones {
+		key := fmt.Sprintf("%s.zones[%d]", prefix, i)
+		if err := validID(z.ID); err != nil {
+			return fmt.Errorf("%s.id: %w", key, err)
+		}
+		if prev, ok := ids[z.ID]; ok {
+			return fmt.Errorf("%s.id: %q is already used by %s", key, z.ID, prev)
+		}
+		ids[z.ID] = key
+		if len(z.Polygon) < 3 {
+			return fmt.Errorf("%s.polygon: %d points, want at least 3", key, len(z.Polygon))
+		}
+		for j, p := range z.Polygon {
+			if !inUnit(p) {
+				return fmt.Errorf("%s.polygon[%d]: %v is outside the frame [0,1]x[0,1]", key, j, p)
+			}
+		}
+		if z.Capacity < 0 {
+			return fmt.Errorf("%s.capacity: %d is negative", key, z.Capacity)
+		}
+	}
+	switch {
+	case c.Window < time.Second:
+		return fmt.Errorf("%s.window: %v is under 1s", prefix, c.Window)
+	case !(c.Hysteresis > 0 && c.Hysteresis < 0.2):
+		return fmt.Errorf("%s.hysteresis: %v is outside (0, 0.2)", prefix, c.Hysteresis)
+	case !(c.MinArea > 0 && c.MinArea < 0.5):
+		return fmt.Errorf("%s.min_area: %v is outside (0, 0.5)", prefix, c.MinArea)
+	case c.MaxAge < 1:
+		return fmt.Errorf("%s.max_age: %d is under 1", prefix, c.MaxAge)
+	case c.MinHits < 1:
+		return fmt.Errorf("%s.min_hits: %d is under 1", prefix, c.MinHits)
+	case c.Smooth < 1:
+		return fmt.Errorf("%s.smooth: %d is under 1", prefix, c.Smooth)
+	}
+	return nil
+}
+
+// validID keeps ids usable as metric label values from a bounded,
+// configured set.
+func validID(id string) error {
+	if id == "" {
+		return fmt.Errorf("empty")
+	}
+	if len(id) > 64 {
+		return fmt.Errorf("%q is longer than 64 characters", id)
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.') {
+			return fmt.Errorf("%q: use letters, digits, '_', '-' and '.'", id)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,278 @@
+// Package counter counts people on obscured frames: crossings of
+// configured lines, in and out, and the occupancy of configured zones. It
+// accepts *blur.Frame only, so it never sees a face, and emits Events that
+// carry only numbers.
+//
+// People are found as moving blobs against a learned background (pure Go,
+// no cgo), followed by a SORT-like tracker (Kalman filter and Hungarian
+// assignment). A crossing is decided by which side of the line a track's
+// anchor (the bottom centre of its box) was on, with a hysteresis band, not
+// by touching a thin band; so a fast walker who jumps over the line between
+// two frames still counts, and someone loitering on it does not count
+// again and again. A new track that starts where a lost one ended inherits
+// its sides, so an id switch does not count a person twice.
+package counter
+
+import (
+	"context"
+	"errors"
+	"image"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/veilproject/veil/blur"
+	"github.com/veilproject/veil/pipeline/queue"
+)
+
+// Deps are what a Counter needs from its wiring.
+type Deps struct {
+	// Camera names the source in events and metrics.
+	Camera string
+	// Metrics is shared by all counters of a process. Required.
+	Metrics *Metrics
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+	// Now is the clock for the run's epoch; it defaults to time.Now.
+	Now func() time.Time
+}
+
+// Counter counts one camera. It is not safe for concurrent use: frames of
+// one camera go through in order.
+type Counter struct {
+	cfg    Config
+	camera string
+	log    *slog.Logger
+	m      cameraMetrics
+	epoch  int64
+
+	started bool
+	width   int
+	height  int
+	fg      *foreground
+	tr      *tracker
+	lines   []pixLine
+	zones   []pixZone
+	base    time.Time // wall time of stream time 0
+
+	seq     uint64
+	window  int64 // index of the current window
+	entries []int
+	exits   []int
+	occHist [][]int // per zone, the last Smooth raw occupancies
+	occ     []int   // per zone, smoothed
+	peak    []int
+
+	totals []LineCount
+}
+
+// New checks cfg (after Defaults).
+func New(cfg Config, deps Deps) (*Counter, error) {
+	cfg.Defaults()
+	if err := cfg.Validate("counter"); err != nil {
+		return nil, err
+	}
+	if deps.Metrics == nil {
+		return nil, errors.New("counter: no metrics")
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	c := &Counter{
+		cfg:     cfg,
+		camera:  deps.Camera,
+		log:     deps.Logger.With("component", "counter", "camera", deps.Camera),
+		m:       deps.Metrics.forCamera(deps.Camera, cfg),
+		epoch:   deps.Now().UnixMilli(),
+		entries: make([]int, len(cfg.Lines)),
+		exits:   make([]int, len(cfg.Lines)),
+		occHist: make([][]int, len(cfg.Zones)),
+		occ:     make([]int, len(cfg.Zones)),
+		peak:    make([]int, len(cfg.Zones)),
+		totals:  make([]LineCount, len(cfg.Lines)),
+	}
+	for i, l := range cfg.Lines {
+		c.totals[i].ID = l.ID
+	}
+	return c, nil
+}
+
+func (c *Counter) start(f *blur.Frame) {
+	c.started = true
+	c.width, c.height = f.Width(), f.Height()
+	c.fg = newForeground(c.width, c.height, c.cfg.MinArea)
+	c.tr = newTracker(c.cfg.MaxAge, c.cfg.MinHits, len(c.cfg.Lines))
+	for _, l := range c.cfg.Lines {
+		c.lines = append(c.lines, newPixLine(l, c.width, c.height, c.cfg.Hysteresis))
+	}
+	for _, z := range c.cfg.Zones {
+		c.zones = append(c.zones, newPixZone(z, c.width, c.height))
+	}
+	m := f.Meta()
+	c.base = m.Captured.Add(-m.PTS)
+	c.window = int64(m.PTS / c.cfg.Window)
+}
+
+// Process counts one frame and returns the events of windows that this
+// frame closed (usually none, at most a few after a gap in the stream).
+func (c *Counter) Process(f *blur.Frame) []Event {
+	if !f.Valid() {
+		return nil
+	}
+	start := time.Now()
+	if !c.started {
+		c.start(f)
+	}
+	if f.Width() != c.width || f.Height() != c.height {
+		c.log.Warn("frame size changed: ignoring frame", "want", image.Pt(c.width, c.height), "got", f.Bounds().Size())
+		return nil
+	}
+	var events []Event
+	pts := f.Meta().PTS
+	for w := int64(pts / c.cfg.Window); c.window < w; {
+		events = append(events, c.emit())
+	}
+	// A fail-closed frame is a coarse mosaic: it would look like motion
+	// everywhere. Tracks coast through it instead.
+	var boxes []image.Rectangle
+	if f.FailClosed() == "" {
+		boxes = c.fg.blobs(f.Pix(), f.Width())
+	}
+	tracks := c.tr.update(boxes)
+	c.m.tracks.Set(float64(len(tracks)))
+	c.crossings(tracks)
+	c.occupancy(tracks)
+	c.m.frames.Inc()
+	c.m.seconds.Observe(time.Since(start).Seconds())
+	return events
+}
+
+func (c *Counter) crossings(tracks []*track) {
+	for _, t := range tracks {
+		a := t.anchor()
+		for i, l := range c.lines {
+			s := l.side(a)
+			if s == 0 {
+				continue
+			}
+			prev := t.sides[i]
+			t.sides[i] = s
+			if prev == 0 || prev == s || !l.within(a) && !l.within(t.lastAnchor) {
+				continue
+			}
+			ltr := s > 0 // moved from the left (-) to the right (+) side
+			if ltr == l.inIsLTR {
+				c.entries[i]++
+				c.totals[i].Entries++
+				c.m.entries[i].Inc()
+			} else {
+				c.exits[i]++
+				c.totals[i].Exits++
+				c.m.exits[i].Inc()
+			}
+		}
+	}
+}
+
+// occupancy counts tracks whose anchor is in each zone, smoothed by a
+// median over the last Smooth frames: it is measured, not entries minus
+// exits, so it cannot drift and needs no reset.
+func (c *Counter) occupancy(tracks []*track) {
+	for i, z := range c.zones {
+		n := 0
+		for _, t := range tracks {
+			if z.contains(t.anchor()) {
+				n++
+			}
+		}
+		h := append(c.occHist[i], n)
+		if len(h) > c.cfg.Smooth {
+			h = h[len(h)-c.cfg.Smooth:]
+		}
+		c.occHist[i] = h
+		sorted := slices.Clone(h)
+		slices.Sort(sorted)
+		c.occ[i] = sorted[len(sorted)/2]
+		c.peak[i] = max(c.peak[i], c.occ[i])
+		c.m.occupancy[i].Set(float64(c.occ[i]))
+	}
+}
+
+// emit closes the current window.
+func (c *Counter) emit() Event {
+	ev := Event{
+		Schema:      SchemaV1,
+		Camera:      c.camera,
+		Epoch:       c.epoch,
+		Seq:         c.seq,
+		WindowStart: c.base.Add(time.Duration(c.window) * c.cfg.Window).UTC(),
+		WindowEnd:   c.base.Add(time.Duration(c.window+1) * c.cfg.Window).UTC(),
+		Lines:       make([]LineCount, len(c.cfg.Lines)),
+		Zones:       make([]ZoneCount, len(c.cfg.Zones)),
+	}
+	for i, l := range c.cfg.Lines {
+		ev.Lines[i] = LineCount{ID: l.ID, Entries: c.entries[i], Exits: c.exits[i]}
+		c.entries[i], c.exits[i] = 0, 0
+	}
+	for i, z := range c.cfg.Zones {
+		ev.Zones[i] = ZoneCount{ID: z.ID, Occupancy: c.occ[i], Peak: c.peak[i], Capacity: z.Capacity}
+		c.peak[i] = c.occ[i]
+	}
+	c.seq++
+	c.window++
+	c.m.events.Inc()
+	return ev
+}
+
+// Flush closes the current, partial window (at the end of a file or on
+// shutdown) so that no counted crossing is left unreported. Its
+// WindowEnd is the window's nominal end.
+func (c *Counter) Flush() []Event {
+	if !c.started {
+		return nil
+	}
+	return []Event{c.emit()}
+}
+
+// Totals are the crossings counted since New, per line.
+func (c *Counter) Totals() []LineCount { return slices.Clone(c.totals) }
+
+// Run counts frames from in until it is closed and drained or ctx ends,
+// pushing events to out, whose policy must be queue.Block: events are never
+// dropped. Frames are passed on to next, if not nil, after counting. It
+// flushes the partial window before returning.
+func (c *Counter) Run(ctx context.Context, in *queue.Queue[*blur.Frame], out *queue.Queue[Event], next *queue.Queue[*blur.Frame]) error {
+	if next != nil {
+		defer next.Close()
+	}
+	push := func(evs []Event) error {
+		for _, e := range evs {
+			// Events must not be lost even on shutdown: the flush uses a
+			// context that outlives ctx.
+			if err := out.Push(context.WithoutCancel(ctx), e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for {
+		f, ok := in.Pop(ctx)
+		if !ok {
+			if err := push(c.Flush()); err != nil {
+				return err
+			}
+			return ctx.Err()
+		}
+		if err := push(c.Process(f)); err != nil {
+			return err
+		}
+		if next != nil {
+			if err := next.Push(ctx, f); err != nil {
+				return err
+			}
+		}
+	}
+}
