@@ -84,10 +84,10 @@ var door = Line{ID: "door", From: Point{0.5, 0}, To: Point{0.5, 1}, In: LeftToRi
 
 func TestLineCrossings(t *testing.T) {
 	cases := []struct {
-		name        string
-		people      []person
-		frames      int
-		ins, outs   int
+		name      string
+		people    []person
+		frames    int
+		ins, outs int
 	}{
 		{"walk in", []person{{from: 0, to: 60, x0: 250, y0: 300, vx: 5, w: 40, h: 100}}, 61, 1, 0},
 		{"walk out", []person{{from: 0, to: 60, x0: 550, y0: 300, vx: -5, w: 40, h: 100}}, 61, 0, 1},

@@ -16,7 +16,7 @@ import (
 type noFaces struct{}
 
 func (noFaces) Detect(context.Context, blur.Image) ([]blur.Detection, error) { return nil, nil }
-func (noFaces) Name() string                                                  { return "none" }
+func (noFaces) Name() string                                                 { return "none" }
 
 // syntheticWalk renders n frames (W x H) of a grey, lightly textured scene
 // with a dark 30x90 figure walking left to right across x = W/2, starting

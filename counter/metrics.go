@@ -19,31 +19,31 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		crossings: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "veil_counter_crossings_total",
+			Name: "veil_people_crossings_total",
 			Help: "People counted crossing a line, by direction (in or out).",
 		}, []string{"camera", "line", "direction"}),
 		occupancy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "veil_counter_zone_occupancy_people",
+			Name: "veil_people_zone_occupancy",
 			Help: "People in a zone now (smoothed).",
 		}, []string{"camera", "zone"}),
 		capacity: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "veil_counter_zone_capacity_people",
+			Name: "veil_people_zone_capacity",
 			Help: "A zone's configured capacity (0: none).",
 		}, []string{"camera", "zone"}),
 		tracks: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "veil_counter_tracked_people",
+			Name: "veil_people_tracked",
 			Help: "People tracked in view now.",
 		}, []string{"camera"}),
 		frames: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "veil_counter_frames_total",
+			Name: "veil_people_frames_total",
 			Help: "Obscured frames counted.",
 		}, []string{"camera"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "veil_counter_events_total",
+			Name: "veil_people_count_events_total",
 			Help: "Count events emitted (one per camera and window).",
 		}, []string{"camera"}),
 		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "veil_counter_process_duration_seconds",
+			Name:    "veil_people_process_duration_seconds",
 			Help:    "Time to count one frame.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 12),
 		}, []string{"camera"}),

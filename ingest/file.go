@@ -139,6 +139,9 @@ type File struct {
 	// Realtime paces frames at the file's frame rate, as a camera would
 	// deliver them; otherwise frames come as fast as they decode.
 	Realtime bool
+	// Loop replays the file from the start at its end, forever, as one
+	// continuous source.
+	Loop bool
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 
@@ -171,8 +174,24 @@ func (f *File) Info() VideoInfo { return f.info }
 // of the file and an error naming the file if decoding failed.
 func (f *File) Run(ctx context.Context, out *queue.Queue[*frame.Raw]) error {
 	defer out.Close()
-	parent := ctx
-	ctx, cancel := context.WithCancel(ctx)
+	start := time.Now()
+	var seq uint64
+	for {
+		n, err := f.pass(ctx, out, &seq, start)
+		if err != nil || !f.Loop {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("input %s: no frames decoded", f.Path)
+		}
+	}
+}
+
+// pass decodes the file once, numbering frames on from *seq, so that a
+// looping file looks like one continuous camera (sequence numbers and
+// timestamps keep growing).
+func (f *File) pass(parent context.Context, out *queue.Queue[*frame.Raw], seq *uint64, start time.Time) (int, error) {
+	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	// -noautorotate keeps the probed size; -fps_mode passthrough keeps every
 	// decoded frame, neither duplicating nor dropping any.
@@ -183,25 +202,24 @@ func (f *File) Run(ctx context.Context, out *queue.Queue[*frame.Raw]) error {
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("input %s: starting ffmpeg: %w", f.Path, err)
+		return 0, fmt.Errorf("input %s: starting ffmpeg: %w", f.Path, err)
 	}
 	size := f.info.Width * f.info.Height * 3
 	r := bufio.NewReaderSize(stdout, size)
-	start := time.Now()
-	var seq uint64
+	n := 0
 	var readErr error
 	for {
-		raw := frame.NewRaw(frame.Meta{Camera: f.Camera, Seq: seq}, f.info.Width, f.info.Height)
+		raw := frame.NewRaw(frame.Meta{Camera: f.Camera, Seq: *seq}, f.info.Width, f.info.Height)
 		if _, err := io.ReadFull(r, raw.Pix); err != nil {
 			if !errors.Is(err, io.EOF) {
-				readErr = fmt.Errorf("input %s: truncated frame %d: %w", f.Path, seq, err)
+				readErr = fmt.Errorf("input %s: truncated frame %d: %w", f.Path, n, err)
 			}
 			break
 		}
-		raw.PTS = time.Duration(float64(seq) / f.info.FPS * float64(time.Second))
+		raw.PTS = time.Duration(float64(*seq) / f.info.FPS * float64(time.Second))
 		raw.Captured = time.Now()
 		if f.Realtime {
 			if d := time.Until(start.Add(raw.PTS)); d > 0 {
@@ -215,7 +233,8 @@ func (f *File) Run(ctx context.Context, out *queue.Queue[*frame.Raw]) error {
 			readErr = err
 			break
 		}
-		seq++
+		*seq++
+		n++
 		f.decoded.Add(1)
 	}
 	if readErr != nil {
@@ -224,18 +243,18 @@ func (f *File) Run(ctx context.Context, out *queue.Queue[*frame.Raw]) error {
 	_, _ = io.Copy(io.Discard, stdout)
 	waitErr := cmd.Wait()
 	if err := parent.Err(); err != nil {
-		return err
+		return n, err
 	}
 	if readErr != nil {
-		return readErr
+		return n, readErr
 	}
 	if waitErr != nil {
-		return fmt.Errorf("input %s: decoding failed after %d frames: %s", f.Path, seq, firstLine(stderr.String(), waitErr))
+		return n, fmt.Errorf("input %s: decoding failed after %d frames: %s", f.Path, n, firstLine(stderr.String(), waitErr))
 	}
-	if seq == 0 {
-		return fmt.Errorf("input %s: no frames decoded", f.Path)
+	if n == 0 {
+		return 0, fmt.Errorf("input %s: no frames decoded", f.Path)
 	}
-	return nil
+	return n, nil
 }
 
 // DecodeImage reads a JPEG or PNG into a raw frame.

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -197,6 +198,31 @@ func TestDecodeImage(t *testing.T) {
 	bad := filepath.Join(dir, "bad.jpg")
 	os.WriteFile(bad, []byte("nope"), 0o644)
 	if _, err := DecodeImage(bad, "cam"); err == nil || !strings.Contains(err.Error(), "bad.jpg: not a readable image") {
+		t.Errorf("got %v", err)
+	}
+}
+
+func TestFileLoopsAsOneSource(t *testing.T) {
+	path := makeVideo(t, "loop.mp4", 5, "64x48", "10")
+	src, err := NewFile(context.Background(), path, "cam", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.Loop = true
+	ctx, cancel := context.WithCancel(context.Background())
+	q := queue.New[*frame.Raw](2, queue.Block, nil)
+	errc := make(chan error, 1)
+	go func() { errc <- src.Run(ctx, q) }()
+	for i := 0; i < 12; i++ {
+		r := <-q.C()
+		if r.Seq != uint64(i) || r.PTS != time.Duration(i)*100*time.Millisecond {
+			t.Fatalf("frame %d: seq %d pts %v", i, r.Seq, r.PTS)
+		}
+	}
+	cancel()
+	for range q.C() {
+	}
+	if err := <-errc; err != context.Canceled {
 		t.Errorf("got %v", err)
 	}
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	_ "embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/veilproject/veil/blur"
 	"github.com/veilproject/veil/blur/detect"
+	"github.com/veilproject/veil/counter"
 	"github.com/veilproject/veil/ingest"
 	"github.com/veilproject/veil/pipeline"
 	"github.com/veilproject/veil/pipeline/frame"
@@ -30,12 +33,19 @@ import (
 // seen from above, from Debian's opencv-doc package.
 const DefaultSample = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"
 
+// sampleCounting is the built-in camera's counting line and zone.
+//
+//go:embed sample.yaml
+var sampleCounting []byte
+
 const demoUsage = `usage: veil demo [flags]
 
 Runs veil on a built-in camera with no outside service: the sample video is
-replayed in real time as camera "sample", every frame is obscured, the
-obscured video is written to -out, and Prometheus metrics are served on
--metrics-listen. It loops until interrupted (or once, with -once).
+replayed in a loop, in real time, as camera "sample"; every frame is
+obscured, then people are counted on the obscured frames. Count events are
+printed as JSON lines, the first pass of obscured video is recorded to
+-out, and Prometheus metrics are served on -metrics-listen. Ctrl-C stops it
+cleanly (the last count window is flushed, the recording finished).
 
 flags:
 `
@@ -45,20 +55,28 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	var of obscureFlags
 	of.register(fs, 2*time.Second)
 	input := fs.String("input", DefaultSample, "sample video played as the camera")
+	countCfg := fs.String("count-config", "", "counting config for the camera (default: the built-in one for the sample)")
 	outDir := fs.String("out", "veil-demo", "directory for the obscured recording")
 	listen := fs.String("metrics-listen", "127.0.0.1:9108", "address serving /metrics")
 	once := fs.Bool("once", false, "play the sample once and exit")
 	fast := fs.Bool("fast", false, "decode as fast as possible instead of in real time (frames are never dropped then)")
+	window := fs.Duration("window", 10*time.Second, "count event window")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
 	if err := of.validate(); err != nil {
 		return err
 	}
+	ccfg, err := demoCountConfig(*countCfg)
+	if err != nil {
+		return err
+	}
+	ccfg.Window = *window
 	if err := os.MkdirAll(*outDir, 0o755); err != nil {
 		return fmt.Errorf("demo output %s: %w", *outDir, unwrapPathErr(err))
 	}
 
+	// Everything this process exports, built here and handed down.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	bm, err := blur.NewMetrics(reg)
@@ -69,17 +87,45 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	if err != nil {
 		return err
 	}
+	cm, err := counter.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+
+	const camera = "sample"
+	src, err := ingest.NewFile(ctx, *input, camera, log)
+	if err != nil {
+		return err
+	}
+	src.Realtime, src.Loop = !*fast, !*once
+	info := src.Info()
 	det, err := detect.New(of.det, log)
 	if err != nil {
 		return err
 	}
 	defer det.Close()
-	const camera = "sample"
 	stage, err := blur.New(of.blur, blur.Deps{Camera: camera, Detector: det, Metrics: bm, Logger: log})
 	if err != nil {
 		return err
 	}
 	defer stage.Close(context.Background())
+	cnt, err := counter.New(ccfg, counter.Deps{Camera: camera, Metrics: cm, Logger: log})
+	if err != nil {
+		return err
+	}
+	recPath := filepath.Join(*outDir, camera+".mp4")
+	// The encoder outlives a cancelled context so that shutdown finishes the
+	// recording instead of leaving a broken file.
+	rec, err := sink.NewVideo(context.WithoutCancel(ctx), recPath, sink.VideoOptions{Width: info.Width, Height: info.Height, FrameRate: info.FrameRate, Preset: "ultrafast"})
+	if err != nil {
+		return err
+	}
+	defer rec.Abort()
+	// One pass of the sample is recorded; the demo keeps counting after.
+	recordFor := time.Duration(float64(info.Frames) / info.FPS * float64(time.Second))
+	if info.Frames == 0 {
+		recordFor = time.Minute
+	}
 
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
@@ -88,123 +134,109 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	fmt.Fprintf(stdout, "veil demo: camera %q from %s\n  metrics:   http://%s/metrics\n  recording: %s\n",
-		camera, *input, ln.Addr(), filepath.Join(*outDir, "sample.mp4"))
+	fmt.Fprintf(stdout, "veil demo: camera %q from %s\n  metrics:   http://%s/metrics\n  recording: %s\n  counting:  %d line(s), %d zone(s), events every %s\n",
+		camera, *input, ln.Addr(), recPath, len(ccfg.Lines), len(ccfg.Zones), ccfg.Window)
 
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("metrics server: %w", err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-gctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return srv.Shutdown(sctx)
-	})
-	g.Go(func() error {
-		defer func() { go srv.Close() }()
-		for pass := 1; ; pass++ {
-			sum, err := demoPass(gctx, stage, pm, *input, camera, *outDir, !*fast, log)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "pass %d: %s\n", pass, sum)
-			if *once {
-				return errDemoDone
-			}
-		}
-	})
-	err = g.Wait()
-	if errors.Is(err, errDemoDone) || (errors.Is(err, context.Canceled) && ctx.Err() != nil) {
-		return nil
-	}
-	return err
-}
-
-var errDemoDone = errors.New("demo finished")
-
-// demoPass plays the sample once, live: the source is paced in real time
-// and its queue drops the oldest frame when blur falls behind, as a camera
-// would; the recording sink gets every frame blur produces.
-func demoPass(ctx context.Context, stage *blur.Stage, pm *pipeline.Metrics, input, camera, outDir string, realtime bool, log *slog.Logger) (summary, error) {
-	start := time.Now()
-	src, err := ingest.NewFile(ctx, input, camera, log)
-	if err != nil {
-		return summary{}, err
-	}
-	src.Realtime = realtime
-	info := src.Info()
-	out := filepath.Join(outDir, camera+".mp4")
-	// The encoder outlives a cancelled context so that shutdown finishes the
-	// recording instead of leaving a broken file.
-	enc, err := sink.NewVideo(context.WithoutCancel(ctx), out, sink.VideoOptions{Width: info.Width, Height: info.Height, FrameRate: info.FrameRate, Preset: "ultrafast"})
-	if err != nil {
-		return summary{}, err
-	}
-	defer enc.Abort()
-
+	// Queues, from source to sinks. Video may be dropped (oldest first,
+	// counted) only before blur, where a live camera must not wait; after
+	// blur everything blocks, and count events are never dropped.
 	dropped := pm.FramesDropped.WithLabelValues(camera, "blur", pipeline.DropQueueFull)
 	policy := queue.DropOldest
-	if !realtime {
+	if *fast {
 		policy = queue.Block
 	}
 	raws := queue.New[*frame.Raw](2, policy, func(*frame.Raw) { dropped.Inc() })
-	counted := queue.New[*frame.Raw](2, queue.Block, nil)
+	toBlur := queue.New[*frame.Raw](1, queue.Block, nil)
 	obscured := queue.New[*blur.Frame](8, queue.Block, nil)
-	in, delivered := pm.FramesIn.WithLabelValues(camera), pm.FramesOut.WithLabelValues(camera)
+	counted := queue.New[*blur.Frame](8, queue.Block, nil)
+	events := queue.New[counter.Event](64, queue.Block, nil)
+	decoded, delivered := pm.FramesIn.WithLabelValues(camera), pm.FramesOut.WithLabelValues(camera)
 
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return src.Run(gctx, raws) })
-	g.Go(func() error {
-		// Counting happens after the dropping queue so that decoded minus
-		// delivered equals what was dropped.
-		defer counted.Close()
-		for {
-			r, ok := raws.Pop(gctx)
-			if !ok {
-				return gctx.Err()
-			}
-			in.Inc()
-			if err := counted.Push(gctx, r); err != nil {
+	pipe, pctx := errgroup.WithContext(ctx)
+	pipe.Go(func() error { return src.Run(pctx, raws) })
+	pipe.Go(func() error {
+		// Counted after the dropping queue: decoded minus delivered is what
+		// was dropped.
+		defer toBlur.Close()
+		for r := range raws.C() {
+			decoded.Inc()
+			if err := toBlur.Push(pctx, r); err != nil {
 				return err
 			}
 		}
+		return nil
 	})
-	g.Go(func() error { return stage.Run(gctx, counted, obscured) })
-	var sum summary
-	g.Go(func() error {
-		for {
-			f, ok := obscured.Pop(gctx)
-			if !ok {
-				return gctx.Err()
-			}
-			if err := enc.Write(f); err != nil {
-				return err
-			}
+	pipe.Go(func() error { return stage.Run(pctx, toBlur, obscured) })
+	pipe.Go(func() error {
+		defer events.Close()
+		return cnt.Run(pctx, obscured, events, counted)
+	})
+	frames, faces, failClosed := 0, 0, 0
+	pipe.Go(func() error {
+		recording := true
+		for f := range counted.C() {
 			delivered.Inc()
-			sum.Frames++
-			sum.Detected += f.Detected()
-			sum.Faces += f.Faces()
+			frames++
+			faces += f.Faces()
 			if f.FailClosed() != "" {
-				sum.FailClosed++
+				failClosed++
+			}
+			if recording && f.Meta().PTS < recordFor {
+				if err := rec.Write(f); err != nil {
+					return err
+				}
+			} else if recording {
+				recording = false
+				if err := rec.Close(); err != nil {
+					return err
+				}
+				log.Info("recording finished", "path", recPath)
 			}
 		}
+		return nil
 	})
-	runErr := g.Wait()
-	if runErr != nil && ctx.Err() == nil {
-		return summary{}, runErr
+	pipe.Go(func() error {
+		enc := json.NewEncoder(stdout)
+		for e := range events.C() {
+			if err := enc.Encode(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+
+	serveErr := make(chan error, 1)
+	go func() {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			serveErr <- fmt.Errorf("metrics server: %w", err)
+		}
+		close(serveErr)
+	}()
+	runErr := pipe.Wait()
+	if err := rec.Close(); err != nil && runErr == nil && !errors.Is(err, sink.ErrAborted) {
+		runErr = err
 	}
-	if err := enc.Close(); err != nil {
-		return summary{}, err
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(sctx)
+	if err := <-serveErr; err != nil && runErr == nil {
+		runErr = err
 	}
-	if runErr != nil {
-		log.Info("recording finished early on shutdown", "path", out, "frames", sum.Frames)
-		return summary{}, runErr
+	fmt.Fprintf(stdout, "veil demo: %d frames obscured (%d faces, %d fail-closed), %d dropped before blur; crossings:", frames, faces, failClosed, int(src.Decoded())-frames)
+	for _, t := range cnt.Totals() {
+		fmt.Fprintf(stdout, " %s %d in %d out;", t.ID, t.Entries, t.Exits)
 	}
-	sum.Dropped = int(src.Decoded()) - sum.Frames
-	sum.Elapsed = time.Since(start)
-	return sum, nil
+	fmt.Fprintln(stdout)
+	if runErr != nil && errors.Is(runErr, context.Canceled) && ctx.Err() != nil {
+		return nil // Ctrl-C: a clean stop
+	}
+	return runErr
+}
+
+// demoCountConfig loads path, or the built-in sample config.
+func demoCountConfig(path string) (counter.Config, error) {
+	if path != "" {
+		return loadCounterConfig(path)
+	}
+	return parseCounterConfig("built-in sample.yaml", sampleCounting)
 }

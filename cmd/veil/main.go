@@ -2,6 +2,7 @@
 // frame passes face detection and irreversible obscuring first.
 //
 //	veil anonymize IN OUT   obscure faces in an image or video file
+//	veil count VIDEO        count people crossing lines, on obscured frames
 //	veil demo               the whole pipeline on a built-in sample
 //	veil version
 package main
@@ -28,6 +29,8 @@ const usage = `veil anonymizes camera video before anything is stored.
 
 usage:
   veil anonymize [flags] IN OUT   obscure every face in an image (jpg, png) or video (mp4, avi, mkv, mov)
+  veil count -config LINES.yaml VIDEO
+                                  count people crossing lines and in zones (on obscured frames)
   veil demo [flags]               run the pipeline on the built-in sample camera and serve /metrics
   veil version
 
@@ -47,6 +50,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "anonymize":
 		err = cmdAnonymize(ctx, args[1:], stdout, stderr, log)
+	case "count":
+		err = cmdCount(ctx, args[1:], stdout, stderr, log)
 	case "demo":
 		err = cmdDemo(ctx, args[1:], stdout, stderr, log)
 	case "version":

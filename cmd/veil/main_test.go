@@ -4,13 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,6 +18,7 @@ import (
 
 	"github.com/veilproject/veil/blur"
 	"github.com/veilproject/veil/blur/detect"
+	"github.com/veilproject/veil/counter"
 	"github.com/veilproject/veil/ingest"
 )
 
@@ -241,14 +242,14 @@ func lastLines(s string) string {
 	return strings.Join(keep, "\n")
 }
 
-func TestDemoServesMetricsAndRecords(t *testing.T) {
+func TestDemoServesMetricsCountsAndRecords(t *testing.T) {
 	dir := t.TempDir()
 	clip := filepath.Join(dir, "clip.avi")
 	if out, err := exec.Command("ffmpeg", "-v", "error", "-i", "/usr/share/doc/opencv-doc/examples/data/vtest.avi",
 		"-frames:v", "12", "-c:v", "mpeg4", clip).CombinedOutput(); err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
-	cmd := exec.Command(veilBin, "demo", "-input", clip, "-out", dir, "-metrics-listen", "127.0.0.1:0")
+	cmd := exec.Command(veilBin, "demo", "-input", clip, "-out", dir, "-metrics-listen", "127.0.0.1:0", "-window", "1s")
 	stdout, _ := cmd.StdoutPipe()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -256,36 +257,38 @@ func TestDemoServesMetricsAndRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
-	sc := bufio.NewScanner(stdout)
-	var url string
-	passes := make(chan string, 10)
+	lines := make(chan string, 100)
 	go func() {
+		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			line := sc.Text()
-			if m := regexp.MustCompile(`metrics: +(http://\S+)`).FindStringSubmatch(line); m != nil {
-				passes <- "url " + m[1]
-			}
-			if strings.HasPrefix(line, "pass ") {
-				passes <- line
-			}
+			lines <- sc.Text()
 		}
-		close(passes)
+		close(lines)
 	}()
 	deadline := time.After(3 * time.Minute)
-	var pass string
-	for pass == "" {
+	var url string
+	events := 0
+	for events < 3 {
 		select {
-		case l, ok := <-passes:
+		case l, ok := <-lines:
 			if !ok {
 				t.Fatalf("demo exited: %s", stderr.String())
 			}
-			if strings.HasPrefix(l, "url ") {
-				url = strings.TrimPrefix(l, "url ")
-			} else {
-				pass = l
+			if m := regexp.MustCompile(`metrics: +(http://\S+)`).FindStringSubmatch(l); m != nil {
+				url = m[1]
+			}
+			if strings.HasPrefix(l, "{") {
+				var e counter.Event
+				if err := json.Unmarshal([]byte(l), &e); err != nil {
+					t.Fatalf("event line %q: %v", l, err)
+				}
+				if e.Schema != counter.SchemaV1 || e.Camera != "sample" || e.Seq != uint64(events) || len(e.Lines) != 1 || e.Lines[0].ID != "road" {
+					t.Errorf("event %d: %+v", events, e)
+				}
+				events++
 			}
 		case <-deadline:
-			t.Fatal("no pass finished in 3 minutes")
+			t.Fatalf("no 3 count events in 3 minutes: %s", stderr.String())
 		}
 	}
 	resp, err := http.Get(url)
@@ -301,6 +304,10 @@ func TestDemoServesMetricsAndRecords(t *testing.T) {
 		`veil_ingest_frames_decoded_total{camera="sample"}`,
 		`veil_pipeline_frames_delivered_total{camera="sample"}`,
 		`veil_blur_detect_duration_seconds_bucket`,
+		`veil_people_crossings_total{camera="sample",direction="in",line="road"}`,
+		`veil_people_zone_occupancy{camera="sample",zone="road_area"}`,
+		`veil_people_zone_capacity{camera="sample",zone="road_area"} 8`,
+		`veil_people_count_events_total{camera="sample"}`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)
@@ -312,18 +319,20 @@ func TestDemoServesMetricsAndRecords(t *testing.T) {
 	if out, err := lint.CombinedOutput(); err != nil {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
-	m := regexp.MustCompile(`veil_pipeline_frames_delivered_total\{camera="sample"\} (\d+)`).FindStringSubmatch(string(body))
-	if m == nil {
-		t.Fatal("no delivered count")
-	}
-	if n, _ := strconv.Atoi(m[1]); n < 1 {
-		t.Errorf("delivered %d frames", n)
-	}
 	cmd.Process.Signal(syscall.SIGINT)
+	var rest []string
+	for l := range lines {
+		rest = append(rest, l)
+	}
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("demo after SIGINT: %v\n%s", err, stderr.String())
 	}
-	if st, err := os.Stat(filepath.Join(dir, "sample.mp4")); err != nil || st.Size() == 0 {
-		t.Errorf("recording: %v", err)
+	if last := rest[len(rest)-1]; !strings.HasPrefix(last, "veil demo: ") || !strings.Contains(last, "crossings: road") {
+		t.Errorf("summary: %q", last)
+	}
+	b, err := exec.Command("ffprobe", "-v", "error", "-count_frames", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0",
+		filepath.Join(dir, "sample.mp4")).Output()
+	if err != nil || strings.TrimSpace(string(b)) == "0" {
+		t.Errorf("recording: %v %q", err, b)
 	}
 }

@@ -21,6 +21,9 @@ import (
 	"github.com/veilproject/veil/blur"
 )
 
+// ErrAborted is what Close returns after Abort.
+var ErrAborted = errors.New("sink: aborted")
+
 // ErrNotObscured is returned for a frame that blur did not make (a zero
 // value).
 var ErrNotObscured = errors.New("sink: frame was not made by blur; refusing to write it")
@@ -156,7 +159,7 @@ func (v *Video) Abort() {
 		}
 		v.cmd.Wait()
 		os.Remove(v.tmp)
-		v.closeErr = errors.New("aborted")
+		v.closeErr = ErrAborted
 	})
 }
 
