@@ -65,6 +65,7 @@ func TestPrivacyBoundaries(t *testing.T) {
 		"ingest":         {"blur", "counter", "pipeline/sink"},
 		"pipeline/sink":  {"ingest", "pipeline/frame"},
 		"pipeline/queue": {"blur", "ingest"},
+		"counter":        {"ingest", "pipeline/frame", "blur/detect", "pipeline/sink"},
 	}
 	for from, tos := range forbid {
 		for _, to := range tos {

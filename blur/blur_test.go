@@ -203,7 +203,7 @@ func TestPoisonedDetectorNeverPassesAFace(t *testing.T) {
 			det := &scriptedDetector{fn: tc.fn}
 			s, reg := newStage(t, Config{Deadline: 50 * time.Millisecond}, det)
 			t.Cleanup(func() { close(release) }) // runs before the stage's Close
-			s.markReady() // past warm-up, so the reason is the fault itself
+			s.markReady()                        // past warm-up, so the reason is the fault itself
 			f, err := s.Obscure(context.Background(), testFrame(1))
 			if err != nil {
 				t.Fatal(err)

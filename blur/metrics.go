@@ -53,7 +53,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 }
 
 type stageMetrics struct {
-	frames   struct {
+	frames struct {
 		obscured, failClosed, dropped, invalid prometheus.Counter
 	}
 	failClosed     map[string]prometheus.Counter

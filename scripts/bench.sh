@@ -39,7 +39,7 @@ if [ ! -f "$CLIP" ]; then
 fi
 
 log "go test -bench (detector, obscuring)"
-go test -run XXX -bench . -benchtime 5x ./blur/ ./blur/detect/ | tee "$OUT/go-bench.txt" >&2
+go test -run XXX -bench . -benchtime 5x ./blur/ ./blur/detect/ ./counter/ | tee "$OUT/go-bench.txt" >&2
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 

@@ -23,7 +23,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type noFaces struct{}
 
 func (noFaces) Detect(context.Context, blur.Image) ([]blur.Detection, error) { return nil, nil }
-func (noFaces) Name() string                                                  { return "none" }
+func (noFaces) Name() string                                                 { return "none" }
 
 func obscuredFrames(t *testing.T, n, w, h int) []*blur.Frame {
 	t.Helper()
