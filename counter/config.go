@@ -2,6 +2,8 @@ package counter
 
 import (
 	"fmt"
+
+	"github.com/veilproject/veil/pipeline/footfall"
 	"math"
 	"time"
 )
@@ -103,7 +105,7 @@ func (c *Config) Validate(prefix string) error {
 	}
 	for i, l := range c.Lines {
 		key := fmt.Sprintf("%s.lines[%d]", prefix, i)
-		if err := validID(l.ID); err != nil {
+		if err := footfall.ValidID(l.ID); err != nil {
 			return fmt.Errorf("%s.id: %w", key, err)
 		}
 		if prev, ok := ids[l.ID]; ok {
@@ -125,7 +127,7 @@ func (c *Config) Validate(prefix string) error {
 	}
 	for i, z := range c.Zones {
 		key := fmt.Sprintf("%s.zones[%d]", prefix, i)
-		if err := validID(z.ID); err != nil {
+		if err := footfall.ValidID(z.ID); err != nil {
 			return fmt.Errorf("%s.id: %w", key, err)
 		}
 		if prev, ok := ids[z.ID]; ok {
@@ -157,23 +159,6 @@ func (c *Config) Validate(prefix string) error {
 		return fmt.Errorf("%s.min_hits: %d is under 1", prefix, c.MinHits)
 	case c.Smooth < 1:
 		return fmt.Errorf("%s.smooth: %d is under 1", prefix, c.Smooth)
-	}
-	return nil
-}
-
-// validID keeps ids usable as metric label values from a bounded,
-// configured set.
-func validID(id string) error {
-	if id == "" {
-		return fmt.Errorf("empty")
-	}
-	if len(id) > 64 {
-		return fmt.Errorf("%q is longer than 64 characters", id)
-	}
-	for _, r := range id {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.') {
-			return fmt.Errorf("%q: use letters, digits, '_', '-' and '.'", id)
-		}
 	}
 	return nil
 }

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/veilproject/veil/blur"
+	"github.com/veilproject/veil/pipeline/footfall"
 	"github.com/veilproject/veil/pipeline/queue"
 )
 
@@ -76,7 +77,7 @@ type Counter struct {
 	occ     []int   // per zone, smoothed
 	peak    []int
 
-	totals []LineCount
+	totals []footfall.LineCount
 }
 
 // New checks cfg (after Defaults).
@@ -106,7 +107,7 @@ func New(cfg Config, deps Deps) (*Counter, error) {
 		occHist:    make([][]int, len(cfg.Zones)),
 		occ:        make([]int, len(cfg.Zones)),
 		peak:       make([]int, len(cfg.Zones)),
-		totals:     make([]LineCount, len(cfg.Lines)),
+		totals:     make([]footfall.LineCount, len(cfg.Lines)),
 	}
 	for i, l := range cfg.Lines {
 		c.totals[i].ID = l.ID
@@ -132,7 +133,7 @@ func (c *Counter) start(f *blur.Frame) {
 
 // Process counts one frame and returns the events of windows that this
 // frame closed (usually none, at most a few after a gap in the stream).
-func (c *Counter) Process(f *blur.Frame) []Event {
+func (c *Counter) Process(f *blur.Frame) []footfall.Event {
 	if !f.Valid() {
 		return nil
 	}
@@ -144,7 +145,7 @@ func (c *Counter) Process(f *blur.Frame) []Event {
 		c.log.Warn("frame size changed: ignoring frame", "want", image.Pt(c.width, c.height), "got", f.Bounds().Size())
 		return nil
 	}
-	var events []Event
+	var events []footfall.Event
 	pts := f.Meta().PTS
 	c.seqNow = f.Meta().Seq
 	for w := int64(pts / c.cfg.Window); c.window < w; {
@@ -222,23 +223,23 @@ func (c *Counter) occupancy(tracks []*track) {
 }
 
 // emit closes the current window.
-func (c *Counter) emit() Event {
-	ev := Event{
-		Schema:      SchemaV1,
+func (c *Counter) emit() footfall.Event {
+	ev := footfall.Event{
+		Schema:      footfall.SchemaV1,
 		Camera:      c.camera,
 		Epoch:       c.epoch,
 		Seq:         c.seq,
 		WindowStart: c.base.Add(time.Duration(c.window) * c.cfg.Window).UTC(),
 		WindowEnd:   c.base.Add(time.Duration(c.window+1) * c.cfg.Window).UTC(),
-		Lines:       make([]LineCount, len(c.cfg.Lines)),
-		Zones:       make([]ZoneCount, len(c.cfg.Zones)),
+		Lines:       make([]footfall.LineCount, len(c.cfg.Lines)),
+		Zones:       make([]footfall.ZoneCount, len(c.cfg.Zones)),
 	}
 	for i, l := range c.cfg.Lines {
-		ev.Lines[i] = LineCount{ID: l.ID, Entries: c.entries[i], Exits: c.exits[i]}
+		ev.Lines[i] = footfall.LineCount{ID: l.ID, Entries: c.entries[i], Exits: c.exits[i]}
 		c.entries[i], c.exits[i] = 0, 0
 	}
 	for i, z := range c.cfg.Zones {
-		ev.Zones[i] = ZoneCount{ID: z.ID, Occupancy: c.occ[i], Peak: c.peak[i], Capacity: z.Capacity}
+		ev.Zones[i] = footfall.ZoneCount{ID: z.ID, Occupancy: c.occ[i], Peak: c.peak[i], Capacity: z.Capacity}
 		c.peak[i] = c.occ[i]
 	}
 	c.seq++
@@ -250,25 +251,25 @@ func (c *Counter) emit() Event {
 // Flush closes the current, partial window (at the end of a file or on
 // shutdown) so that no counted crossing is left unreported. Its
 // WindowEnd is the window's nominal end.
-func (c *Counter) Flush() []Event {
+func (c *Counter) Flush() []footfall.Event {
 	if !c.started {
 		return nil
 	}
-	return []Event{c.emit()}
+	return []footfall.Event{c.emit()}
 }
 
 // Totals are the crossings counted since New, per line.
-func (c *Counter) Totals() []LineCount { return slices.Clone(c.totals) }
+func (c *Counter) Totals() []footfall.LineCount { return slices.Clone(c.totals) }
 
 // Run counts frames from in until it is closed and drained or ctx ends,
 // pushing events to out, whose policy must be queue.Block: events are never
 // dropped. Frames are passed on to next, if not nil, after counting. It
 // flushes the partial window before returning.
-func (c *Counter) Run(ctx context.Context, in *queue.Queue[*blur.Frame], out *queue.Queue[Event], next *queue.Queue[*blur.Frame]) error {
+func (c *Counter) Run(ctx context.Context, in *queue.Queue[*blur.Frame], out *queue.Queue[footfall.Event], next *queue.Queue[*blur.Frame]) error {
 	if next != nil {
 		defer next.Close()
 	}
-	push := func(evs []Event) error {
+	push := func(evs []footfall.Event) error {
 		for _, e := range evs {
 			// Events must not be lost even on shutdown: the flush uses a
 			// context that outlives ctx.

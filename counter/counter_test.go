@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/veilproject/veil/blur"
+	"github.com/veilproject/veil/pipeline/footfall"
 	"github.com/veilproject/veil/pipeline/queue"
 )
 
@@ -242,7 +243,7 @@ func TestEventsAreAnonymousAndSequenced(t *testing.T) {
 		t.Fatal(err)
 	}
 	in := queue.New[*blur.Frame](4, queue.Block, nil)
-	out := queue.New[Event](100, queue.Block, nil)
+	out := queue.New[footfall.Event](100, queue.Block, nil)
 	errc := make(chan error, 1)
 	go func() { errc <- c.Run(context.Background(), in, out, nil) }()
 	for _, f := range frames {
@@ -253,7 +254,7 @@ func TestEventsAreAnonymousAndSequenced(t *testing.T) {
 		t.Fatal(err)
 	}
 	out.Close()
-	var evs []Event
+	var evs []footfall.Event
 	for e := range out.C() {
 		evs = append(evs, e)
 	}
@@ -262,7 +263,7 @@ func TestEventsAreAnonymousAndSequenced(t *testing.T) {
 	}
 	ins := 0
 	for i, e := range evs {
-		if e.Seq != uint64(i) || e.Epoch != 1700000000000 || e.Schema != SchemaV1 || e.Camera != "cam" {
+		if e.Seq != uint64(i) || e.Epoch != 1700000000000 || e.Schema != footfall.SchemaV1 || e.Camera != "cam" {
 			t.Errorf("event %d: %+v", i, e)
 		}
 		if e.WindowEnd.Sub(e.WindowStart) != 2*time.Second || (i > 0 && !e.WindowStart.Equal(evs[i-1].WindowEnd)) {

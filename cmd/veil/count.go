@@ -19,6 +19,7 @@ import (
 	"github.com/veilproject/veil/blur/detect"
 	"github.com/veilproject/veil/counter"
 	"github.com/veilproject/veil/ingest"
+	"github.com/veilproject/veil/pipeline/footfall"
 	"github.com/veilproject/veil/pipeline/frame"
 	"github.com/veilproject/veil/pipeline/queue"
 )
@@ -123,7 +124,7 @@ func cmdCount(ctx context.Context, args []string, stdout, stderr io.Writer, log 
 	raws := queue.New[*frame.Raw](4, queue.Block, nil)
 	obscured := queue.New[*blur.Frame](4, queue.Block, nil)
 	counted := queue.New[*blur.Frame](4, queue.Block, nil)
-	evq := queue.New[counter.Event](64, queue.Block, nil)
+	evq := queue.New[footfall.Event](64, queue.Block, nil)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return src.Run(gctx, raws) })
 	g.Go(func() error { return stage.Run(gctx, raws, obscured) })

@@ -24,6 +24,7 @@ import (
 	"github.com/veilproject/veil/counter"
 	"github.com/veilproject/veil/ingest"
 	"github.com/veilproject/veil/pipeline"
+	"github.com/veilproject/veil/pipeline/footfall"
 	"github.com/veilproject/veil/pipeline/frame"
 	"github.com/veilproject/veil/pipeline/queue"
 	"github.com/veilproject/veil/pipeline/sink"
@@ -149,7 +150,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	toBlur := queue.New[*frame.Raw](1, queue.Block, nil)
 	obscured := queue.New[*blur.Frame](8, queue.Block, nil)
 	counted := queue.New[*blur.Frame](8, queue.Block, nil)
-	events := queue.New[counter.Event](64, queue.Block, nil)
+	events := queue.New[footfall.Event](64, queue.Block, nil)
 	decoded, delivered := pm.FramesIn.WithLabelValues(camera), pm.FramesOut.WithLabelValues(camera)
 
 	pipe, pctx := errgroup.WithContext(ctx)

@@ -18,8 +18,8 @@ import (
 
 	"github.com/veilproject/veil/blur"
 	"github.com/veilproject/veil/blur/detect"
-	"github.com/veilproject/veil/counter"
 	"github.com/veilproject/veil/ingest"
+	"github.com/veilproject/veil/pipeline/footfall"
 )
 
 var veilBin string
@@ -278,11 +278,11 @@ func TestDemoServesMetricsCountsAndRecords(t *testing.T) {
 				url = m[1]
 			}
 			if strings.HasPrefix(l, "{") {
-				var e counter.Event
+				var e footfall.Event
 				if err := json.Unmarshal([]byte(l), &e); err != nil {
 					t.Fatalf("event line %q: %v", l, err)
 				}
-				if e.Schema != counter.SchemaV1 || e.Camera != "sample" || e.Seq != uint64(events) || len(e.Lines) != 1 || e.Lines[0].ID != "road" {
+				if e.Schema != footfall.SchemaV1 || e.Camera != "sample" || e.Seq != uint64(events) || len(e.Lines) != 1 || e.Lines[0].ID != "road" {
 					t.Errorf("event %d: %+v", events, e)
 				}
 				events++
