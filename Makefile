@@ -26,6 +26,7 @@ demo: models build
 
 # The test suite, as CI runs it (.ci/run calls exactly this).
 test: models testdata
+	bash scripts/kafka/broker.sh fetch
 	$(MAKE) test-go
 
 test-go:

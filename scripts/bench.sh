@@ -40,6 +40,8 @@ fi
 
 log "go test -bench (detector, obscuring)"
 go test -run XXX -bench . -benchtime 5x ./blur/ ./blur/detect/ ./counter/ | tee "$OUT/go-bench.txt" >&2
+log "go test -bench (count events: publisher -> real Kafka -> exporter)"
+go test -run XXX -bench PublishToMetric -benchtime 3x ./pipeline/exporter/ | tee "$OUT/kafka-bench.txt" >&2
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
@@ -93,6 +95,12 @@ BEGIN {
 	echo
 	echo '```'
 	grep -E '^Benchmark' "$OUT/go-bench.txt" | awk '{for (i=1;i<=NF;i++) if ($(i)=="ms/frame") printf "%-45s %8s ms/frame\n", $1, $(i-1)}'
+	echo '```'
+	echo
+	echo "## count events through Kafka"
+	echo
+	echo '```'
+	grep -E '^Benchmark' "$OUT/kafka-bench.txt"
 	echo '```'
 } >>"$OUT/report.md"
 cat "$OUT/report.md"

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Install what veil needs on Debian 12: OpenCV 4.6 (gocv v0.32.0 builds
 # against it), the Haar fallback cascade and the sample videos, ffmpeg for
-# file decode/encode, and Prometheus' promtool. Safe to run again: packages
+# file decode/encode, Prometheus' promtool, and for the tests Java and Maven
+# (the real Kafka broker, fetched from Maven Central) and kcat. Safe to run again: packages
 # already present are skipped without touching apt.
 set -euo pipefail
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
 need=()
-for p in libopencv-dev opencv-data opencv-doc ffmpeg pkg-config python3-pip python3-venv prometheus docker-compose; do
+for p in libopencv-dev opencv-data opencv-doc ffmpeg pkg-config python3-pip python3-venv prometheus docker-compose default-jre-headless maven kcat; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -24,8 +24,11 @@ import (
 	"github.com/veilproject/veil/counter"
 	"github.com/veilproject/veil/ingest"
 	"github.com/veilproject/veil/pipeline"
+	"github.com/veilproject/veil/pipeline/exporter"
 	"github.com/veilproject/veil/pipeline/footfall"
 	"github.com/veilproject/veil/pipeline/frame"
+	"github.com/veilproject/veil/pipeline/kafkaconf"
+	"github.com/veilproject/veil/pipeline/publish"
 	"github.com/veilproject/veil/pipeline/queue"
 	"github.com/veilproject/veil/pipeline/sink"
 )
@@ -62,6 +65,8 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	once := fs.Bool("once", false, "play the sample once and exit")
 	fast := fs.Bool("fast", false, "decode as fast as possible instead of in real time (frames are never dropped then)")
 	window := fs.Duration("window", 10*time.Second, "count event window")
+	brokers := fs.String("brokers", "", "Kafka brokers for count events, comma-separated (default: an embedded in-process broker)")
+	topic := fs.String("topic", kafkaconf.DefaultTopic, "Kafka topic for count events")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
@@ -92,6 +97,36 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	if err != nil {
 		return err
 	}
+
+	// Counts leave over Kafka: an embedded broker unless -brokers names
+	// real ones; the exporter turns them into veil_footfall_* metrics.
+	var kc kafkaconf.Config
+	if *brokers == "" {
+		cluster, embedded, err := embeddedKafka(ctx, *topic)
+		if err != nil {
+			return err
+		}
+		defer cluster.Close()
+		kc = embedded
+	} else {
+		kc = kafkaconf.Config{Brokers: splitList(*brokers), Topic: *topic}
+		kc.Defaults()
+		if err := kc.Validate("kafka"); err != nil {
+			return usageError{err}
+		}
+	}
+	pub, err := publish.New(publish.Config{Kafka: kc, SpoolDir: filepath.Join(*outDir, "spool")}, publish.Deps{Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	exp, err := exporter.New(exporter.Config{Kafka: kc}, exporter.Deps{Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	expCtx, stopExporter := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopExporter()
+	expDone := make(chan error, 1)
+	go func() { expDone <- exp.Run(expCtx) }()
 
 	const camera = "sample"
 	src, err := ingest.NewFile(ctx, *input, camera, log)
@@ -135,8 +170,8 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	fmt.Fprintf(stdout, "veil demo: camera %q from %s\n  metrics:   http://%s/metrics\n  recording: %s\n  counting:  %d line(s), %d zone(s), events every %s\n",
-		camera, *input, ln.Addr(), recPath, len(ccfg.Lines), len(ccfg.Zones), ccfg.Window)
+	fmt.Fprintf(stdout, "veil demo: camera %q from %s\n  metrics:   http://%s/metrics\n  recording: %s\n  counting:  %d line(s), %d zone(s), events every %s\n  kafka:     %v topic %s (embedded: %v), spool %s\n",
+		camera, *input, ln.Addr(), recPath, len(ccfg.Lines), len(ccfg.Zones), ccfg.Window, kc.Brokers, kc.Topic, *brokers == "", filepath.Join(*outDir, "spool"))
 
 	// Queues, from source to sinks. Video may be dropped (oldest first,
 	// counted) only before blur, where a live camera must not wait; after
@@ -196,10 +231,20 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 		}
 		return nil
 	})
+	// Events are printed and published. The publisher ignores Ctrl-C until
+	// its input is closed (after the counter's final flush), so no count is
+	// lost on shutdown: what Kafka does not take in time stays spooled.
+	toKafka := queue.New[footfall.Event](64, queue.Block, nil)
+	pubDone := make(chan error, 1)
+	go func() { pubDone <- pub.Run(context.WithoutCancel(ctx), toKafka, 5*time.Second) }()
 	pipe.Go(func() error {
+		defer toKafka.Close()
 		enc := json.NewEncoder(stdout)
 		for e := range events.C() {
 			if err := enc.Encode(e); err != nil {
+				return err
+			}
+			if err := toKafka.Push(context.WithoutCancel(ctx), e); err != nil {
 				return err
 			}
 		}
@@ -217,6 +262,19 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	if err := rec.Close(); err != nil && runErr == nil && !errors.Is(err, sink.ErrAborted) {
 		runErr = err
 	}
+	if err := <-pubDone; err != nil && runErr == nil {
+		runErr = err
+	}
+	// Let the exporter apply what was just published before it stops.
+	settle := time.Now().Add(5 * time.Second)
+	for time.Now().Before(settle) && !exporterCaughtUp(exp, cnt.Totals()) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	exported := exp.Totals()["sample"] // before it stops and lets its partitions go
+	stopExporter()
+	if err := <-expDone; err != nil && runErr == nil {
+		runErr = err
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	srv.Shutdown(sctx)
@@ -227,11 +285,26 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	for _, t := range cnt.Totals() {
 		fmt.Fprintf(stdout, " %s %d in %d out;", t.ID, t.Entries, t.Exits)
 	}
+	fmt.Fprint(stdout, " exported via kafka:")
+	for line, io := range exported {
+		fmt.Fprintf(stdout, " %s %d in %d out;", line, io[0], io[1])
+	}
 	fmt.Fprintln(stdout)
 	if runErr != nil && errors.Is(runErr, context.Canceled) && ctx.Err() != nil {
 		return nil // Ctrl-C: a clean stop
 	}
 	return runErr
+}
+
+// exporterCaughtUp reports whether the exporter shows the counter's totals.
+func exporterCaughtUp(exp *exporter.Exporter, totals []footfall.LineCount) bool {
+	got := exp.Totals()["sample"]
+	for _, t := range totals {
+		if got[t.ID] != [2]int64{int64(t.Entries), int64(t.Exits)} {
+			return false
+		}
+	}
+	return true
 }
 
 // demoCountConfig loads path, or the built-in sample config.

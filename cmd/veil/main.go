@@ -4,6 +4,7 @@
 //	veil anonymize IN OUT   obscure faces in an image or video file
 //	veil count VIDEO        count people crossing lines, on obscured frames
 //	veil demo               the whole pipeline on a built-in sample
+//	veil exporter           count events from Kafka into Prometheus metrics
 //	veil version
 package main
 
@@ -32,6 +33,7 @@ usage:
   veil count -config LINES.yaml VIDEO
                                   count people crossing lines and in zones (on obscured frames)
   veil demo [flags]               run the pipeline on the built-in sample camera and serve /metrics
+  veil exporter -brokers LIST     turn count events from Kafka into Prometheus metrics
   veil version
 
 Run 'veil COMMAND -h' for a command's flags.
@@ -54,6 +56,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdCount(ctx, args[1:], stdout, stderr, log)
 	case "demo":
 		err = cmdDemo(ctx, args[1:], stdout, stderr, log)
+	case "exporter":
+		err = cmdExporter(ctx, args[1:], stdout, stderr, log)
 	case "version":
 		fmt.Fprintln(stdout, "veil", version)
 	case "-h", "--help", "help":

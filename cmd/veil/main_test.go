@@ -308,6 +308,14 @@ func TestDemoServesMetricsCountsAndRecords(t *testing.T) {
 		`veil_people_zone_occupancy{camera="sample",zone="road_area"}`,
 		`veil_people_zone_capacity{camera="sample",zone="road_area"} 8`,
 		`veil_people_count_events_total{camera="sample"}`,
+		`veil_publish_events_total`,
+		`veil_publish_spool_events`,
+		`veil_footfall_entries_total{camera="sample",line="road"}`,
+		`veil_footfall_exits_total{camera="sample",line="road"}`,
+		`veil_zone_occupancy{camera="sample",zone="road_area"}`,
+		`veil_zone_capacity{camera="sample",zone="road_area"} 8`,
+		`veil_exporter_events_total{result="applied"}`,
+		`veil_exporter_partitions_owned 3`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)
@@ -327,8 +335,13 @@ func TestDemoServesMetricsCountsAndRecords(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("demo after SIGINT: %v\n%s", err, stderr.String())
 	}
-	if last := rest[len(rest)-1]; !strings.HasPrefix(last, "veil demo: ") || !strings.Contains(last, "crossings: road") {
-		t.Errorf("summary: %q", last)
+	last := rest[len(rest)-1]
+	m := regexp.MustCompile(`crossings: road (\d+) in (\d+) out; exported via kafka: road (\d+) in (\d+) out;`).FindStringSubmatch(last)
+	if m == nil {
+		t.Fatalf("summary: %q", last)
+	}
+	if m[1] != m[3] || m[2] != m[4] {
+		t.Errorf("counted %s/%s, exported %s/%s: the Kafka path lost or doubled counts", m[1], m[2], m[3], m[4])
 	}
 	b, err := exec.Command("ffprobe", "-v", "error", "-count_frames", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0",
 		filepath.Join(dir, "sample.mp4")).Output()

@@ -139,9 +139,8 @@ type Exporter struct {
 	delay    prometheus.Histogram
 	partsOwn prometheus.Gauge
 
-	// afterSave, in tests, simulates a crash between saving state and
-	// committing the offset.
-	afterSave func()
+	// onDelay, in benchmarks, sees each event's window-end-to-export delay.
+	onDelay func(time.Duration)
 }
 
 var (
@@ -360,15 +359,15 @@ func (e *Exporter) partition(gctx context.Context, gen *kafka.Generation, pa kaf
 		}
 		// Gather what else is there within BatchWait, then save once.
 		work := st.clone()
-		var delays []time.Duration
-		e.apply(work, msg, &delays)
+		var ends []time.Time
+		e.apply(work, msg, &ends)
 		bctx, cancel := context.WithTimeout(gctx, e.cfg.BatchWait)
 		for n := 1; n < 1000; n++ {
 			m, err := r.FetchMessage(bctx)
 			if err != nil {
 				break
 			}
-			e.apply(work, m, &delays)
+			e.apply(work, m, &ends)
 		}
 		cancel()
 		if err := e.saveState(context.WithoutCancel(gctx), p, work); err != nil {
@@ -383,11 +382,12 @@ func (e *Exporter) partition(gctx context.Context, gen *kafka.Generation, pa kaf
 		e.owned[p] = work
 		e.mu.Unlock()
 		st = work
-		for _, d := range delays {
+		for _, end := range ends {
+			d := time.Since(end)
 			e.delay.Observe(d.Seconds())
-		}
-		if e.afterSave != nil {
-			e.afterSave()
+			if e.onDelay != nil {
+				e.onDelay(d)
+			}
 		}
 		if err := gen.CommitOffsets(map[string]map[int]int64{e.cfg.Kafka.Topic: {p: st.Offset}}); err != nil {
 			// Informational only (lag tools, a fresh state topic): the saved
@@ -399,7 +399,7 @@ func (e *Exporter) partition(gctx context.Context, gen *kafka.Generation, pa kaf
 }
 
 // apply adds one message to the working state.
-func (e *Exporter) apply(st *partState, msg kafka.Message, delays *[]time.Duration) {
+func (e *Exporter) apply(st *partState, msg kafka.Message, ends *[]time.Time) {
 	st.Offset = msg.Offset + 1
 	ev, err := footfall.Parse(msg.Value)
 	if err != nil {
@@ -446,7 +446,7 @@ func (e *Exporter) apply(st *partState, msg kafka.Message, delays *[]time.Durati
 		cs.Capacity[z.ID] = z.Capacity
 	}
 	e.events.WithLabelValues("applied").Inc()
-	*delays = append(*delays, time.Since(ev.WindowEnd))
+	*ends = append(*ends, ev.WindowEnd)
 }
 
 func (e *Exporter) saveState(ctx context.Context, p int, st *partState) error {
