@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"image"
-	_ "image/jpeg"
-	_ "image/png"
 	"os"
 	"path/filepath"
 	"sort"
@@ -17,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/veilproject/veil/blur"
+	"github.com/veilproject/veil/ingest"
 	"github.com/veilproject/veil/pipeline/frame"
 )
 
@@ -69,24 +68,12 @@ func loadLabels(t testing.TB) labels {
 // the command that fetches it.
 func loadBGR(t testing.TB, name string) *frame.Raw {
 	path := filepath.Join(testdataDir(t), name)
-	fh, err := os.Open(path)
-	if err != nil {
+	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("%v (run scripts/fetch-testdata.sh)", err)
 	}
-	defer fh.Close()
-	img, _, err := image.Decode(fh)
+	raw, err := ingest.DecodeImage(path, "t")
 	if err != nil {
 		t.Fatal(err)
-	}
-	b := img.Bounds()
-	raw := frame.NewRaw(frame.Meta{Camera: "t"}, b.Dx(), b.Dy())
-	i := 0
-	for y := b.Min.Y; y < b.Max.Y; y++ {
-		for x := b.Min.X; x < b.Max.X; x++ {
-			r, g, bl, _ := img.At(x, y).RGBA()
-			raw.Pix[i], raw.Pix[i+1], raw.Pix[i+2] = byte(bl>>8), byte(g>>8), byte(r>>8)
-			i += 3
-		}
 	}
 	return raw
 }
