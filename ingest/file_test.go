@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -225,4 +226,11 @@ func TestFileLoopsAsOneSource(t *testing.T) {
 	if err := <-errc; err != context.Canceled {
 		t.Errorf("got %v", err)
 	}
+}
+
+func testLog(t *testing.T) *slog.Logger {
+	if os.Getenv("VEIL_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.DiscardHandler)
 }

@@ -13,8 +13,6 @@ const (
 
 // Metrics count frames between stages.
 type Metrics struct {
-	// FramesIn counts decoded frames per camera.
-	FramesIn *prometheus.CounterVec
 	// FramesOut counts obscured frames delivered to sinks per camera.
 	FramesOut *prometheus.CounterVec
 	// FramesDropped counts video frames discarded by a bounded queue, by
@@ -25,10 +23,6 @@ type Metrics struct {
 // NewMetrics creates and registers the pipeline metrics on reg.
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
-		FramesIn: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "veil_ingest_frames_decoded_total",
-			Help: "Frames decoded from a source.",
-		}, []string{"camera"}),
 		FramesOut: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "veil_pipeline_frames_delivered_total",
 			Help: "Obscured frames delivered to sinks.",
@@ -38,7 +32,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Video frames dropped by a bounded queue, by the stage the queue feeds and the reason.",
 		}, []string{"camera", "stage", "reason"}),
 	}
-	for _, c := range []prometheus.Collector{m.FramesIn, m.FramesOut, m.FramesDropped} {
+	for _, c := range []prometheus.Collector{m.FramesOut, m.FramesDropped} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -2,14 +2,18 @@
 # Install what veil needs on Debian 12: OpenCV 4.6 (gocv v0.32.0 builds
 # against it), the Haar fallback cascade and the sample videos, ffmpeg for
 # file decode/encode, Prometheus' promtool, and for the tests Java and Maven
-# (the real Kafka broker, fetched from Maven Central) and kcat. Safe to run again: packages
+# (the real Kafka broker, fetched from Maven Central) and kcat; FFmpeg's
+# libav* headers for in-process H.264 decoding (go-astiav v0.16.0, the last
+# release for FFmpeg 5.1); GStreamer's RTSP server as the tests' camera. Safe to run again: packages
 # already present are skipped without touching apt.
 set -euo pipefail
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
 need=()
-for p in libopencv-dev opencv-data opencv-doc ffmpeg pkg-config python3-pip python3-venv prometheus docker-compose default-jre-headless maven kcat; do
+for p in libopencv-dev opencv-data opencv-doc ffmpeg pkg-config python3-pip python3-venv prometheus docker-compose default-jre-headless maven kcat \
+	libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavdevice-dev libavfilter-dev libswresample-dev \
+	python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -97,6 +97,10 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	if err != nil {
 		return err
 	}
+	im, err := ingest.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
 
 	// Counts leave over Kafka: an embedded broker unless -brokers names
 	// real ones; the exporter turns them into veil_footfall_* metrics.
@@ -186,7 +190,8 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	obscured := queue.New[*blur.Frame](8, queue.Block, nil)
 	counted := queue.New[*blur.Frame](8, queue.Block, nil)
 	events := queue.New[footfall.Event](64, queue.Block, nil)
-	decoded, delivered := pm.FramesIn.WithLabelValues(camera), pm.FramesOut.WithLabelValues(camera)
+	decoded, delivered := im.Decoded(camera), pm.FramesOut.WithLabelValues(camera)
+	im.Up(camera).Set(1) // a file is always there
 
 	pipe, pctx := errgroup.WithContext(ctx)
 	pipe.Go(func() error { return src.Run(pctx, raws) })

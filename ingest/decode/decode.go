@@ -1,0 +1,107 @@
+// Package decode turns compressed video (H.264 access units) into BGR24
+// frames with FFmpeg's libavcodec through cgo (go-astiav, pinned to v0.16.0,
+// the last release for Debian's FFmpeg 5.1). It is the only cgo in ingest;
+// in-process decoding costs about half the CPU of an ffmpeg child process.
+package decode
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/asticode/go-astiav"
+)
+
+// H264 decodes one H.264 stream. Not safe for concurrent use; Close frees it.
+type H264 struct {
+	cc       *astiav.CodecContext
+	pkt      *astiav.Packet
+	yuv, bgr *astiav.Frame
+	sws      *astiav.SoftwareScaleContext
+	sw, sh   int
+	sf       astiav.PixelFormat
+}
+
+// NewH264 opens a decoder.
+func NewH264() (*H264, error) {
+	astiav.SetLogLevel(astiav.LogLevelQuiet)
+	codec := astiav.FindDecoder(astiav.CodecIDH264)
+	if codec == nil {
+		return nil, errors.New("decode: libavcodec has no H.264 decoder")
+	}
+	cc := astiav.AllocCodecContext(codec)
+	if cc == nil {
+		return nil, errors.New("decode: cannot allocate codec context")
+	}
+	cc.SetFlags(astiav.NewCodecContextFlags(astiav.CodecContextFlagLowDelay))
+	if err := cc.Open(codec, nil); err != nil {
+		cc.Free()
+		return nil, fmt.Errorf("decode: opening H.264 decoder: %w", err)
+	}
+	return &H264{cc: cc, pkt: astiav.AllocPacket(), yuv: astiav.AllocFrame(), bgr: astiav.AllocFrame()}, nil
+}
+
+// Decode feeds one access unit in Annex-B form. When a picture comes out,
+// it returns its size and calls fill with the packed BGR24 bytes, valid
+// only during the call. ok is false when the decoder needs more data.
+// Corrupt input returns an error and the decoder stays usable.
+func (d *H264) Decode(annexB []byte, fill func(width, height int, bgr []byte)) (ok bool, err error) {
+	if err := d.pkt.FromData(annexB); err != nil {
+		return false, err
+	}
+	err = d.cc.SendPacket(d.pkt)
+	d.pkt.Unref()
+	if err != nil && !errors.Is(err, astiav.ErrEagain) {
+		return false, fmt.Errorf("decode: %w", err)
+	}
+	if err := d.cc.ReceiveFrame(d.yuv); err != nil {
+		if errors.Is(err, astiav.ErrEagain) || errors.Is(err, astiav.ErrEof) {
+			return false, nil
+		}
+		return false, fmt.Errorf("decode: %w", err)
+	}
+	defer d.yuv.Unref()
+	w, h, pf := d.yuv.Width(), d.yuv.Height(), d.yuv.PixelFormat()
+	if w <= 0 || h <= 0 {
+		return false, fmt.Errorf("decode: picture of size %dx%d", w, h)
+	}
+	if d.sws == nil || w != d.sw || h != d.sh || pf != d.sf {
+		if d.sws != nil {
+			d.sws.Free()
+		}
+		d.bgr.Unref()
+		sws, err := astiav.CreateSoftwareScaleContext(w, h, pf, w, h, astiav.PixelFormatBgr24,
+			astiav.NewSoftwareScaleContextFlags(astiav.SoftwareScaleContextFlagBilinear))
+		if err != nil {
+			d.sws = nil
+			return false, fmt.Errorf("decode: scaler: %w", err)
+		}
+		d.sws, d.sw, d.sh, d.sf = sws, w, h, pf
+	}
+	if err := d.sws.ScaleFrame(d.yuv, d.bgr); err != nil {
+		return false, fmt.Errorf("decode: scaling: %w", err)
+	}
+	buf, err := d.bgr.Data().Bytes(1)
+	if err != nil {
+		return false, fmt.Errorf("decode: %w", err)
+	}
+	if len(buf) != w*h*3 {
+		return false, fmt.Errorf("decode: %d bytes of BGR for %dx%d", len(buf), w, h)
+	}
+	fill(w, h, buf)
+	return true, nil
+}
+
+// Close frees the decoder. Safe to call twice.
+func (d *H264) Close() {
+	if d.cc == nil {
+		return
+	}
+	if d.sws != nil {
+		d.sws.Free()
+	}
+	d.bgr.Free()
+	d.yuv.Free()
+	d.pkt.Free()
+	d.cc.Free()
+	d.cc = nil
+}
