@@ -5,6 +5,7 @@
 //	veil count VIDEO        count people crossing lines, on obscured frames
 //	veil demo               the whole pipeline on a built-in sample
 //	veil exporter           count events from Kafka into Prometheus metrics
+//	veil run                the service, configured by veil.yaml
 //	veil version
 package main
 
@@ -34,6 +35,7 @@ usage:
                                   count people crossing lines and in zones (on obscured frames)
   veil demo [flags]               run the pipeline on the built-in sample camera and serve /metrics
   veil exporter -brokers LIST     turn count events from Kafka into Prometheus metrics
+  veil run -config veil.yaml      the service: cameras (RTSP, files), obscure, count, record, publish
   veil version
 
 Run 'veil COMMAND -h' for a command's flags.
@@ -58,6 +60,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdDemo(ctx, args[1:], stdout, stderr, log)
 	case "exporter":
 		err = cmdExporter(ctx, args[1:], stdout, stderr, log)
+	case "run":
+		err = cmdRun(ctx, args[1:], stdout, stderr, log)
 	case "version":
 		fmt.Fprintln(stdout, "veil", version)
 	case "-h", "--help", "help":
