@@ -64,11 +64,14 @@ func TestPrivacyBoundaries(t *testing.T) {
 		}
 	}
 	forbid := map[string][]string{
-		"blur":           {"ingest", "counter", "pipeline/sink"},
-		"ingest":         {"blur", "counter", "pipeline/sink"},
-		"pipeline/sink":  {"ingest", "pipeline/frame"},
-		"pipeline/queue": {"blur", "ingest"},
-		"counter":        {"ingest", "pipeline/frame", "blur/detect", "pipeline/sink"},
+		"blur":              {"ingest", "counter", "pipeline/sink"},
+		"ingest":            {"blur", "counter", "pipeline/sink"},
+		"pipeline/sink":     {"ingest", "pipeline/frame"},
+		"pipeline/queue":    {"blur", "ingest"},
+		"counter":           {"ingest", "pipeline/frame", "blur/detect", "pipeline/sink"},
+		"pipeline/record":   {"ingest", "pipeline/frame", "blur/detect"},
+		"pipeline/exporter": {"ingest", "blur", "counter"},
+		"pipeline/publish":  {"ingest", "blur", "counter"},
 	}
 	for from, tos := range forbid {
 		for _, to := range tos {

@@ -104,6 +104,9 @@ func (r *RTSP) Run(ctx context.Context, out *queue.Queue[*frame.Raw]) error {
 	if r.StallTimeout == 0 {
 		r.StallTimeout = 5 * time.Second
 	}
+	if r.Transport == "" {
+		r.Transport = "tcp"
+	}
 	log := r.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -342,13 +342,13 @@ func startCamera(ctx, pctx context.Context, pipe *errgroup.Group, counters *sync
 		// that frames already decoded are still obscured and counted.
 		return ignoreCancel(stage.Run(context.WithoutCancel(pctx), raws, obscured))
 	})
-	counters.Add(1)
 	pipe.Go(func() error {
-		defer counters.Done()
 		defer camEvents.Close()
 		return cnt.Run(context.WithoutCancel(pctx), obscured, camEvents, counted)
 	})
+	counters.Add(1)
 	pipe.Go(func() error {
+		defer counters.Done() // the shared queue closes after every camera's last event
 		for e := range camEvents.C() {
 			if err := events.Push(context.WithoutCancel(pctx), e); err != nil {
 				return err
