@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,6 +43,13 @@ type Config struct {
 		// Listen serves /metrics. It defaults to 127.0.0.1:9108.
 		Listen string `yaml:"listen"`
 	} `yaml:"metrics"`
+	HTTP struct {
+		// Listen serves WHIP (/whip/{camera}). It defaults to :8080, and is
+		// only opened when a camera has whip: true.
+		Listen string `yaml:"listen"`
+		// ICEIPs limits the addresses offered to WebRTC publishers.
+		ICEIPs []string `yaml:"ice_ips"`
+	} `yaml:"http"`
 	Recordings record.Config    `yaml:"recordings"`
 	Blur       blur.Config      `yaml:"blur"`
 	Detector   detect.Config    `yaml:"detector"`
@@ -65,8 +74,11 @@ type CameraConfig struct {
 	Transport string `yaml:"transport"`
 	// File replays a video file in a loop, in real time, as a camera.
 	File string `yaml:"file"`
-	// WHIP would accept a WebRTC publisher; not in this version.
+	// WHIP accepts a WebRTC publisher at POST /whip/{id}.
 	WHIP bool `yaml:"whip"`
+	// Token is the WHIP bearer token; $VEIL_WHIP_TOKEN_{ID} (upper case,
+	// '-' and '.' as '_') overrides it.
+	Token string `yaml:"token"`
 	// Lines and Zones are counted on this camera's obscured frames.
 	Lines []counter.Line `yaml:"lines"`
 	Zones []counter.Zone `yaml:"zones"`
@@ -105,6 +117,15 @@ func (c *Config) defaults() {
 	if c.Metrics.Listen == "" {
 		c.Metrics.Listen = "127.0.0.1:9108"
 	}
+	if c.HTTP.Listen == "" {
+		c.HTTP.Listen = ":8080"
+	}
+	for i := range c.Cameras {
+		env := "VEIL_WHIP_TOKEN_" + strings.NewReplacer("-", "_", ".", "_").Replace(strings.ToUpper(c.Cameras[i].ID))
+		if v := os.Getenv(env); v != "" {
+			c.Cameras[i].Token = v
+		}
+	}
 	c.Recordings.Defaults()
 	c.Blur.Defaults()
 	c.Detector.Defaults()
@@ -142,8 +163,8 @@ func (c *Config) validate() error {
 		if n != 1 {
 			return fmt.Errorf("%s: set exactly one of url, file and whip", key)
 		}
-		if cam.WHIP {
-			return fmt.Errorf("%s.whip: WebRTC (WHIP) ingest is not in this version of veil; use url (RTSP) or file", key)
+		if cam.WHIP && len(cam.Token) < 16 {
+			return fmt.Errorf("%s.token: a WHIP camera needs a bearer token of at least 16 characters (or $VEIL_WHIP_TOKEN_%s)", key, strings.ToUpper(cam.ID))
 		}
 		if cam.URL != "" && !strings.HasPrefix(cam.URL, "rtsp://") && !strings.HasPrefix(cam.URL, "rtsps://") {
 			return fmt.Errorf("%s.url: %s is not an rtsp:// URL", key, ingest.Redact(cam.URL))
@@ -231,10 +252,38 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, log *s
 	events := queue.New[footfall.Event](256, queue.Block, nil)
 	pipe, pctx := errgroup.WithContext(ctx)
 	var counters sync.WaitGroup
+	var whipCams []ingest.WHIPCamera
 	for _, cam := range cfg.Cameras {
-		if err := startCamera(ctx, pctx, pipe, &counters, cam, cfg, events, bm, pm, cm, im, rm, log); err != nil {
+		raws, err := startCamera(ctx, pctx, pipe, &counters, cam, cfg, events, bm, pm, cm, im, rm, log)
+		if err != nil {
 			return err
 		}
+		if cam.WHIP {
+			whipCams = append(whipCams, ingest.WHIPCamera{ID: cam.ID, Token: cam.Token, Out: raws})
+		}
+	}
+	if len(whipCams) > 0 {
+		whip := ingest.NewWHIP(whipCams, &ingest.WHIP{IPs: cfg.HTTP.ICEIPs, Logger: log, Metrics: im})
+		mux := http.NewServeMux()
+		mux.Handle("/whip/", whip)
+		ln, err := net.Listen("tcp", cfg.HTTP.Listen)
+		if err != nil {
+			return fmt.Errorf("http.listen %s: %w", cfg.HTTP.Listen, err)
+		}
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go hs.Serve(ln)
+		fmt.Fprintf(stdout, "veil run: WHIP on http://%s/whip/{camera}\n", ln.Addr())
+		// On shutdown: stop taking sessions, end the open ones, then close
+		// the cameras' queues so their pipelines drain.
+		pipe.Go(func() error {
+			<-pctx.Done()
+			shutdown(hs)
+			whip.Close()
+			for _, c := range whipCams {
+				c.Out.Close()
+			}
+			return nil
+		})
 	}
 	go func() { counters.Wait(); events.Close() }()
 
@@ -296,25 +345,27 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, log *s
 	return runErr
 }
 
+// startCamera builds one camera's pipeline and returns the queue its
+// source feeds (for WHIP cameras, the caller's endpoint feeds it).
 func startCamera(ctx, pctx context.Context, pipe *errgroup.Group, counters *sync.WaitGroup, cam CameraConfig, cfg Config,
-	events *queue.Queue[footfall.Event], bm *blur.Metrics, pm *pipeline.Metrics, cm *counter.Metrics, im *ingest.Metrics, rm *record.Metrics, log *slog.Logger) error {
+	events *queue.Queue[footfall.Event], bm *blur.Metrics, pm *pipeline.Metrics, cm *counter.Metrics, im *ingest.Metrics, rm *record.Metrics, log *slog.Logger) (*queue.Queue[*frame.Raw], error) {
 	det, err := detect.New(cfg.Detector, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	stage, err := blur.New(cfg.Blur, blur.Deps{Camera: cam.ID, Detector: det, Metrics: bm, Logger: log})
 	if err != nil {
 		det.Close()
-		return err
+		return nil, err
 	}
 	cnt, err := counter.New(counter.Config{Lines: cam.Lines, Zones: cam.Zones}, counter.Deps{Camera: cam.ID, Metrics: cm, Logger: log})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var rec *record.Recorder
 	if cfg.Recordings.Dir != "" {
 		if rec, err = record.New(cfg.Recordings, cam.ID, rm, log); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	dropped := pm.FramesDropped.WithLabelValues(cam.ID, "blur", pipeline.DropQueueFull)
@@ -323,15 +374,18 @@ func startCamera(ctx, pctx context.Context, pipe *errgroup.Group, counters *sync
 	counted := queue.New[*blur.Frame](8, queue.Block, nil)
 	camEvents := queue.New[footfall.Event](16, queue.Block, nil)
 
-	if cam.File != "" {
+	switch {
+	case cam.WHIP:
+		// Fed by the WHIP endpoint.
+	case cam.File != "":
 		src, err := ingest.NewFile(ctx, cam.File, cam.ID, log)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		src.Realtime, src.Loop = true, true
 		im.Up(cam.ID).Set(1)
 		pipe.Go(func() error { return ignoreCancel(src.Run(pctx, raws)) })
-	} else {
+	default:
 		src := &ingest.RTSP{Camera: cam.ID, URL: cam.URL, Transport: cam.Transport, Logger: log, Metrics: im}
 		pipe.Go(func() error { return ignoreCancel(src.Run(pctx, raws)) })
 	}
@@ -364,7 +418,7 @@ func startCamera(ctx, pctx context.Context, pipe *errgroup.Group, counters *sync
 		}
 		return rec.Run(pctx, counted)
 	})
-	return nil
+	return raws, nil
 }
 
 func ignoreCancel(err error) error {

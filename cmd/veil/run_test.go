@@ -12,7 +12,7 @@ func TestExampleConfigLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Cameras) != 2 || cfg.Cameras[0].Lines[0].ID != "door" || cfg.Recordings.Keep.Hours() != 72 || cfg.Kafka.Topic != "veil.footfall.v1" {
+	if len(cfg.Cameras) != 3 || !cfg.Cameras[1].WHIP || cfg.Cameras[0].Lines[0].ID != "door" || cfg.Recordings.Keep.Hours() != 72 || cfg.Kafka.Topic != "veil.footfall.v1" {
 		t.Errorf("loaded %+v", cfg)
 	}
 }
@@ -24,7 +24,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"camras: []\n", "field camras not found"},
 		{base + "    colour: red\n", "field colour not found"},
 		{"cameras:\n  - id: a\n", "cameras[0]: set exactly one of url, file and whip"},
-		{"cameras:\n  - id: a\n    whip: true\n", "cameras[0].whip:"},
+		{"cameras:\n  - id: a\n    whip: true\n", "cameras[0].token:"},
 		{"cameras:\n  - id: a\n    url: http://x/y\n", "cameras[0].url:"},
 		{"cameras:\n  - id: a b\n    file: x.mp4\n", "cameras[0].id:"},
 		{base + "  - id: a\n    file: y.mp4\n", "cameras[1].id:"},

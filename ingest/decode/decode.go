@@ -1,4 +1,4 @@
-// Package decode turns compressed video (H.264 access units) into BGR24
+// Package decode turns compressed video (H.264 access units, VP8 frames) into BGR24
 // frames with FFmpeg's libavcodec through cgo (go-astiav, pinned to v0.16.0,
 // the last release for Debian's FFmpeg 5.1). It is the only cgo in ingest;
 // in-process decoding costs about half the CPU of an ffmpeg child process.
@@ -11,8 +11,27 @@ import (
 	"github.com/asticode/go-astiav"
 )
 
-// H264 decodes one H.264 stream. Not safe for concurrent use; Close frees it.
-type H264 struct {
+// Codec is a compressed video format.
+type Codec int
+
+// Codecs.
+const (
+	CodecH264 Codec = iota
+	CodecVP8
+)
+
+func (c Codec) String() string {
+	if c == CodecVP8 {
+		return "VP8"
+	}
+	return "H.264"
+}
+
+// H264 is a Decoder for H.264 (kept for its callers).
+type H264 = Decoder
+
+// Decoder decodes one stream. Not safe for concurrent use; Close frees it.
+type Decoder struct {
 	cc       *astiav.CodecContext
 	pkt      *astiav.Packet
 	yuv, bgr *astiav.Frame
@@ -21,12 +40,19 @@ type H264 struct {
 	sf       astiav.PixelFormat
 }
 
-// NewH264 opens a decoder.
-func NewH264() (*H264, error) {
+// NewH264 opens an H.264 decoder.
+func NewH264() (*Decoder, error) { return New(CodecH264) }
+
+// New opens a decoder for c.
+func New(c Codec) (*Decoder, error) {
 	astiav.SetLogLevel(astiav.LogLevelQuiet)
-	codec := astiav.FindDecoder(astiav.CodecIDH264)
+	id := astiav.CodecIDH264
+	if c == CodecVP8 {
+		id = astiav.CodecIDVp8
+	}
+	codec := astiav.FindDecoder(id)
 	if codec == nil {
-		return nil, errors.New("decode: libavcodec has no H.264 decoder")
+		return nil, fmt.Errorf("decode: libavcodec has no %s decoder", c)
 	}
 	cc := astiav.AllocCodecContext(codec)
 	if cc == nil {
@@ -35,16 +61,16 @@ func NewH264() (*H264, error) {
 	cc.SetFlags(astiav.NewCodecContextFlags(astiav.CodecContextFlagLowDelay))
 	if err := cc.Open(codec, nil); err != nil {
 		cc.Free()
-		return nil, fmt.Errorf("decode: opening H.264 decoder: %w", err)
+		return nil, fmt.Errorf("decode: opening %s decoder: %w", c, err)
 	}
-	return &H264{cc: cc, pkt: astiav.AllocPacket(), yuv: astiav.AllocFrame(), bgr: astiav.AllocFrame()}, nil
+	return &Decoder{cc: cc, pkt: astiav.AllocPacket(), yuv: astiav.AllocFrame(), bgr: astiav.AllocFrame()}, nil
 }
 
-// Decode feeds one access unit in Annex-B form. When a picture comes out,
+// Decode feeds one access unit (H.264 in Annex-B form) or frame (VP8). When a picture comes out,
 // it returns its size and calls fill with the packed BGR24 bytes, valid
 // only during the call. ok is false when the decoder needs more data.
 // Corrupt input returns an error and the decoder stays usable.
-func (d *H264) Decode(annexB []byte, fill func(width, height int, bgr []byte)) (ok bool, err error) {
+func (d *Decoder) Decode(annexB []byte, fill func(width, height int, bgr []byte)) (ok bool, err error) {
 	if err := d.pkt.FromData(annexB); err != nil {
 		return false, err
 	}
@@ -92,7 +118,7 @@ func (d *H264) Decode(annexB []byte, fill func(width, height int, bgr []byte)) (
 }
 
 // Close frees the decoder. Safe to call twice.
-func (d *H264) Close() {
+func (d *Decoder) Close() {
 	if d.cc == nil {
 		return
 	}

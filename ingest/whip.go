@@ -1,0 +1,363 @@
+package ingest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/intervalpli"
+	"github.com/pion/rtp"
+	"github.com/pion/rtp/codecs"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media/samplebuilder"
+
+	"github.com/veilproject/veil/ingest/decode"
+	"github.com/veilproject/veil/pipeline/frame"
+	"github.com/veilproject/veil/pipeline/queue"
+)
+
+// WHIPCamera is a camera that a WebRTC publisher pushes to, at
+// POST /whip/{ID} with "Authorization: Bearer {Token}".
+type WHIPCamera struct {
+	ID    string
+	Token string
+	Out   *queue.Queue[*frame.Raw]
+}
+
+// WHIP accepts WebRTC publishers (WHIP, RFC 9725) with pion/webrtc v4,
+// decodes their VP8 or H.264 video and hands frames to each camera's
+// queue. One publisher per camera: a new one replaces the old.
+type WHIP struct {
+	// IPs, if set, limits ICE host candidates to these addresses.
+	IPs []string
+	// IncludeLoopback offers loopback candidates (tests between local
+	// peers; browsers ignore them).
+	IncludeLoopback bool
+	Logger          *slog.Logger
+	Metrics         *Metrics
+
+	mu       sync.Mutex
+	cams     map[string]*WHIPCamera
+	sessions map[string]*whipSession // by camera
+	start    time.Time
+	seq      map[string]*uint64
+	wg       sync.WaitGroup
+}
+
+type whipSession struct {
+	id string
+	pc *webrtc.PeerConnection
+}
+
+// NewWHIP serves the given cameras.
+func NewWHIP(cams []WHIPCamera, w *WHIP) *WHIP {
+	w.cams = map[string]*WHIPCamera{}
+	w.sessions = map[string]*whipSession{}
+	w.seq = map[string]*uint64{}
+	w.start = time.Now()
+	if w.Logger == nil {
+		w.Logger = slog.New(slog.DiscardHandler)
+	}
+	w.Logger = w.Logger.With("component", "whip")
+	for i := range cams {
+		c := cams[i]
+		w.cams[c.ID] = &c
+		w.seq[c.ID] = new(uint64)
+		w.Metrics.up.WithLabelValues(c.ID).Set(0)
+	}
+	return w
+}
+
+// ServeHTTP handles /whip/{camera} (POST an offer, OPTIONS) and
+// /whip/{camera}/{session} (DELETE).
+func (w *WHIP) ServeHTTP(res http.ResponseWriter, req *http.Request) {
+	res.Header().Set("Access-Control-Allow-Origin", "*")
+	res.Header().Set("Access-Control-Allow-Methods", "POST, DELETE, OPTIONS")
+	res.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+	res.Header().Set("Access-Control-Expose-Headers", "Location")
+	if req.Method == http.MethodOptions {
+		res.WriteHeader(http.StatusNoContent)
+		return
+	}
+	parts := strings.Split(strings.Trim(strings.TrimPrefix(req.URL.Path, "/whip/"), "/"), "/")
+	cam, ok := w.cams[parts[0]]
+	if !ok {
+		http.Error(res, "no such camera", http.StatusNotFound)
+		return
+	}
+	if !authorized(req, cam.Token) {
+		res.Header().Set("WWW-Authenticate", `Bearer realm="veil"`)
+		http.Error(res, "missing or wrong bearer token", http.StatusUnauthorized)
+		return
+	}
+	switch {
+	case req.Method == http.MethodPost && len(parts) == 1:
+		w.publish(res, req, cam)
+	case req.Method == http.MethodDelete && len(parts) == 2:
+		w.mu.Lock()
+		s := w.sessions[cam.ID]
+		if s == nil || s.id != parts[1] {
+			w.mu.Unlock()
+			http.Error(res, "no such session", http.StatusNotFound)
+			return
+		}
+		delete(w.sessions, cam.ID)
+		w.mu.Unlock()
+		s.pc.Close()
+		res.WriteHeader(http.StatusOK)
+	default:
+		http.Error(res, "method not allowed", http.StatusMethodNotAllowed)
+	}
+}
+
+func authorized(req *http.Request, token string) bool {
+	got, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer ")
+	return ok && token != "" && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
+}
+
+// ParseOffer checks an SDP offer from a publisher: it must parse and carry
+// a video section. The error says why not.
+func ParseOffer(body []byte) error {
+	var d sdp.SessionDescription
+	if err := d.Unmarshal(body); err != nil {
+		return fmt.Errorf("malformed SDP: %w", err)
+	}
+	for _, m := range d.MediaDescriptions {
+		if m.MediaName.Media == "video" {
+			return nil
+		}
+	}
+	return errors.New("the offer has no video section")
+}
+
+func (w *WHIP) publish(res http.ResponseWriter, req *http.Request, cam *WHIPCamera) {
+	if ct := req.Header.Get("Content-Type"); ct != "application/sdp" {
+		http.Error(res, "Content-Type must be application/sdp", http.StatusUnsupportedMediaType)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(req.Body, 64<<10))
+	if err != nil {
+		http.Error(res, "reading the offer: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if err := ParseOffer(body); err != nil {
+		http.Error(res, err.Error(), http.StatusBadRequest)
+		return
+	}
+	pc, err := w.newPeerConnection()
+	if err != nil {
+		http.Error(res, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+		pc.Close()
+		http.Error(res, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	log := w.Logger.With("camera", cam.ID)
+	pc.OnTrack(func(track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
+		// RTCP must be read for the interceptors (NACK, reports, PLI) to work.
+		w.wg.Add(2)
+		go func() {
+			defer w.wg.Done()
+			for {
+				if _, _, err := receiver.ReadRTCP(); err != nil {
+					return
+				}
+			}
+		}()
+		go func() {
+			defer w.wg.Done()
+			if track.Kind() == webrtc.RTPCodecTypeVideo {
+				w.readVideo(track, cam, log)
+			}
+		}()
+	})
+	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		log.Info("publisher connection", "state", s.String())
+		if s == webrtc.PeerConnectionStateFailed || s == webrtc.PeerConnectionStateDisconnected {
+			pc.Close()
+		}
+	})
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: string(body)}); err != nil {
+		pc.Close()
+		http.Error(res, "offer refused: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	answer, err := pc.CreateAnswer(nil)
+	if err == nil {
+		err = pc.SetLocalDescription(answer)
+	}
+	if err != nil {
+		pc.Close()
+		http.Error(res, "cannot answer: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	select {
+	case <-gathered:
+	case <-time.After(5 * time.Second):
+	}
+	id := newID()
+	w.mu.Lock()
+	old := w.sessions[cam.ID]
+	w.sessions[cam.ID] = &whipSession{id: id, pc: pc}
+	w.mu.Unlock()
+	if old != nil {
+		log.Info("a new publisher replaces the previous one")
+		old.pc.Close()
+	}
+	res.Header().Set("Content-Type", "application/sdp")
+	res.Header().Set("Location", "/whip/"+cam.ID+"/"+id)
+	res.WriteHeader(http.StatusCreated)
+	io.WriteString(res, pc.LocalDescription().SDP)
+}
+
+func newID() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (w *WHIP) newPeerConnection() (*webrtc.PeerConnection, error) {
+	me := &webrtc.MediaEngine{}
+	for _, c := range []webrtc.RTPCodecParameters{
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000,
+			RTCPFeedback: []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}}}, PayloadType: 96},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+			SDPFmtpLine:  "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+			RTCPFeedback: []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}}}, PayloadType: 102},
+	} {
+		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
+			return nil, err
+		}
+	}
+	// One interceptor registry per PeerConnection (they keep per-connection
+	// state). A PLI every 2 s asks for a keyframe until one comes and keeps
+	// asking periodically, so a lost keyframe costs at most 2 s.
+	ir := &interceptor.Registry{}
+	pli, err := intervalpli.NewReceiverInterceptor(intervalpli.GeneratorInterval(2 * time.Second))
+	if err != nil {
+		return nil, err
+	}
+	ir.Add(pli)
+	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+		return nil, err
+	}
+	se := webrtc.SettingEngine{}
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	if w.IncludeLoopback {
+		se.SetIncludeLoopbackCandidate(true)
+	}
+	if len(w.IPs) > 0 {
+		allowed := map[string]bool{}
+		for _, ip := range w.IPs {
+			allowed[ip] = true
+		}
+		se.SetIPFilter(func(ip net.IP) bool { return allowed[ip.String()] })
+	}
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+	return api.NewPeerConnection(webrtc.Configuration{})
+}
+
+// readVideo depacketizes, waits for a keyframe, decodes and pushes frames.
+func (w *WHIP) readVideo(track *webrtc.TrackRemote, cam *WHIPCamera, log *slog.Logger) {
+	mime := strings.ToLower(track.Codec().MimeType)
+	var depack rtp.Depacketizer
+	codec := decode.CodecVP8
+	switch mime {
+	case strings.ToLower(webrtc.MimeTypeVP8):
+		depack = &codecs.VP8Packet{}
+	case strings.ToLower(webrtc.MimeTypeH264):
+		depack = &codecs.H264Packet{}
+		codec = decode.CodecH264
+	default:
+		log.Error("unsupported codec", "codec", mime)
+		return
+	}
+	dec, err := decode.New(codec)
+	if err != nil {
+		log.Error("decoder", "err", err)
+		return
+	}
+	defer dec.Close()
+	log.Info("publisher track", "codec", mime)
+	sb := samplebuilder.New(64, depack, track.Codec().ClockRate)
+	up := w.Metrics.up.WithLabelValues(cam.ID)
+	defer up.Set(0)
+	received := w.Metrics.received.WithLabelValues(cam.ID)
+	decoded := w.Metrics.decoded.WithLabelValues(cam.ID)
+	awaitKey := w.Metrics.dropped.WithLabelValues(cam.ID, DropAwaitKeyframe)
+	corrupt := w.Metrics.dropped.WithLabelValues(cam.ID, DropCorrupt)
+	gotKey := false
+	for {
+		pkt, _, err := track.ReadRTP()
+		if err != nil {
+			return
+		}
+		sb.Push(pkt)
+		for s := sb.Pop(); s != nil; s = sb.Pop() {
+			received.Inc()
+			if !gotKey {
+				if !isKeyframe(codec, s.Data) {
+					awaitKey.Inc()
+					continue
+				}
+				gotKey = true
+			}
+			_, err := dec.Decode(s.Data, func(width, height int, bgr []byte) {
+				now := time.Now()
+				w.mu.Lock()
+				seq := w.seq[cam.ID]
+				n := *seq
+				*seq++
+				w.mu.Unlock()
+				raw := frame.NewRaw(frame.Meta{Camera: cam.ID, Seq: n, PTS: now.Sub(w.start), Captured: now}, width, height)
+				copy(raw.Pix, bgr)
+				decoded.Inc()
+				up.Set(1)
+				cam.Out.Push(context.Background(), raw) // DropOldest: never blocks
+			})
+			if err != nil {
+				corrupt.Inc()
+			}
+		}
+	}
+}
+
+// isKeyframe: VP8's P bit (RFC 6386: 0 = key frame); H.264 an IDR NAL.
+func isKeyframe(c decode.Codec, b []byte) bool {
+	if c == decode.CodecVP8 {
+		return len(b) > 0 && b[0]&0x01 == 0
+	}
+	for i := 0; i+3 < len(b); i++ {
+		if b[i] == 0 && b[i+1] == 0 && b[i+2] == 1 && b[i+3]&0x1f == 5 {
+			return true
+		}
+	}
+	return false
+}
+
+// Close ends every session and waits for their readers.
+func (w *WHIP) Close() {
+	w.mu.Lock()
+	sessions := w.sessions
+	w.sessions = map[string]*whipSession{}
+	w.mu.Unlock()
+	for _, s := range sessions {
+		s.pc.Close()
+	}
+	w.wg.Wait()
+}

@@ -1,0 +1,191 @@
+package ingest
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
+	"github.com/pion/webrtc/v4/pkg/media/ivfreader"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/veilproject/veil/pipeline/frame"
+	"github.com/veilproject/veil/pipeline/queue"
+)
+
+func newWHIPServer(t *testing.T) (*WHIP, *httptest.Server, *queue.Queue[*frame.Raw]) {
+	m, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := queue.New[*frame.Raw](4, queue.DropOldest, nil)
+	w := NewWHIP([]WHIPCamera{{ID: "desk", Token: "t0ken", Out: q}}, &WHIP{IncludeLoopback: true, IPs: []string{"127.0.0.1"}, Metrics: m, Logger: testLog(t)})
+	srv := httptest.NewServer(w)
+	t.Cleanup(func() { http.DefaultClient.CloseIdleConnections(); srv.Close(); w.Close() })
+	return w, srv, q
+}
+
+func post(t *testing.T, url, token, ctype, body string) *http.Response {
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	req.Header.Set("Content-Type", ctype)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func TestWHIPRejectsBadRequests(t *testing.T) {
+	_, srv, _ := newWHIPServer(t)
+	for _, tc := range []struct {
+		name, path, token, ctype, body string
+		code                           int
+		want                           string
+	}{
+		{"no token", "/whip/desk", "", "application/sdp", "v=0", 401, "bearer token"},
+		{"wrong token", "/whip/desk", "nope", "application/sdp", "v=0", 401, "bearer token"},
+		{"unknown camera", "/whip/garage", "t0ken", "application/sdp", "v=0", 404, "no such camera"},
+		{"wrong type", "/whip/desk", "t0ken", "text/plain", "v=0", 415, "application/sdp"},
+		{"malformed sdp", "/whip/desk", "t0ken", "application/sdp", "this is not sdp", 400, "malformed SDP"},
+		{"audio only", "/whip/desk", "t0ken", "application/sdp",
+			"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:111 opus/48000/2\r\n", 400, "no video"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := post(t, srv.URL+tc.path, tc.token, tc.ctype, tc.body)
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.code || !strings.Contains(string(b), tc.want) {
+				t.Errorf("%d %q, want %d %q", resp.StatusCode, b, tc.code, tc.want)
+			}
+		})
+	}
+}
+
+// FuzzParseOffer: whatever a publisher posts, the SDP check never panics.
+func FuzzParseOffer(f *testing.F) {
+	f.Add([]byte("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n"))
+	f.Add([]byte("v=0\r\n"))
+	f.Fuzz(func(t *testing.T, b []byte) { ParseOffer(b) })
+}
+
+// vp8Clip encodes frames of vtest.avi to VP8 in an IVF file.
+func vp8Clip(t *testing.T) string {
+	path := filepath.Join(t.TempDir(), "clip.ivf")
+	if out, err := exec.Command("ffmpeg", "-v", "error", "-i", "/usr/share/doc/opencv-doc/examples/data/vtest.avi",
+		"-frames:v", "60", "-vf", "scale=384:288", "-c:v", "libvpx", "-deadline", "realtime", "-g", "10", "-b:v", "1M", path).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	return path
+}
+
+// TestWHIPPublisherVP8 is a real WebRTC session on loopback: a pion peer
+// publishes VP8 (from vtest.avi) over WHIP; veil answers, decodes and
+// delivers frames; DELETE ends the session.
+func TestWHIPPublisherVP8(t *testing.T) {
+	w, srv, q := newWHIPServer(t)
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	pub, err := webrtc.NewAPI(webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "video", "veil-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sender, err := pub.AddTrack(track)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := sender.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	offer, err := pub.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pub)
+	pub.SetLocalDescription(offer)
+	<-gathered
+	resp := post(t, srv.URL+"/whip/desk", "t0ken", "application/sdp", pub.LocalDescription().SDP)
+	answer, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusCreated || !strings.HasPrefix(loc, "/whip/desk/") || resp.Header.Get("Content-Type") != "application/sdp" {
+		t.Fatalf("%d %s %q", resp.StatusCode, loc, answer)
+	}
+	if err := pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(answer)}); err != nil {
+		t.Fatal(err)
+	}
+	// Send the clip at 10 fps, in a loop, until the test is done.
+	clip, _ := os.ReadFile(vp8Clip(t))
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			r, _, err := ivfreader.NewWith(bytes.NewReader(clip))
+			if err != nil {
+				return
+			}
+			for {
+				f, _, err := r.ParseNextFrame()
+				if err != nil {
+					break
+				}
+				select {
+				case <-stop:
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+				track.WriteSample(media.Sample{Data: f, Duration: 100 * time.Millisecond})
+			}
+		}
+	}()
+	deadline := time.After(20 * time.Second)
+	for n := 0; n < 10; n++ {
+		select {
+		case f := <-q.C():
+			if err := f.Validate(); err != nil || f.Width != 384 || f.Height != 288 || f.Camera != "desk" {
+				t.Fatalf("frame %dx%d %q: %v", f.Width, f.Height, f.Camera, err)
+			}
+		case <-deadline:
+			t.Fatalf("%d frames in 20 s", n)
+		}
+	}
+	if v := testutil.ToFloat64(w.Metrics.up.WithLabelValues("desk")); v != 1 {
+		t.Errorf("camera up %v", v)
+	}
+	req, _ := http.NewRequest(http.MethodDelete, srv.URL+loc, nil)
+	req.Header.Set("Authorization", "Bearer t0ken")
+	dresp, err := http.DefaultClient.Do(req)
+	if err != nil || dresp.StatusCode != http.StatusOK {
+		t.Fatalf("DELETE: %v %v", err, dresp.StatusCode)
+	}
+	dresp.Body.Close()
+	dresp, _ = http.DefaultClient.Do(req)
+	dresp.Body.Close()
+	if dresp.StatusCode != http.StatusNotFound {
+		t.Errorf("second DELETE: %d", dresp.StatusCode)
+	}
+}
