@@ -4,8 +4,10 @@
 # file decode/encode, Prometheus' promtool, and for the tests Java and Maven
 # (the real Kafka broker, fetched from Maven Central) and kcat; FFmpeg's
 # libav* headers for in-process H.264 decoding (go-astiav v0.16.0, the last
-# release for FFmpeg 5.1); GStreamer's RTSP server as the tests' camera. Safe to run again: packages
-# already present are skipped without touching apt.
+# release for FFmpeg 5.1); GStreamer's RTSP server as the tests' camera;
+# Chromium as the tests' WebRTC publisher, in a network namespace made with
+# iproute2. Safe to run again: packages already present are skipped without
+# touching apt.
 set -euo pipefail
 
 log() { printf 'setup: %s\n' "$*" >&2; }

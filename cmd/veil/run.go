@@ -92,6 +92,12 @@ func loadConfig(path string) (Config, error) {
 	if err != nil {
 		return c, fmt.Errorf("config %s: %w", path, unwrapPathErr(err))
 	}
+	return parseConfig(path, b)
+}
+
+// parseConfig is loadConfig after reading the file.
+func parseConfig(path string, b []byte) (Config, error) {
+	var c Config
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {

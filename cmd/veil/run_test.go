@@ -51,3 +51,20 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		t.Errorf("env override: %v %v", err, cfg.Kafka.Brokers)
 	}
 }
+
+// FuzzParseConfig: any bytes as veil.yaml give a config or an error, never
+// a panic; an accepted config passes its own validation again.
+func FuzzParseConfig(f *testing.F) {
+	example, _ := os.ReadFile("../../veil.example.yaml")
+	f.Add(example)
+	f.Add([]byte("cameras:\n  - id: a\n    file: x.mp4\n    lines: [{id: d, from: [0, 0], to: [1, 1]}]\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := parseConfig("fuzz.yaml", b)
+		if err != nil {
+			return
+		}
+		if err := c.validate(); err != nil {
+			t.Fatalf("accepted, then invalid: %v", err)
+		}
+	})
+}
