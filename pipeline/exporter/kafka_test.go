@@ -346,4 +346,3 @@ func metricByName(t testing.TB, reg *prometheus.Registry, name string) prometheu
 	t.Fatalf("no metric %s", name)
 	return nil
 }
-

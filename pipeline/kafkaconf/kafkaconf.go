@@ -5,8 +5,8 @@ package kafkaconf
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"os"

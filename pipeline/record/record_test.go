@@ -17,7 +17,7 @@ import (
 type noFaces struct{}
 
 func (noFaces) Detect(context.Context, blur.Image) ([]blur.Detection, error) { return nil, nil }
-func (noFaces) Name() string                                                  { return "none" }
+func (noFaces) Name() string                                                 { return "none" }
 
 // frames makes n obscured 64x48 frames at 10 fps.
 func frames(t *testing.T, n int) []*blur.Frame {
