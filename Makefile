@@ -36,6 +36,8 @@ test-go:
 	$(GO) test -count=1 -tags matprofile -run 'NoMatLeft' ./blur/detect/
 	docker-compose -f docker-compose.yml config -q
 	promtool check config dashboards/prometheus.yml
+	promtool check rules dashboards/alerts.yml
+	cd dashboards && promtool test rules alerts_test.yml
 
 # Speed figures, side by side with deface: writes bench-out/report.md.
 bench: models testdata build

@@ -30,7 +30,7 @@ import (
 	"github.com/veilproject/veil/pipeline/kafkaconf"
 	"github.com/veilproject/veil/pipeline/publish"
 	"github.com/veilproject/veil/pipeline/queue"
-	"github.com/veilproject/veil/pipeline/sink"
+	"github.com/veilproject/veil/pipeline/record"
 )
 
 // DefaultSample is the built-in camera: people walking across a campus road,
@@ -47,8 +47,8 @@ const demoUsage = `usage: veil demo [flags]
 Runs veil on a built-in camera with no outside service: the sample video is
 replayed in a loop, in real time, as camera "sample"; every frame is
 obscured, then people are counted on the obscured frames. Count events are
-printed as JSON lines, the first pass of obscured video is recorded to
--out, and Prometheus metrics are served on -metrics-listen. Ctrl-C stops it
+printed as JSON lines, obscured video is recorded in segments under
+-out/sample (kept an hour, at most 1 GiB), and Prometheus metrics are served on -metrics-listen. Ctrl-C stops it
 cleanly (the last count window is flushed, the recording finished).
 
 flags:
@@ -153,19 +153,21 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	if err != nil {
 		return err
 	}
-	recPath := filepath.Join(*outDir, camera+".mp4")
-	// The encoder outlives a cancelled context so that shutdown finishes the
-	// recording instead of leaving a broken file.
-	rec, err := sink.NewVideo(context.WithoutCancel(ctx), recPath, sink.VideoOptions{Width: info.Width, Height: info.Height, FrameRate: info.FrameRate, Preset: "ultrafast"})
+	// Obscured video is recorded as the service does: 60 s segments under
+	// -out/sample, kept for an hour and at most 1 GiB.
+	recCfg := record.Config{Dir: *outDir, Segment: time.Minute, Keep: time.Hour, MaxBytes: 1 << 30, Preset: "ultrafast",
+		FrameRate: int(info.FPS + 0.5)}
+	recCfg.Defaults()
+	rm, err := record.NewMetrics(reg)
 	if err != nil {
 		return err
 	}
-	defer rec.Abort()
-	// One pass of the sample is recorded; the demo keeps counting after.
-	recordFor := time.Duration(float64(info.Frames) / info.FPS * float64(time.Second))
-	if info.Frames == 0 {
-		recordFor = time.Minute
+	rec, err := record.New(recCfg, camera, rm, log)
+	if err != nil {
+		return err
 	}
+	recPath := filepath.Join(*outDir, camera)
+	retention := &record.Retention{Config: recCfg, Metrics: rm, Logger: log}
 
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
@@ -214,7 +216,6 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	})
 	frames, faces, failClosed := 0, 0, 0
 	pipe.Go(func() error {
-		recording := true
 		for f := range counted.C() {
 			delivered.Inc()
 			frames++
@@ -222,20 +223,11 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 			if f.FailClosed() != "" {
 				failClosed++
 			}
-			if recording && f.Meta().PTS < recordFor {
-				if err := rec.Write(f); err != nil {
-					return err
-				}
-			} else if recording {
-				recording = false
-				if err := rec.Close(); err != nil {
-					return err
-				}
-				log.Info("recording finished", "path", recPath)
-			}
+			rec.Write(f)
 		}
 		return nil
 	})
+	pipe.Go(func() error { return retention.Run(pctx, 10*time.Second) })
 	// Events are printed and published. The publisher ignores Ctrl-C until
 	// its input is closed (after the counter's final flush), so no count is
 	// lost on shutdown: what Kafka does not take in time stays spooled.
@@ -264,9 +256,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 		close(serveErr)
 	}()
 	runErr := pipe.Wait()
-	if err := rec.Close(); err != nil && runErr == nil && !errors.Is(err, sink.ErrAborted) {
-		runErr = err
-	}
+	rec.Finish()
 	if err := <-pubDone; err != nil && runErr == nil {
 		runErr = err
 	}

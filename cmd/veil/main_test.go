@@ -316,9 +316,20 @@ func TestDemoServesMetricsCountsAndRecords(t *testing.T) {
 		`veil_zone_capacity{camera="sample",zone="road_area"} 8`,
 		`veil_exporter_events_total{result="applied"}`,
 		`veil_exporter_partitions_owned 3`,
+		`veil_recording_disk_free_bytes`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	// Every metric the alert rules name is in this real exposition.
+	rules, err := os.ReadFile("../../dashboards/alerts.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range regexp.MustCompile(`\bveil_[a-z0-9_]+`).FindAllString(string(rules), -1) {
+		if !regexp.MustCompile(`(?m)^` + name + `(\{| )`).Match(body) {
+			t.Errorf("alerts.yml names %s, which veil does not export", name)
 		}
 	}
 	// Prometheus' own linter: names, units, _total suffixes, help text.
@@ -343,8 +354,11 @@ func TestDemoServesMetricsCountsAndRecords(t *testing.T) {
 	if m[1] != m[3] || m[2] != m[4] {
 		t.Errorf("counted %s/%s, exported %s/%s: the Kafka path lost or doubled counts", m[1], m[2], m[3], m[4])
 	}
-	b, err := exec.Command("ffprobe", "-v", "error", "-count_frames", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0",
-		filepath.Join(dir, "sample.mp4")).Output()
+	segs, _ := filepath.Glob(filepath.Join(dir, "sample", "*.mp4"))
+	if len(segs) == 0 {
+		t.Fatal("no recording segment")
+	}
+	b, err := exec.Command("ffprobe", "-v", "error", "-count_frames", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", segs[0]).Output()
 	if err != nil || strings.TrimSpace(string(b)) == "0" {
 		t.Errorf("recording: %v %q", err, b)
 	}

@@ -92,6 +92,7 @@ type Metrics struct {
 	deleted  *prometheus.CounterVec
 	bytes    prometheus.Gauge
 	free     prometheus.Gauge
+	size     prometheus.Gauge
 }
 
 // NewMetrics registers the recording metrics on reg.
@@ -103,8 +104,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		deleted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "veil_recording_deleted_total", Help: "Segments deleted by retention, by reason: age, size."}, []string{"reason"}),
 		bytes:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "veil_recording_bytes", Help: "Bytes of finished segments on disk."}),
 		free:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "veil_recording_disk_free_bytes", Help: "Free bytes on the recordings' filesystem."}),
+		size:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "veil_recording_disk_size_bytes", Help: "Size of the recordings' filesystem."}),
 	}
-	for _, c := range []prometheus.Collector{m.segments, m.errors, m.deleted, m.bytes, m.free} {
+	for _, c := range []prometheus.Collector{m.segments, m.errors, m.deleted, m.bytes, m.free, m.size} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -183,6 +185,13 @@ func (r *Recorder) fail(op string, err error) {
 	r.m.errors.WithLabelValues(r.camera, op).Inc()
 	r.log.Error("recording failed; retrying in 10s", "op", op, "err", err)
 	r.retry = time.Now().Add(10 * time.Second)
+}
+
+// Finish closes the current segment cleanly (on shutdown).
+func (r *Recorder) Finish() {
+	if r.cur != nil {
+		r.finish()
+	}
 }
 
 // Run records frames from in until it is closed, then finishes the current
@@ -276,6 +285,7 @@ func (t *Retention) Enforce() error {
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(t.Config.Dir, &st); err == nil {
 		t.Metrics.free.Set(float64(st.Bavail) * float64(st.Bsize))
+		t.Metrics.size.Set(float64(st.Blocks) * float64(st.Bsize))
 	}
 	return errors.Join(errs...)
 }

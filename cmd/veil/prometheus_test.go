@@ -1,0 +1,106 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestPrometheusScrapesVeil starts Debian's prometheus with the repo's
+// prometheus.yml (target pointed at a running `veil demo`) and the alert
+// rules, and queries its API until footfall and pipeline series are there.
+func TestPrometheusScrapesVeil(t *testing.T) {
+	dir := t.TempDir()
+	demo := exec.Command(veilBin, "demo", "-out", dir, "-metrics-listen", "127.0.0.1:0", "-window", "1s", "-fast")
+	out, _ := demo.StdoutPipe()
+	demo.Stderr = io.Discard
+	if err := demo.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { demo.Process.Signal(syscall.SIGINT); demo.Wait() }()
+	var target string
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if m := regexp.MustCompile(`metrics: +http://(\S+)/metrics`).FindStringSubmatch(sc.Text()); m != nil {
+			target = m[1]
+			break
+		}
+	}
+	go io.Copy(io.Discard, out)
+	if target == "" {
+		t.Fatal("demo printed no metrics address")
+	}
+
+	cfg, err := os.ReadFile("../../dashboards/prometheus.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgS := strings.Replace(string(cfg), `"veil:9108"`, `"`+target+`"`, 1)
+	cfgS = strings.Replace(cfgS, "scrape_interval: 5s", "scrape_interval: 1s", 1)
+	os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfgS), 0o644)
+	rules, _ := os.ReadFile("../../dashboards/alerts.yml")
+	os.WriteFile(filepath.Join(dir, "alerts.yml"), rules, 0o644)
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	promAddr := l.Addr().String()
+	l.Close()
+	prom := exec.Command("prometheus", "--config.file="+filepath.Join(dir, "prometheus.yml"),
+		"--storage.tsdb.path="+filepath.Join(dir, "tsdb"), "--web.listen-address="+promAddr)
+	var promLog strings.Builder
+	prom.Stderr = &promLog
+	if err := prom.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { prom.Process.Signal(syscall.SIGTERM); prom.Wait() }()
+
+	query := func(q string) int {
+		resp, err := http.Get("http://" + promAddr + "/api/v1/query?query=" + url.QueryEscape(q))
+		if err != nil {
+			return -1
+		}
+		defer resp.Body.Close()
+		var r struct {
+			Data struct {
+				Result []json.RawMessage `json:"result"`
+			} `json:"data"`
+		}
+		json.NewDecoder(resp.Body).Decode(&r)
+		return len(r.Data.Result)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for _, q := range []string{
+		`veil_blur_frames_total{camera="sample",result="obscured"} > 0`,
+		`veil_people_crossings_total{camera="sample"}`,
+		`veil_footfall_entries_total{camera="sample",line="road"}`,
+		`veil_zone_capacity{camera="sample",zone="road_area"} == 8`,
+		`veil_publish_spool_events`,
+		`up{job="veil"} == 1`,
+	} {
+		for query(q) < 1 {
+			if time.Now().After(deadline) {
+				t.Fatalf("prometheus has no result for %s\n%s", q, promLog.String())
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+	resp, err := http.Get("http://" + promAddr + "/api/v1/rules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if n := strings.Count(string(b), `"type":"alerting"`); n != 7 {
+		t.Errorf("prometheus loaded %d alerting rules, want 7: %s", n, fmt.Sprint(len(b)))
+	}
+}
