@@ -1,6 +1,8 @@
 # veil on Debian 12, with OpenCV 4.6 from Debian (gocv v0.32.0 pins to it).
 FROM golang:1.26-bookworm AS build
-RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends libopencv-dev pkg-config && rm -rf /var/lib/apt/lists/*
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends libopencv-dev pkg-config \
+      libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavdevice-dev libavfilter-dev libswresample-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download

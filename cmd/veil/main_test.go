@@ -322,14 +322,17 @@ func TestDemoServesMetricsCountsAndRecords(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
-	// Every metric the alert rules name is in this real exposition.
-	rules, err := os.ReadFile("../../dashboards/alerts.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range regexp.MustCompile(`\bveil_[a-z0-9_]+`).FindAllString(string(rules), -1) {
-		if !regexp.MustCompile(`(?m)^` + name + `(\{| )`).Match(body) {
-			t.Errorf("alerts.yml names %s, which veil does not export", name)
+	// Every metric the alert rules and dashboards name is in this real
+	// exposition.
+	for _, file := range []string{"../../dashboards/alerts.yml", "../../dashboards/grafana/footfall.json", "../../dashboards/grafana/operations.json"} {
+		text, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range regexp.MustCompile(`\bveil_[a-z0-9_]+`).FindAllString(string(text), -1) {
+			if !regexp.MustCompile(`(?m)^` + name + `(\{| )`).Match(body) {
+				t.Errorf("%s names %s, which veil does not export", filepath.Base(file), name)
+			}
 		}
 	}
 	// Prometheus' own linter: names, units, _total suffixes, help text.

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // TestPrometheusScrapesVeil starts Debian's prometheus with the repo's
@@ -94,6 +96,24 @@ func TestPrometheusScrapesVeil(t *testing.T) {
 			time.Sleep(500 * time.Millisecond)
 		}
 	}
+	// Every PromQL expression of the dashboards and rules parses and runs in
+	// this real Prometheus (Grafana's variables replaced by values).
+	for _, expr := range promQL(t) {
+		q := strings.NewReplacer("$__rate_interval", "1m", "$camera", ".*").Replace(expr)
+		resp, err := http.Get("http://" + promAddr + "/api/v1/query?query=" + url.QueryEscape(q))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r struct {
+			Status string `json:"status"`
+			Error  string `json:"error"`
+		}
+		json.NewDecoder(resp.Body).Decode(&r)
+		resp.Body.Close()
+		if r.Status != "success" {
+			t.Errorf("%s: %s", expr, r.Error)
+		}
+	}
 	resp, err := http.Get("http://" + promAddr + "/api/v1/rules")
 	if err != nil {
 		t.Fatal(err)
@@ -103,4 +123,60 @@ func TestPrometheusScrapesVeil(t *testing.T) {
 	if n := strings.Count(string(b), `"type":"alerting"`); n != 7 {
 		t.Errorf("prometheus loaded %d alerting rules, want 7: %s", n, fmt.Sprint(len(b)))
 	}
+}
+
+// promQL collects the expressions of dashboards/grafana/*.json and
+// dashboards/alerts.yml.
+func promQL(t *testing.T) []string {
+	var exprs []string
+	for _, f := range []string{"footfall.json", "operations.json"} {
+		b, err := os.ReadFile(filepath.Join("../../dashboards/grafana", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var walk func(any)
+		walk = func(v any) {
+			switch x := v.(type) {
+			case map[string]any:
+				if e, ok := x["expr"].(string); ok {
+					exprs = append(exprs, e)
+				}
+				for _, c := range x {
+					walk(c)
+				}
+			case []any:
+				for _, c := range x {
+					walk(c)
+				}
+			}
+		}
+		var doc any
+		if err := json.Unmarshal(b, &doc); err != nil {
+			t.Fatal(err)
+		}
+		walk(doc)
+	}
+	b, err := os.ReadFile("../../dashboards/alerts.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rules struct {
+		Groups []struct {
+			Rules []struct {
+				Expr string `yaml:"expr"`
+			} `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	if err := yaml.Unmarshal(b, &rules); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			exprs = append(exprs, r.Expr)
+		}
+	}
+	if len(exprs) < 25 {
+		t.Fatalf("only %d expressions found", len(exprs))
+	}
+	return exprs
 }

@@ -17,6 +17,16 @@ func TestExampleConfigLoads(t *testing.T) {
 	}
 }
 
+func TestComposeConfigLoads(t *testing.T) {
+	cfg, err := loadConfig("../../dashboards/compose-veil.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Exporter.Enabled || cfg.Cameras[0].URL == "" {
+		t.Errorf("%+v", cfg)
+	}
+}
+
 func TestConfigErrorsNameTheKey(t *testing.T) {
 	base := "cameras:\n  - id: a\n    file: x.mp4\n"
 	for _, tc := range []struct{ yaml, want string }{

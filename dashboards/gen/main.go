@@ -1,0 +1,130 @@
+// Command gen renders veil's Grafana dashboards from code (the Grafana
+// foundation SDK) into dashboards/grafana/*.json, which are committed and
+// provisioned. `go run ./dashboards/gen` after a change; a test fails when
+// the committed JSON drifts from this code.
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/grafana/grafana-foundation-sdk/go/cog"
+	"github.com/grafana/grafana-foundation-sdk/go/common"
+	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+	"github.com/grafana/grafana-foundation-sdk/go/gauge"
+	"github.com/grafana/grafana-foundation-sdk/go/heatmap"
+	"github.com/grafana/grafana-foundation-sdk/go/prometheus"
+	"github.com/grafana/grafana-foundation-sdk/go/stat"
+	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
+)
+
+// ds is the Prometheus data source provisioned with the dashboards.
+var ds = common.DataSourceRef{Type: cog.ToPtr("prometheus"), Uid: cog.ToPtr("veil-prometheus")}
+
+func query(expr, legend string) *prometheus.DataqueryBuilder {
+	return prometheus.NewDataqueryBuilder().Expr(expr).LegendFormat(legend)
+}
+
+func series(title, unit string, qs ...*prometheus.DataqueryBuilder) *timeseries.PanelBuilder {
+	p := timeseries.NewPanelBuilder().Title(title).Datasource(ds).Unit(unit).Height(8).Span(12)
+	for _, q := range qs {
+		p.WithTarget(q)
+	}
+	return p
+}
+
+func cameraVar() *dashboard.QueryVariableBuilder {
+	return dashboard.NewQueryVariableBuilder("camera").Label("Camera").Datasource(ds).
+		Query(dashboard.StringOrMap{String: cog.ToPtr("label_values(veil_blur_frames_total, camera)")}).
+		Multi(true).IncludeAll(true)
+}
+
+// Footfall is the business view: who came in, when, and how full it is.
+func Footfall() (dashboard.Dashboard, error) {
+	return dashboard.NewDashboardBuilder("veil: footfall").
+		Uid("veil-footfall").Tags([]string{"veil"}).Refresh("30s").Time("now-24h", "now").
+		WithVariable(cameraVar()).
+		WithRow(dashboard.NewRowBuilder("Entries and exits")).
+		WithPanel(series("Entries per minute", "short",
+			query(`sum by (camera, line) (rate(veil_footfall_entries_total{camera=~"$camera"}[$__rate_interval])) * 60`, "{{camera}} {{line}}"))).
+		WithPanel(series("Exits per minute", "short",
+			query(`sum by (camera, line) (rate(veil_footfall_exits_total{camera=~"$camera"}[$__rate_interval])) * 60`, "{{camera}} {{line}}"))).
+		WithPanel(stat.NewPanelBuilder().Title("Entries, last hour").Datasource(ds).Height(5).Span(6).
+			WithTarget(query(`sum by (camera, line) (increase(veil_footfall_entries_total{camera=~"$camera"}[1h]))`, "{{camera}} {{line}}"))).
+		WithPanel(stat.NewPanelBuilder().Title("Entries, last 24 hours").Datasource(ds).Height(5).Span(6).
+			WithTarget(query(`sum by (camera, line) (increase(veil_footfall_entries_total{camera=~"$camera"}[1d]))`, "{{camera}} {{line}}"))).
+		WithPanel(stat.NewPanelBuilder().Title("Exits, last 24 hours").Datasource(ds).Height(5).Span(6).
+			WithTarget(query(`sum by (camera, line) (increase(veil_footfall_exits_total{camera=~"$camera"}[1d]))`, "{{camera}} {{line}}"))).
+		WithPanel(heatmap.NewPanelBuilder().Title("Busiest hours (entries per hour)").Datasource(ds).Height(8).Span(24).
+			WithTarget(query(`sum by (camera) (increase(veil_footfall_entries_total{camera=~"$camera"}[1h]))`, "{{camera}}").Interval("1h"))).
+		WithRow(dashboard.NewRowBuilder("Occupancy")).
+		WithPanel(series("Occupancy and capacity", "short",
+			query(`veil_zone_occupancy{camera=~"$camera"}`, "{{camera}} {{zone}}"),
+			query(`veil_zone_capacity{camera=~"$camera"} > 0`, "{{camera}} {{zone}} capacity"))).
+		WithPanel(gauge.NewPanelBuilder().Title("Occupancy / capacity now").Datasource(ds).Unit("percentunit").Min(0).Max(1.2).Height(8).Span(12).
+			WithTarget(query(`veil_zone_occupancy{camera=~"$camera"} / on (camera, zone) (veil_zone_capacity > 0)`, "{{camera}} {{zone}}"))).
+		Build()
+}
+
+// Operations is the health and privacy view for whoever runs veil.
+func Operations() (dashboard.Dashboard, error) {
+	return dashboard.NewDashboardBuilder("veil: operations and privacy health").
+		Uid("veil-operations").Tags([]string{"veil"}).Refresh("10s").Time("now-3h", "now").
+		WithVariable(cameraVar()).
+		WithRow(dashboard.NewRowBuilder("Cameras")).
+		WithPanel(stat.NewPanelBuilder().Title("Cameras up").Datasource(ds).Height(5).Span(8).
+			WithTarget(query(`veil_camera_up{camera=~"$camera"}`, "{{camera}}"))).
+		WithPanel(series("Frames per second: decoded and delivered obscured", "fps",
+			query(`sum by (camera) (rate(veil_ingest_frames_decoded_total{camera=~"$camera"}[$__rate_interval]))`, "{{camera}} decoded"),
+			query(`sum by (camera) (rate(veil_pipeline_frames_delivered_total{camera=~"$camera"}[$__rate_interval]))`, "{{camera}} obscured"))).
+		WithPanel(series("Frames dropped, by reason", "fps",
+			query(`sum by (camera, stage, reason) (rate(veil_pipeline_frames_dropped_total{camera=~"$camera"}[$__rate_interval]))`, "{{camera}} {{stage}} {{reason}}"))).
+		WithRow(dashboard.NewRowBuilder("Privacy")).
+		WithPanel(series("Fail-closed frames (obscured whole), by reason", "fps",
+			query(`sum by (camera, reason) (rate(veil_blur_fail_closed_frames_total{camera=~"$camera"}[$__rate_interval]))`, "{{camera}} {{reason}}"))).
+		WithPanel(series("Obscuring latency (p50, p95)", "s",
+			query(`histogram_quantile(0.5, sum by (camera, le) (rate(veil_blur_detect_duration_seconds_bucket{camera=~"$camera"}[$__rate_interval])))`, "{{camera}} p50"),
+			query(`histogram_quantile(0.95, sum by (camera, le) (rate(veil_blur_detect_duration_seconds_bucket{camera=~"$camera"}[$__rate_interval])))`, "{{camera}} p95"))).
+		WithPanel(stat.NewPanelBuilder().Title("Detector ready").Datasource(ds).Height(5).Span(8).
+			WithTarget(query(`veil_blur_detector_ready{camera=~"$camera"}`, "{{camera}}"))).
+		WithRow(dashboard.NewRowBuilder("Kafka and recordings")).
+		WithPanel(series("Count events waiting in the spool", "short",
+			query(`veil_publish_spool_events`, "events"))).
+		WithPanel(series("Exporter lag", "short",
+			query(`sum(veil_exporter_lag_messages)`, "messages"))).
+		WithPanel(series("Recordings disk", "bytes",
+			query(`veil_recording_bytes`, "recordings"),
+			query(`veil_recording_disk_free_bytes`, "free"))).
+		Build()
+}
+
+func main() {
+	out := "dashboards/grafana"
+	if len(os.Args) > 1 {
+		out = os.Args[1]
+	}
+	if err := Render(out); err != nil {
+		fmt.Fprintln(os.Stderr, "gen:", err)
+		os.Exit(1)
+	}
+}
+
+// Render writes every dashboard into dir.
+func Render(dir string) error {
+	for name, build := range map[string]func() (dashboard.Dashboard, error){"footfall.json": Footfall, "operations.json": Operations} {
+		d, err := build()
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		b, err := json.MarshalIndent(d, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), append(b, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
