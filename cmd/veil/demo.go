@@ -175,9 +175,10 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("/", statusHandler(reg))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	fmt.Fprintf(stdout, "veil demo: camera %q from %s\n  metrics:   http://%s/metrics\n  recording: %s\n  counting:  %d line(s), %d zone(s), events every %s\n  kafka:     %v topic %s (embedded: %v), spool %s\n",
-		camera, *input, ln.Addr(), recPath, len(ccfg.Lines), len(ccfg.Zones), ccfg.Window, kc.Brokers, kc.Topic, *brokers == "", filepath.Join(*outDir, "spool"))
+	fmt.Fprintf(stdout, "veil demo: camera %q from %s\n  status:    http://%s/\n  metrics:   http://%s/metrics\n  recording: %s\n  counting:  %d line(s), %d zone(s), events every %s\n  kafka:     %v topic %s (embedded: %v), spool %s\n",
+		camera, *input, ln.Addr(), ln.Addr(), recPath, len(ccfg.Lines), len(ccfg.Zones), ccfg.Window, kc.Brokers, kc.Topic, *brokers == "", filepath.Join(*outDir, "spool"))
 
 	// Queues, from source to sinks. Video may be dropped (oldest first,
 	// counted) only before blur, where a live camera must not wait; after
