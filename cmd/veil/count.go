@@ -11,7 +11,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 	"gopkg.in/yaml.v3"
 
@@ -88,15 +87,11 @@ func cmdCount(ctx context.Context, args []string, stdout, stderr io.Writer, log 
 		return err
 	}
 	defer det.Close()
-	reg := prometheus.NewRegistry()
-	bm, err := blur.NewMetrics(reg)
+	ms, err := newStageMetrics()
 	if err != nil {
 		return err
 	}
-	cm, err := counter.NewMetrics(reg)
-	if err != nil {
-		return err
-	}
+	bm, cm := ms.blur, ms.counter
 	stage, err := blur.New(of.blur, blur.Deps{Camera: "file", Detector: det, Metrics: bm, Logger: log})
 	if err != nil {
 		return err

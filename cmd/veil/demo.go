@@ -14,8 +14,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
@@ -83,24 +81,11 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	}
 
 	// Everything this process exports, built here and handed down.
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	bm, err := blur.NewMetrics(reg)
+	ms, err := newStageMetrics()
 	if err != nil {
 		return err
 	}
-	pm, err := pipeline.NewMetrics(reg)
-	if err != nil {
-		return err
-	}
-	cm, err := counter.NewMetrics(reg)
-	if err != nil {
-		return err
-	}
-	im, err := ingest.NewMetrics(reg)
-	if err != nil {
-		return err
-	}
+	reg, bm, pm, cm, im, rm := ms.reg, ms.blur, ms.pipe, ms.counter, ms.ingest, ms.record
 
 	// Counts leave over Kafka: an embedded broker unless -brokers names
 	// real ones; the exporter turns them into veil_footfall_* metrics.
@@ -158,10 +143,6 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	recCfg := record.Config{Dir: *outDir, Segment: time.Minute, Keep: time.Hour, MaxBytes: 1 << 30, Preset: "ultrafast",
 		FrameRate: int(info.FPS + 0.5)}
 	recCfg.Defaults()
-	rm, err := record.NewMetrics(reg)
-	if err != nil {
-		return err
-	}
 	rec, err := record.New(recCfg, camera, rm, log)
 	if err != nil {
 		return err

@@ -25,25 +25,7 @@ import (
 // rules, and queries its API until footfall and pipeline series are there.
 func TestPrometheusScrapesVeil(t *testing.T) {
 	dir := t.TempDir()
-	demo := exec.Command(veilBin, "demo", "-out", dir, "-metrics-listen", "127.0.0.1:0", "-window", "1s", "-fast")
-	out, _ := demo.StdoutPipe()
-	demo.Stderr = io.Discard
-	if err := demo.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { demo.Process.Signal(syscall.SIGINT); demo.Wait() }()
-	var target string
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		if m := regexp.MustCompile(`metrics: +http://(\S+)/metrics`).FindStringSubmatch(sc.Text()); m != nil {
-			target = m[1]
-			break
-		}
-	}
-	go io.Copy(io.Discard, out)
-	if target == "" {
-		t.Fatal("demo printed no metrics address")
-	}
+	target := startDemo(t, dir, "-fast")
 
 	cfg, err := os.ReadFile("../../dashboards/prometheus.yml")
 	if err != nil {
@@ -179,4 +161,26 @@ func promQL(t *testing.T) []string {
 		t.Fatalf("only %d expressions found", len(exprs))
 	}
 	return exprs
+}
+
+// startDemo runs `veil demo` on the sample with 1 s windows until the test
+// ends, and returns the host:port it serves its page and /metrics on.
+func startDemo(t *testing.T, dir string, extra ...string) string {
+	args := append([]string{"demo", "-out", dir, "-metrics-listen", "127.0.0.1:0", "-window", "1s"}, extra...)
+	demo := exec.Command(veilBin, args...)
+	out, _ := demo.StdoutPipe()
+	demo.Stderr = io.Discard
+	if err := demo.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { demo.Process.Signal(syscall.SIGINT); demo.Wait() })
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if m := regexp.MustCompile(`metrics: +http://(\S+)/metrics`).FindStringSubmatch(sc.Text()); m != nil {
+			go io.Copy(io.Discard, out)
+			return m[1]
+		}
+	}
+	t.Fatal("demo printed no metrics address")
+	return ""
 }

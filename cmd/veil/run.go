@@ -16,8 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 	"gopkg.in/yaml.v3"
 
@@ -231,28 +229,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, log *s
 		return err
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	bm, err := blur.NewMetrics(reg)
+	ms, err := newStageMetrics()
 	if err != nil {
 		return err
 	}
-	pm, err := pipeline.NewMetrics(reg)
-	if err != nil {
-		return err
-	}
-	cm, err := counter.NewMetrics(reg)
-	if err != nil {
-		return err
-	}
-	im, err := ingest.NewMetrics(reg)
-	if err != nil {
-		return err
-	}
-	rm, err := record.NewMetrics(reg)
-	if err != nil {
-		return err
-	}
+	reg, bm, pm, cm, im, rm := ms.reg, ms.blur, ms.pipe, ms.counter, ms.ingest, ms.record
 
 	// Per camera: source → (drop oldest) → blur → counter → recorder.
 	events := queue.New[footfall.Event](256, queue.Block, nil)

@@ -12,12 +12,12 @@ import (
 // cameraStatus is one row of the status page, read from the process's own
 // metrics registry (so the page can never disagree with /metrics).
 type cameraStatus struct {
-	Camera     string            `json:"camera"`
-	Up         bool              `json:"up"`
-	Obscured   float64           `json:"frames_obscured"`
-	FailClosed float64           `json:"frames_fail_closed"`
-	Dropped    float64           `json:"frames_dropped"`
-	Faces      float64           `json:"faces_obscured"`
+	Camera     string             `json:"camera"`
+	Up         bool               `json:"up"`
+	Obscured   float64            `json:"frames_obscured"`
+	FailClosed float64            `json:"frames_fail_closed"`
+	Dropped    float64            `json:"frames_dropped"`
+	Faces      float64            `json:"faces_obscured"`
 	In         map[string]float64 `json:"in"`
 	Out        map[string]float64 `json:"out"`
 	Occupancy  map[string]float64 `json:"occupancy"`

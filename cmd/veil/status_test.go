@@ -1,15 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,25 +17,7 @@ import (
 // dir).
 func TestStatusPageInChromium(t *testing.T) {
 	dir := t.TempDir()
-	demo := exec.Command(veilBin, "demo", "-out", dir, "-metrics-listen", "127.0.0.1:0", "-window", "1s")
-	out, _ := demo.StdoutPipe()
-	demo.Stderr = io.Discard
-	if err := demo.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { demo.Process.Signal(syscall.SIGINT); demo.Wait() }()
-	var page string
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		if m := regexp.MustCompile(`status: +(http://\S+)`).FindStringSubmatch(sc.Text()); m != nil {
-			page = m[1]
-			break
-		}
-	}
-	go io.Copy(io.Discard, out)
-	if page == "" {
-		t.Fatal("demo printed no status address")
-	}
+	page := "http://" + startDemo(t, dir) + "/"
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath("chromium"), chromedp.UserDataDir(filepath.Join(dir, "profile")),
 		chromedp.NoSandbox, chromedp.DisableGPU, chromedp.WindowSize(1100, 420),

@@ -22,7 +22,9 @@ else:
             print("producer error:", msg.parse_error(), flush=True)
     bus = src.get_bus(); bus.add_signal_watch(); bus.connect("message", on_msg)
     src.set_state(Gst.State.PLAYING)
-    launch = f"( intervideosrc channel=cam ! video/x-raw,framerate=10/1 ! videoconvert ! {ENC} )"
+    # Fixed caps: before the producer delivers, intervideosrc fills in with
+    # black frames, which must have the sample's size too.
+    launch = f"( intervideosrc channel=cam ! video/x-raw,width=768,height=576,framerate=10/1 ! videoconvert ! {ENC} )"
 
 server = GstRtspServer.RTSPServer(service=port, address="127.0.0.1")
 factory = GstRtspServer.RTSPMediaFactory()
