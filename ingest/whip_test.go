@@ -15,6 +15,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
+	"github.com/pion/webrtc/v4/pkg/media/h264reader"
 	"github.com/pion/webrtc/v4/pkg/media/ivfreader"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -91,10 +92,28 @@ func vp8Clip(t *testing.T) string {
 	return path
 }
 
-// TestWHIPPublisherVP8 is a real WebRTC session on loopback: a pion peer
-// publishes VP8 (from vtest.avi) over WHIP; veil answers, decodes and
-// delivers frames; DELETE ends the session.
-func TestWHIPPublisherVP8(t *testing.T) {
+// TestWHIPPublisher is a real WebRTC session on loopback: a pion peer
+// publishes VP8 or H.264 (from vtest.avi) over WHIP; veil answers, decodes
+// and delivers frames; DELETE ends the session.
+func TestWHIPPublisher(t *testing.T) {
+	for _, codec := range []string{webrtc.MimeTypeVP8, webrtc.MimeTypeH264} {
+		t.Run(codec, func(t *testing.T) { whipPublish(t, codec) })
+	}
+}
+
+// h264Clip encodes frames of vtest.avi to a Constrained Baseline H.264
+// Annex-B stream, as browsers send.
+func h264Clip(t *testing.T) []byte {
+	out, err := exec.Command("ffmpeg", "-v", "error", "-i", "/usr/share/doc/opencv-doc/examples/data/vtest.avi",
+		"-frames:v", "60", "-vf", "scale=384:288", "-c:v", "libx264", "-profile:v", "baseline", "-preset", "ultrafast",
+		"-tune", "zerolatency", "-g", "10", "-bf", "0", "-f", "h264", "pipe:1").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func whipPublish(t *testing.T, codec string) {
 	w, srv, q := newWHIPServer(t)
 	se := webrtc.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(true)
@@ -105,7 +124,7 @@ func TestWHIPPublisherVP8(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pub.Close()
-	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "video", "veil-test")
+	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: codec}, "video", "veil-test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,20 +158,46 @@ func TestWHIPPublisherVP8(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Send the clip at 10 fps, in a loop, until the test is done.
-	clip, _ := os.ReadFile(vp8Clip(t))
+	var frames [][]byte
+	if codec == webrtc.MimeTypeVP8 {
+		clip, _ := os.ReadFile(vp8Clip(t))
+		r, _, err := ivfreader.NewWith(bytes.NewReader(clip))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			f, _, err := r.ParseNextFrame()
+			if err != nil {
+				break
+			}
+			frames = append(frames, f)
+		}
+	} else {
+		r, err := h264reader.NewReader(bytes.NewReader(h264Clip(t)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var au []byte
+		for {
+			nal, err := r.NextNAL()
+			if err != nil {
+				break
+			}
+			au = append(au, append([]byte{0, 0, 0, 1}, nal.Data...)...)
+			if nal.UnitType == h264reader.NalUnitTypeCodedSliceNonIdr || nal.UnitType == h264reader.NalUnitTypeCodedSliceIdr {
+				frames = append(frames, au)
+				au = nil
+			}
+		}
+	}
+	if len(frames) < 30 {
+		t.Fatalf("%d frames in the clip", len(frames))
+	}
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
 		for {
-			r, _, err := ivfreader.NewWith(bytes.NewReader(clip))
-			if err != nil {
-				return
-			}
-			for {
-				f, _, err := r.ParseNextFrame()
-				if err != nil {
-					break
-				}
+			for _, f := range frames {
 				select {
 				case <-stop:
 					return
