@@ -142,6 +142,9 @@ type File struct {
 	// Loop replays the file from the start at its end, forever, as one
 	// continuous source.
 	Loop bool
+	// Metrics, if set, count decoded frames and mark the camera up while
+	// the file plays, as for live cameras.
+	Metrics *Metrics
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 
@@ -174,6 +177,11 @@ func (f *File) Info() VideoInfo { return f.info }
 // of the file and an error naming the file if decoding failed.
 func (f *File) Run(ctx context.Context, out *queue.Queue[*frame.Raw]) error {
 	defer out.Close()
+	if f.Metrics != nil {
+		up := f.Metrics.Up(f.Camera)
+		up.Set(1)
+		defer up.Set(0)
+	}
 	start := time.Now()
 	var seq uint64
 	for {
@@ -236,6 +244,9 @@ func (f *File) pass(parent context.Context, out *queue.Queue[*frame.Raw], seq *u
 		*seq++
 		n++
 		f.decoded.Add(1)
+		if f.Metrics != nil {
+			f.Metrics.Decoded(f.Camera).Inc()
+		}
 	}
 	if readErr != nil {
 		cancel() // stopped early: ffmpeg would block on a full pipe

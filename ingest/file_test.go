@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 
 	"github.com/veilproject/veil/pipeline/frame"
@@ -59,6 +61,8 @@ func TestFileDecodesEveryFrame(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			m, _ := NewMetrics(prometheus.NewRegistry())
+			src.Metrics = m
 			info := src.Info()
 			if got := strconv.Itoa(info.Width) + "x" + strconv.Itoa(info.Height); got != tc.size {
 				t.Errorf("size %s, want %s", got, tc.size)
@@ -72,6 +76,12 @@ func TestFileDecodesEveryFrame(t *testing.T) {
 			}
 			if len(got) != tc.frames || src.Decoded() != int64(tc.frames) {
 				t.Fatalf("%d frames, want %d", len(got), tc.frames)
+			}
+			if n := testutil.ToFloat64(m.Decoded("cam")); n != float64(tc.frames) {
+				t.Errorf("veil_ingest_frames_decoded_total %v, want %d", n, tc.frames)
+			}
+			if up := testutil.ToFloat64(m.Up("cam")); up != 0 {
+				t.Errorf("veil_camera_up %v after the file ended", up)
 			}
 			for i, r := range got {
 				if err := r.Validate(); err != nil || r.Seq != uint64(i) || r.Camera != "cam" {

@@ -41,6 +41,16 @@ type summary struct {
 	Elapsed    time.Duration
 }
 
+// add counts one obscured frame.
+func (s *summary) add(f *blur.Frame) {
+	s.Frames++
+	s.Detected += f.Detected()
+	s.Faces += f.Faces()
+	if f.FailClosed() != "" {
+		s.FailClosed++
+	}
+}
+
 func (s summary) String() string {
 	fps := 0.0
 	if s.Elapsed > 0 {
@@ -129,10 +139,9 @@ func anonymizeImage(ctx context.Context, stage *blur.Stage, in, out string) (sum
 	if err := sink.WriteImage(out, f); err != nil {
 		return summary{}, err
 	}
-	s := summary{Frames: 1, Detected: f.Detected(), Faces: f.Faces(), Elapsed: time.Since(start)}
-	if f.FailClosed() != "" {
-		s.FailClosed = 1
-	}
+	var s summary
+	s.add(f)
+	s.Elapsed = time.Since(start)
 	return s, nil
 }
 
@@ -172,12 +181,7 @@ func anonymizeVideo(ctx context.Context, stage *blur.Stage, in, out string, prog
 			if err := enc.Write(f); err != nil {
 				return err
 			}
-			sum.Frames++
-			sum.Detected += f.Detected()
-			sum.Faces += f.Faces()
-			if f.FailClosed() != "" {
-				sum.FailClosed++
-			}
+			sum.add(f)
 			p.update(sum.Frames)
 		}
 	})

@@ -42,12 +42,21 @@ func loadCounterConfig(path string) (counter.Config, error) {
 	return parseCounterConfig(path, b)
 }
 
-func parseCounterConfig(path string, b []byte) (counter.Config, error) {
-	var cfg counter.Config
+// decodeStrict decodes YAML into v, refusing unknown keys (the error
+// names the line); an empty document leaves v as it is.
+func decodeStrict(path string, b []byte, v any) error {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return cfg, fmt.Errorf("config %s: %w", path, err)
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return nil
+}
+
+func parseCounterConfig(path string, b []byte) (counter.Config, error) {
+	var cfg counter.Config
+	if err := decodeStrict(path, b, &cfg); err != nil {
+		return cfg, err
 	}
 	cfg.Defaults()
 	if err := cfg.Validate("counter"); err != nil {

@@ -122,7 +122,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	if err != nil {
 		return err
 	}
-	src.Realtime, src.Loop = !*fast, !*once
+	src.Realtime, src.Loop, src.Metrics = !*fast, !*once, im
 	info := src.Info()
 	det, err := detect.New(of.det, log)
 	if err != nil {
@@ -170,41 +170,23 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 		policy = queue.Block
 	}
 	raws := queue.New[*frame.Raw](2, policy, func(*frame.Raw) { dropped.Inc() })
-	toBlur := queue.New[*frame.Raw](1, queue.Block, nil)
 	obscured := queue.New[*blur.Frame](8, queue.Block, nil)
 	counted := queue.New[*blur.Frame](8, queue.Block, nil)
 	events := queue.New[footfall.Event](64, queue.Block, nil)
-	decoded, delivered := im.Decoded(camera), pm.FramesOut.WithLabelValues(camera)
-	im.Up(camera).Set(1) // a file is always there
+	delivered := pm.FramesOut.WithLabelValues(camera)
 
 	pipe, pctx := errgroup.WithContext(ctx)
 	pipe.Go(func() error { return src.Run(pctx, raws) })
-	pipe.Go(func() error {
-		// Counted after the dropping queue: decoded minus delivered is what
-		// was dropped.
-		defer toBlur.Close()
-		for r := range raws.C() {
-			decoded.Inc()
-			if err := toBlur.Push(pctx, r); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	pipe.Go(func() error { return stage.Run(pctx, toBlur, obscured) })
+	pipe.Go(func() error { return stage.Run(pctx, raws, obscured) })
 	pipe.Go(func() error {
 		defer events.Close()
 		return cnt.Run(pctx, obscured, events, counted)
 	})
-	frames, faces, failClosed := 0, 0, 0
+	var sum summary
 	pipe.Go(func() error {
 		for f := range counted.C() {
 			delivered.Inc()
-			frames++
-			faces += f.Faces()
-			if f.FailClosed() != "" {
-				failClosed++
-			}
+			sum.add(f)
 			rec.Write(f)
 		}
 		return nil
@@ -258,7 +240,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	if err := <-serveErr; err != nil && runErr == nil {
 		runErr = err
 	}
-	fmt.Fprintf(stdout, "veil demo: %d frames obscured (%d faces, %d fail-closed), %d dropped before blur; crossings:", frames, faces, failClosed, int(src.Decoded())-frames)
+	fmt.Fprintf(stdout, "veil demo: %d frames obscured (%d faces, %d fail-closed), %d dropped before blur; crossings:", sum.Frames, sum.Faces, sum.FailClosed, int(src.Decoded())-sum.Frames)
 	for _, t := range cnt.Totals() {
 		fmt.Fprintf(stdout, " %s %d in %d out;", t.ID, t.Entries, t.Exits)
 	}

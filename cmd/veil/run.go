@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,7 +16,6 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
-	"gopkg.in/yaml.v3"
 
 	"github.com/veilproject/veil/blur"
 	"github.com/veilproject/veil/blur/detect"
@@ -96,10 +94,8 @@ func loadConfig(path string) (Config, error) {
 // parseConfig is loadConfig after reading the file.
 func parseConfig(path string, b []byte) (Config, error) {
 	var c Config
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return c, fmt.Errorf("config %s: %w", path, err)
+	if err := decodeStrict(path, b, &c); err != nil {
+		return c, err
 	}
 	if v := os.Getenv("VEIL_METRICS_LISTEN"); v != "" {
 		c.Metrics.Listen = v
@@ -369,8 +365,7 @@ func startCamera(ctx, pctx context.Context, pipe *errgroup.Group, counters *sync
 		if err != nil {
 			return nil, err
 		}
-		src.Realtime, src.Loop = true, true
-		im.Up(cam.ID).Set(1)
+		src.Realtime, src.Loop, src.Metrics = true, true, im
 		pipe.Go(func() error { return ignoreCancel(src.Run(pctx, raws)) })
 	default:
 		src := &ingest.RTSP{Camera: cam.ID, URL: cam.URL, Transport: cam.Transport, Logger: log, Metrics: im}

@@ -27,9 +27,6 @@ func (c Codec) String() string {
 	return "H.264"
 }
 
-// H264 is a Decoder for H.264 (kept for its callers).
-type H264 = Decoder
-
 // Decoder decodes one stream. Not safe for concurrent use; Close frees it.
 type Decoder struct {
 	cc       *astiav.CodecContext
