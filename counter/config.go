@@ -3,7 +3,7 @@ package counter
 import (
 	"fmt"
 
-	"github.com/veilproject/veil/pipeline/footfall"
+	"github.com/veilproject/veil/pipeline/counts/footfall"
 	"math"
 	"time"
 )

@@ -16,13 +16,14 @@ package counter
 import (
 	"context"
 	"errors"
+	"fmt"
 	"image"
 	"log/slog"
 	"slices"
 	"time"
 
 	"github.com/veilproject/veil/blur"
-	"github.com/veilproject/veil/pipeline/footfall"
+	"github.com/veilproject/veil/pipeline/counts/footfall"
 	"github.com/veilproject/veil/pipeline/queue"
 )
 
@@ -263,18 +264,15 @@ func (c *Counter) Totals() []footfall.LineCount { return slices.Clone(c.totals) 
 
 // Run counts frames from in until it is closed and drained or ctx ends,
 // pushing events to out, whose policy must be queue.Block: events are never
-// dropped. Frames are passed on to next, if not nil, after counting. It
-// flushes the partial window before returning.
-func (c *Counter) Run(ctx context.Context, in *queue.Queue[*blur.Frame], out *queue.Queue[footfall.Event], next *queue.Queue[*blur.Frame]) error {
-	if next != nil {
-		defer next.Close()
-	}
+// dropped, so Run waits for room with ctx. The caller gives a context that
+// outlives shutdown by its drain time, so the partial window flushed
+// before returning still reaches out.
+func (c *Counter) Run(ctx context.Context, in *queue.Queue[*blur.Frame], out *queue.Queue[footfall.Event]) error {
 	push := func(evs []footfall.Event) error {
 		for _, e := range evs {
-			// Events must not be lost even on shutdown: the flush uses a
-			// context that outlives ctx.
-			if err := out.Push(context.WithoutCancel(ctx), e); err != nil {
-				return err
+			if err := out.Push(ctx, e); err != nil {
+				c.log.Error("count event not delivered", "epoch", e.Epoch, "seq", e.Seq, "err", err)
+				return fmt.Errorf("counter %s: event epoch=%d seq=%d not delivered: %w", c.camera, e.Epoch, e.Seq, err)
 			}
 		}
 		return nil
@@ -289,11 +287,6 @@ func (c *Counter) Run(ctx context.Context, in *queue.Queue[*blur.Frame], out *qu
 		}
 		if err := push(c.Process(f)); err != nil {
 			return err
-		}
-		if next != nil {
-			if err := next.Push(ctx, f); err != nil {
-				return err
-			}
 		}
 	}
 }

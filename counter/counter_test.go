@@ -13,7 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/veilproject/veil/blur"
-	"github.com/veilproject/veil/pipeline/footfall"
+	"github.com/veilproject/veil/pipeline/counts/footfall"
 	"github.com/veilproject/veil/pipeline/queue"
 )
 
@@ -245,7 +245,7 @@ func TestEventsAreAnonymousAndSequenced(t *testing.T) {
 	in := queue.New[*blur.Frame](4, queue.Block, nil)
 	out := queue.New[footfall.Event](100, queue.Block, nil)
 	errc := make(chan error, 1)
-	go func() { errc <- c.Run(context.Background(), in, out, nil) }()
+	go func() { errc <- c.Run(context.Background(), in, out) }()
 	for _, f := range frames {
 		in.Push(context.Background(), f)
 	}

@@ -1,6 +1,8 @@
-// Package ingest turns sources (video files and images for replay; later
-// live cameras) into decoded *frame.Raw values for the blur stage, and
-// hands them to nothing else.
+// Package ingest turns sources (RTSP cameras, WebRTC publishers over WHIP,
+// video files and still images) into decoded *frame.Raw values for the
+// blur stage, and hands them to nothing else. Every source has the same
+// shape: Run(ctx, out) decodes into out until its input or ctx ends, then
+// closes out (pipeline.Source is that contract).
 package ingest
 
 import (
@@ -266,6 +268,22 @@ func (f *File) pass(parent context.Context, out *queue.Queue[*frame.Raw], seq *u
 		return 0, fmt.Errorf("input %s: no frames decoded", f.Path)
 	}
 	return n, nil
+}
+
+// Image is a still picture (JPEG or PNG) as a source of one frame.
+type Image struct {
+	Path   string
+	Camera string
+}
+
+// Run decodes the picture into out, then closes out.
+func (im *Image) Run(ctx context.Context, out *queue.Queue[*frame.Raw]) error {
+	defer out.Close()
+	raw, err := DecodeImage(im.Path, im.Camera)
+	if err != nil {
+		return err
+	}
+	return out.Push(ctx, raw)
 }
 
 // DecodeImage reads a JPEG or PNG into a raw frame.

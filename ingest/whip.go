@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/interceptor"
@@ -29,11 +30,13 @@ import (
 )
 
 // WHIPCamera is a camera that a WebRTC publisher pushes to, at
-// POST /whip/{ID} with "Authorization: Bearer {Token}".
+// POST /whip/{ID} with "Authorization: Bearer {Token}". Its frames go to
+// the queue of the camera's Source while that runs.
 type WHIPCamera struct {
 	ID    string
 	Token string
-	Out   *queue.Queue[*frame.Raw]
+
+	out atomic.Pointer[queue.Queue[*frame.Raw]]
 }
 
 // WHIP accepts WebRTC publishers (WHIP, RFC 9725) with pion/webrtc v4,
@@ -72,8 +75,8 @@ func NewWHIP(cams []WHIPCamera, w *WHIP) *WHIP {
 	}
 	w.Logger = w.Logger.With("component", "whip")
 	for i := range cams {
-		c := cams[i]
-		w.cams[c.ID] = &c
+		c := &WHIPCamera{ID: cams[i].ID, Token: cams[i].Token}
+		w.cams[c.ID] = c
 		w.seq[c.ID] = new(uint64)
 		w.Metrics.up.WithLabelValues(c.ID).Set(0)
 	}
@@ -328,7 +331,9 @@ func (w *WHIP) readVideo(track *webrtc.TrackRemote, cam *WHIPCamera, log *slog.L
 				copy(raw.Pix, bgr)
 				decoded.Inc()
 				up.Set(1)
-				cam.Out.Push(context.Background(), raw) // DropOldest: never blocks
+				if out := cam.out.Load(); out != nil {
+					out.Push(context.Background(), raw) // DropOldest: never blocks
+				}
 			})
 			if err != nil {
 				corrupt.Inc()
@@ -348,6 +353,43 @@ func isKeyframe(c decode.Codec, b []byte) bool {
 		}
 	}
 	return false
+}
+
+// WHIPSource is one WHIP camera as a source: while it runs, the frames
+// that camera's publisher sends go to its queue.
+type WHIPSource struct {
+	w   *WHIP
+	cam *WHIPCamera
+}
+
+// Source is the camera's source; nil for an unknown camera.
+func (w *WHIP) Source(camera string) *WHIPSource {
+	cam, ok := w.cams[camera]
+	if !ok {
+		return nil
+	}
+	return &WHIPSource{w: w, cam: cam}
+}
+
+// Run hands the camera's frames to out until ctx ends; then it ends the
+// camera's session, waits for its reader and closes out. out must drop
+// rather than block (queue.DropOldest): the reader is a network reader.
+func (s *WHIPSource) Run(ctx context.Context, out *queue.Queue[*frame.Raw]) error {
+	if !s.cam.out.CompareAndSwap(nil, out) {
+		out.Close()
+		return fmt.Errorf("whip: camera %s already has a running source", s.cam.ID)
+	}
+	<-ctx.Done()
+	s.w.mu.Lock()
+	sess := s.w.sessions[s.cam.ID]
+	delete(s.w.sessions, s.cam.ID)
+	s.w.mu.Unlock()
+	if sess != nil {
+		sess.pc.Close()
+	}
+	s.cam.out.Store(nil)
+	out.Close()
+	return ctx.Err()
 }
 
 // Close ends every session and waits for their readers.

@@ -2,6 +2,8 @@ package ingest
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -30,10 +32,28 @@ func newWHIPServer(t *testing.T) (*WHIP, *httptest.Server, *queue.Queue[*frame.R
 		t.Fatal(err)
 	}
 	q := queue.New[*frame.Raw](4, queue.DropOldest, nil)
-	w := NewWHIP([]WHIPCamera{{ID: "desk", Token: "t0ken", Out: q}}, &WHIP{IncludeLoopback: true, IPs: []string{"127.0.0.1"}, Metrics: m, Logger: testLog(t)})
+	w := NewWHIP([]WHIPCamera{{ID: "desk", Token: "t0ken"}}, &WHIP{IncludeLoopback: true, IPs: []string{"127.0.0.1"}, Metrics: m, Logger: testLog(t)})
+	stop := runSource(t, w.Source("desk"), q)
 	srv := httptest.NewServer(w)
-	t.Cleanup(func() { http.DefaultClient.CloseIdleConnections(); srv.Close(); w.Close() })
+	t.Cleanup(func() { http.DefaultClient.CloseIdleConnections(); srv.Close(); stop(); w.Close() })
 	return w, srv, q
+}
+
+// runSource runs a camera's source into q until the returned stop is
+// called; stop waits for it and checks that it closed q.
+func runSource(t *testing.T, src *WHIPSource, q *queue.Queue[*frame.Raw]) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx, q) }()
+	return func() {
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("WHIP source: %v", err)
+		}
+		if err := q.Push(context.Background(), nil); !errors.Is(err, queue.ErrClosed) {
+			t.Error("the WHIP source left its queue open")
+		}
+	}
 }
 
 func post(t *testing.T, url, token, ctype, body string) *http.Response {

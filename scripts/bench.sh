@@ -41,7 +41,7 @@ fi
 log "go test -bench (detector, obscuring)"
 go test -run XXX -bench . -benchtime 5x ./blur/ ./blur/detect/ ./counter/ | tee "$OUT/go-bench.txt" >&2
 log "go test -bench (count events: publisher -> real Kafka -> exporter)"
-go test -run XXX -bench PublishToMetric -benchtime 3x ./pipeline/exporter/ | tee "$OUT/kafka-bench.txt" >&2
+go test -run XXX -bench PublishToMetric -benchtime 3x ./pipeline/counts/exporter/ | tee "$OUT/kafka-bench.txt" >&2
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 

@@ -39,8 +39,7 @@ type Config struct {
 	// Kind is centerface (default) or haar. Haar misses profiles and small
 	// faces and is only a fallback; choosing it logs a warning.
 	Kind string `yaml:"kind"`
-	// ModelDir holds centerface.onnx. It defaults to $VEIL_MODEL_DIR, or
-	// $VEIL_CACHE/models, or ~/.cache/veil/models ($XDG_CACHE_HOME is
+	// ModelDir holds centerface.onnx. It defaults to $VEIL_CACHE/models, or ~/.cache/veil/models ($XDG_CACHE_HOME is
 	// honoured); `make models` fills it.
 	ModelDir string `yaml:"model_dir"`
 	// Threshold is the lowest score kept, in (0, 1). It defaults to 0.2:
@@ -92,11 +91,11 @@ func (c *Config) Validate(prefix string) error {
 	return nil
 }
 
-// DefaultModelDir is where models are cached.
+// DefaultModelDir is where `make models` caches models: under $VEIL_CACHE,
+// the cache root the fetch scripts share, or the user's cache directory.
+// ($VEIL_MODEL_DIR, an override of detector.model_dir, is read by
+// pipeline/config.)
 func DefaultModelDir() string {
-	if d := os.Getenv("VEIL_MODEL_DIR"); d != "" {
-		return d
-	}
 	if d := os.Getenv("VEIL_CACHE"); d != "" {
 		return filepath.Join(d, "models")
 	}

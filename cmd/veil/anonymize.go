@@ -10,15 +10,13 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/errgroup"
-
-	"github.com/veilproject/veil/blur"
 	"github.com/veilproject/veil/blur/detect"
+	"github.com/veilproject/veil/counter"
 	"github.com/veilproject/veil/ingest"
-	"github.com/veilproject/veil/pipeline/frame"
-	"github.com/veilproject/veil/pipeline/queue"
-	"github.com/veilproject/veil/pipeline/sink"
+	"github.com/veilproject/veil/pipeline"
+	"github.com/veilproject/veil/pipeline/config"
+	"github.com/veilproject/veil/pipeline/counts/footfall"
+	"github.com/veilproject/veil/pipeline/output/sink"
 )
 
 const anonymizeUsage = `usage: veil anonymize [flags] IN OUT
@@ -31,41 +29,13 @@ only once it is complete.
 flags:
 `
 
-// summary is what an anonymize run did.
-type summary struct {
-	Frames     int
-	Detected   int // faces the detector found, summed over frames
-	Faces      int // face regions obscured (detections and held boxes), summed over frames
-	FailClosed int
-	Dropped    int
-	Elapsed    time.Duration
-}
-
-// add counts one obscured frame.
-func (s *summary) add(f *blur.Frame) {
-	s.Frames++
-	s.Detected += f.Detected()
-	s.Faces += f.Faces()
-	if f.FailClosed() != "" {
-		s.FailClosed++
-	}
-}
-
-func (s summary) String() string {
-	fps := 0.0
-	if s.Elapsed > 0 {
-		fps = float64(s.Frames) / s.Elapsed.Seconds()
-	}
-	return fmt.Sprintf("%d frames in %s (%.1f fps), %d faces detected, %d faces obscured, %d fail-closed frames obscured whole, %d dropped",
-		s.Frames, s.Elapsed.Round(time.Millisecond), fps, s.Detected, s.Faces, s.FailClosed, s.Dropped)
-}
-
 func cmdAnonymize(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
+	cfg := flagDefaults()
 	fs := newFlagSet("anonymize", stderr, anonymizeUsage)
 	var of obscureFlags
 	// A batch job has no frame budget: wait long for the detector rather
 	// than obscuring whole frames that merely took a while.
-	of.register(fs, 30*time.Second)
+	of.register(fs, &cfg, 30*time.Second)
 	quiet := fs.Bool("quiet", false, "no progress output")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
@@ -91,109 +61,83 @@ func cmdAnonymize(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	if abs(in) == abs(out) {
 		return fmt.Errorf("output %s: same file as the input", out)
 	}
-	det, err := detect.New(of.det, log)
+	start := time.Now()
+	sum, err := runFileJob(ctx, cfg, fileJob{in: in, out: out, quiet: *quiet}, stderr, log)
 	if err != nil {
 		return err
 	}
-	defer det.Close()
-	metrics, err := blur.NewMetrics(prometheus.NewRegistry())
-	if err != nil {
-		return err
-	}
-	stage, err := blur.New(of.blur, blur.Deps{Camera: "file", Detector: det, Metrics: metrics, Logger: log})
-	if err != nil {
-		return err
-	}
-	defer stage.Close(context.Background())
-
-	var prog io.Writer = stderr
-	if *quiet {
-		prog = io.Discard
-	}
-	var sum summary
-	if inKind == ingest.KindImage {
-		sum, err = anonymizeImage(ctx, stage, in, out)
-	} else {
-		sum, err = anonymizeVideo(ctx, stage, in, out, prog, log)
-	}
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "%s -> %s: %s\n", in, out, sum)
+	fmt.Fprintf(stdout, "%s -> %s: %s\n", in, out, summaryLine(sum, time.Since(start)))
 	return nil
 }
 
-func anonymizeImage(ctx context.Context, stage *blur.Stage, in, out string) (summary, error) {
-	start := time.Now()
-	raw, err := ingest.DecodeImage(in, "file")
-	if err != nil {
-		return summary{}, err
-	}
-	if err := stage.WarmUp(ctx, raw.Width, raw.Height); err != nil {
-		return summary{}, err
-	}
-	f, err := stage.Obscure(ctx, raw)
-	if err != nil {
-		return summary{}, fmt.Errorf("input %s: %w", in, err)
-	}
-	if err := sink.WriteImage(out, f); err != nil {
-		return summary{}, err
-	}
-	var s summary
-	s.add(f)
-	s.Elapsed = time.Since(start)
-	return s, nil
+// fileJob is one run of veil anonymize or veil count over a file.
+type fileJob struct {
+	in, out    string // out is empty for count
+	counting   *counter.Config
+	onCrossing func(counter.Crossing)
+	onEvent    func(footfall.Event) error
+	quiet      bool
 }
 
-// anonymizeVideo runs decode → blur → encode as three goroutines joined by
-// blocking queues: a batch job must not lose frames, so a slow stage makes
-// the ones before it wait.
-func anonymizeVideo(ctx context.Context, stage *blur.Stage, in, out string, prog io.Writer, log *slog.Logger) (summary, error) {
-	start := time.Now()
-	src, err := ingest.NewFile(ctx, in, "file", log)
-	if err != nil {
-		return summary{}, err
-	}
-	info := src.Info()
-	enc, err := sink.NewVideo(ctx, out, sink.VideoOptions{Width: info.Width, Height: info.Height, FrameRate: info.FrameRate})
-	if err != nil {
-		return summary{}, err
-	}
-	defer enc.Abort() // no-op after a successful Close
-	if err := stage.WarmUp(ctx, info.Width, info.Height); err != nil {
-		return summary{}, err
-	}
-
-	raws := queue.New[*frame.Raw](4, queue.Block, nil)
-	obscured := queue.New[*blur.Frame](4, queue.Block, nil)
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return src.Run(gctx, raws) })
-	g.Go(func() error { return stage.Run(gctx, raws, obscured) })
-	var sum summary
-	g.Go(func() error {
-		p := newProgress(prog, info.Frames)
-		for {
-			f, ok := obscured.Pop(gctx)
-			if !ok {
-				p.finish(sum.Frames)
-				return gctx.Err()
-			}
-			if err := enc.Write(f); err != nil {
-				return err
-			}
-			sum.add(f)
-			p.update(sum.Frames)
+// runFileJob wires a file (or picture) source, its outputs and a detector
+// into one camera and runs it to the end.
+func runFileJob(ctx context.Context, cfg config.Config, job fileJob, stderr io.Writer, log *slog.Logger) (pipeline.Summary, error) {
+	const camera = "file"
+	var src pipeline.Source
+	var outs []pipeline.Output
+	total := 0
+	if ingest.KindOf(job.in) == ingest.KindImage {
+		src = &ingest.Image{Path: job.in, Camera: camera}
+		outs = append(outs, &sink.Image{Path: job.out})
+	} else {
+		f, err := ingest.NewFile(ctx, job.in, camera, log)
+		if err != nil {
+			return pipeline.Summary{}, err
 		}
-	})
-	if err := g.Wait(); err != nil {
-		return summary{}, err
+		src, total = f, f.Info().Frames
+		if job.out != "" {
+			info := f.Info()
+			v, err := sink.NewVideo(ctx, job.out, sink.VideoOptions{Width: info.Width, Height: info.Height, FrameRate: info.FrameRate})
+			if err != nil {
+				return pipeline.Summary{}, err
+			}
+			outs = append(outs, v)
+		}
+		if !job.quiet {
+			outs = append(outs, pipeline.NewProgress(stderr, total))
+		}
 	}
-	if err := enc.Close(); err != nil {
-		return summary{}, err
+	det, err := detect.New(cfg.Detector, log)
+	if err != nil {
+		for _, o := range outs {
+			o.Close(canceled())
+		}
+		return pipeline.Summary{}, err
 	}
-	sum.Dropped = int(src.Decoded()) - sum.Frames
-	sum.Elapsed = time.Since(start)
-	return sum, nil
+	defer det.Close()
+	reg := pipeline.NewRegistry()
+	m, err := pipeline.NewMetrics(reg)
+	if err != nil {
+		return pipeline.Summary{}, err
+	}
+	return pipeline.RunJob(ctx, pipeline.CameraConfig{ID: camera, Blur: cfg.Blur, Counting: job.counting},
+		pipeline.CameraDeps{Source: src, Detector: det, Outputs: outs, OnCrossing: job.onCrossing, Metrics: m, Logger: log}, job.onEvent)
+}
+
+// canceled is an ended context: closing an output with it abandons it.
+func canceled() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}
+
+func summaryLine(s pipeline.Summary, elapsed time.Duration) string {
+	fps := 0.0
+	if elapsed > 0 {
+		fps = float64(s.Frames) / elapsed.Seconds()
+	}
+	return fmt.Sprintf("%d frames in %s (%.1f fps), %d faces detected, %d faces obscured, %d fail-closed frames obscured whole, %d dropped",
+		s.Frames, elapsed.Round(time.Millisecond), fps, s.Detected, s.Faces, s.FailClosed, s.Dropped)
 }
 
 func kindName(k ingest.Kind) string {

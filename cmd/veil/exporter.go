@@ -2,22 +2,15 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"strings"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/twmb/franz-go/pkg/kfake"
-
-	"github.com/veilproject/veil/pipeline/exporter"
-	"github.com/veilproject/veil/pipeline/kafkaconf"
+	"github.com/veilproject/veil/pipeline"
+	"github.com/veilproject/veil/pipeline/config"
+	"github.com/veilproject/veil/pipeline/counts/exporter"
+	"github.com/veilproject/veil/pipeline/counts/kafkaconf"
 )
 
 const exporterUsage = `usage: veil exporter -brokers HOST:PORT[,HOST:PORT...] [flags]
@@ -39,72 +32,15 @@ func cmdExporter(ctx context.Context, args []string, stdout, stderr io.Writer, l
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
-	cfg := exporter.Config{Kafka: kafkaconf.Config{Brokers: splitList(*brokers), Topic: *topic, ClientID: "veil-exporter"}, GroupID: *group}
+	cfg := exporter.Config{Kafka: kafkaconf.Config{Brokers: config.SplitList(*brokers), Topic: *topic, ClientID: "veil-exporter"}, GroupID: *group}
 	cfg.Defaults()
 	if err := cfg.Validate("exporter"); err != nil {
 		return usageError{fmt.Errorf("-%s", strings.TrimPrefix(strings.TrimPrefix(err.Error(), "exporter."), "kafka."))}
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	exp, err := exporter.New(cfg, exporter.Deps{Logger: log, Registerer: reg})
+	svc, err := pipeline.NewExporterService(cfg, *listen, pipeline.NewRegistry(), log)
 	if err != nil {
 		return err
 	}
-	srv, addr, err := serveMetrics(*listen, reg)
-	if err != nil {
-		return err
-	}
-	defer shutdown(srv)
-	fmt.Fprintf(stdout, "veil exporter: %s from %v, group %s\n  metrics: http://%s/metrics\n", cfg.Kafka.Topic, cfg.Kafka.Brokers, cfg.GroupID, addr)
-	return exp.Run(ctx)
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// serveMetrics serves reg on /metrics at listen until shutdown.
-func serveMetrics(listen string, reg *prometheus.Registry) (*http.Server, net.Addr, error) {
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		return nil, nil, fmt.Errorf("metrics listen %s: %w", listen, err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			// Serve fails only if the listener breaks; the next scrape shows it.
-			_ = err
-		}
-	}()
-	return srv, ln.Addr(), nil
-}
-
-func shutdown(srv *http.Server) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	srv.Shutdown(ctx)
-}
-
-// embeddedKafka starts an in-process Kafka-protocol broker (kfake) on
-// loopback, for the demo: the same publisher and exporter code talks to it
-// over TCP as to a real cluster.
-func embeddedKafka(ctx context.Context, topic string) (*kfake.Cluster, kafkaconf.Config, error) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(3))
-	if err != nil {
-		return nil, kafkaconf.Config{}, fmt.Errorf("embedded kafka: %w", err)
-	}
-	kc := kafkaconf.Config{Brokers: c.ListenAddrs(), Topic: topic, ClientID: "veil"}
-	if err := kc.EnsureTopic(ctx, topic, 3, nil); err != nil {
-		c.Close()
-		return nil, kc, err
-	}
-	return c, kc, nil
+	fmt.Fprintf(stdout, "veil exporter: %s from %v, group %s\n  metrics: http://%s/metrics\n", cfg.Kafka.Topic, cfg.Kafka.Brokers, cfg.GroupID, svc.Addr())
+	return svc.Run(ctx)
 }

@@ -4,42 +4,52 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/veilproject/veil/blur"
-	"github.com/veilproject/veil/blur/detect"
+	"github.com/veilproject/veil/pipeline/config"
 )
 
-// obscureFlags are the detector and obscuring options shared by commands.
+// obscureFlags sets the blur and detector keys of a config from flags;
+// their defaults are the config's (with the environment applied).
 type obscureFlags struct {
-	blur blur.Config
-	det  detect.Config
+	cfg  *config.Config
 	mode string
 }
 
-func (o *obscureFlags) register(fs *flag.FlagSet, deadline time.Duration) {
-	fs.StringVar(&o.mode, "mode", string(blur.ModeBlur), "how faces are obscured: blur (box blur, kernel = face size), mosaic (at most 8 cells across), fill (flat black)")
-	fs.Float64Var(&o.blur.Margin, "margin", 0.25, "enlarge each face box by this fraction of its size on every side")
-	fs.IntVar(&o.blur.MosaicCells, "mosaic-cells", 6, "cells across a face in mosaic mode (1-8)")
-	fs.DurationVar(&o.blur.Deadline, "deadline", deadline, "longest wait for the detector on one frame before that frame is obscured whole")
-	fs.StringVar(&o.blur.OnFailure, "on-failure", "obscure", "a frame the detector could not vouch for is obscured whole (obscure) or left out (drop)")
-	fs.StringVar(&o.det.Kind, "detector", detect.KindCenterFace, "face detector: centerface (CNN) or haar (weak fallback)")
-	fs.Float64Var(&o.det.Threshold, "threshold", 0.2, "detection score threshold in (0, 1); lower finds more faces")
-	fs.Float64Var(&o.det.Scale, "scale", 1, "resize factor before detection; 2 finds faces under ~16 px at 3-4x the cost")
-	fs.StringVar(&o.det.ModelDir, "model-dir", detect.DefaultModelDir(), "directory holding centerface.onnx (make models fills it)")
+func (o *obscureFlags) register(fs *flag.FlagSet, cfg *config.Config, deadline time.Duration) {
+	o.cfg = cfg
+	b, d := &cfg.Blur, &cfg.Detector
+	fs.StringVar(&o.mode, "mode", string(b.Mode), "how faces are obscured: blur (box blur, kernel = face size), mosaic (at most 8 cells across), fill (flat black)")
+	fs.Float64Var(&b.Margin, "margin", b.Margin, "enlarge each face box by this fraction of its size on every side")
+	fs.IntVar(&b.MosaicCells, "mosaic-cells", b.MosaicCells, "cells across a face in mosaic mode (1-8)")
+	fs.DurationVar(&b.Deadline, "deadline", deadline, "longest wait for the detector on one frame before that frame is obscured whole")
+	fs.StringVar(&b.OnFailure, "on-failure", b.OnFailure, "a frame the detector could not vouch for is obscured whole (obscure) or left out (drop)")
+	fs.StringVar(&d.Kind, "detector", d.Kind, "face detector: centerface (CNN) or haar (weak fallback)")
+	fs.Float64Var(&d.Threshold, "threshold", d.Threshold, "detection score threshold in (0, 1); lower finds more faces")
+	fs.Float64Var(&d.Scale, "scale", d.Scale, "resize factor before detection; 2 finds faces under ~16 px at 3-4x the cost")
+	fs.StringVar(&d.ModelDir, "model-dir", d.ModelDir, "directory holding centerface.onnx (make models fills it; $VEIL_MODEL_DIR)")
 }
 
 func (o *obscureFlags) validate() error {
-	o.blur.Mode = blur.Mode(o.mode)
-	o.blur.Defaults()
-	if err := o.blur.Validate(""); err != nil {
+	o.cfg.Blur.Mode = blur.Mode(o.mode)
+	if err := o.cfg.Blur.Validate(""); err != nil {
 		return usageError{fmt.Errorf("-%s", err)}
 	}
-	o.det.Defaults()
-	if err := o.det.Validate("detector"); err != nil {
+	if err := o.cfg.Detector.Validate("detector"); err != nil {
 		return usageError{err}
 	}
 	return nil
+}
+
+// flagDefaults is the configuration a command with flags starts from: the
+// defaults with the environment applied.
+func flagDefaults() config.Config {
+	var c config.Config
+	config.ApplyEnv(&c, os.Getenv)
+	c.Defaults()
+	return c
 }
 
 func newFlagSet(name string, stderr io.Writer, usage string) *flag.FlagSet {

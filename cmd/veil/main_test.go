@@ -19,7 +19,7 @@ import (
 	"github.com/veilproject/veil/blur"
 	"github.com/veilproject/veil/blur/detect"
 	"github.com/veilproject/veil/ingest"
-	"github.com/veilproject/veil/pipeline/footfall"
+	"github.com/veilproject/veil/pipeline/counts/footfall"
 )
 
 var veilBin string

@@ -1,0 +1,286 @@
+// Package config is veil.yaml: the service's configuration types, their
+// documented defaults, every VEIL_* environment override (in env.go, and
+// nowhere else), and validation whose errors name the YAML key.
+//
+// Order of precedence: defaults, then the file, then the environment; the
+// commands that take flags (demo, count, anonymize) start from Default()
+// with the environment applied and let their flags override that.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/veilproject/veil/blur"
+	"github.com/veilproject/veil/blur/detect"
+	"github.com/veilproject/veil/counter"
+	"github.com/veilproject/veil/pipeline/counts/footfall"
+	"github.com/veilproject/veil/pipeline/counts/kafkaconf"
+	"github.com/veilproject/veil/pipeline/output/record"
+)
+
+// Config is veil.yaml. veil.example.yaml documents every key, and the
+// tests load it.
+type Config struct {
+	Cameras []Camera `yaml:"cameras"`
+	Metrics Metrics  `yaml:"metrics"`
+	HTTP    HTTP     `yaml:"http"`
+	// Recordings of obscured video; an empty dir records nothing.
+	Recordings record.Config `yaml:"recordings"`
+	// Blur is the obscuring policy, the same for every camera.
+	Blur     blur.Config   `yaml:"blur"`
+	Detector detect.Config `yaml:"detector"`
+	// Kafka carries count events; without brokers they go to stdout.
+	Kafka kafkaconf.Config `yaml:"kafka"`
+	// SpoolDir holds count events Kafka has not acknowledged. It defaults
+	// to ${recordings.dir}/spool, or ./veil-spool.
+	SpoolDir string `yaml:"spool_dir"`
+	// PrintEvents also prints each count event as a JSON line on stdout
+	// when kafka.brokers is set (without brokers they are always printed).
+	PrintEvents bool     `yaml:"print_events"`
+	Exporter    Exporter `yaml:"exporter"`
+}
+
+// Metrics is where /metrics and the status page are served.
+type Metrics struct {
+	// Listen serves /metrics, the status page (/) and /api/status. It
+	// defaults to 127.0.0.1:9108.
+	Listen string `yaml:"listen"`
+}
+
+// HTTP is the WHIP endpoint.
+type HTTP struct {
+	// Listen serves WHIP (/whip/{camera}). It defaults to :8080, and is
+	// only opened when a camera has whip: true.
+	Listen string `yaml:"listen"`
+	// ICEIPs limits the addresses offered to WebRTC publishers.
+	ICEIPs []string `yaml:"ice_ips"`
+}
+
+// Exporter runs the Kafka → Prometheus exporter inside veil run.
+type Exporter struct {
+	// Enabled runs the exporter in this process too; needs kafka.brokers.
+	Enabled bool `yaml:"enabled"`
+	// GroupID is the consumer group. It defaults to veil-exporter.
+	GroupID string `yaml:"group_id"`
+}
+
+// Camera is one source and its counting setup. Exactly one of URL, File
+// and WHIP is set.
+type Camera struct {
+	// ID names the camera in metrics, events and recordings.
+	ID string `yaml:"id"`
+	// URL is an RTSP camera to pull (rtsp://user:pass@host:554/path).
+	URL string `yaml:"url"`
+	// Transport is tcp (default), udp or auto.
+	Transport string `yaml:"transport"`
+	// File replays a video file as a camera: in a loop and in real time
+	// unless Once or Fast.
+	File string `yaml:"file"`
+	// Once plays File once; veil run stops when every camera has ended.
+	Once bool `yaml:"once"`
+	// Fast decodes File as fast as it can instead of at its frame rate;
+	// then no frame is ever dropped (a slow stage makes the file wait).
+	Fast bool `yaml:"fast"`
+	// WHIP accepts a WebRTC publisher at POST /whip/{id}.
+	WHIP bool `yaml:"whip"`
+	// Token is the WHIP bearer token; $VEIL_WHIP_TOKEN_{ID} overrides it.
+	Token string `yaml:"token"`
+	// Counting is this camera's lines and zones and the counter's tuning
+	// (window, hysteresis, min_area, max_age, min_hits, smooth), written
+	// directly under the camera. Without lines or zones the camera is not
+	// counted.
+	Counting counter.Config `yaml:",inline"`
+}
+
+// Counted reports whether the camera has anything to count.
+func (c *Camera) Counted() bool { return len(c.Counting.Lines)+len(c.Counting.Zones) > 0 }
+
+// Kind names the camera's source: rtsp, file or whip.
+func (c *Camera) Kind() string {
+	switch {
+	case c.WHIP:
+		return "whip"
+	case c.File != "":
+		return "file"
+	}
+	return "rtsp"
+}
+
+// Default is the configuration with no file: no cameras, every other key
+// at its default.
+func Default() Config {
+	var c Config
+	c.Defaults()
+	return c
+}
+
+// Load reads path strictly (an unknown key is an error naming its line),
+// applies the environment and defaults, and validates.
+func Load(path string) (Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, unwrapPathErr(err))
+	}
+	return Parse(path, b)
+}
+
+// Parse is Load after reading the file; path only names it in errors.
+func Parse(path string, b []byte) (Config, error) {
+	var c Config
+	if err := DecodeStrict(path, b, &c); err != nil {
+		return c, err
+	}
+	ApplyEnv(&c, os.Getenv)
+	c.Defaults()
+	if err := c.Validate(); err != nil {
+		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// DecodeStrict decodes YAML into v, refusing unknown keys (the error names
+// the line); an empty document leaves v as it is.
+func DecodeStrict(path string, b []byte, v any) error {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return nil
+}
+
+// LoadCounting reads a counting file (lines, zones, tuning: the keys a
+// camera takes for counting) strictly, for veil count and veil demo.
+func LoadCounting(path string) (counter.Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return counter.Config{}, fmt.Errorf("config %s: %w", path, unwrapPathErr(err))
+	}
+	return ParseCounting(path, b)
+}
+
+// ParseCounting is LoadCounting after reading the file.
+func ParseCounting(path string, b []byte) (counter.Config, error) {
+	var cfg counter.Config
+	if err := DecodeStrict(path, b, &cfg); err != nil {
+		return cfg, err
+	}
+	cfg.Defaults()
+	if err := cfg.Validate("counter"); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Defaults fills unset keys with their documented defaults.
+func (c *Config) Defaults() {
+	if c.Metrics.Listen == "" {
+		c.Metrics.Listen = "127.0.0.1:9108"
+	}
+	if c.HTTP.Listen == "" {
+		c.HTTP.Listen = ":8080"
+	}
+	for i := range c.Cameras {
+		if c.Cameras[i].URL != "" && c.Cameras[i].Transport == "" {
+			c.Cameras[i].Transport = "tcp"
+		}
+		c.Cameras[i].Counting.Defaults()
+	}
+	c.Recordings.Defaults()
+	c.Blur.Defaults()
+	c.Detector.Defaults()
+	c.Kafka.Defaults()
+	if c.SpoolDir == "" {
+		c.SpoolDir = "veil-spool"
+		if c.Recordings.Dir != "" {
+			c.SpoolDir = filepath.Join(c.Recordings.Dir, "spool")
+		}
+	}
+	if c.Exporter.GroupID == "" {
+		c.Exporter.GroupID = "veil-exporter"
+	}
+}
+
+// Validate names the first key that is wrong.
+func (c *Config) Validate() error {
+	if len(c.Cameras) == 0 {
+		return errors.New("cameras: at least one camera is required")
+	}
+	seen := map[string]bool{}
+	for i := range c.Cameras {
+		key := fmt.Sprintf("cameras[%d]", i)
+		if err := c.Cameras[i].validate(key); err != nil {
+			return err
+		}
+		if seen[c.Cameras[i].ID] {
+			return fmt.Errorf("%s.id: %q is used twice", key, c.Cameras[i].ID)
+		}
+		seen[c.Cameras[i].ID] = true
+	}
+	if err := c.Recordings.Validate("recordings"); err != nil {
+		return err
+	}
+	if err := c.Blur.Validate("blur"); err != nil {
+		return err
+	}
+	if err := c.Detector.Validate("detector"); err != nil {
+		return err
+	}
+	if len(c.Kafka.Brokers) > 0 {
+		if err := c.Kafka.Validate("kafka"); err != nil {
+			return err
+		}
+	} else if c.Exporter.Enabled {
+		return errors.New("exporter.enabled: needs kafka.brokers")
+	}
+	return nil
+}
+
+func (cam *Camera) validate(key string) error {
+	if err := footfall.ValidID(cam.ID); err != nil {
+		return fmt.Errorf("%s.id: %w", key, err)
+	}
+	n := 0
+	for _, set := range []bool{cam.URL != "", cam.File != "", cam.WHIP} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		return fmt.Errorf("%s: set exactly one of url, file and whip", key)
+	}
+	if cam.WHIP && len(cam.Token) < 16 {
+		return fmt.Errorf("%s.token: a WHIP camera needs a bearer token of at least 16 characters (or $%s)", key, WHIPTokenEnv(cam.ID))
+	}
+	if cam.URL != "" && !strings.HasPrefix(cam.URL, "rtsp://") && !strings.HasPrefix(cam.URL, "rtsps://") {
+		return fmt.Errorf("%s.url: %s is not an rtsp:// URL", key, redact(cam.URL))
+	}
+	if cam.URL == "" && cam.Transport != "" {
+		return fmt.Errorf("%s.transport: only an RTSP camera (url) has a transport", key)
+	}
+	switch cam.Transport {
+	case "", "tcp", "udp", "auto":
+	default:
+		return fmt.Errorf("%s.transport: %q (want tcp, udp or auto)", key, cam.Transport)
+	}
+	if cam.File == "" && (cam.Once || cam.Fast) {
+		return fmt.Errorf("%s.once: once and fast apply to a file camera only", key)
+	}
+	return cam.Counting.Validate(key)
+}
+
+func unwrapPathErr(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}

@@ -1,0 +1,124 @@
+package config
+
+import (
+	"bufio"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestTestdata loads every testdata/*.good.yml (must load) and *.bad.yml
+// (must fail with the error its first line names), as Prometheus keeps its
+// config test files.
+func TestTestdata(t *testing.T) {
+	files, _ := filepath.Glob("testdata/*.yml")
+	if len(files) < 20 {
+		t.Fatalf("only %d config test files", len(files))
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			_, err := Load(f)
+			if strings.HasSuffix(f, ".good.yml") {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			fh, _ := os.Open(f)
+			defer fh.Close()
+			sc := bufio.NewScanner(fh)
+			sc.Scan()
+			want, ok := strings.CutPrefix(sc.Text(), "# error: ")
+			if !ok {
+				t.Fatalf("first line %q is not '# error: ...'", sc.Text())
+			}
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("got %v, want an error containing %q", err, want)
+			}
+		})
+	}
+}
+
+func TestShippedConfigsLoad(t *testing.T) {
+	cfg, err := Load("../../veil.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Cameras) != 3 || !cfg.Cameras[1].WHIP || cfg.Cameras[0].Counting.Lines[0].ID != "door" || cfg.Recordings.Keep.Hours() != 72 || cfg.Kafka.Topic != "veil.footfall.v1" {
+		t.Errorf("example: %+v", cfg)
+	}
+	cfg, err = Load("../../dashboards/compose-veil.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Exporter.Enabled || cfg.Cameras[0].URL == "" {
+		t.Errorf("compose: %+v", cfg)
+	}
+}
+
+func TestDefaultsAndCounting(t *testing.T) {
+	cfg, err := Load("testdata/counting.good.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cfg.Cameras[0]
+	if !c.Counted() || c.Counting.Window.Seconds() != 5 || c.Counting.Hysteresis != 0.02 || c.Counting.MaxAge != 12 || c.Counting.Lines[0].In != "right_to_left" {
+		t.Errorf("per-camera counting: %+v", c.Counting)
+	}
+	cfg, _ = Load("testdata/minimal.good.yml")
+	if cfg.Metrics.Listen != "127.0.0.1:9108" || cfg.SpoolDir != "veil-spool" || cfg.Blur.Deadline.Seconds() != 2 || cfg.Cameras[0].Counted() || cfg.Exporter.GroupID != "veil-exporter" {
+		t.Errorf("defaults: %+v", cfg)
+	}
+}
+
+func TestEnvOverrides(t *testing.T) {
+	env := map[string]string{
+		"VEIL_METRICS_LISTEN":    "0.0.0.0:9999",
+		"VEIL_KAFKA_BROKERS":     "10.1.1.1:9092, 10.1.1.2:9092",
+		"VEIL_KAFKA_PASSWORD":    "s3cret",
+		"VEIL_RECORDINGS_DIR":    "/srv/rec",
+		"VEIL_MODEL_DIR":         "/opt/models",
+		"VEIL_WHIP_TOKEN_DESK_2": "a-token-from-the-environment",
+	}
+	var c Config
+	c.Cameras = []Camera{{ID: "desk-2", WHIP: true}}
+	ApplyEnv(&c, func(k string) string { return env[k] })
+	c.Defaults()
+	if c.Metrics.Listen != "0.0.0.0:9999" || len(c.Kafka.Brokers) != 2 || c.Kafka.SASL.Password != "s3cret" || c.Recordings.Dir != "/srv/rec" ||
+		c.Detector.ModelDir != "/opt/models" || c.Cameras[0].Token != "a-token-from-the-environment" || c.SpoolDir != "/srv/rec/spool" {
+		t.Errorf("%+v", c)
+	}
+	if err := c.Validate(); err != nil {
+		t.Error(err)
+	}
+	if len(Env) != len(env) {
+		t.Errorf("Env documents %d variables, the test sets %d", len(Env), len(env))
+	}
+	// Parse reads the process environment.
+	t.Setenv("VEIL_KAFKA_BROKERS", "10.1.1.1:9092")
+	cfg, err := Load("testdata/minimal.good.yml")
+	if err != nil || len(cfg.Kafka.Brokers) != 1 {
+		t.Errorf("env override through Load: %v %v", err, cfg.Kafka.Brokers)
+	}
+}
+
+// FuzzParse: any bytes as veil.yaml give a config or an error, never a
+// panic; an accepted config passes its own validation again.
+func FuzzParse(f *testing.F) {
+	files, _ := filepath.Glob("testdata/*.yml")
+	files = append(files, "../../veil.example.yaml")
+	for _, p := range files {
+		b, _ := os.ReadFile(p)
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := Parse("fuzz.yaml", b)
+		if err != nil {
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("accepted, then invalid: %v", err)
+		}
+	})
+}

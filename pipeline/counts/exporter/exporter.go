@@ -1,0 +1,509 @@
+// Package exporter consumes count events from Kafka (as a consumer group)
+// and serves them as Prometheus metrics, applying each event exactly once.
+//
+// How "exactly once" is kept: the exporter's state for each partition (the
+// next offset to read, and per camera the totals and the (epoch, seq) of
+// the last event applied) is written to a compacted state topic, with acks
+// from all in-sync replicas, before the exporter exposes it. Whoever owns
+// a partition (this process after a restart, or another member after a
+// rebalance) loads that state and resumes from its offset, not from the
+// group's committed offset; events between the saved offset and a crash are
+// applied again onto the saved totals, so they count once. An event whose
+// (epoch, seq) is not after its camera's last applied one (a publisher
+// resend) is skipped as a duplicate. Only saved state is exported, so a
+// counter never goes backwards across a restart and Prometheus' rate() and
+// increase() see plain monotonic counters.
+package exporter
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/veilproject/veil/pipeline/counts/footfall"
+	"github.com/veilproject/veil/pipeline/counts/kafkaconf"
+)
+
+// Config is the exporter's.
+type Config struct {
+	Kafka kafkaconf.Config
+	// GroupID is the consumer group. It defaults to veil-exporter.
+	GroupID string
+	// StateTopic holds the exporter's saved state. It defaults to the
+	// event topic with ".exporter-state" appended; it is created compacted.
+	StateTopic string
+	// MaxSeries bounds the cameras x lines/zones exported, since their ids
+	// arrive from outside. It defaults to 10000; events past it are counted
+	// as rejected.
+	MaxSeries int
+	// BatchWait is how long the exporter gathers events before saving state
+	// once. It defaults to 50ms.
+	BatchWait time.Duration
+}
+
+// Defaults fills unset fields.
+func (c *Config) Defaults() {
+	c.Kafka.Defaults()
+	if c.GroupID == "" {
+		c.GroupID = "veil-exporter"
+	}
+	if c.StateTopic == "" {
+		c.StateTopic = c.Kafka.Topic + ".exporter-state"
+	}
+	if c.MaxSeries == 0 {
+		c.MaxSeries = 10000
+	}
+	if c.BatchWait == 0 {
+		c.BatchWait = 50 * time.Millisecond
+	}
+}
+
+// Validate names the first bad key under prefix.
+func (c *Config) Validate(prefix string) error {
+	if err := c.Kafka.Validate(prefix + ".kafka"); err != nil {
+		return err
+	}
+	switch {
+	case c.GroupID == "":
+		return fmt.Errorf("%s.group_id: required", prefix)
+	case c.StateTopic == c.Kafka.Topic:
+		return fmt.Errorf("%s.state_topic: must differ from the event topic", prefix)
+	case c.MaxSeries < 1:
+		return fmt.Errorf("%s.max_series: %d is under 1", prefix, c.MaxSeries)
+	case c.BatchWait <= 0 || c.BatchWait > 10*time.Second:
+		return fmt.Errorf("%s.batch_wait: %v is outside (0, 10s]", prefix, c.BatchWait)
+	}
+	return nil
+}
+
+// Deps are the exporter's wiring.
+type Deps struct {
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// partState is what is saved per partition.
+type partState struct {
+	Offset  int64                `json:"offset"` // next offset to read
+	Cameras map[string]*camState `json:"cameras"`
+}
+
+type camState struct {
+	Epoch     int64            `json:"epoch"`
+	Seq       uint64           `json:"seq"`
+	Entries   map[string]int64 `json:"entries"`
+	Exits     map[string]int64 `json:"exits"`
+	Occupancy map[string]int   `json:"occupancy"`
+	Capacity  map[string]int   `json:"capacity"`
+}
+
+func (s *partState) clone() *partState {
+	b, _ := json.Marshal(s)
+	var c partState
+	json.Unmarshal(b, &c)
+	if c.Cameras == nil {
+		c.Cameras = map[string]*camState{}
+	}
+	return &c
+}
+
+func (s *partState) series() int {
+	n := 0
+	for _, c := range s.Cameras {
+		n += len(c.Entries) + len(c.Occupancy)
+	}
+	return n
+}
+
+// Exporter is a Prometheus collector fed from Kafka.
+type Exporter struct {
+	cfg    Config
+	log    *slog.Logger
+	dialer *kafka.Dialer
+	state  *kafka.Writer
+
+	mu    sync.Mutex
+	owned map[int]*partState // saved state of the partitions this member owns
+
+	events   *prometheus.CounterVec
+	errs     *prometheus.CounterVec
+	lag      *prometheus.GaugeVec
+	delay    prometheus.Histogram
+	partsOwn prometheus.Gauge
+
+	// onDelay, in benchmarks, sees each event's window-end-to-export delay.
+	onDelay func(time.Duration)
+}
+
+var (
+	descEntries   = prometheus.NewDesc("veil_footfall_entries_total", "People who entered across a line (exactly once per event).", []string{"camera", "line"}, nil)
+	descExits     = prometheus.NewDesc("veil_footfall_exits_total", "People who left across a line (exactly once per event).", []string{"camera", "line"}, nil)
+	descOccupancy = prometheus.NewDesc("veil_zone_occupancy", "People in a zone at the end of the last window.", []string{"camera", "zone"}, nil)
+	descCapacity  = prometheus.NewDesc("veil_zone_capacity", "A zone's configured capacity (0: none).", []string{"camera", "zone"}, nil)
+)
+
+// New checks cfg and registers the exporter on deps.Registerer.
+func New(cfg Config, deps Deps) (*Exporter, error) {
+	cfg.Defaults()
+	if err := cfg.Validate("exporter"); err != nil {
+		return nil, err
+	}
+	if deps.Registerer == nil {
+		return nil, errors.New("exporter: no metrics registerer")
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	dialer, err := cfg.Kafka.Dialer()
+	if err != nil {
+		return nil, err
+	}
+	tr, err := cfg.Kafka.Transport()
+	if err != nil {
+		return nil, err
+	}
+	e := &Exporter{
+		cfg:    cfg,
+		log:    deps.Logger.With("component", "exporter", "topic", cfg.Kafka.Topic, "group", cfg.GroupID),
+		dialer: dialer,
+		state: &kafka.Writer{Addr: kafka.TCP(cfg.Kafka.Brokers...), Topic: cfg.StateTopic, RequiredAcks: kafka.RequireAll,
+			MaxAttempts: 5, BatchTimeout: time.Millisecond, WriteTimeout: 10 * time.Second, Transport: tr},
+		owned: map[int]*partState{},
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "veil_exporter_events_total",
+			Help: "Count events consumed, by result: applied, duplicate (redelivered or resent, skipped), malformed, unknown_schema, over_limit."}, []string{"result"}),
+		errs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "veil_exporter_errors_total",
+			Help: "Errors talking to Kafka, by operation: fetch, load_state, save_state, commit, group."}, []string{"op"}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "veil_exporter_lag_messages",
+			Help: "Messages in the partition not yet applied."}, []string{"partition"}),
+		delay: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "veil_exporter_event_delay_seconds",
+			Help: "From the end of an event's window to its counts being exported.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 16)}),
+		partsOwn: prometheus.NewGauge(prometheus.GaugeOpts{Name: "veil_exporter_partitions_owned", Help: "Partitions of the event topic this exporter owns."}),
+	}
+	for _, r := range []string{"applied", "duplicate", "malformed", "unknown_schema", "over_limit"} {
+		e.events.WithLabelValues(r)
+	}
+	for _, op := range []string{"fetch", "load_state", "save_state", "commit", "group"} {
+		e.errs.WithLabelValues(op)
+	}
+	reg := deps.Registerer
+	for _, c := range []prometheus.Collector{e, e.events, e.errs, e.lag, e.delay, e.partsOwn} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+// Describe implements prometheus.Collector.
+func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descEntries
+	ch <- descExits
+	ch <- descOccupancy
+	ch <- descCapacity
+}
+
+// Collect implements prometheus.Collector: the saved totals of the
+// partitions this member owns.
+func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, ps := range e.owned {
+		for cam, cs := range ps.Cameras {
+			for line, n := range cs.Entries {
+				ch <- prometheus.MustNewConstMetric(descEntries, prometheus.CounterValue, float64(n), cam, line)
+			}
+			for line, n := range cs.Exits {
+				ch <- prometheus.MustNewConstMetric(descExits, prometheus.CounterValue, float64(n), cam, line)
+			}
+			for zone, n := range cs.Occupancy {
+				ch <- prometheus.MustNewConstMetric(descOccupancy, prometheus.GaugeValue, float64(n), cam, zone)
+			}
+			for zone, n := range cs.Capacity {
+				ch <- prometheus.MustNewConstMetric(descCapacity, prometheus.GaugeValue, float64(n), cam, zone)
+			}
+		}
+	}
+}
+
+// Totals returns the owned saved totals: camera -> line -> {entries, exits}.
+func (e *Exporter) Totals() map[string]map[string][2]int64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := map[string]map[string][2]int64{}
+	for _, ps := range e.owned {
+		for cam, cs := range ps.Cameras {
+			m := map[string][2]int64{}
+			for line := range cs.Entries {
+				m[line] = [2]int64{cs.Entries[line], cs.Exits[line]}
+			}
+			out[cam] = m
+		}
+	}
+	return out
+}
+
+// Run consumes until ctx ends. It creates the event and state topics if
+// they are missing.
+func (e *Exporter) Run(ctx context.Context) error {
+	defer e.state.Close()
+	if err := e.cfg.Kafka.EnsureTopic(ctx, e.cfg.StateTopic, 1, map[string]string{"cleanup.policy": "compact"}); err != nil {
+		return err
+	}
+	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID:                e.cfg.GroupID,
+		Brokers:           e.cfg.Kafka.Brokers,
+		Dialer:            e.dialer,
+		Topics:            []string{e.cfg.Kafka.Topic},
+		StartOffset:       kafka.FirstOffset,
+		HeartbeatInterval: time.Second,
+		SessionTimeout:    10 * time.Second,
+		RebalanceTimeout:  10 * time.Second,
+		JoinGroupBackoff:  500 * time.Millisecond,
+		Timeout:           5 * time.Second,
+	})
+	if err != nil {
+		return fmt.Errorf("exporter: %w", err)
+	}
+	closed := make(chan struct{})
+	go func() {
+		<-ctx.Done()
+		cg.Close() // ends the current generation, waiting for its partitions
+		close(closed)
+	}()
+	for {
+		gen, err := cg.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, kafka.ErrGroupClosed) {
+				<-closed
+				return nil
+			}
+			e.errs.WithLabelValues("group").Inc()
+			e.log.Warn("consumer group", "err", err)
+			select {
+			case <-time.After(time.Second):
+			case <-ctx.Done():
+			}
+			continue
+		}
+		parts := gen.Assignments[e.cfg.Kafka.Topic]
+		e.log.Info("partitions assigned", "generation", gen.ID, "partitions", len(parts))
+		for _, pa := range parts {
+			gen.Start(func(gctx context.Context) { e.partition(gctx, gen, pa) })
+		}
+	}
+}
+
+func (e *Exporter) stateKey(p int) []byte {
+	return []byte(e.cfg.Kafka.Topic + "/" + strconv.Itoa(p))
+}
+
+// partition owns one partition for one generation.
+func (e *Exporter) partition(gctx context.Context, gen *kafka.Generation, pa kafka.PartitionAssignment) {
+	p := pa.ID
+	log := e.log.With("partition", p)
+	var st *partState
+	for st == nil {
+		var err error
+		st, err = e.loadState(gctx, p)
+		if err != nil {
+			if gctx.Err() != nil {
+				return
+			}
+			e.errs.WithLabelValues("load_state").Inc()
+			log.Warn("loading saved state", "err", err)
+			time.Sleep(time.Second)
+		}
+	}
+	start := st.Offset
+	if start < 0 {
+		start = pa.Offset // no saved state: the group's offset, or the first
+	}
+	e.mu.Lock()
+	e.owned[p] = st
+	e.partsOwn.Set(float64(len(e.owned)))
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		delete(e.owned, p)
+		e.partsOwn.Set(float64(len(e.owned)))
+		e.mu.Unlock()
+		e.lag.DeleteLabelValues(strconv.Itoa(p))
+	}()
+
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: e.cfg.Kafka.Brokers, Topic: e.cfg.Kafka.Topic, Partition: p,
+		Dialer: e.dialer, MinBytes: 1, MaxBytes: 4 << 20, MaxWait: 100 * time.Millisecond})
+	defer r.Close()
+	if err := r.SetOffset(start); err != nil {
+		log.Error("seek", "offset", start, "err", err)
+		return
+	}
+	log.Info("consuming", "offset", start)
+	lag := e.lag.WithLabelValues(strconv.Itoa(p))
+	for gctx.Err() == nil {
+		msg, err := r.FetchMessage(gctx)
+		if err != nil {
+			if gctx.Err() == nil {
+				e.errs.WithLabelValues("fetch").Inc()
+				log.Warn("fetch", "err", err)
+				time.Sleep(500 * time.Millisecond)
+			}
+			continue
+		}
+		// Gather what else is there within BatchWait, then save once.
+		work := st.clone()
+		var ends []time.Time
+		e.apply(work, msg, &ends)
+		bctx, cancel := context.WithTimeout(gctx, e.cfg.BatchWait)
+		for n := 1; n < 1000; n++ {
+			m, err := r.FetchMessage(bctx)
+			if err != nil {
+				break
+			}
+			e.apply(work, m, &ends)
+		}
+		cancel()
+		if err := e.saveState(context.WithoutCancel(gctx), p, work); err != nil {
+			// Not saved: nothing of this batch is exported; the next owner
+			// (or this one after a restart) reads it again from the saved
+			// offset.
+			e.errs.WithLabelValues("save_state").Inc()
+			log.Error("saving state: stopping this partition", "err", err)
+			return
+		}
+		e.mu.Lock()
+		e.owned[p] = work
+		e.mu.Unlock()
+		st = work
+		for _, end := range ends {
+			d := time.Since(end)
+			e.delay.Observe(d.Seconds())
+			if e.onDelay != nil {
+				e.onDelay(d)
+			}
+		}
+		if err := gen.CommitOffsets(map[string]map[int]int64{e.cfg.Kafka.Topic: {p: st.Offset}}); err != nil {
+			// Informational only (lag tools, a fresh state topic): the saved
+			// state is what resumes.
+			e.errs.WithLabelValues("commit").Inc()
+		}
+		lag.Set(float64(max(r.Stats().Lag, 0)))
+	}
+}
+
+// apply adds one message to the working state.
+func (e *Exporter) apply(st *partState, msg kafka.Message, ends *[]time.Time) {
+	st.Offset = msg.Offset + 1
+	ev, err := footfall.Parse(msg.Value)
+	if err != nil {
+		result := "malformed"
+		if errors.Is(err, footfall.ErrSchema) {
+			result = "unknown_schema"
+		}
+		e.events.WithLabelValues(result).Inc()
+		e.log.Warn("skipping bad event", "partition", msg.Partition, "offset", msg.Offset, "err", err)
+		return
+	}
+	cs := st.Cameras[ev.Camera]
+	if cs != nil && !ev.After(cs.Epoch, cs.Seq) {
+		e.events.WithLabelValues("duplicate").Inc()
+		return
+	}
+	if cs == nil {
+		cs = &camState{Entries: map[string]int64{}, Exits: map[string]int64{}, Occupancy: map[string]int{}, Capacity: map[string]int{}}
+	}
+	newSeries := 0
+	for _, l := range ev.Lines {
+		if _, ok := cs.Entries[l.ID]; !ok {
+			newSeries++
+		}
+	}
+	for _, z := range ev.Zones {
+		if _, ok := cs.Occupancy[z.ID]; !ok {
+			newSeries++
+		}
+	}
+	if newSeries > 0 && st.series()+newSeries > e.cfg.MaxSeries {
+		e.events.WithLabelValues("over_limit").Inc()
+		e.log.Error("event would exceed max_series: skipped", "camera", ev.Camera, "max_series", e.cfg.MaxSeries)
+		return
+	}
+	st.Cameras[ev.Camera] = cs
+	cs.Epoch, cs.Seq = ev.Epoch, ev.Seq
+	for _, l := range ev.Lines {
+		cs.Entries[l.ID] += int64(l.Entries)
+		cs.Exits[l.ID] += int64(l.Exits)
+	}
+	for _, z := range ev.Zones {
+		cs.Occupancy[z.ID] = z.Occupancy
+		cs.Capacity[z.ID] = z.Capacity
+	}
+	e.events.WithLabelValues("applied").Inc()
+	*ends = append(*ends, ev.WindowEnd)
+}
+
+func (e *Exporter) saveState(ctx context.Context, p int, st *partState) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	return e.state.WriteMessages(ctx, kafka.Message{Key: e.stateKey(p), Value: b})
+}
+
+// loadState reads the state topic to its end and returns the latest saved
+// state for partition p (Offset -1 when there is none).
+func (e *Exporter) loadState(ctx context.Context, p int) (*partState, error) {
+	empty := &partState{Offset: -1, Cameras: map[string]*camState{}}
+	conn, err := e.dialer.DialLeader(ctx, "tcp", e.cfg.Kafka.Brokers[0], e.cfg.StateTopic, 0)
+	if err != nil {
+		return nil, err
+	}
+	first, last, err := conn.ReadOffsets()
+	conn.Close()
+	if err != nil {
+		return nil, err
+	}
+	if last <= first {
+		return empty, nil
+	}
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: e.cfg.Kafka.Brokers, Topic: e.cfg.StateTopic, Partition: 0,
+		Dialer: e.dialer, MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 100 * time.Millisecond})
+	defer r.Close()
+	if err := r.SetOffset(first); err != nil {
+		return nil, err
+	}
+	key := string(e.stateKey(p))
+	var latest []byte
+	for {
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if string(m.Key) == key {
+			latest = m.Value
+		}
+		if m.Offset >= last-1 {
+			break
+		}
+	}
+	if latest == nil {
+		return empty, nil
+	}
+	var st partState
+	if err := json.Unmarshal(latest, &st); err != nil {
+		return nil, fmt.Errorf("state topic %s: corrupt state for %s: %w", e.cfg.StateTopic, key, err)
+	}
+	if st.Cameras == nil {
+		st.Cameras = map[string]*camState{}
+	}
+	return &st, nil
+}
+
+var _ prometheus.Collector = (*Exporter)(nil)

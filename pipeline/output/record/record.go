@@ -1,0 +1,292 @@
+// Package record writes a camera's obscured frames to segmented MP4 files
+// and enforces retention by age and by total size, continuously. It takes
+// *blur.Frame only. Segments are written under a hidden partial name and
+// renamed when finished, so every visible file is complete and playable; a
+// partial left by a crash is deleted at start (it held obscured video
+// only, but is unplayable).
+package record
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/veilproject/veil/blur"
+	"github.com/veilproject/veil/pipeline/output/sink"
+)
+
+// Config is the recordings policy.
+type Config struct {
+	// Dir holds one subdirectory of segments per camera. Empty disables
+	// recording.
+	Dir string `yaml:"dir"`
+	// Segment is each file's length. It defaults to 60s.
+	Segment time.Duration `yaml:"segment"`
+	// Keep deletes segments older than this. It defaults to 72h.
+	Keep time.Duration `yaml:"keep"`
+	// MaxBytes deletes the oldest segments (of all cameras) while the total
+	// is above it. It defaults to 50 GiB.
+	MaxBytes int64 `yaml:"max_bytes"`
+	// Preset is libx264's preset. It defaults to veryfast.
+	Preset string `yaml:"preset"`
+	// FrameRate is the rate written into the files. It defaults to 10.
+	FrameRate int `yaml:"frame_rate"`
+}
+
+// Defaults fills unset fields.
+func (c *Config) Defaults() {
+	if c.Segment == 0 {
+		c.Segment = time.Minute
+	}
+	if c.Keep == 0 {
+		c.Keep = 72 * time.Hour
+	}
+	if c.MaxBytes == 0 {
+		c.MaxBytes = 50 << 30
+	}
+	if c.Preset == "" {
+		c.Preset = "veryfast"
+	}
+	if c.FrameRate == 0 {
+		c.FrameRate = 10
+	}
+}
+
+// Validate names the first bad key under prefix.
+func (c *Config) Validate(prefix string) error {
+	switch {
+	case c.Dir == "":
+		return nil
+	case c.Segment < time.Second:
+		return fmt.Errorf("%s.segment: %v is under 1s", prefix, c.Segment)
+	case c.Keep < c.Segment:
+		return fmt.Errorf("%s.keep: %v is shorter than a segment (%v)", prefix, c.Keep, c.Segment)
+	case c.MaxBytes < 1<<20:
+		return fmt.Errorf("%s.max_bytes: %d is under 1 MiB", prefix, c.MaxBytes)
+	case c.FrameRate < 1 || c.FrameRate > 120:
+		return fmt.Errorf("%s.frame_rate: %d is outside [1, 120]", prefix, c.FrameRate)
+	}
+	switch c.Preset {
+	case "ultrafast", "superfast", "veryfast", "faster", "fast", "medium":
+	default:
+		return fmt.Errorf("%s.preset: %q (want ultrafast, superfast, veryfast, faster, fast or medium)", prefix, c.Preset)
+	}
+	return nil
+}
+
+// Metrics are the recorder's series.
+type Metrics struct {
+	segments *prometheus.CounterVec
+	errors   *prometheus.CounterVec
+	deleted  *prometheus.CounterVec
+	bytes    prometheus.Gauge
+	free     prometheus.Gauge
+	size     prometheus.Gauge
+}
+
+// NewMetrics registers the recording metrics on reg.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		segments: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "veil_recording_segments_total", Help: "Segments finished."}, []string{"camera"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "veil_recording_errors_total",
+			Help: "Recording failures (a full disk among them), by operation: open, write, finish, retention."}, []string{"camera", "op"}),
+		deleted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "veil_recording_deleted_total", Help: "Segments deleted by retention, by reason: age, size."}, []string{"reason"}),
+		bytes:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "veil_recording_bytes", Help: "Bytes of finished segments on disk."}),
+		free:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "veil_recording_disk_free_bytes", Help: "Free bytes on the recordings' filesystem."}),
+		size:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "veil_recording_disk_size_bytes", Help: "Size of the recordings' filesystem."}),
+	}
+	for _, c := range []prometheus.Collector{m.segments, m.errors, m.deleted, m.bytes, m.free, m.size} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// Recorder writes one camera's frames.
+type Recorder struct {
+	cfg    Config
+	camera string
+	dir    string
+	log    *slog.Logger
+	m      *Metrics
+	cur    *sink.Video
+	curEnd time.Duration // PTS at which the current segment ends
+	retry  time.Time     // after a failure, no new segment before this
+}
+
+// New prepares the camera's directory and removes partial segments left
+// by a crash. frameRate, if above 0, is the rate written into this
+// camera's files instead of cfg.FrameRate (a file camera's own rate).
+func New(cfg Config, camera string, frameRate int, m *Metrics, log *slog.Logger) (*Recorder, error) {
+	cfg.Defaults()
+	if frameRate > 0 {
+		cfg.FrameRate = frameRate
+	}
+	if m == nil {
+		return nil, errors.New("record: no metrics")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	dir := filepath.Join(cfg.Dir, camera)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("recordings %s: %w", dir, err)
+	}
+	partials, _ := filepath.Glob(filepath.Join(dir, ".*.partial"))
+	for _, p := range partials {
+		os.Remove(p)
+	}
+	return &Recorder{cfg: cfg, camera: camera, dir: dir, log: log.With("component", "record", "camera", camera), m: m}, nil
+}
+
+// Name labels the output in metrics.
+func (r *Recorder) Name() string { return "record" }
+
+// Write adds a frame, starting a new segment when the current one is full.
+// A failure (a full disk) is logged and counted, the segment abandoned, and
+// recording retried 10 s later: it never stops the pipeline, so Write
+// always returns nil.
+func (r *Recorder) Write(f *blur.Frame) error {
+	pts := f.Meta().PTS
+	if r.cur != nil && pts >= r.curEnd {
+		r.finish(context.Background())
+	}
+	if r.cur == nil {
+		if time.Now().Before(r.retry) {
+			return nil
+		}
+		name := fmt.Sprintf("%s-%s.mp4", r.camera, f.Meta().Captured.UTC().Format("20060102T150405.000Z"))
+		v, err := sink.NewVideo(context.Background(), filepath.Join(r.dir, name), sink.VideoOptions{
+			Width: f.Width(), Height: f.Height(), FrameRate: fmt.Sprintf("%d/1", r.cfg.FrameRate), Preset: r.cfg.Preset})
+		if err != nil {
+			r.fail("open", err)
+			return nil
+		}
+		r.cur, r.curEnd = v, pts+r.cfg.Segment
+	}
+	if err := r.cur.Write(f); err != nil {
+		r.fail("write", err)
+		r.cur.Abort()
+		r.cur = nil
+	}
+	return nil
+}
+
+func (r *Recorder) finish(ctx context.Context) error {
+	err := r.cur.Close(ctx)
+	if err != nil {
+		r.fail("finish", err)
+	} else {
+		r.m.segments.WithLabelValues(r.camera).Inc()
+	}
+	r.cur = nil
+	return err
+}
+
+func (r *Recorder) fail(op string, err error) {
+	r.m.errors.WithLabelValues(r.camera, op).Inc()
+	r.log.Error("recording failed; retrying in 10s", "op", op, "err", err)
+	r.retry = time.Now().Add(10 * time.Second)
+}
+
+// Close finishes the current segment cleanly (on shutdown); if ctx ends
+// first, the segment is abandoned.
+func (r *Recorder) Close(ctx context.Context) error {
+	if r.cur == nil {
+		return nil
+	}
+	return r.finish(ctx)
+}
+
+// Retention deletes old segments by age and total size, every interval,
+// until ctx ends.
+type Retention struct {
+	Config  Config
+	Metrics *Metrics
+	Logger  *slog.Logger
+	mu      sync.Mutex
+}
+
+// Run enforces the policy now and then every interval.
+func (t *Retention) Run(ctx context.Context, interval time.Duration) error {
+	for {
+		if err := t.Enforce(); err != nil {
+			t.Metrics.errors.WithLabelValues("", "retention").Inc()
+			if t.Logger != nil {
+				t.Logger.Error("retention", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(interval):
+		}
+	}
+}
+
+type segment struct {
+	path string
+	mod  time.Time
+	size int64
+}
+
+// Enforce applies the policy once.
+func (t *Retention) Enforce() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var segs []segment
+	err := filepath.WalkDir(t.Config.Dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".mp4") || strings.HasPrefix(d.Name(), ".") {
+			return nil
+		}
+		info, err := d.Info()
+		if err == nil {
+			segs = append(segs, segment{p, info.ModTime(), info.Size()})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	sort.Slice(segs, func(i, j int) bool { return segs[i].mod.Before(segs[j].mod) })
+	var total int64
+	for _, s := range segs {
+		total += s.size
+	}
+	var errs []error
+	for _, s := range segs {
+		reason := ""
+		switch {
+		case time.Since(s.mod) > t.Config.Keep:
+			reason = "age"
+		case total > t.Config.MaxBytes:
+			reason = "size"
+		default:
+			continue
+		}
+		if err := os.Remove(s.path); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		total -= s.size
+		t.Metrics.deleted.WithLabelValues(reason).Inc()
+	}
+	t.Metrics.bytes.Set(float64(total))
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(t.Config.Dir, &st); err == nil {
+		t.Metrics.free.Set(float64(st.Bavail) * float64(st.Bsize))
+		t.Metrics.size.Set(float64(st.Blocks) * float64(st.Bsize))
+	}
+	return errors.Join(errs...)
+}

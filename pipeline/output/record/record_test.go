@@ -1,0 +1,139 @@
+package record
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/veilproject/veil/blur"
+	"github.com/veilproject/veil/pipeline/frame"
+)
+
+type noFaces struct{}
+
+func (noFaces) Detect(context.Context, blur.Image) ([]blur.Detection, error) { return nil, nil }
+func (noFaces) Name() string                                                 { return "none" }
+
+// frames makes n obscured 64x48 frames at 10 fps.
+func frames(t *testing.T, n int) []*blur.Frame {
+	m, _ := blur.NewMetrics(prometheus.NewRegistry())
+	st, err := blur.New(blur.Config{}, blur.Deps{Detector: noFaces{}, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close(context.Background())
+	st.WarmUp(context.Background(), 64, 48)
+	var out []*blur.Frame
+	t0 := time.Now()
+	for i := 0; i < n; i++ {
+		pts := time.Duration(i) * 100 * time.Millisecond
+		f, err := st.Obscure(context.Background(), frame.NewRaw(frame.Meta{Camera: "c", Seq: uint64(i), PTS: pts, Captured: t0.Add(pts)}, 64, 48))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+func TestSegmentsRotate(t *testing.T) {
+	dir := t.TempDir()
+	m, _ := NewMetrics(prometheus.NewRegistry())
+	os.MkdirAll(filepath.Join(dir, "c"), 0o755)
+	os.WriteFile(filepath.Join(dir, "c", ".old.mp4.partial"), []byte("x"), 0o644) // a crash's leftover
+	r, err := New(Config{Dir: dir, Segment: time.Second}, "c", 0, m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range frames(t, 35) { // 3.5 s: three full segments and a half
+		r.Write(f)
+	}
+	if err := r.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	segs, _ := filepath.Glob(filepath.Join(dir, "c", "*.mp4"))
+	hidden, _ := filepath.Glob(filepath.Join(dir, "c", ".*"))
+	if len(segs) != 4 || len(hidden) != 0 || testutil.ToFloat64(m.segments.WithLabelValues("c")) != 4 {
+		t.Errorf("segments %v hidden %v", segs, hidden)
+	}
+}
+
+func TestUnwritableDiskIsAnErrorNotACrash(t *testing.T) {
+	dir := t.TempDir()
+	m, _ := NewMetrics(prometheus.NewRegistry())
+	r, err := New(Config{Dir: dir, Segment: time.Second}, "c", 0, m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(r.dir, 0o500) // as good as a full disk for opening a file
+	defer os.Chmod(r.dir, 0o750)
+	if os.Geteuid() == 0 {
+		// root ignores permissions: use a path that cannot be a directory.
+		r.dir = "/proc/veil-no-such-dir"
+	}
+	for _, f := range frames(t, 5) {
+		r.Write(f)
+	}
+	if v := testutil.ToFloat64(m.errors.WithLabelValues("c", "open")); v != 1 {
+		t.Errorf("open errors %v, want 1 (then a 10 s pause)", v)
+	}
+}
+
+func TestRetentionByAgeAndSize(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "a"), 0o755)
+	now := time.Now()
+	write := func(name string, age time.Duration, size int) {
+		p := filepath.Join(dir, "a", name)
+		os.WriteFile(p, make([]byte, size), 0o644)
+		os.Chtimes(p, now.Add(-age), now.Add(-age))
+	}
+	write("1.mp4", 5*time.Hour, 100)
+	write("2.mp4", 90*time.Minute, 600<<10)
+	write("3.mp4", 60*time.Minute, 600<<10)
+	write("4.mp4", time.Minute, 600<<10)
+	write(".5.mp4.partial", 10*time.Hour, 100) // in progress: never touched
+	m, _ := NewMetrics(prometheus.NewRegistry())
+	ret := &Retention{Config: Config{Dir: dir, Keep: 4 * time.Hour, MaxBytes: 1300 << 10}, Metrics: m}
+	if err := ret.Enforce(); err != nil {
+		t.Fatal(err)
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, "a", "*"))
+	hidden, _ := filepath.Glob(filepath.Join(dir, "a", ".*"))
+	names := map[string]bool{}
+	for _, p := range append(left, hidden...) {
+		names[filepath.Base(p)] = true
+	}
+	if names["1.mp4"] || names["2.mp4"] || !names["3.mp4"] || !names["4.mp4"] || !names[".5.mp4.partial"] {
+		t.Errorf("left %v", names)
+	}
+	if testutil.ToFloat64(m.deleted.WithLabelValues("age")) != 1 || testutil.ToFloat64(m.deleted.WithLabelValues("size")) != 1 {
+		t.Error("deletions not counted by reason")
+	}
+	if testutil.ToFloat64(m.free) <= 0 {
+		t.Error("no free-space reading")
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		c    Config
+		want string
+	}{
+		{Config{Dir: "/x", Segment: time.Millisecond}, "recordings.segment"},
+		{Config{Dir: "/x", Segment: time.Hour, Keep: time.Minute}, "recordings.keep"},
+		{Config{Dir: "/x", MaxBytes: 5}, "recordings.max_bytes"},
+		{Config{Dir: "/x", Preset: "placebo"}, "recordings.preset"},
+	} {
+		c := tc.c
+		c.Defaults()
+		if err := c.Validate("recordings"); err == nil || err.Error()[:len(tc.want)] != tc.want {
+			t.Errorf("%+v: %v", tc.c, err)
+		}
+	}
+}

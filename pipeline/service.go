@@ -1,0 +1,421 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/veilproject/veil/blur/detect"
+	"github.com/veilproject/veil/ingest"
+	"github.com/veilproject/veil/pipeline/config"
+	"github.com/veilproject/veil/pipeline/counts/exporter"
+	"github.com/veilproject/veil/pipeline/counts/footfall"
+	"github.com/veilproject/veil/pipeline/counts/publish"
+	"github.com/veilproject/veil/pipeline/output/record"
+	"github.com/veilproject/veil/pipeline/queue"
+)
+
+// Shutdown bounds. Once the service is told to stop, each camera has
+// cameraDrain to obscure, count and record what it already decoded; the
+// counts path then has publishDrain to hand the backlog to Kafka (what it
+// cannot send stays spooled on disk for the next start); the in-process
+// exporter gets exporterSettle to apply what was just published; HTTP
+// servers get serverShutdown. The sum bounds a stop.
+const (
+	cameraDrain    = 10 * time.Second
+	publishDrain   = 5 * time.Second
+	exporterSettle = 5 * time.Second
+	serverShutdown = 5 * time.Second
+	// eventQueue holds count events of all cameras between the counters
+	// and the counts path; it blocks when full (events are never dropped),
+	// and at one event per camera per window it is never near full unless
+	// the spool is.
+	eventQueue = 256
+)
+
+// ServiceDeps are the service's wiring.
+type ServiceDeps struct {
+	// Registry is served on /metrics and read by the status page.
+	// Required; NewRegistry makes one.
+	Registry *prometheus.Registry
+	// Metrics are the stages' metrics, registered on Registry. Required.
+	Metrics *Metrics
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+	// Events receives count events as JSON lines when they are printed
+	// (no kafka.brokers, or print_events). It defaults to discarding.
+	Events io.Writer
+}
+
+// Endpoints are the addresses the service listens on.
+type Endpoints struct {
+	Metrics string // host:port of /metrics, / and /api/status
+	WHIP    string // host:port of /whip/{camera}; empty without WHIP cameras
+}
+
+// Service is veil run: every configured camera, the counts path, the
+// exporter (if enabled), retention and the HTTP servers, owned by one Run.
+type Service struct {
+	cfg     config.Config
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	events  *queue.Queue[footfall.Event]
+	print   io.Writer // nil: events are not printed
+	cams    []*Camera
+	dets    []detect.Detector
+	whip    *ingest.WHIP
+	pub     *publish.Publisher
+	exp     *exporter.Exporter
+	ret     *record.Retention
+	servers []*server
+	ends    Endpoints
+
+	exported map[string]map[string][2]int64
+}
+
+type server struct {
+	srv *http.Server
+	ln  net.Listener
+	// stopOnShutdown closes the server as soon as shutdown starts (WHIP: no
+	// new publisher then), not after the cameras have drained.
+	stopOnShutdown bool
+}
+
+// run serves in g until stop is closed, then shuts down within
+// serverShutdown.
+func (sv *server) run(g *errgroup.Group, stop <-chan struct{}) {
+	g.Go(func() error {
+		if err := sv.srv.Serve(sv.ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http %s: %w", sv.ln.Addr(), err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-stop
+		sctx, cancel := context.WithTimeout(context.Background(), serverShutdown)
+		defer cancel()
+		sv.srv.Shutdown(sctx)
+		return nil
+	})
+}
+
+// NewService builds everything cfg (already validated) describes and binds
+// the listeners; Run starts it. On error, what was built is released.
+func NewService(cfg config.Config, deps ServiceDeps) (s *Service, err error) {
+	if deps.Registry == nil || deps.Metrics == nil {
+		return nil, errors.New("pipeline: service needs a registry and metrics")
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	s = &Service{cfg: cfg, log: deps.Logger, reg: deps.Registry, events: queue.New[footfall.Event](eventQueue, queue.Block, nil)}
+	defer func() {
+		if err != nil {
+			s.release()
+		}
+	}()
+	if len(cfg.Kafka.Brokers) == 0 || cfg.PrintEvents {
+		s.print = deps.Events
+		if s.print == nil {
+			s.print = io.Discard
+		}
+	}
+	var whipCams []ingest.WHIPCamera
+	for _, cam := range cfg.Cameras {
+		if cam.WHIP {
+			whipCams = append(whipCams, ingest.WHIPCamera{ID: cam.ID, Token: cam.Token})
+		}
+	}
+	if len(whipCams) > 0 {
+		s.whip = ingest.NewWHIP(whipCams, &ingest.WHIP{IPs: cfg.HTTP.ICEIPs, Logger: deps.Logger, Metrics: deps.Metrics.Ingest})
+	}
+	for _, cam := range cfg.Cameras {
+		c, err := s.newCamera(cam, deps)
+		if err != nil {
+			return nil, err
+		}
+		s.cams = append(s.cams, c)
+	}
+	if cfg.Recordings.Dir != "" {
+		s.ret = &record.Retention{Config: cfg.Recordings, Metrics: deps.Metrics.Record, Logger: deps.Logger}
+	}
+	if len(cfg.Kafka.Brokers) > 0 {
+		s.pub, err = publish.New(publish.Config{Kafka: cfg.Kafka, SpoolDir: cfg.SpoolDir}, publish.Deps{Logger: deps.Logger, Registerer: deps.Registry})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Exporter.Enabled {
+		s.exp, err = exporter.New(exporter.Config{Kafka: cfg.Kafka, GroupID: cfg.Exporter.GroupID}, exporter.Deps{Logger: deps.Logger, Registerer: deps.Registry})
+		if err != nil {
+			return nil, err
+		}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(deps.Registry, promhttp.HandlerOpts{Registry: deps.Registry}))
+	mux.Handle("/", statusHandler(deps.Registry))
+	if s.ends.Metrics, err = s.listen("metrics.listen", cfg.Metrics.Listen, mux); err != nil {
+		return nil, err
+	}
+	if s.whip != nil {
+		wmux := http.NewServeMux()
+		wmux.Handle("/whip/", s.whip)
+		if s.ends.WHIP, err = s.listen("http.listen", cfg.HTTP.Listen, wmux); err != nil {
+			return nil, err
+		}
+		s.servers[len(s.servers)-1].stopOnShutdown = true
+	}
+	return s, nil
+}
+
+// newCamera builds one camera: its source, detector and recorder.
+func (s *Service) newCamera(cam config.Camera, deps ServiceDeps) (*Camera, error) {
+	var src Source
+	frameRate := 0
+	switch cam.Kind() {
+	case "whip":
+		src = s.whip.Source(cam.ID)
+	case "file":
+		pctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		f, err := ingest.NewFile(pctx, cam.File, cam.ID, deps.Logger)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		f.Realtime, f.Loop, f.Metrics = !cam.Fast, !cam.Once, deps.Metrics.Ingest
+		// A file's recording is written at the file's own rate.
+		frameRate = int(math.Round(f.Info().FPS))
+		src = f
+	default:
+		src = &ingest.RTSP{Camera: cam.ID, URL: cam.URL, Transport: cam.Transport, Logger: deps.Logger, Metrics: deps.Metrics.Ingest}
+	}
+	var outs []Output
+	if s.cfg.Recordings.Dir != "" {
+		rec, err := record.New(s.cfg.Recordings, cam.ID, frameRate, deps.Metrics.Record, deps.Logger)
+		if err != nil {
+			return nil, err
+		}
+		outs = append(outs, rec)
+	}
+	det, err := detect.New(s.cfg.Detector, deps.Logger)
+	if err != nil {
+		return nil, err
+	}
+	s.dets = append(s.dets, det)
+	ccfg := CameraConfig{ID: cam.ID, Blur: s.cfg.Blur, Live: !cam.Fast, Drain: cameraDrain}
+	if cam.Counted() {
+		counting := cam.Counting
+		ccfg.Counting = &counting
+	}
+	return NewCamera(ccfg, CameraDeps{Source: src, Detector: det, Outputs: outs, Events: s.events, Metrics: deps.Metrics, Logger: deps.Logger})
+}
+
+func (s *Service) listen(key, addr string, h http.Handler) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("%s %s: %w", key, addr, err)
+	}
+	s.servers = append(s.servers, &server{srv: &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}, ln: ln})
+	return ln.Addr().String(), nil
+}
+
+// Endpoints are the bound addresses.
+func (s *Service) Endpoints() Endpoints { return s.ends }
+
+// Cameras are the cameras, in configuration order.
+func (s *Service) Cameras() []*Camera { return s.cams }
+
+// Exported is what the in-process exporter showed when it stopped, by
+// camera and line: [entries, exits]. Nil without an exporter.
+func (s *Service) Exported() map[string]map[string][2]int64 { return s.exported }
+
+// release frees what NewService built when Run will not run.
+func (s *Service) release() {
+	for _, d := range s.dets {
+		d.Close()
+	}
+	for _, sv := range s.servers {
+		sv.ln.Close()
+	}
+	if s.pub != nil {
+		s.pub.Close()
+	}
+}
+
+// Run runs the service until ctx ends or every camera's source has ended
+// (files played once), then stops in order: cameras drain (frames already
+// decoded are obscured, counted and recorded; the last count window is
+// flushed), the counts path hands its backlog to Kafka, the exporter
+// applies it, the servers close. Every step has a deadline.
+func (s *Service) Run(ctx context.Context) error {
+	defer func() {
+		for _, d := range s.dets {
+			d.Close()
+		}
+	}()
+	camCtx, stopCams := context.WithCancel(ctx)
+	defer stopCams()
+	var g errgroup.Group
+	stopServers := make(chan struct{})
+	for _, sv := range s.servers {
+		stop := (<-chan struct{})(stopServers)
+		if sv.stopOnShutdown {
+			stop = camCtx.Done()
+		}
+		sv.run(&g, stop)
+	}
+	expCtx, stopExporter := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopExporter()
+	if s.exp != nil {
+		g.Go(func() error {
+			if err := s.exp.Run(expCtx); !errors.Is(err, context.Canceled) {
+				return err
+			}
+			return nil
+		})
+	}
+	if s.ret != nil {
+		g.Go(func() error { return s.ret.Run(camCtx, 10*time.Second) })
+	}
+	countsCtx, stopCounts := afterDone(camCtx, cameraDrain+publishDrain)
+	defer stopCounts()
+	countsDone := make(chan error, 1)
+	g.Go(func() error {
+		err := s.runCounts(countsCtx)
+		countsDone <- err
+		return err
+	})
+
+	var cams errgroup.Group
+	for _, c := range s.cams {
+		cams.Go(func() error {
+			err := c.Run(camCtx)
+			if err != nil {
+				s.log.Error("camera failed; stopping", "camera", c.ID(), "err", err)
+				stopCams()
+			}
+			return err
+		})
+	}
+	camErr := cams.Wait()
+	stopCams()
+	if s.whip != nil {
+		s.whip.Close()
+	}
+	s.events.Close()
+	countsErr := <-countsDone
+	if s.exp != nil {
+		s.settle()
+		s.exported = s.exp.Totals()
+	}
+	stopExporter()
+	close(stopServers)
+	return errors.Join(camErr, countsErr, g.Wait())
+}
+
+// runCounts prints and publishes count events until the events queue is
+// closed (every camera has flushed) or ctx ends.
+func (s *Service) runCounts(ctx context.Context) error {
+	var g errgroup.Group
+	var toKafka *queue.Queue[footfall.Event]
+	if s.pub != nil {
+		toKafka = queue.New[footfall.Event](64, queue.Block, nil)
+		g.Go(func() error { return s.pub.Run(ctx, toKafka, publishDrain) })
+	}
+	g.Go(func() error {
+		if toKafka != nil {
+			defer toKafka.Close()
+		}
+		var enc *json.Encoder
+		if s.print != nil {
+			enc = json.NewEncoder(s.print)
+		}
+		for {
+			e, ok := s.events.Pop(ctx)
+			if !ok {
+				return nil
+			}
+			if enc != nil {
+				if err := enc.Encode(e); err != nil {
+					return fmt.Errorf("printing count events: %w", err)
+				}
+			}
+			if toKafka != nil {
+				if err := toKafka.Push(ctx, e); err != nil {
+					return fmt.Errorf("count event camera=%s epoch=%d seq=%d not spooled: %w", e.Camera, e.Epoch, e.Seq, err)
+				}
+			}
+		}
+	})
+	return g.Wait()
+}
+
+// settle gives the in-process exporter a bounded time to show this
+// process's crossings before it stops and lets its partitions go.
+func (s *Service) settle() {
+	deadline := time.Now().Add(exporterSettle)
+	for time.Now().Before(deadline) && !s.caughtUp() {
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (s *Service) caughtUp() bool {
+	got := s.exp.Totals()
+	for _, c := range s.cams {
+		for _, t := range c.Summary().Crossings {
+			// At least: an exporter that kept state from earlier runs shows more.
+			if g := got[c.ID()][t.ID]; g[0] < int64(t.Entries) || g[1] < int64(t.Exits) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// ExporterService is veil exporter on its own: the Kafka → Prometheus
+// exporter and its /metrics.
+type ExporterService struct {
+	exp  *exporter.Exporter
+	srv  *server
+	addr string
+}
+
+// NewExporterService builds the exporter (cfg is validated) and binds
+// listen.
+func NewExporterService(cfg exporter.Config, listen string, reg *prometheus.Registry, log *slog.Logger) (*ExporterService, error) {
+	exp, err := exporter.New(cfg, exporter.Deps{Logger: log, Registerer: reg})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, fmt.Errorf("-listen %s: %w", listen, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	return &ExporterService{exp: exp, srv: &server{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln: ln}, addr: ln.Addr().String()}, nil
+}
+
+// Addr is the bound /metrics address.
+func (e *ExporterService) Addr() string { return e.addr }
+
+// Run consumes until ctx ends, then closes the server.
+func (e *ExporterService) Run(ctx context.Context) error {
+	var g errgroup.Group
+	stop := make(chan struct{})
+	e.srv.run(&g, stop)
+	err := e.exp.Run(ctx)
+	close(stop)
+	return errors.Join(err, g.Wait())
+}
