@@ -262,6 +262,10 @@ func (c *Counter) Flush() []footfall.Event {
 // Totals are the crossings counted since New, per line.
 func (c *Counter) Totals() []footfall.LineCount { return slices.Clone(c.totals) }
 
+// ErrUndelivered is returned by Run when an event could not be handed on
+// before its context ended (a shutdown whose drain time ran out).
+var ErrUndelivered = errors.New("count event not delivered")
+
 // Run counts frames from in until it is closed and drained or ctx ends,
 // pushing events to out, whose policy must be queue.Block: events are never
 // dropped, so Run waits for room with ctx. The caller gives a context that
@@ -272,7 +276,7 @@ func (c *Counter) Run(ctx context.Context, in *queue.Queue[*blur.Frame], out *qu
 		for _, e := range evs {
 			if err := out.Push(ctx, e); err != nil {
 				c.log.Error("count event not delivered", "epoch", e.Epoch, "seq", e.Seq, "err", err)
-				return fmt.Errorf("counter %s: event epoch=%d seq=%d not delivered: %w", c.camera, e.Epoch, e.Seq, err)
+				return fmt.Errorf("counter %s: %w: epoch=%d seq=%d (%v)", c.camera, ErrUndelivered, e.Epoch, e.Seq, err)
 			}
 		}
 		return nil

@@ -101,10 +101,11 @@ func (p *progress) print(done int, now time.Time) {
 	}
 }
 
-// finish clears the bar line on a terminal.
+// finish draws the final state: the bar's last frame and a line break on
+// a terminal, a last plain line otherwise.
 func (p *progress) finish(done int) {
+	p.print(done, time.Now())
 	if p.tty {
-		p.print(done, time.Now())
 		fmt.Fprintln(p.w)
 	}
 }

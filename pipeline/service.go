@@ -33,15 +33,16 @@ import (
 // exporter gets exporterSettle to apply what was just published; HTTP
 // servers get serverShutdown. The sum bounds a stop.
 const (
-	cameraDrain    = 10 * time.Second
-	publishDrain   = 5 * time.Second
+	cameraDrain    = 5 * time.Second
+	publishDrain   = 3 * time.Second
 	exporterSettle = 5 * time.Second
 	serverShutdown = 5 * time.Second
 	// eventQueue holds count events of all cameras between the counters
-	// and the counts path; it blocks when full (events are never dropped),
-	// and at one event per camera per window it is never near full unless
-	// the spool is.
-	eventQueue = 256
+	// and the counts path; it blocks when full (events are never dropped).
+	// The spool is the real buffer (durable, 64 MiB): this queue only
+	// decouples, and at one event per camera per window it is never near
+	// full unless the spool is.
+	eventQueue = 16
 )
 
 // ServiceDeps are the service's wiring.
@@ -288,7 +289,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.ret != nil {
 		g.Go(func() error { return s.ret.Run(camCtx, 10*time.Second) })
 	}
-	countsCtx, stopCounts := afterDone(camCtx, cameraDrain+publishDrain)
+	countsCtx, stopCounts := afterDone(camCtx, cameraDrain+time.Second)
 	defer stopCounts()
 	countsDone := make(chan error, 1)
 	g.Go(func() error {
@@ -330,7 +331,7 @@ func (s *Service) runCounts(ctx context.Context) error {
 	var g errgroup.Group
 	var toKafka *queue.Queue[footfall.Event]
 	if s.pub != nil {
-		toKafka = queue.New[footfall.Event](64, queue.Block, nil)
+		toKafka = queue.New[footfall.Event](1, queue.Block, nil)
 		g.Go(func() error { return s.pub.Run(ctx, toKafka, publishDrain) })
 	}
 	g.Go(func() error {

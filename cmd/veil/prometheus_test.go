@@ -21,17 +21,29 @@ import (
 )
 
 // TestPrometheusScrapesVeil starts Debian's prometheus with the repo's
-// prometheus.yml (target pointed at a running `veil demo`) and the alert
-// rules, and queries its API until footfall and pipeline series are there.
+// prometheus.yml (targets pointed at a running `veil demo` and a running
+// `veil run`, what compose runs) and the alert rules, and queries its API
+// until footfall and pipeline series are there, and every query of the
+// operations dashboard returns data for the veil run camera.
 func TestPrometheusScrapesVeil(t *testing.T) {
 	dir := t.TempDir()
 	target := startDemo(t, dir, "-fast")
+	run := startVeil(t, "run", "-config", writeConfig(t, dir, `cameras:
+  - id: lobby
+    file: `+vtest+`
+    lines: [{id: road, from: [0.45, 0.68], to: [0.45, 0.30]}]
+metrics: {listen: "127.0.0.1:0"}
+recordings: {dir: `+filepath.Join(dir, "rec")+`, segment: 10s, keep: 1h}
+`))
+	run.waitFor(t, "metrics address", 60*time.Second, func(l []string) bool { return metricsURL(l) != "" })
+	lines, _ := run.snapshot()
+	runTarget := strings.TrimSuffix(strings.TrimPrefix(metricsURL(lines), "http://"), "/metrics")
 
 	cfg, err := os.ReadFile("../../dashboards/prometheus.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfgS := strings.Replace(string(cfg), `"veil:9108"`, `"`+target+`"`, 1)
+	cfgS := strings.Replace(string(cfg), `"veil:9108"`, `"`+target+`", "`+runTarget+`"`, 1)
 	cfgS = strings.Replace(cfgS, "scrape_interval: 5s", "scrape_interval: 1s", 1)
 	os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfgS), 0o644)
 	rules, _ := os.ReadFile("../../dashboards/alerts.yml")
@@ -69,11 +81,25 @@ func TestPrometheusScrapesVeil(t *testing.T) {
 		`veil_footfall_entries_total{camera="sample",line="road"}`,
 		`veil_zone_capacity{camera="sample",zone="road_area"} == 8`,
 		`veil_publish_spool_events`,
-		`up{job="veil"} == 1`,
+		`count(up{job="veil"} == 1) == 2`,
 	} {
 		for query(q) < 1 {
 			if time.Now().After(deadline) {
 				t.Fatalf("prometheus has no result for %s\n%s", q, promLog.String())
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+	// Every per-camera query of the operations dashboard has data for the
+	// veil run camera (rates need a few scrapes).
+	for _, expr := range dashboardQL(t, "operations.json") {
+		if !strings.Contains(expr, "$camera") {
+			continue
+		}
+		q := strings.NewReplacer("$__rate_interval", "1m", "$camera", "lobby").Replace(expr)
+		for query(q) < 1 {
+			if time.Now().After(deadline) {
+				t.Fatalf("veil run's camera has no data for the operations panel %s", expr)
 			}
 			time.Sleep(500 * time.Millisecond)
 		}
@@ -110,8 +136,36 @@ func TestPrometheusScrapesVeil(t *testing.T) {
 // promQL collects the expressions of dashboards/grafana/*.json and
 // dashboards/alerts.yml.
 func promQL(t *testing.T) []string {
+	exprs := dashboardQL(t, "footfall.json", "operations.json")
+	b, err := os.ReadFile("../../dashboards/alerts.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rules struct {
+		Groups []struct {
+			Rules []struct {
+				Expr string `yaml:"expr"`
+			} `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	if err := yaml.Unmarshal(b, &rules); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			exprs = append(exprs, r.Expr)
+		}
+	}
+	if len(exprs) < 25 {
+		t.Fatalf("only %d expressions found", len(exprs))
+	}
+	return exprs
+}
+
+// dashboardQL collects the expressions of dashboards/grafana/FILE.
+func dashboardQL(t *testing.T, files ...string) []string {
 	var exprs []string
-	for _, f := range []string{"footfall.json", "operations.json"} {
+	for _, f := range files {
 		b, err := os.ReadFile(filepath.Join("../../dashboards/grafana", f))
 		if err != nil {
 			t.Fatal(err)
@@ -137,28 +191,6 @@ func promQL(t *testing.T) []string {
 			t.Fatal(err)
 		}
 		walk(doc)
-	}
-	b, err := os.ReadFile("../../dashboards/alerts.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rules struct {
-		Groups []struct {
-			Rules []struct {
-				Expr string `yaml:"expr"`
-			} `yaml:"rules"`
-		} `yaml:"groups"`
-	}
-	if err := yaml.Unmarshal(b, &rules); err != nil {
-		t.Fatal(err)
-	}
-	for _, g := range rules.Groups {
-		for _, r := range g.Rules {
-			exprs = append(exprs, r.Expr)
-		}
-	}
-	if len(exprs) < 25 {
-		t.Fatalf("only %d expressions found", len(exprs))
 	}
 	return exprs
 }

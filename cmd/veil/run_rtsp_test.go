@@ -84,7 +84,8 @@ recordings: {dir: ` + filepath.Join(dir, "rec") + `, segment: 2s, keep: 1h}
 		time.Sleep(300 * time.Millisecond)
 	}
 	for _, want := range []string{`veil_camera_up{camera="lobby"} 1`, `veil_recording_segments_total{camera="lobby"} 2`,
-		`veil_ingest_frames_decoded_total{camera="lobby"}`, `veil_blur_frames_total{camera="lobby",result="obscured"}`} {
+		`veil_ingest_frames_decoded_total{camera="lobby"}`, `veil_blur_frames_total{camera="lobby",result="obscured"}`,
+		`veil_pipeline_frames_delivered_total{camera="lobby"} `} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}

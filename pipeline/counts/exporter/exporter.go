@@ -128,6 +128,7 @@ type Exporter struct {
 	cfg    Config
 	log    *slog.Logger
 	dialer *kafka.Dialer
+	tr     *kafka.Transport // the state writer's; its idle connections are closed after Run
 	state  *kafka.Writer
 
 	mu    sync.Mutex
@@ -174,6 +175,7 @@ func New(cfg Config, deps Deps) (*Exporter, error) {
 		cfg:    cfg,
 		log:    deps.Logger.With("component", "exporter", "topic", cfg.Kafka.Topic, "group", cfg.GroupID),
 		dialer: dialer,
+		tr:     tr,
 		state: &kafka.Writer{Addr: kafka.TCP(cfg.Kafka.Brokers...), Topic: cfg.StateTopic, RequiredAcks: kafka.RequireAll,
 			MaxAttempts: 5, BatchTimeout: time.Millisecond, WriteTimeout: 10 * time.Second, Transport: tr},
 		owned: map[int]*partState{},
@@ -253,6 +255,7 @@ func (e *Exporter) Totals() map[string]map[string][2]int64 {
 // Run consumes until ctx ends. It creates the event and state topics if
 // they are missing.
 func (e *Exporter) Run(ctx context.Context) error {
+	defer e.tr.CloseIdleConnections()
 	defer e.state.Close()
 	if err := e.cfg.Kafka.EnsureTopic(ctx, e.cfg.StateTopic, 1, map[string]string{"cleanup.policy": "compact"}); err != nil {
 		return err

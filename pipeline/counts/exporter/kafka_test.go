@@ -20,6 +20,8 @@ import (
 	"github.com/veilproject/veil/pipeline/counts/kafkaconf"
 	"github.com/veilproject/veil/pipeline/counts/publish"
 	"github.com/veilproject/veil/pipeline/queue"
+
+	"go.uber.org/goleak"
 )
 
 // A real Apache Kafka broker (KRaft, from Maven Central jars) is started by
@@ -46,6 +48,13 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	// No test leaves a goroutine behind.
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
 	brokerCmd("stop")
 	os.RemoveAll(dir)
 	os.Exit(code)

@@ -84,6 +84,7 @@ type Publisher struct {
 	log    *slog.Logger
 	spool  *spool.Spool
 	writer *kafka.Writer
+	tr     *kafka.Transport // the writer's; its idle connections are closed with it
 	wake   chan struct{}
 	m      metrics
 }
@@ -119,6 +120,7 @@ func New(cfg Config, deps Deps) (*Publisher, error) {
 		log:   deps.Logger.With("component", "publish", "topic", cfg.Kafka.Topic),
 		spool: sp,
 		wake:  make(chan struct{}, 1),
+		tr:    tr,
 		writer: &kafka.Writer{
 			Addr:         kafka.TCP(cfg.Kafka.Brokers...),
 			Topic:        cfg.Kafka.Topic,
@@ -163,6 +165,7 @@ func New(cfg Config, deps Deps) (*Publisher, error) {
 // Close releases the spool and the writer of a publisher that will not
 // Run (Run releases them itself).
 func (p *Publisher) Close() error {
+	defer p.tr.CloseIdleConnections()
 	return errors.Join(p.writer.Close(), p.spool.Close())
 }
 
@@ -173,8 +176,7 @@ func (p *Publisher) Close() error {
 // when the spool is full, Run stops taking from in (so the counter waits)
 // and logs an error every 30 s.
 func (p *Publisher) Run(ctx context.Context, in *queue.Queue[footfall.Event], drain time.Duration) error {
-	defer p.spool.Close()
-	defer p.writer.Close()
+	defer p.Close()
 	intakeDone := make(chan error, 1)
 	go func() { intakeDone <- p.intake(ctx, in) }()
 

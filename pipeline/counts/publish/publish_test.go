@@ -8,7 +8,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/veilproject/veil/pipeline/counts/kafkaconf"
+	"go.uber.org/goleak"
 )
+
+// No test leaves a goroutine behind.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // The publisher's behaviour against brokers (outage, crash with a full
 // spool) is tested with a real Kafka broker in pipeline/exporter.

@@ -3,10 +3,14 @@ package spool
 import (
 	"errors"
 	"fmt"
+	"go.uber.org/goleak"
 	"os"
 	"path/filepath"
 	"testing"
 )
+
+// No test leaves a goroutine behind.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func fill(t *testing.T, s *Spool, from, to int) {
 	t.Helper()

@@ -12,7 +12,11 @@ import (
 
 	"github.com/veilproject/veil/blur"
 	"github.com/veilproject/veil/pipeline/frame"
+	"go.uber.org/goleak"
 )
+
+// No test leaves a goroutine behind.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 type noFaces struct{}
 
