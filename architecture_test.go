@@ -2,6 +2,9 @@ package veil_test
 
 import (
 	"encoding/json"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -199,5 +202,42 @@ func main() {
 				t.Errorf("failed for another reason: %s", out)
 			}
 		})
+	}
+}
+
+// TestMainOnlyWires keeps cmd/veil small: flags, config and wiring, no
+// pipeline assembly (that is pipeline.Camera and pipeline.Service).
+func TestMainOnlyWires(t *testing.T) {
+	files, _ := filepath.Glob("cmd/veil/*.go")
+	total := 0
+	fset := token.NewFileSet()
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += strings.Count(string(b), "\n")
+		af, err := parser.ParseFile(fset, f, b, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range af.Decls {
+			if fn, ok := d.(*ast.FuncDecl); ok {
+				if n := fset.Position(fn.End()).Line - fset.Position(fn.Pos()).Line + 1; n > 60 {
+					t.Errorf("%s: %s is %d lines (at most 60)", f, fn.Name.Name, n)
+				}
+			}
+		}
+		for _, imp := range af.Imports {
+			if p := strings.Trim(imp.Path.Value, `"`); p == mod+"/pipeline/queue" || p == mod+"/pipeline/frame" || p == "golang.org/x/sync/errgroup" {
+				t.Errorf("%s imports %s: main wires, it does not assemble pipelines", f, p)
+			}
+		}
+	}
+	if total > 600 {
+		t.Errorf("cmd/veil has %d non-test lines (at most 600)", total)
 	}
 }

@@ -2,10 +2,19 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/veilproject/veil/blur/detect"
+	"github.com/veilproject/veil/counter"
+	"github.com/veilproject/veil/ingest"
+	"github.com/veilproject/veil/pipeline/config"
 	"github.com/veilproject/veil/pipeline/counts/footfall"
+	"github.com/veilproject/veil/pipeline/output/sink"
 	"github.com/veilproject/veil/pipeline/queue"
 )
 
@@ -44,4 +53,75 @@ func RunJob(ctx context.Context, cfg CameraConfig, deps CameraDeps, onEvent func
 	}
 	err = g.Wait()
 	return cam.Summary(), err
+}
+
+// FileJob is one run of veil anonymize or veil count: a video file (or a
+// picture) as the source of one camera, run to its end.
+type FileJob struct {
+	// In is a video or a picture.
+	In string
+	// Out, if set, receives the obscured result, of the same kind as In.
+	Out string
+	// Counting, if set, counts people; OnCrossing and OnEvent are told of
+	// each crossing and count event.
+	Counting   *counter.Config
+	OnCrossing func(counter.Crossing)
+	OnEvent    func(footfall.Event) error
+	// Progress, if set, receives a progress bar (videos).
+	Progress io.Writer
+}
+
+// Run wires the source, the outputs and a detector (cfg.Detector, with
+// cfg.Blur) into one camera, runs it and returns its summary.
+func (j FileJob) Run(ctx context.Context, cfg config.Config, log *slog.Logger) (Summary, error) {
+	const camera = "file"
+	var src Source
+	var outs []Output
+	if ingest.KindOf(j.In) == ingest.KindImage {
+		src = &ingest.Image{Path: j.In, Camera: camera}
+		outs = append(outs, &sink.Image{Path: j.Out})
+	} else {
+		f, err := ingest.NewFile(ctx, j.In, camera, log)
+		if err != nil {
+			return Summary{}, err
+		}
+		src = f
+		info := f.Info()
+		if j.Out != "" {
+			v, err := sink.NewVideo(ctx, j.Out, sink.VideoOptions{Width: info.Width, Height: info.Height, FrameRate: info.FrameRate})
+			if err != nil {
+				return Summary{}, err
+			}
+			outs = append(outs, v)
+		}
+		if j.Progress != nil {
+			outs = append(outs, NewProgress(j.Progress, info.Frames))
+		}
+	}
+	det, err := detect.New(cfg.Detector, log)
+	if err != nil {
+		ended, cancel := context.WithCancel(ctx)
+		cancel()
+		for _, o := range outs {
+			o.Close(ended) // an ended context abandons the output
+		}
+		return Summary{}, err
+	}
+	defer det.Close()
+	m, err := NewMetrics(NewRegistry())
+	if err != nil {
+		return Summary{}, err
+	}
+	return RunJob(ctx, CameraConfig{ID: camera, Blur: cfg.Blur, Counting: j.Counting},
+		CameraDeps{Source: src, Detector: det, Outputs: outs, OnCrossing: j.OnCrossing, Metrics: m, Logger: log}, j.OnEvent)
+}
+
+// Line is the summary as one line, for a job that took elapsed.
+func (s Summary) Line(elapsed time.Duration) string {
+	fps := 0.0
+	if elapsed > 0 {
+		fps = float64(s.Frames) / elapsed.Seconds()
+	}
+	return fmt.Sprintf("%d frames in %s (%.1f fps), %d faces detected, %d faces obscured, %d fail-closed frames obscured whole, %d dropped",
+		s.Frames, elapsed.Round(time.Millisecond), fps, s.Detected, s.Faces, s.FailClosed, s.Dropped)
 }

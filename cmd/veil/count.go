@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/veilproject/veil/counter"
+	"github.com/veilproject/veil/pipeline"
 	"github.com/veilproject/veil/pipeline/config"
 	"github.com/veilproject/veil/pipeline/counts/footfall"
 )
@@ -57,7 +58,11 @@ func cmdCount(ctx context.Context, args []string, stdout, stderr io.Writer, log 
 		enc := json.NewEncoder(stdout)
 		onEvent = func(e footfall.Event) error { return enc.Encode(e) }
 	}
-	sum, err := runFileJob(ctx, cfg, fileJob{in: fs.Arg(0), counting: &counting, onCrossing: onCrossing, onEvent: onEvent, quiet: *quiet}, stderr, log)
+	job := pipeline.FileJob{In: fs.Arg(0), Counting: &counting, OnCrossing: onCrossing, OnEvent: onEvent, Progress: stderr}
+	if *quiet {
+		job.Progress = nil
+	}
+	sum, err := job.Run(ctx, cfg, log)
 	if err != nil {
 		return err
 	}

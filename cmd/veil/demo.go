@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/veilproject/veil/pipeline"
 	"github.com/veilproject/veil/pipeline/config"
 	"github.com/veilproject/veil/pipeline/counts/kafkaconf"
 )
@@ -65,16 +66,9 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	if err := of.validate(); err != nil {
 		return err
 	}
-	var err error
-	if *countCfg != "" {
-		cam.Counting, err = config.LoadCounting(*countCfg)
-	} else {
-		cam.Counting, err = config.ParseCounting("built-in sample.yaml", sampleCounting)
-	}
-	if err != nil {
+	if err := demoCounting(cam, *countCfg, *window); err != nil {
 		return err
 	}
-	cam.Counting.Window = *window
 	cfg.SpoolDir = filepath.Join(cfg.Recordings.Dir, "spool")
 	embedded := *brokers == ""
 	if embedded {
@@ -99,15 +93,33 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 		cam.ID, cam.File, addr, addr, filepath.Join(cfg.Recordings.Dir, cam.ID), len(cam.Counting.Lines), len(cam.Counting.Zones), cam.Counting.Window,
 		cfg.Kafka.Brokers, cfg.Kafka.Topic, embedded, cfg.SpoolDir)
 	runErr := svc.Run(ctx)
-	sum := svc.Cameras()[0].Summary()
-	fmt.Fprintf(stdout, "veil demo: %d frames obscured (%d faces, %d fail-closed), %d dropped before blur; crossings:", sum.Frames, sum.Faces, sum.FailClosed, sum.Dropped)
-	for _, t := range sum.Crossings {
-		fmt.Fprintf(stdout, " %s %d in %d out;", t.ID, t.Entries, t.Exits)
-	}
-	fmt.Fprint(stdout, " exported via kafka:")
-	for line, n := range svc.Exported()[cam.ID] {
-		fmt.Fprintf(stdout, " %s %d in %d out;", line, n[0], n[1])
-	}
-	fmt.Fprintln(stdout)
+	printDemoSummary(stdout, svc)
 	return runErr
+}
+
+// demoCounting sets the camera's counting from path, or the built-in
+// sample's, with the given window.
+func demoCounting(cam *config.Camera, path string, window time.Duration) (err error) {
+	if path != "" {
+		cam.Counting, err = config.LoadCounting(path)
+	} else {
+		cam.Counting, err = config.ParseCounting("built-in sample.yaml", sampleCounting)
+	}
+	cam.Counting.Window = window
+	return err
+}
+
+// printDemoSummary says what the demo did, and what reached the exporter
+// over Kafka: the two must agree.
+func printDemoSummary(w io.Writer, svc *pipeline.Service) {
+	sum := svc.Cameras()[0].Summary()
+	fmt.Fprintf(w, "veil demo: %d frames obscured (%d faces, %d fail-closed), %d dropped before blur; crossings:", sum.Frames, sum.Faces, sum.FailClosed, sum.Dropped)
+	for _, t := range sum.Crossings {
+		fmt.Fprintf(w, " %s %d in %d out;", t.ID, t.Entries, t.Exits)
+	}
+	fmt.Fprint(w, " exported via kafka:")
+	for line, n := range svc.Exported()[sum.Camera] {
+		fmt.Fprintf(w, " %s %d in %d out;", line, n[0], n[1])
+	}
+	fmt.Fprintln(w)
 }

@@ -1,13 +1,14 @@
 // Package queue provides the bounded channel that sits between stages.
 //
-// Every hand-off between goroutines in veil goes through a Queue, so every
-// buffer has a size and a stated overflow policy:
+// Every hand-off of frames and count events between a camera's stages goes
+// through a Queue (pipeline.Camera lists them with their sizes), so every
+// such buffer has a size and a stated overflow policy:
 //   - DropOldest is for video frames: a slow consumer loses the oldest
 //     frame, the drop is counted with a reason, and the producer never blocks
 //     (a camera's packet reader must not stall).
-//   - Block is for things that must not be lost (count events, and frames in
-//     the offline anonymizer, where every frame must come out): the producer
-//     waits until there is room or its context ends.
+//   - Block is for things that must not be lost (count events, and frames of
+//     a file job, where every frame must come out): the producer waits
+//     until there is room or its context ends.
 package queue
 
 import (
