@@ -14,9 +14,10 @@ RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends \
       libopencv-dnn406 libopencv-objdetect406 libopencv-imgcodecs406 libopencv-videoio406 \
       opencv-data opencv-doc ffmpeg python3-pip ca-certificates \
     && rm -rf /var/lib/apt/lists/*
-COPY scripts/fetch-models.sh /usr/local/share/veil/fetch-models.sh
-ENV VEIL_MODEL_DIR=/var/lib/veil/models
-RUN bash /usr/local/share/veil/fetch-models.sh
+COPY scripts/fetch-models.sh scripts/fetch-runtimes.sh /usr/local/share/veil/
+# Models under /var/lib/veil/models, OpenVINO under /var/lib/veil/runtimes.
+ENV VEIL_CACHE=/var/lib/veil
+RUN bash /usr/local/share/veil/fetch-models.sh && bash /usr/local/share/veil/fetch-runtimes.sh
 COPY --from=build /out/veil /usr/local/bin/veil
 ENTRYPOINT ["veil"]
 CMD ["demo", "-metrics-listen", "0.0.0.0:9108", "-out", "/var/lib/veil/demo"]

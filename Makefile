@@ -1,5 +1,6 @@
 # veil: the two commands a user needs are `make demo` and `make test`; each
-# installs what it needs first (Debian packages, the face model, test images).
+# installs what it needs first (Debian packages, the face model and the
+# OpenVINO runtime that runs it, test images).
 
 GO      ?= go
 BIN     := bin/veil
@@ -12,6 +13,7 @@ deps:
 
 models: deps
 	bash scripts/fetch-models.sh
+	bash scripts/fetch-runtimes.sh
 
 testdata: deps
 	bash scripts/fetch-testdata.sh

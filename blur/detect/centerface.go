@@ -118,41 +118,38 @@ func (c *CenterFace) Detect(ctx context.Context, img blur.Image) ([]blur.Detecti
 	if len(outs) != 3 {
 		return nil, fmt.Errorf("centerface: %d outputs, want 3", len(outs))
 	}
-	sx := float64(inW) / float64(img.Width)
-	sy := float64(inH) / float64(img.Height)
-	dets, err := decodeCenterFace(outs[0], outs[1], outs[2], c.threshold, inW, inH)
-	if err != nil {
-		return nil, err
+	hs, ss, fs := outs[0].Size(), outs[1].Size(), outs[2].Size()
+	if len(hs) != 4 || len(ss) != 4 || len(fs) != 4 || ss[1] != 2 || fs[1] != 2 || hs[2] != ss[2] || hs[3] != ss[3] || fs[2] != hs[2] || fs[3] != hs[3] {
+		return nil, fmt.Errorf("centerface: unexpected output shapes %v %v %v", hs, ss, fs)
 	}
+	var maps [3][]float32
+	for i := range outs {
+		if maps[i], err = outs[i].DataPtrFloat32(); err != nil {
+			return nil, err
+		}
+	}
+	dets := decodeMaps(maps[0], maps[1], maps[2], hs[2], hs[3], c.threshold, inW, inH)
+	return toFrame(dets, inW, inH, img.Width, img.Height), ctx.Err()
+}
+
+// toFrame maps boxes from the network's input (inW x inH, the frame
+// resized) back to the frame's w x h pixels.
+func toFrame(dets []blur.Detection, inW, inH, w, h int) []blur.Detection {
+	sx := float64(inW) / float64(w)
+	sy := float64(inH) / float64(h)
 	for i := range dets {
 		b := dets[i].Box
 		dets[i].Box = image.Rect(int(float64(b.Min.X)/sx), int(float64(b.Min.Y)/sy),
 			int(math.Ceil(float64(b.Max.X)/sx)), int(math.Ceil(float64(b.Max.Y)/sy))).
-			Intersect(image.Rect(0, 0, img.Width, img.Height))
+			Intersect(image.Rect(0, 0, w, h))
 	}
-	return dets, ctx.Err()
+	return dets
 }
 
-// decodeCenterFace turns the heatmap, log-scale and offset maps (all at
-// stride 4) into boxes in input pixels, then suppresses overlaps.
-func decodeCenterFace(heat, scale, offset gocv.Mat, thr float32, inW, inH int) ([]blur.Detection, error) {
-	hs, ss, fs := heat.Size(), scale.Size(), offset.Size()
-	if len(hs) != 4 || len(ss) != 4 || len(fs) != 4 || ss[1] != 2 || fs[1] != 2 || hs[2] != ss[2] || hs[3] != ss[3] {
-		return nil, fmt.Errorf("centerface: unexpected output shapes %v %v %v", hs, ss, fs)
-	}
-	gh, gw := hs[2], hs[3]
-	hm, err := heat.DataPtrFloat32()
-	if err != nil {
-		return nil, err
-	}
-	sc, err := scale.DataPtrFloat32()
-	if err != nil {
-		return nil, err
-	}
-	of, err := offset.DataPtrFloat32()
-	if err != nil {
-		return nil, err
-	}
+// decodeMaps turns the heatmap (gh x gw), log-scale and offset maps (2
+// planes each), all at stride 4, into boxes in input pixels, then
+// suppresses overlaps.
+func decodeMaps(hm, sc, of []float32, gh, gw int, thr float32, inW, inH int) []blur.Detection {
 	plane := gh * gw
 	var dets []blur.Detection
 	for y := 0; y < gh; y++ {
@@ -176,7 +173,7 @@ func decodeCenterFace(heat, scale, offset gocv.Mat, thr float32, inW, inH int) (
 			dets = append(dets, blur.Detection{Box: r, Score: min(p, 1)})
 		}
 	}
-	return nms(dets, 0.3), nil
+	return nms(dets, 0.3)
 }
 
 // nms keeps the highest-scored of any boxes overlapping by IoU >= thr.

@@ -248,10 +248,16 @@ func TestRecallOnLabelledPhotos(t *testing.T) {
 		faceSize    int     // shrink faces to about this width; 0 keeps the photo
 		minObscured float64 // floor on the share of faces obscured
 	}{
-		{"centerface", Config{Kind: KindCenterFace, ModelDir: dir}, 0, 0.95},
+		{"centerface", Config{Kind: KindCenterFace, ModelDir: dir}, 0, 0.95}, // the default: OpenVINO, its precision
+		{"cf-ov-f32", Config{Kind: KindCenterFace, ModelDir: dir, Precision: "f32"}, 0, 0.95},
+		{"cf-ov-bf16", Config{Kind: KindCenterFace, ModelDir: dir, Precision: "bf16"}, 0, 0.95},
+		{"cf-opencv", Config{Kind: KindCenterFace, ModelDir: dir, Runtime: RuntimeOpenCV}, 0, 0.95},
 		{"centerface-2x", Config{Kind: KindCenterFace, ModelDir: dir, Scale: 2}, 0, 0},
 		{"haar", Config{Kind: KindHaar}, 0, 0},
 		{"centerface", Config{Kind: KindCenterFace, ModelDir: dir}, 16, 0.9},
+		{"cf-ov-f32", Config{Kind: KindCenterFace, ModelDir: dir, Precision: "f32"}, 16, 0.9},
+		{"cf-ov-bf16", Config{Kind: KindCenterFace, ModelDir: dir, Precision: "bf16"}, 16, 0.9},
+		{"cf-opencv", Config{Kind: KindCenterFace, ModelDir: dir, Runtime: RuntimeOpenCV}, 16, 0.9},
 		{"centerface-2x", Config{Kind: KindCenterFace, ModelDir: dir, Scale: 2}, 16, 0},
 		{"haar", Config{Kind: KindHaar}, 16, 0},
 	}

@@ -1,0 +1,315 @@
+package detect
+
+/*
+#cgo LDFLAGS: -ldl
+#include <dlfcn.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+// The few OpenVINO C API (openvino/c/*.h, 2026.4) types and functions veil
+// uses, declared here so that veil builds without OpenVINO's headers; the
+// library is opened at run time from the wheel fetch-runtimes.sh unpacked.
+typedef int ov_status;
+typedef struct { int64_t rank; int64_t* dims; } ov_shape_t;
+typedef struct { int64_t min; int64_t max; } ov_dimension_t;
+typedef struct { ov_dimension_t rank; ov_dimension_t* dims; } ov_partial_shape_t;
+enum { OV_F32 = 4 };
+
+static void* ov_sym[20];
+enum {
+	S_core_create, S_core_free, S_core_read_model, S_core_compile_model, S_model_free,
+	S_model_reshape_single_input, S_partial_shape_create_static, S_partial_shape_free,
+	S_compiled_model_create_infer_request, S_compiled_model_free, S_infer_request_set_input_tensor,
+	S_infer_request_infer, S_infer_request_get_tensor, S_infer_request_free, S_tensor_create_from_host_ptr,
+	S_tensor_data, S_tensor_get_shape, S_tensor_free, S_shape_create, S_shape_free, S_count
+};
+static const char* ov_names[] = {
+	"ov_core_create", "ov_core_free", "ov_core_read_model", "ov_core_compile_model", "ov_model_free",
+	"ov_model_reshape_single_input", "ov_partial_shape_create_static", "ov_partial_shape_free",
+	"ov_compiled_model_create_infer_request", "ov_compiled_model_free", "ov_infer_request_set_input_tensor",
+	"ov_infer_request_infer", "ov_infer_request_get_tensor", "ov_infer_request_free", "ov_tensor_create_from_host_ptr",
+	"ov_tensor_data", "ov_tensor_get_shape", "ov_tensor_free", "ov_shape_create", "ov_shape_free",
+};
+static const char* (*ov_last_err)(void);
+
+// veil_ov_open loads the library at path and resolves every symbol; it
+// returns NULL or a message (static or from dlerror) saying what failed.
+static const char* veil_ov_open(const char* path) {
+	void* h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (!h) return dlerror();
+	for (int i = 0; i < S_count; i++) {
+		ov_sym[i] = dlsym(h, ov_names[i]);
+		if (!ov_sym[i]) return ov_names[i];
+	}
+	ov_last_err = (const char* (*)(void))dlsym(h, "ov_get_last_err_msg");
+	return NULL;
+}
+
+static const char* veil_ov_err(void) { return ov_last_err ? ov_last_err() : ""; }
+
+static ov_status veil_ov_core_create(void** core) { return ((ov_status(*)(void**))ov_sym[S_core_create])(core); }
+static void veil_ov_core_free(void* core) { ((void(*)(void*))ov_sym[S_core_free])(core); }
+static ov_status veil_ov_read_model(void* core, const char* path, void** model) {
+	return ((ov_status(*)(void*, const char*, const char*, void**))ov_sym[S_core_read_model])(core, path, NULL, model);
+}
+static void veil_ov_model_free(void* m) { ((void(*)(void*))ov_sym[S_model_free])(m); }
+
+// veil_ov_compile reshapes model to [1,3,h,w] and compiles it for the CPU
+// with latency, thread and precision hints (precision "" leaves
+// OpenVINO's own choice for this CPU).
+static ov_status veil_ov_compile(void* core, void* model, int64_t h, int64_t w, const char* threads, const char* precision, void** compiled) {
+	int64_t dims[4] = {1, 3, h, w};
+	ov_partial_shape_t ps;
+	ov_status st = ((ov_status(*)(int64_t, const int64_t*, ov_partial_shape_t*))ov_sym[S_partial_shape_create_static])(4, dims, &ps);
+	if (st) return st;
+	st = ((ov_status(*)(void*, ov_partial_shape_t))ov_sym[S_model_reshape_single_input])(model, ps);
+	((void(*)(ov_partial_shape_t*))ov_sym[S_partial_shape_free])(&ps);
+	if (st) return st;
+	typedef ov_status (*compile_fn)(void*, void*, const char*, size_t, void**, ...);
+	compile_fn f = (compile_fn)ov_sym[S_core_compile_model];
+	if (precision[0])
+		return f(core, model, "CPU", 6, compiled, "PERFORMANCE_HINT", "LATENCY", "INFERENCE_NUM_THREADS", threads, "INFERENCE_PRECISION_HINT", precision);
+	return f(core, model, "CPU", 4, compiled, "PERFORMANCE_HINT", "LATENCY", "INFERENCE_NUM_THREADS", threads);
+}
+static void veil_ov_compiled_free(void* c) { ((void(*)(void*))ov_sym[S_compiled_model_free])(c); }
+static ov_status veil_ov_request(void* compiled, void** req) {
+	return ((ov_status(*)(void*, void**))ov_sym[S_compiled_model_create_infer_request])(compiled, req);
+}
+static void veil_ov_request_free(void* r) { ((void(*)(void*))ov_sym[S_infer_request_free])(r); }
+
+// veil_ov_infer runs req on a float32 NCHW [1,3,h,w] input at data.
+static ov_status veil_ov_infer(void* req, float* data, int64_t h, int64_t w) {
+	int64_t dims[4] = {1, 3, h, w};
+	ov_shape_t shape;
+	ov_status st = ((ov_status(*)(int64_t, const int64_t*, ov_shape_t*))ov_sym[S_shape_create])(4, dims, &shape);
+	if (st) return st;
+	void* t = NULL;
+	st = ((ov_status(*)(int, ov_shape_t, void*, void**))ov_sym[S_tensor_create_from_host_ptr])(OV_F32, shape, data, &t);
+	((ov_status(*)(ov_shape_t*))ov_sym[S_shape_free])(&shape);
+	if (st) return st;
+	st = ((ov_status(*)(void*, void*))ov_sym[S_infer_request_set_input_tensor])(req, t);
+	if (!st) st = ((ov_status(*)(void*))ov_sym[S_infer_request_infer])(req);
+	((void(*)(void*))ov_sym[S_tensor_free])(t);
+	return st;
+}
+
+// veil_ov_output copies the float32 output called name, of at most cap
+// values, into out, and its 4 dims into dims.
+static ov_status veil_ov_output(void* req, const char* name, float* out, int64_t cap, int64_t* dims) {
+	void* t = NULL;
+	ov_status st = ((ov_status(*)(void*, const char*, void**))ov_sym[S_infer_request_get_tensor])(req, name, &t);
+	if (st) return st;
+	ov_shape_t shape;
+	st = ((ov_status(*)(void*, ov_shape_t*))ov_sym[S_tensor_get_shape])(t, &shape);
+	if (st) { ((void(*)(void*))ov_sym[S_tensor_free])(t); return st; }
+	int64_t n = 1;
+	for (int i = 0; i < 4; i++) dims[i] = 0;
+	for (int64_t i = 0; i < shape.rank && i < 4; i++) { dims[i] = shape.dims[i]; n *= shape.dims[i]; }
+	int rank = (int)shape.rank;
+	((ov_status(*)(ov_shape_t*))ov_sym[S_shape_free])(&shape);
+	void* data = NULL;
+	st = ((ov_status(*)(void*, void**))ov_sym[S_tensor_data])(t, &data);
+	if (!st) {
+		if (rank != 4 || n > cap) st = -1;
+		else memcpy(out, data, n * sizeof(float));
+	}
+	((void(*)(void*))ov_sym[S_tensor_free])(t);
+	return st;
+}
+*/
+import "C"
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"unsafe"
+
+	"gocv.io/x/gocv"
+
+	"github.com/veilproject/veil/blur"
+)
+
+// OpenVINOVersion is the OpenVINO release veil loads: the libraries inside
+// the PyPI wheel openvino==2026.4.1, unpacked by scripts/fetch-runtimes.sh.
+const (
+	OpenVINOVersion = "2026.4.1"
+	openvinoLib     = "libopenvino_c.so.2641"
+)
+
+// ovOnce holds the library and the one ov::Core of the process. The core
+// is never freed: destroying the last core unloads the CPU plugin while its
+// thread pool's thread-local state still points into it, which corrupts
+// the process later (seen here as crashes in unrelated Go code). Models,
+// compiled models and requests are per detector and are freed with it.
+var ovOnce struct {
+	sync.Once
+	core unsafe.Pointer
+	err  error
+}
+
+// loadOpenVINO opens OpenVINO's C library from dir and creates the core,
+// once per process.
+func loadOpenVINO(dir string) (unsafe.Pointer, error) {
+	ovOnce.Do(func() {
+		path := filepath.Join(dir, openvinoLib)
+		if _, err := os.Stat(path); err != nil {
+			ovOnce.err = fmt.Errorf("openvino runtime %s: not found (run `make runtimes`, or scripts/fetch-runtimes.sh, to fetch it)", path)
+			return
+		}
+		cpath := C.CString(path)
+		defer C.free(unsafe.Pointer(cpath))
+		if msg := C.veil_ov_open(cpath); msg != nil {
+			ovOnce.err = fmt.Errorf("openvino runtime %s: %s", path, C.GoString(msg))
+			return
+		}
+		if st := C.veil_ov_core_create(&ovOnce.core); st != 0 {
+			ovOnce.err = ovErr("core", st)
+		}
+	})
+	return ovOnce.core, ovOnce.err
+}
+
+func ovErr(op string, st C.ov_status) error {
+	return fmt.Errorf("openvino: %s: status %d: %s", op, int(st), C.GoString(C.veil_ov_err()))
+}
+
+// OpenVINOCenterFace runs CenterFace on OpenVINO's CPU plugin. The input is
+// prepared exactly as for OpenCV's DNN (the same blob), so both runtimes
+// see the same numbers; only the network runs elsewhere.
+type OpenVINOCenterFace struct {
+	core, model, compiled, req unsafe.Pointer
+	size                       image.Point // input size compiled for
+	threshold                  float32
+	scale                      float64
+	precision                  string
+	threads                    int
+	out                        []float32 // output staging, reused
+}
+
+// NewOpenVINOCenterFace loads the runtime from libDir and the model at
+// path. precision is f32, bf16, or "" for OpenVINO's choice on this CPU;
+// threads bounds inference threads (0: one per core).
+func NewOpenVINOCenterFace(libDir, path string, threshold float32, scale float64, precision string, threads int) (*OpenVINOCenterFace, error) {
+	core, err := loadOpenVINO(libDir)
+	if err != nil {
+		return nil, err
+	}
+	c := &OpenVINOCenterFace{core: core, threshold: threshold, scale: scale, precision: precision, threads: threads}
+	cpath := C.CString(path)
+	defer C.free(unsafe.Pointer(cpath))
+	if st := C.veil_ov_read_model(c.core, cpath, &c.model); st != 0 {
+		err := ovErr("reading "+path, st)
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Name implements blur.Detector.
+func (c *OpenVINOCenterFace) Name() string { return KindCenterFace + "/openvino" }
+
+// Close frees everything the runtime allocated for this detector. Safe
+// to call twice.
+func (c *OpenVINOCenterFace) Close() error {
+	c.release()
+	if c.model != nil {
+		C.veil_ov_model_free(c.model)
+		c.model = nil
+	}
+	return nil
+}
+
+func (c *OpenVINOCenterFace) release() {
+	if c.req != nil {
+		C.veil_ov_request_free(c.req)
+		c.req = nil
+	}
+	if c.compiled != nil {
+		C.veil_ov_compiled_free(c.compiled)
+		c.compiled = nil
+	}
+	c.size = image.Point{}
+}
+
+// compile prepares the network for an input of in (multiples of 32).
+func (c *OpenVINOCenterFace) compile(in image.Point) error {
+	if in == c.size {
+		return nil
+	}
+	c.release()
+	threads := C.CString(strconv.Itoa(c.threads))
+	defer C.free(unsafe.Pointer(threads))
+	prec := C.CString(c.precision)
+	defer C.free(unsafe.Pointer(prec))
+	if st := C.veil_ov_compile(c.core, c.model, C.int64_t(in.Y), C.int64_t(in.X), threads, prec, &c.compiled); st != 0 {
+		return ovErr(fmt.Sprintf("compiling for %dx%d", in.X, in.Y), st)
+	}
+	if st := C.veil_ov_request(c.compiled, &c.req); st != 0 {
+		err := ovErr("infer request", st)
+		c.release()
+		return err
+	}
+	c.size = in
+	return nil
+}
+
+// Detect implements blur.Detector.
+func (c *OpenVINOCenterFace) Detect(ctx context.Context, img blur.Image) ([]blur.Detection, error) {
+	if img.Width <= 0 || img.Height <= 0 || len(img.Pix) != img.Width*img.Height*3 {
+		return nil, errors.New("centerface: bad image buffer")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	inW := int(math.Ceil(float64(img.Width)*c.scale/32)) * 32
+	inH := int(math.Ceil(float64(img.Height)*c.scale/32)) * 32
+	if err := c.compile(image.Pt(inW, inH)); err != nil {
+		return nil, err
+	}
+	src, err := gocv.NewMatFromBytes(img.Height, img.Width, gocv.MatTypeCV8UC3, img.Pix)
+	if err != nil {
+		return nil, fmt.Errorf("centerface: %w", err)
+	}
+	defer src.Close()
+	blob := gocv.BlobFromImage(src, 1.0, image.Pt(inW, inH), gocv.NewScalar(0, 0, 0, 0), true, false)
+	defer blob.Close()
+	in, err := blob.DataPtrFloat32()
+	if err != nil || len(in) != 3*inW*inH {
+		return nil, fmt.Errorf("centerface: input blob: %v", err)
+	}
+	if st := C.veil_ov_infer(c.req, (*C.float)(unsafe.Pointer(&in[0])), C.int64_t(inH), C.int64_t(inW)); st != 0 {
+		return nil, ovErr("infer", st)
+	}
+	gh, gw := inH/4, inW/4
+	if need := 5 * gh * gw; cap(c.out) < need {
+		c.out = make([]float32, need)
+	}
+	c.out = c.out[:5*gh*gw]
+	heat, scale, offset := c.out[:gh*gw], c.out[gh*gw:3*gh*gw], c.out[3*gh*gw:]
+	for _, o := range []struct {
+		name string
+		buf  []float32
+		ch   int
+	}{{"537", heat, 1}, {"538", scale, 2}, {"539", offset, 2}} {
+		var dims [4]C.int64_t
+		name := C.CString(o.name)
+		st := C.veil_ov_output(c.req, name, (*C.float)(unsafe.Pointer(&o.buf[0])), C.int64_t(len(o.buf)), &dims[0])
+		C.free(unsafe.Pointer(name))
+		if st != 0 {
+			return nil, ovErr("output "+o.name, st)
+		}
+		if dims != [4]C.int64_t{1, C.int64_t(o.ch), C.int64_t(gh), C.int64_t(gw)} {
+			return nil, fmt.Errorf("centerface: output %s has shape %v, want [1 %d %d %d]", o.name, dims, o.ch, gh, gw)
+		}
+	}
+	dets := decodeMaps(heat, scale, offset, gh, gw, c.threshold, inW, inH)
+	return toFrame(dets, inW, inH, img.Width, img.Height), ctx.Err()
+}

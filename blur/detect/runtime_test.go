@@ -1,0 +1,150 @@
+package detect
+
+import (
+	"context"
+	"fmt"
+	"image"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/veilproject/veil/blur"
+	"github.com/veilproject/veil/pipeline/frame"
+)
+
+// TestRuntimesFindTheSameFaces runs CenterFace on OpenCV's DNN and on
+// OpenVINO (f32, and bf16, which OpenVINO picks on CPUs with bf16 units)
+// over the labelled photos, as they are and shrunk to ~16 px faces, and
+// requires every face box one finds above 0.5 to be found by the others
+// (IoU >= 0.7): a faster runtime must not find fewer faces.
+func TestRuntimesFindTheSameFaces(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the CNN three times on the labelled photos")
+	}
+	dir := modelDir(t)
+	runtimes := []struct {
+		name string
+		cfg  Config
+	}{
+		{"opencv", Config{ModelDir: dir, Runtime: RuntimeOpenCV}},
+		{"openvino-f32", Config{ModelDir: dir, Runtime: RuntimeOpenVINO, Precision: "f32"}},
+		{"openvino-bf16", Config{ModelDir: dir, Runtime: RuntimeOpenVINO, Precision: "bf16"}},
+		{"openvino-auto", Config{ModelDir: dir, Runtime: RuntimeOpenVINO}},
+	}
+	l := loadLabels(t)
+	var report strings.Builder
+	for _, faceSize := range []int{0, 16} {
+		found := make([][][]blur.Detection, len(runtimes)) // runtime, image
+		ms := make([]float64, len(runtimes))
+		for r, rt := range runtimes {
+			det, err := New(rt.cfg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var took time.Duration
+			for _, im := range l.Images {
+				raw := loadBGR(t, im.File)
+				if faceSize > 0 {
+					raw, _, _ = shrinkTo(raw, im.Faces, im.Ignore, faceSize)
+				}
+				img := blur.Image{Width: raw.Width, Height: raw.Height, Pix: raw.Pix}
+				det.Detect(context.Background(), img) // first run compiles for the size
+				start := time.Now()
+				dets, err := det.Detect(context.Background(), img)
+				took += time.Since(start)
+				if err != nil {
+					t.Fatalf("%s: %v", rt.name, err)
+				}
+				found[r] = append(found[r], dets)
+			}
+			det.Close()
+			ms[r] = float64(took.Microseconds()) / 1000 / float64(len(l.Images))
+		}
+		for r := range runtimes {
+			sure, missed := 0, 0
+			for i := range l.Images {
+				for _, d := range found[r][i] {
+					if d.Score < 0.5 {
+						continue
+					}
+					sure++
+					for o := range runtimes {
+						if !matched(d.Box, found[o][i], 0.7) {
+							missed++
+							t.Errorf("faces %d: %s found %v (score %.2f) in %s; %s did not", faceSize, runtimes[r].name, d.Box, d.Score, l.Images[i].Name, runtimes[o].name)
+						}
+					}
+				}
+			}
+			fmt.Fprintf(&report, "%-14s faces %-5s sure boxes %3d  ms/img %6.1f\n", runtimes[r].name, sizeName(faceSize), sure, ms[r])
+		}
+	}
+	t.Log("\n" + report.String())
+}
+
+func sizeName(n int) string {
+	if n == 0 {
+		return "photo"
+	}
+	return fmt.Sprintf("~%dpx", n)
+}
+
+// matched: some detection in dets (any score above the threshold) overlaps
+// b by IoU >= thr.
+func matched(b image.Rectangle, dets []blur.Detection, thr float64) bool {
+	sort.Slice(dets, func(i, j int) bool { return dets[i].Score > dets[j].Score })
+	for _, d := range dets {
+		if iou(b, d.Box) >= thr {
+			return true
+		}
+	}
+	return false
+}
+
+// TestOpenVINOFreesWhatItAllocates makes, uses and closes OpenVINO
+// detectors over and over at two sizes: what each allocates (model,
+// compiled network, request: tens of MB) must be freed, so the process
+// does not grow.
+func TestOpenVINOFreesWhatItAllocates(t *testing.T) {
+	dir := modelDir(t)
+	raw := loadBGR(t, "bus.jpg")
+	small, _, _ := shrinkTo(raw, []box{{W: 64}}, nil, 32)
+	cycle := func() {
+		det, err := New(Config{ModelDir: dir}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range []*frame.Raw{raw, small} {
+			if _, err := det.Detect(context.Background(), blur.Image{Width: r.Width, Height: r.Height, Pix: r.Pix}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		det.Close()
+	}
+	for range 3 { // the runtime's one-time allocations
+		cycle()
+	}
+	before := rssBytes(t)
+	const n = 20
+	for range n {
+		cycle()
+	}
+	grew := rssBytes(t) - before
+	t.Logf("RSS grew %.1f MiB over %d detectors", float64(grew)/(1<<20), n)
+	if grew > 40<<20 {
+		t.Errorf("RSS grew %.0f MiB over %d make-use-close cycles: OpenVINO objects leak", float64(grew)/(1<<20), n)
+	}
+}
+
+// rssBytes is the process's resident set size.
+func rssBytes(t *testing.T) int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var size, res int64
+	fmt.Sscan(string(b), &size, &res)
+	return res * int64(os.Getpagesize())
+}
