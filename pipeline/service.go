@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"time"
@@ -183,7 +182,6 @@ func NewService(cfg config.Config, deps ServiceDeps) (s *Service, err error) {
 // newCamera builds one camera: its source, detector and recorder.
 func (s *Service) newCamera(cam config.Camera, deps ServiceDeps) (*Camera, error) {
 	var src Source
-	frameRate := 0
 	switch cam.Kind() {
 	case "whip":
 		src = s.whip.Source(cam.ID)
@@ -195,15 +193,13 @@ func (s *Service) newCamera(cam config.Camera, deps ServiceDeps) (*Camera, error
 			return nil, err
 		}
 		f.Realtime, f.Loop, f.Metrics = !cam.Fast, !cam.Once, deps.Metrics.Ingest
-		// A file's recording is written at the file's own rate.
-		frameRate = int(math.Round(f.Info().FPS))
 		src = f
 	default:
 		src = &ingest.RTSP{Camera: cam.ID, URL: cam.URL, Transport: cam.Transport, Logger: deps.Logger, Metrics: deps.Metrics.Ingest}
 	}
 	var outs []Output
 	if s.cfg.Recordings.Dir != "" {
-		rec, err := record.New(s.cfg.Recordings, cam.ID, frameRate, deps.Metrics.Record, deps.Logger)
+		rec, err := record.New(s.cfg.Recordings, cam.ID, deps.Metrics.Record, deps.Logger)
 		if err != nil {
 			return nil, err
 		}

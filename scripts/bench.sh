@@ -85,7 +85,7 @@ awk -v f="$FRAMES" -v vt="$vt" -v dt="$dt" -v vm="$vm" -v dm="$dm" -v vf="$vface
 BEGIN {
 	printf "## veil anonymize vs deface, 1280x720, %d frames, median of %d alternated runs\n\n", f, runs
 	printf "| | wall s | fps | peak RSS MiB | faces detected | fail-closed frames |\n|---|---|---|---|---|---|\n"
-	printf "| veil (CenterFace, OpenCV DNN 4.6) | %.1f | %.2f | %.0f | %d | %d |\n", vt, f/vt, vm/1024, vf, vfc
+	printf "| veil (CenterFace, OpenVINO 2026.4, its precision for this CPU) | %.1f | %.2f | %.0f | %d | %d |\n", vt, f/vt, vm/1024, vf, vfc
 	printf "| deface 1.5.0 (CenterFace, onnxruntime) | %.1f | %.2f | %.0f | %d | n/a |\n", dt, f/dt, dm/1024, df
 	printf "\nthroughput veil/deface: **%.2fx**; faces found veil/deface: **%.2f**\n", dt/vt, (df>0? vf/df : 0)
 }' >"$OUT/report.md"

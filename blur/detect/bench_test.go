@@ -32,8 +32,18 @@ func resized(b *testing.B, w, h int) *frame.Raw {
 
 // BenchmarkDetect is the detector alone, per frame (ms/frame = ns/op / 1e6).
 func BenchmarkDetect(b *testing.B) {
-	for _, kind := range []string{KindCenterFace, KindHaar} {
-		det, err := New(Config{Kind: kind, ModelDir: DefaultModelDir()}, nil)
+	for _, c := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"centerface-opencv", Config{Runtime: RuntimeOpenCV}},
+		{"centerface-openvino-f32", Config{Precision: "f32"}},
+		{"centerface-openvino-bf16", Config{Precision: "bf16"}},
+		{"haar", Config{Kind: KindHaar}},
+	} {
+		c.cfg.ModelDir = DefaultModelDir()
+		kind := c.name
+		det, err := New(c.cfg, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -1,4 +1,5 @@
 // Package record writes a camera's obscured frames to segmented MP4 files
+// (H.264, each frame at its capture time: variable frame rate)
 // and enforces retention by age and by total size, continuously. It takes
 // *blur.Frame only. Segments are written under a hidden partial name and
 // renamed when finished, so every visible file is complete and playable; a
@@ -10,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -22,7 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/veilproject/veil/blur"
-	"github.com/veilproject/veil/pipeline/output/sink"
+	"github.com/veilproject/veil/pipeline/output/encode"
 )
 
 // Config is the recordings policy.
@@ -39,8 +41,6 @@ type Config struct {
 	MaxBytes int64 `yaml:"max_bytes"`
 	// Preset is libx264's preset. It defaults to veryfast.
 	Preset string `yaml:"preset"`
-	// FrameRate is the rate written into the files. It defaults to 10.
-	FrameRate int `yaml:"frame_rate"`
 }
 
 // Defaults fills unset fields.
@@ -57,9 +57,6 @@ func (c *Config) Defaults() {
 	if c.Preset == "" {
 		c.Preset = "veryfast"
 	}
-	if c.FrameRate == 0 {
-		c.FrameRate = 10
-	}
 }
 
 // Validate names the first bad key under prefix.
@@ -73,8 +70,6 @@ func (c *Config) Validate(prefix string) error {
 		return fmt.Errorf("%s.keep: %v is shorter than a segment (%v)", prefix, c.Keep, c.Segment)
 	case c.MaxBytes < 1<<20:
 		return fmt.Errorf("%s.max_bytes: %d is under 1 MiB", prefix, c.MaxBytes)
-	case c.FrameRate < 1 || c.FrameRate > 120:
-		return fmt.Errorf("%s.frame_rate: %d is outside [1, 120]", prefix, c.FrameRate)
 	}
 	switch c.Preset {
 	case "ultrafast", "superfast", "veryfast", "faster", "fast", "medium":
@@ -120,19 +115,16 @@ type Recorder struct {
 	dir    string
 	log    *slog.Logger
 	m      *Metrics
-	cur    *sink.Video
+	cur    *encode.Writer
 	curEnd time.Duration // PTS at which the current segment ends
 	retry  time.Time     // after a failure, no new segment before this
+	size   image.Point   // the current segment's picture size
 }
 
 // New prepares the camera's directory and removes partial segments left
-// by a crash. frameRate, if above 0, is the rate written into this
-// camera's files instead of cfg.FrameRate (a file camera's own rate).
-func New(cfg Config, camera string, frameRate int, m *Metrics, log *slog.Logger) (*Recorder, error) {
+// by a crash.
+func New(cfg Config, camera string, m *Metrics, log *slog.Logger) (*Recorder, error) {
 	cfg.Defaults()
-	if frameRate > 0 {
-		cfg.FrameRate = frameRate
-	}
 	if m == nil {
 		return nil, errors.New("record: no metrics")
 	}
@@ -153,13 +145,15 @@ func New(cfg Config, camera string, frameRate int, m *Metrics, log *slog.Logger)
 // Name labels the output in metrics.
 func (r *Recorder) Name() string { return "record" }
 
-// Write adds a frame, starting a new segment when the current one is full.
-// A failure (a full disk) is logged and counted, the segment abandoned, and
-// recording retried 10 s later: it never stops the pipeline, so Write
-// always returns nil.
+// Write adds a frame at its own timestamp (segments are variable frame
+// rate, so they last the wall time they cover whatever was dropped),
+// starting a new segment when the current one is full or the picture size
+// changed. A failure (a full disk) is logged and counted, the segment
+// abandoned, and recording retried 10 s later: it never stops the
+// pipeline, so Write always returns nil.
 func (r *Recorder) Write(f *blur.Frame) error {
 	pts := f.Meta().PTS
-	if r.cur != nil && pts >= r.curEnd {
+	if r.cur != nil && (pts >= r.curEnd || f.Width() != r.size.X || f.Height() != r.size.Y) {
 		r.finish(context.Background())
 	}
 	if r.cur == nil {
@@ -167,21 +161,27 @@ func (r *Recorder) Write(f *blur.Frame) error {
 			return nil
 		}
 		name := fmt.Sprintf("%s-%s.mp4", r.camera, f.Meta().Captured.UTC().Format("20060102T150405.000Z"))
-		v, err := sink.NewVideo(context.Background(), filepath.Join(r.dir, name), sink.VideoOptions{
-			Width: f.Width(), Height: f.Height(), FrameRate: fmt.Sprintf("%d/1", r.cfg.FrameRate), Preset: r.cfg.Preset})
+		v, err := encode.Create(filepath.Join(r.dir, name), encode.Options{Width: f.Width(), Height: f.Height(), Preset: r.cfg.Preset})
 		if err != nil {
 			r.fail("open", err)
 			return nil
 		}
-		r.cur, r.curEnd = v, pts+r.cfg.Segment
+		r.cur, r.curEnd, r.size = v, pts+r.cfg.Segment, image.Pt(f.Width(), f.Height())
 	}
 	if err := r.cur.Write(f); err != nil {
 		r.fail("write", err)
-		r.cur.Abort()
+		r.cur.Close(ended)
 		r.cur = nil
 	}
 	return nil
 }
+
+// ended is a context that has ended: closing with it abandons a segment.
+var ended = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
 
 func (r *Recorder) finish(ctx context.Context) error {
 	err := r.cur.Close(ctx)

@@ -3,7 +3,10 @@ package record
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -50,7 +53,7 @@ func TestSegmentsRotate(t *testing.T) {
 	m, _ := NewMetrics(prometheus.NewRegistry())
 	os.MkdirAll(filepath.Join(dir, "c"), 0o755)
 	os.WriteFile(filepath.Join(dir, "c", ".old.mp4.partial"), []byte("x"), 0o644) // a crash's leftover
-	r, err := New(Config{Dir: dir, Segment: time.Second}, "c", 0, m, nil)
+	r, err := New(Config{Dir: dir, Segment: time.Second}, "c", m, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +73,7 @@ func TestSegmentsRotate(t *testing.T) {
 func TestUnwritableDiskIsAnErrorNotACrash(t *testing.T) {
 	dir := t.TempDir()
 	m, _ := NewMetrics(prometheus.NewRegistry())
-	r, err := New(Config{Dir: dir, Segment: time.Second}, "c", 0, m, nil)
+	r, err := New(Config{Dir: dir, Segment: time.Second}, "c", m, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,4 +143,94 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("%+v: %v", tc.c, err)
 		}
 	}
+}
+
+// TestSegmentsLastTheirWallTime: a 15 fps camera of which only 38% of
+// frames are obscured (the rest dropped before blur, as on a busy box)
+// is recorded in 2 s segments; each segment spans the wall time between
+// its first and last frame within one frame interval, and the segments
+// together cover the camera's time.
+func TestSegmentsLastTheirWallTime(t *testing.T) {
+	dir := t.TempDir()
+	m, _ := NewMetrics(prometheus.NewRegistry())
+	r, err := New(Config{Dir: dir, Segment: 2 * time.Second, Preset: "ultrafast"}, "c", m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := frames15(t, 7*time.Second)
+	var kept []*blur.Frame
+	for i, f := range all {
+		if i%8 == 0 || i%8 == 3 || i%8 == 5 || i == len(all)-1 { // 3 of every 8
+			kept = append(kept, f)
+		}
+	}
+	for _, f := range kept {
+		r.Write(f)
+	}
+	if err := r.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// The segments the recorder should have cut: a new one at the first
+	// frame 2 s or more after the current one's first.
+	var groups [][]time.Duration
+	for _, f := range kept {
+		p := f.Meta().PTS
+		if len(groups) == 0 || p >= groups[len(groups)-1][0]+2*time.Second {
+			groups = append(groups, nil)
+		}
+		groups[len(groups)-1] = append(groups[len(groups)-1], p)
+	}
+	segs, _ := filepath.Glob(filepath.Join(dir, "c", "*.mp4"))
+	if len(segs) != len(groups) || len(segs) != 4 {
+		t.Fatalf("segments %v, want 4 for 7 s in 2 s segments", segs)
+	}
+	frameInterval := 1.0 / 15
+	covered := 0.0
+	for i, s := range segs {
+		out, err := exec.Command("ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "frame=pts_time", "-of", "csv=p=0", s).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pts []float64
+		for _, l := range strings.Fields(string(out)) {
+			v, _ := strconv.ParseFloat(strings.TrimSuffix(l, ","), 64)
+			pts = append(pts, v)
+		}
+		span := pts[len(pts)-1] - pts[0]
+		// The wall time this segment's frames cover, from their timestamps.
+		g := groups[i]
+		wall := (g[len(g)-1] - g[0]).Seconds()
+		if len(pts) != len(g) {
+			t.Errorf("segment %d has %d frames, want %d", i, len(pts), len(g))
+		}
+		if span < wall-frameInterval || span > wall+frameInterval {
+			t.Errorf("segment %d spans %.3f s, its frames cover %.3f s of wall time", i, span, wall)
+		}
+		covered += span
+	}
+	if covered < 7-4*2*frameInterval-0.6 { // gaps between segments: at most one dropped run each
+		t.Errorf("segments cover %.2f s of a 7 s camera", covered)
+	}
+}
+
+// frames15 makes the obscured frames of a 320x240 camera at 15 fps.
+func frames15(t *testing.T, d time.Duration) []*blur.Frame {
+	m, _ := blur.NewMetrics(prometheus.NewRegistry())
+	st, err := blur.New(blur.Config{}, blur.Deps{Detector: noFaces{}, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close(context.Background())
+	st.WarmUp(context.Background(), 320, 240)
+	var out []*blur.Frame
+	t0 := time.Now()
+	for i := 0; time.Duration(i)*time.Second/15 < d; i++ {
+		pts := time.Duration(i) * time.Second / 15
+		f, err := st.Obscure(context.Background(), frame.NewRaw(frame.Meta{Camera: "c", Seq: uint64(i), PTS: pts, Captured: t0.Add(pts)}, 320, 240))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, f)
+	}
+	return out
 }

@@ -1,0 +1,152 @@
+package encode
+
+import (
+	"context"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
+
+	"github.com/veilproject/veil/blur"
+	"github.com/veilproject/veil/pipeline/frame"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type noFaces struct{}
+
+func (noFaces) Detect(context.Context, blur.Image) ([]blur.Detection, error) { return nil, nil }
+func (noFaces) Name() string                                                 { return "none" }
+
+// camera obscures the frames of a 15 fps camera running for d whose frames
+// survive with probability keep (the rest dropped before blur, as a busy
+// detector makes a live queue drop them).
+func camera(t *testing.T, d time.Duration, keep float64, w, h int) []*blur.Frame {
+	m, _ := blur.NewMetrics(prometheus.NewRegistry())
+	st, err := blur.New(blur.Config{}, blur.Deps{Detector: noFaces{}, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close(context.Background())
+	st.WarmUp(context.Background(), w, h)
+	r := rand.New(rand.NewPCG(1, 2))
+	var out []*blur.Frame
+	t0 := time.Now()
+	n := int(d / (time.Second / 15))
+	for i := 0; i < n; i++ {
+		if i != 0 && i != n-1 && r.Float64() > keep { // first and last kept: the span is d
+			continue
+		}
+		pts := time.Duration(i) * time.Second / 15
+		raw := frame.NewRaw(frame.Meta{Camera: "c", Seq: uint64(i), PTS: pts, Captured: t0.Add(pts)}, w, h)
+		for j := range raw.Pix {
+			raw.Pix[j] = byte(i*7 + j%251)
+		}
+		f, err := st.Obscure(context.Background(), raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+func probe(t *testing.T, path string) (frames int, pts []float64) {
+	out, err := exec.Command("ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "frame=pts_time", "-of", "csv=p=0", path).Output()
+	if err != nil {
+		t.Fatalf("ffprobe %s: %v", path, err)
+	}
+	for _, l := range strings.Fields(string(out)) {
+		v, err := strconv.ParseFloat(strings.TrimSuffix(l, ","), 64)
+		if err != nil {
+			t.Fatalf("pts %q", l)
+		}
+		pts = append(pts, v)
+	}
+	return len(pts), pts
+}
+
+// TestFileLastsItsWallTime: a 15 fps camera of which only some frames
+// survive is written with each frame at its own time, so the file spans
+// the camera's 10 s within one frame interval, and every frame is where
+// the camera took it.
+func TestFileLastsItsWallTime(t *testing.T) {
+	for _, keep := range []float64{1, 0.38, 0.1} {
+		t.Run(strconv.FormatFloat(keep, 'f', 2, 64), func(t *testing.T) {
+			fs := camera(t, 10*time.Second, keep, 320, 240)
+			path := filepath.Join(t.TempDir(), "seg.mp4")
+			w, err := Create(path, Options{Width: 320, Height: 240, Preset: "ultrafast"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range fs {
+				if err := w.Write(f); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := w.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			n, pts := probe(t, path)
+			if n != len(fs) {
+				t.Fatalf("%d frames decoded, %d written", n, len(fs))
+			}
+			for i, f := range fs {
+				want := (f.Meta().PTS - fs[0].Meta().PTS).Seconds()
+				if d := pts[i] - want; d > 0.002 || d < -0.002 {
+					t.Errorf("frame %d at %.3f s, taken at %.3f s", i, pts[i], want)
+				}
+			}
+			span := pts[len(pts)-1] - pts[0]
+			if wall := (fs[len(fs)-1].Meta().PTS - fs[0].Meta().PTS).Seconds(); span < wall-1.0/15 || span > wall+1.0/15 {
+				t.Errorf("file spans %.3f s, the camera %.3f s", span, wall)
+			}
+			t.Logf("keep %.2f: %d frames over %.3f s", keep, n, span)
+		})
+	}
+}
+
+func TestAbandonedLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Create(filepath.Join(dir, "x.mp4"), Options{Width: 64, Height: 48})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range camera(t, time.Second, 1, 64, 48) {
+		w.Write(f)
+	}
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := w.Close(ended); err == nil {
+		t.Error("an abandoned file reported success")
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("left %v", left)
+	}
+	odd, err := Create(filepath.Join(dir, "odd.mp4"), Options{Width: 65, Height: 49})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range camera(t, time.Second, 1, 65, 49) {
+		if err := odd.Write(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := odd.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := exec.Command("ffprobe", "-v", "error", "-show_entries", "stream=width,height", "-of", "csv=p=0", filepath.Join(dir, "odd.mp4")).Output(); strings.TrimSpace(string(out)) != "64,48" {
+		t.Errorf("odd-sized frames encoded as %q, want 64,48", out)
+	}
+	os.Remove(filepath.Join(dir, "odd.mp4"))
+	if _, err := Create("/proc/no/x.mp4", Options{Width: 64, Height: 48}); err == nil || !strings.Contains(err.Error(), "/proc/no/x.mp4") {
+		t.Errorf("unwritable: %v", err)
+	}
+}
