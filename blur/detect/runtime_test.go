@@ -78,10 +78,61 @@ func TestRuntimesFindTheSameFaces(t *testing.T) {
 					}
 				}
 			}
-			fmt.Fprintf(&report, "%-14s faces %-5s sure boxes %3d  ms/img %6.1f\n", runtimes[r].name, sizeName(faceSize), sure, ms[r])
+			all := 0
+			for i := range l.Images {
+				all += len(found[r][i])
+			}
+			fmt.Fprintf(&report, "%-14s faces %-5s boxes %3d (%3d sure)  ms/img %6.1f\n", runtimes[r].name, sizeName(faceSize), all, sure, ms[r])
 		}
 	}
 	t.Log("\n" + report.String())
+}
+
+// TestReducedPrecisionKeepsRecall: whatever f32 finds at the threshold,
+// bf16 (which OpenVINO picks on CPUs with bf16 units) finds too, thanks to
+// its threshold margin; without the margin it would not be guaranteed.
+func TestReducedPrecisionKeepsRecall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the CNN twice on the labelled photos")
+	}
+	dir := modelDir(t)
+	l := loadLabels(t)
+	run := func(prec string) [][]blur.Detection {
+		det, err := New(Config{ModelDir: dir, Precision: prec}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer det.Close()
+		var out [][]blur.Detection
+		for _, faceSize := range []int{0, 16} {
+			for _, im := range l.Images {
+				raw := loadBGR(t, im.File)
+				if faceSize > 0 {
+					raw, _, _ = shrinkTo(raw, im.Faces, im.Ignore, faceSize)
+				}
+				dets, err := det.Detect(context.Background(), blur.Image{Width: raw.Width, Height: raw.Height, Pix: raw.Pix})
+				if err != nil {
+					t.Fatal(err)
+				}
+				out = append(out, dets)
+			}
+		}
+		if ov, ok := det.(*OpenVINOCenterFace); ok {
+			t.Logf("%s asked, %s ran", prec, ov.Precision())
+		}
+		return out
+	}
+	f32, bf16 := run("f32"), run("bf16")
+	n := 0
+	for i := range f32 {
+		for _, d := range f32[i] {
+			n++
+			if !matched(d.Box, bf16[i], 0.5) {
+				t.Errorf("picture %d: f32 found %v (score %.3f), bf16 did not", i, d.Box, d.Score)
+			}
+		}
+	}
+	t.Logf("bf16 found all %d boxes f32 found", n)
 }
 
 func sizeName(n int) string {
