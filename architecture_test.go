@@ -92,6 +92,7 @@ func TestArrowsPointOneWay(t *testing.T) {
 		"ingest":                   {"pipeline/frame", "pipeline/queue", "ingest/decode"},
 		"blur":                     {"pipeline/frame", "pipeline/queue"},
 		"blur/detect":              {"blur"},
+		"blur/engine":              {"blur"},
 		"counter":                  append([]string{"blur"}, base...),
 		"pipeline/output/sink":     {"blur"},
 		"pipeline/output/encode":   {"blur"},

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/veilproject/veil/blur"
+	"github.com/veilproject/veil/blur/engine"
 	"github.com/veilproject/veil/counter"
 	"github.com/veilproject/veil/ingest"
 	"github.com/veilproject/veil/pipeline/frame"
@@ -71,6 +72,7 @@ const (
 // registry main picks. There is no other way to register them.
 type Metrics struct {
 	Blur    *blur.Metrics
+	Engine  *engine.Metrics
 	Counter *counter.Metrics
 	Ingest  *ingest.Metrics
 	Record  *record.Metrics
@@ -98,6 +100,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	}
 	var err error
 	if m.Blur, err = blur.NewMetrics(reg); err != nil {
+		return nil, err
+	}
+	if m.Engine, err = engine.NewMetrics(reg); err != nil {
 		return nil, err
 	}
 	if m.Counter, err = counter.NewMetrics(reg); err != nil {

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/veilproject/veil/blur/detect"
+	"github.com/veilproject/veil/blur/engine"
 	"github.com/veilproject/veil/ingest"
 	"github.com/veilproject/veil/pipeline/config"
 	"github.com/veilproject/veil/pipeline/counts/exporter"
@@ -73,7 +74,8 @@ type Service struct {
 	events  *queue.Queue[footfall.Event]
 	print   io.Writer // nil: events are not printed
 	cams    []*Camera
-	dets    []detect.Detector
+	det     detect.Detector // the one detector, shared through eng
+	eng     *engine.Engine
 	whip    *ingest.WHIP
 	pub     *publish.Publisher
 	exp     *exporter.Exporter
@@ -140,6 +142,12 @@ func NewService(cfg config.Config, deps ServiceDeps) (s *Service, err error) {
 	if len(whipCams) > 0 {
 		s.whip = ingest.NewWHIP(whipCams, &ingest.WHIP{IPs: cfg.HTTP.ICEIPs, Logger: deps.Logger, Metrics: deps.Metrics.Ingest})
 	}
+	if s.det, err = detect.New(cfg.Detector, deps.Logger); err != nil {
+		return nil, err
+	}
+	if s.eng, err = engine.New(s.det, deps.Metrics.Engine, deps.Logger); err != nil {
+		return nil, err
+	}
 	for _, cam := range cfg.Cameras {
 		c, err := s.newCamera(cam, deps)
 		if err != nil {
@@ -205,17 +213,12 @@ func (s *Service) newCamera(cam config.Camera, deps ServiceDeps) (*Camera, error
 		}
 		outs = append(outs, rec)
 	}
-	det, err := detect.New(s.cfg.Detector, deps.Logger)
-	if err != nil {
-		return nil, err
-	}
-	s.dets = append(s.dets, det)
 	ccfg := CameraConfig{ID: cam.ID, Blur: s.cfg.Blur, Live: !cam.Fast, Drain: cameraDrain}
 	if cam.Counted() {
 		counting := cam.Counting
 		ccfg.Counting = &counting
 	}
-	return NewCamera(ccfg, CameraDeps{Source: src, Detector: det, Outputs: outs, Events: s.events, Metrics: deps.Metrics, Logger: deps.Logger})
+	return NewCamera(ccfg, CameraDeps{Source: src, Detector: s.eng.For(cam.ID), Outputs: outs, Events: s.events, Metrics: deps.Metrics, Logger: deps.Logger})
 }
 
 func (s *Service) listen(key, addr string, h http.Handler) (string, error) {
@@ -239,8 +242,8 @@ func (s *Service) Exported() map[string]map[string][2]int64 { return s.exported 
 
 // release frees what NewService built when Run will not run.
 func (s *Service) release() {
-	for _, d := range s.dets {
-		d.Close()
+	if s.det != nil {
+		s.det.Close()
 	}
 	for _, sv := range s.servers {
 		sv.ln.Close()
@@ -256,14 +259,22 @@ func (s *Service) release() {
 // flushed), the counts path hands its backlog to Kafka, the exporter
 // applies it, the servers close. Every step has a deadline.
 func (s *Service) Run(ctx context.Context) error {
-	defer func() {
-		for _, d := range s.dets {
-			d.Close()
-		}
-	}()
 	camCtx, stopCams := context.WithCancel(ctx)
 	defer stopCams()
 	var g errgroup.Group
+	// The engine outlives the cameras (they drain through it) and the
+	// detector outlives the engine.
+	engCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
+	engDone := make(chan struct{})
+	g.Go(func() error {
+		defer close(engDone)
+		return s.eng.Run(engCtx)
+	})
+	defer func() {
+		stopEngine()
+		<-engDone
+		s.det.Close()
+	}()
 	stopServers := make(chan struct{})
 	for _, sv := range s.servers {
 		stop := (<-chan struct{})(stopServers)
@@ -307,6 +318,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	camErr := cams.Wait()
 	stopCams()
+	stopEngine()
 	if s.whip != nil {
 		s.whip.Close()
 	}

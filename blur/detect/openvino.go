@@ -199,18 +199,29 @@ func ovErr(op string, st C.ov_status) error {
 
 // OpenVINOCenterFace runs CenterFace on OpenVINO's CPU plugin. The input is
 // prepared exactly as for OpenCV's DNN (the same blob), so both runtimes
-// see the same numbers; only the network runs elsewhere.
+// see the same numbers; only the network runs elsewhere. One detector
+// serves cameras of several sizes: it keeps a compiled network per input
+// size (at most maxNets, the least recently used freed first).
 type OpenVINOCenterFace struct {
-	core, model, compiled, req unsafe.Pointer
-	size                       image.Point // input size compiled for
-	threshold                  float32
-	scale                      float64
-	precision                  string // asked for; "" lets OpenVINO choose
-	running                    string // what the compiled network runs in
-	margin                     float32
-	threads                    int
-	out                        []float32 // output staging, reused
+	core, model unsafe.Pointer
+	nets        map[image.Point]*ovNet
+	tick        uint64
+	threshold   float32
+	scale       float64
+	precision   string // asked for; "" lets OpenVINO choose
+	threads     int
+	out         []float32 // output staging, reused
 }
+
+// ovNet is the network compiled for one input size.
+type ovNet struct {
+	compiled, req unsafe.Pointer
+	running       string // the precision it runs in
+	margin        float32
+	used          uint64
+}
+
+const maxNets = 4
 
 // NewOpenVINOCenterFace loads the runtime from libDir and the model at
 // path. precision is f32, bf16, or "" for OpenVINO's choice on this CPU;
@@ -220,13 +231,11 @@ func NewOpenVINOCenterFace(libDir, path string, threshold float32, scale float64
 	if err != nil {
 		return nil, err
 	}
-	c := &OpenVINOCenterFace{core: core, threshold: threshold, scale: scale, precision: precision, threads: threads}
+	c := &OpenVINOCenterFace{core: core, nets: map[image.Point]*ovNet{}, threshold: threshold, scale: scale, precision: precision, threads: threads}
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
 	if st := C.veil_ov_read_model(c.core, cpath, &c.model); st != 0 {
-		err := ovErr("reading "+path, st)
-		c.Close()
-		return nil, err
+		return nil, ovErr("reading "+path, st)
 	}
 	return c, nil
 }
@@ -237,7 +246,10 @@ func (c *OpenVINOCenterFace) Name() string { return KindCenterFace + "/openvino"
 // Close frees everything the runtime allocated for this detector. Safe
 // to call twice.
 func (c *OpenVINOCenterFace) Close() error {
-	c.release()
+	for in, n := range c.nets {
+		n.free()
+		delete(c.nets, in)
+	}
 	if c.model != nil {
 		C.veil_ov_model_free(c.model)
 		c.model = nil
@@ -245,49 +257,59 @@ func (c *OpenVINOCenterFace) Close() error {
 	return nil
 }
 
-func (c *OpenVINOCenterFace) release() {
-	if c.req != nil {
-		C.veil_ov_request_free(c.req)
-		c.req = nil
+func (n *ovNet) free() {
+	if n.req != nil {
+		C.veil_ov_request_free(n.req)
 	}
-	if c.compiled != nil {
-		C.veil_ov_compiled_free(c.compiled)
-		c.compiled = nil
+	if n.compiled != nil {
+		C.veil_ov_compiled_free(n.compiled)
 	}
-	c.size = image.Point{}
+	n.req, n.compiled = nil, nil
 }
 
-// compile prepares the network for an input of in (multiples of 32).
-func (c *OpenVINOCenterFace) compile(in image.Point) error {
-	if in == c.size {
-		return nil
+// net is the network for an input of in (multiples of 32), compiled on
+// first use.
+func (c *OpenVINOCenterFace) net(in image.Point) (*ovNet, error) {
+	c.tick++
+	if n := c.nets[in]; n != nil {
+		n.used = c.tick
+		return n, nil
 	}
-	c.release()
+	if len(c.nets) >= maxNets {
+		var oldest image.Point
+		for p, n := range c.nets {
+			if o := c.nets[oldest]; o == nil || n.used < o.used {
+				oldest = p
+			}
+		}
+		c.nets[oldest].free()
+		delete(c.nets, oldest)
+	}
 	threads := C.CString(strconv.Itoa(c.threads))
 	defer C.free(unsafe.Pointer(threads))
 	prec := C.CString(c.precision)
 	defer C.free(unsafe.Pointer(prec))
-	if st := C.veil_ov_compile(c.core, c.model, C.int64_t(in.Y), C.int64_t(in.X), threads, prec, &c.compiled); st != 0 {
-		return ovErr(fmt.Sprintf("compiling for %dx%d", in.X, in.Y), st)
+	n := &ovNet{used: c.tick}
+	if st := C.veil_ov_compile(c.core, c.model, C.int64_t(in.Y), C.int64_t(in.X), threads, prec, &n.compiled); st != 0 {
+		return nil, ovErr(fmt.Sprintf("compiling for %dx%d", in.X, in.Y), st)
 	}
-	if st := C.veil_ov_request(c.compiled, &c.req); st != 0 {
+	if st := C.veil_ov_request(n.compiled, &n.req); st != 0 {
 		err := ovErr("infer request", st)
-		c.release()
-		return err
+		n.free()
+		return nil, err
 	}
 	var buf [16]C.char
-	if st := C.veil_ov_precision(c.compiled, &buf[0], C.size_t(len(buf))); st != 0 {
+	if st := C.veil_ov_precision(n.compiled, &buf[0], C.size_t(len(buf))); st != 0 {
 		err := ovErr("precision", st)
-		c.release()
-		return err
+		n.free()
+		return nil, err
 	}
-	c.running = C.GoString(&buf[0])
-	c.margin = 0
-	if c.running == "bf16" || c.running == "f16" {
-		c.margin = ReducedPrecisionMargin
+	n.running = C.GoString(&buf[0])
+	if n.running == "bf16" || n.running == "f16" {
+		n.margin = ReducedPrecisionMargin
 	}
-	c.size = in
-	return nil
+	c.nets[in] = n
+	return n, nil
 }
 
 // ReducedPrecisionMargin lowers the score threshold when the network runs
@@ -298,9 +320,16 @@ func (c *OpenVINOCenterFace) compile(in image.Point) error {
 // found 225): speed is not bought with recall.
 const ReducedPrecisionMargin = 0.02
 
-// Precision is what the network runs in once compiled ("f32", "bf16"),
-// empty before the first frame.
-func (c *OpenVINOCenterFace) Precision() string { return c.running }
+// Precision is what the most recently used network runs in ("f32",
+// "bf16"), empty before the first frame.
+func (c *OpenVINOCenterFace) Precision() string {
+	for _, n := range c.nets {
+		if n.used == c.tick {
+			return n.running
+		}
+	}
+	return ""
+}
 
 // Detect implements blur.Detector.
 func (c *OpenVINOCenterFace) Detect(ctx context.Context, img blur.Image) ([]blur.Detection, error) {
@@ -312,7 +341,8 @@ func (c *OpenVINOCenterFace) Detect(ctx context.Context, img blur.Image) ([]blur
 	}
 	inW := int(math.Ceil(float64(img.Width)*c.scale/32)) * 32
 	inH := int(math.Ceil(float64(img.Height)*c.scale/32)) * 32
-	if err := c.compile(image.Pt(inW, inH)); err != nil {
+	n, err := c.net(image.Pt(inW, inH))
+	if err != nil {
 		return nil, err
 	}
 	src, err := gocv.NewMatFromBytes(img.Height, img.Width, gocv.MatTypeCV8UC3, img.Pix)
@@ -326,7 +356,7 @@ func (c *OpenVINOCenterFace) Detect(ctx context.Context, img blur.Image) ([]blur
 	if err != nil || len(in) != 3*inW*inH {
 		return nil, fmt.Errorf("centerface: input blob: %v", err)
 	}
-	if st := C.veil_ov_infer(c.req, (*C.float)(unsafe.Pointer(&in[0])), C.int64_t(inH), C.int64_t(inW)); st != 0 {
+	if st := C.veil_ov_infer(n.req, (*C.float)(unsafe.Pointer(&in[0])), C.int64_t(inH), C.int64_t(inW)); st != 0 {
 		return nil, ovErr("infer", st)
 	}
 	gh, gw := inH/4, inW/4
@@ -342,7 +372,7 @@ func (c *OpenVINOCenterFace) Detect(ctx context.Context, img blur.Image) ([]blur
 	}{{"537", heat, 1}, {"538", scale, 2}, {"539", offset, 2}} {
 		var dims [4]C.int64_t
 		name := C.CString(o.name)
-		st := C.veil_ov_output(c.req, name, (*C.float)(unsafe.Pointer(&o.buf[0])), C.int64_t(len(o.buf)), &dims[0])
+		st := C.veil_ov_output(n.req, name, (*C.float)(unsafe.Pointer(&o.buf[0])), C.int64_t(len(o.buf)), &dims[0])
 		C.free(unsafe.Pointer(name))
 		if st != 0 {
 			return nil, ovErr("output "+o.name, st)
@@ -351,6 +381,6 @@ func (c *OpenVINOCenterFace) Detect(ctx context.Context, img blur.Image) ([]blur
 			return nil, fmt.Errorf("centerface: output %s has shape %v, want [1 %d %d %d]", o.name, dims, o.ch, gh, gw)
 		}
 	}
-	dets := decodeMaps(heat, scale, offset, gh, gw, c.threshold-c.margin, inW, inH)
+	dets := decodeMaps(heat, scale, offset, gh, gw, c.threshold-n.margin, inW, inH)
 	return toFrame(dets, inW, inH, img.Width, img.Height), ctx.Err()
 }

@@ -1,0 +1,190 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/goleak"
+
+	"github.com/veilproject/veil/blur"
+	"github.com/veilproject/veil/pipeline/frame"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// slowDetector takes d per frame and counts calls per image width (the
+// tests give each camera its own width).
+type slowDetector struct {
+	d     time.Duration
+	block chan struct{} // if set, every call waits for it
+	panic bool
+	mu    sync.Mutex
+	calls map[int]int
+}
+
+func (s *slowDetector) Name() string { return "slow" }
+func (s *slowDetector) Detect(ctx context.Context, img blur.Image) ([]blur.Detection, error) {
+	if s.panic {
+		panic("boom")
+	}
+	if s.block != nil {
+		<-s.block
+	}
+	time.Sleep(s.d)
+	s.mu.Lock()
+	s.calls[img.Width]++
+	s.mu.Unlock()
+	return nil, nil
+}
+
+func newEngine(t *testing.T, det blur.Detector) (*Engine, *Metrics, func()) {
+	m, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(det, m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, m, func() {}
+}
+
+func run(e *Engine) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.Run(ctx); close(done) }()
+	return func() { cancel(); <-done }
+}
+
+func img(w int) blur.Image { return blur.Image{Width: w, Height: 2, Pix: make([]byte, w*2*3)} }
+
+// TestOneCameraCannotStarveAnother: camera a asks without pause through a
+// real blur stage; camera b, asking now and then, is still answered within
+// about two inferences, every time.
+func TestOneCameraCannotStarveAnother(t *testing.T) {
+	det := &slowDetector{d: 10 * time.Millisecond, calls: map[int]int{}}
+	e, _, _ := newEngine(t, det)
+	defer run(e)()
+	a, b := e.For("a"), e.For("b")
+	stop := make(chan struct{})
+	var hog sync.WaitGroup
+	hog.Add(1)
+	go func() {
+		defer hog.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			a.Detect(context.Background(), img(10))
+		}
+	}()
+	var worst time.Duration
+	for range 20 {
+		time.Sleep(15 * time.Millisecond)
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := b.Detect(ctx, img(20))
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		worst = max(worst, time.Since(start))
+	}
+	close(stop)
+	hog.Wait()
+	if worst > 60*time.Millisecond {
+		t.Errorf("camera b waited up to %s behind a camera that never pauses (inference 10 ms)", worst)
+	}
+	det.mu.Lock()
+	defer det.mu.Unlock()
+	if det.calls[20] != 20 || det.calls[10] < 20 {
+		t.Errorf("calls %v", det.calls)
+	}
+}
+
+// TestStalledEngineFailsFramesClosed: with the detector stuck, every
+// camera's stage obscures its frames whole on the deadline, and none is
+// passed as vouched-for.
+func TestStalledEngineFailsFramesClosed(t *testing.T) {
+	det := &slowDetector{block: make(chan struct{}), calls: map[int]int{}}
+	e, m, _ := newEngine(t, det)
+	stopEngine := run(e)
+	bm, _ := blur.NewMetrics(prometheus.NewRegistry())
+	var stages []*blur.Stage
+	for _, cam := range []string{"a", "b"} {
+		st, err := blur.New(blur.Config{Deadline: 50 * time.Millisecond}, blur.Deps{Camera: cam, Detector: e.For(cam), Metrics: bm})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stages = append(stages, st)
+	}
+	for i := range 5 {
+		for _, st := range stages {
+			f, err := st.Obscure(context.Background(), frame.NewRaw(frame.Meta{Seq: uint64(i)}, 32, 32))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.FailClosed() == "" {
+				t.Fatal("a frame passed as vouched-for while the engine was stalled")
+			}
+		}
+	}
+	if v := testutil.ToFloat64(m.expired.WithLabelValues("b")); v < 1 {
+		t.Errorf("camera b's expired requests: %v", v)
+	}
+	close(det.block)
+	for _, st := range stages {
+		st.Close(context.Background())
+	}
+	stopEngine()
+}
+
+// TestPanicIsAnErrorAndStopIsClean: a panicking detector answers with an
+// error (the stage fails closed), the engine keeps serving, and after Run
+// ends every request gets ErrStopped.
+func TestPanicIsAnErrorAndStopIsClean(t *testing.T) {
+	det := &slowDetector{panic: true, calls: map[int]int{}}
+	e, _, _ := newEngine(t, det)
+	stop := run(e)
+	h := e.For("a")
+	for range 2 {
+		if _, err := h.Detect(context.Background(), img(4)); err == nil {
+			t.Fatal("a panic came back as an answer")
+		}
+	}
+	stop()
+	if _, err := h.Detect(context.Background(), img(4)); !errors.Is(err, ErrStopped) {
+		t.Errorf("after stop: %v", err)
+	}
+}
+
+// TestWithdrawnRequestIsNeverRun: a request whose deadline passed while
+// queued is not run later.
+func TestWithdrawnRequestIsNeverRun(t *testing.T) {
+	det := &slowDetector{d: 100 * time.Millisecond, calls: map[int]int{}}
+	e, _, _ := newEngine(t, det)
+	defer run(e)()
+	a, b := e.For("a"), e.For("b")
+	var ran atomic.Bool
+	go func() { a.Detect(context.Background(), img(10)); ran.Store(true) }()
+	time.Sleep(20 * time.Millisecond) // a is being run
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	if _, err := b.Detect(ctx, img(20)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("b: %v", err)
+	}
+	time.Sleep(150 * time.Millisecond)
+	det.mu.Lock()
+	defer det.mu.Unlock()
+	if det.calls[20] != 0 || !ran.Load() {
+		t.Errorf("calls %v, a answered %v", det.calls, ran.Load())
+	}
+}
