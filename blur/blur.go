@@ -58,6 +58,12 @@ const (
 	ReasonInvalid  = "invalid"  // the detector returned boxes that cannot be right
 )
 
+// Search modes.
+const (
+	SearchRegions = "regions"
+	SearchFull    = "full"
+)
+
 // Reasons lists every fail-closed reason, for pre-registering metrics.
 var reasons = []string{ReasonWarmup, ReasonBusy, ReasonDeadline, ReasonError, ReasonPanic, ReasonInvalid}
 
@@ -79,11 +85,24 @@ type Config struct {
 	// BlurKernel is the box-blur kernel as a fraction of the face box's
 	// larger side in blur mode. It defaults to 1.0 and must be at least 0.5.
 	BlurKernel float64 `yaml:"blur_kernel"`
-	// HoldFrames keeps a face obscured this many frames after its last
-	// detection. It defaults to 5; -1 disables holding (for stills).
-	HoldFrames int `yaml:"hold_frames"`
-	// HoldGrow grows a held box by this fraction of its size per frame held.
-	// It defaults to 0.1.
+	// Search is where the detector looks on each frame: "regions" (the
+	// default) runs it where faces can newly appear (where the picture
+	// moved, and ahead of faces already seen moving) and on the whole frame
+	// every SweepInterval, at start-up and on a scene change; "full" runs
+	// it on every whole frame.
+	Search string `yaml:"search"`
+	// SweepInterval is the longest time between two full-frame searches in
+	// regions mode. It defaults to 1s and is at most 1s.
+	SweepInterval time.Duration `yaml:"sweep_interval"`
+	// Hold keeps a face obscured this long (stream time) after its last
+	// detection; it must be longer than SweepInterval, so that a face that
+	// stays still is held until the next sweep finds it again. It defaults
+	// to 1.5s (0.25s with search: full, where it only bridges detector
+	// misses, as 5 frames did before holding went by time); a negative
+	// value disables holding (for stills).
+	Hold time.Duration `yaml:"hold"`
+	// HoldGrow grows a held box by this fraction of its size per second
+	// held. It defaults to 0.5.
 	HoldGrow float64 `yaml:"hold_grow"`
 	// Deadline is the longest the stage waits for the detector on one frame
 	// before obscuring it whole. It defaults to 2s.
@@ -107,11 +126,20 @@ func (c *Config) Defaults() {
 	if c.BlurKernel == 0 {
 		c.BlurKernel = 1.0
 	}
-	if c.HoldFrames == 0 {
-		c.HoldFrames = 5
+	if c.Search == "" {
+		c.Search = SearchRegions
+	}
+	if c.SweepInterval == 0 {
+		c.SweepInterval = time.Second
+	}
+	if c.Hold == 0 {
+		c.Hold = 1500 * time.Millisecond
+		if c.Search == SearchFull {
+			c.Hold = 250 * time.Millisecond // only detector misses to bridge
+		}
 	}
 	if c.HoldGrow == 0 {
-		c.HoldGrow = 0.1
+		c.HoldGrow = 0.5
 	}
 	if c.Deadline == 0 {
 		c.Deadline = 2 * time.Second
@@ -142,8 +170,16 @@ func (c *Config) Validate(prefix string) error {
 	if c.BlurKernel < MinBlurKernel || math.IsNaN(c.BlurKernel) {
 		return fmt.Errorf("%s: %v is below %v: a smaller kernel leaves a face recognisable", key("blur_kernel"), c.BlurKernel, MinBlurKernel)
 	}
-	if c.HoldFrames < -1 {
-		return fmt.Errorf("%s: %d is below -1 (which disables holding)", key("hold_frames"), c.HoldFrames)
+	switch c.Search {
+	case SearchRegions, SearchFull:
+	default:
+		return fmt.Errorf("%s: %q (want regions or full)", key("search"), c.Search)
+	}
+	if c.SweepInterval <= 0 || c.SweepInterval > time.Second {
+		return fmt.Errorf("%s: %v is outside (0, 1s]: a face that sits still is only found by a sweep", key("sweep_interval"), c.SweepInterval)
+	}
+	if c.Search == SearchRegions && c.Hold <= c.SweepInterval {
+		return fmt.Errorf("%s: %v must be longer than sweep_interval (%v), or a face that sits still is shown between sweeps", key("hold"), c.Hold, c.SweepInterval)
 	}
 	if c.HoldGrow < 0 || math.IsNaN(c.HoldGrow) {
 		return fmt.Errorf("%s: %v is negative", key("hold_grow"), c.HoldGrow)
@@ -180,6 +216,11 @@ type Stage struct {
 	m      stageMetrics
 	ob     obscurer
 	hold   holder
+	mot    motion
+	// motionHook replaces the motion finder (tests: one that errs).
+	motionHook func(Image) ([]image.Rectangle, bool, error)
+	swept  bool          // a full-frame search has succeeded
+	sweep  time.Duration // stream time of the last one
 	ready  atomic.Bool
 
 	reqs    chan *request
@@ -229,7 +270,7 @@ func New(cfg Config, deps Deps) (*Stage, error) {
 		log:    log.With("component", "blur", "camera", deps.Camera, "detector", deps.Detector.Name()),
 		m:      deps.Metrics.forCamera(deps.Camera),
 		ob:     obscurer{mode: cfg.Mode, mosaicCells: cfg.MosaicCells, blurKernel: cfg.BlurKernel},
-		hold:   holder{frames: max(cfg.HoldFrames, 0), grow: cfg.HoldGrow},
+		hold:   holder{hold: max(cfg.Hold, 0), grow: cfg.HoldGrow},
 		reqs:   make(chan *request),
 		idle:   make(chan struct{}, 1),
 		stop:   make(chan struct{}),
@@ -301,13 +342,14 @@ func (s *Stage) Obscure(ctx context.Context, raw *frame.Raw) (*Frame, error) {
 	w, h := raw.Width, raw.Height
 
 	start := time.Now()
-	dets, reason := s.detect(ctx, Image{Width: w, Height: h, Pix: pix})
+	dctx, cancel := context.WithTimeout(ctx, s.cfg.Deadline)
+	dets, reason := s.search(dctx, Image{Width: w, Height: h, Pix: pix}, raw.PTS)
+	cancel()
 	s.m.detectSeconds.Observe(time.Since(start).Seconds())
 
 	start = time.Now()
 	out := &Frame{meta: raw.Meta, width: w, height: h, pix: pix}
 	if reason != "" {
-		s.hold.miss()
 		s.m.failClosed[reason].Inc()
 		s.warnFailClosed(reason, raw.Seq)
 		if s.cfg.OnFailure == "drop" {
@@ -323,7 +365,7 @@ func (s *Stage) Obscure(ctx context.Context, raw *frame.Raw) (*Frame, error) {
 		for _, d := range dets {
 			boxes = append(boxes, enlarge(d.Box, s.cfg.Margin))
 		}
-		regions := s.hold.update(boxes)
+		regions := s.hold.update(boxes, raw.PTS)
 		for _, r := range regions {
 			s.ob.region(pix, w, h, r)
 		}
@@ -338,9 +380,7 @@ func (s *Stage) Obscure(ctx context.Context, raw *frame.Raw) (*Frame, error) {
 
 // detect asks the worker for faces and returns them, or the reason it could
 // not vouch for the frame.
-func (s *Stage) detect(ctx context.Context, img Image) ([]Detection, string) {
-	dctx, cancel := context.WithTimeout(ctx, s.cfg.Deadline)
-	defer cancel()
+func (s *Stage) detect(dctx context.Context, img Image) ([]Detection, string) {
 	r := &request{img: img, ctx: dctx, copied: make(chan struct{}), res: make(chan result, 1)}
 	select {
 	case <-s.idle:

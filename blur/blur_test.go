@@ -39,7 +39,7 @@ var face = image.Rect(100, 60, 160, 140)
 // testFrame is a smooth gradient scene with a checkerboard face at face.
 func testFrame(seq uint64) *frame.Raw {
 	const w, h = 320, 240
-	r := frame.NewRaw(frame.Meta{Camera: "cam", Seq: seq}, w, h)
+	r := frame.NewRaw(frame.Meta{Camera: "cam", Seq: seq, PTS: time.Duration(seq) * 100 * time.Millisecond}, w, h)
 	for y := 0; y < h; y++ {
 		for x := 0; x < w; x++ {
 			i := (y*w + x) * 3
@@ -303,7 +303,7 @@ func TestHeldBoxCoversMissedFrames(t *testing.T) {
 		}
 		return findFace(ctx, img)
 	}}
-	s, _ := newStage(t, Config{HoldFrames: 3}, det)
+	s, _ := newStage(t, Config{Search: SearchFull, Hold: 350 * time.Millisecond}, det)
 	if f, _ := s.Obscure(context.Background(), testFrame(0)); f.Faces() != 1 {
 		t.Fatal("no face on the first frame")
 	}
@@ -315,7 +315,7 @@ func TestHeldBoxCoversMissedFrames(t *testing.T) {
 			t.Errorf("frame %d (missed by the detector, within hold): face detail %.1f", i, d)
 		}
 		if i == 4 && d < 100 {
-			t.Errorf("frame %d: box held past hold_frames", i)
+			t.Errorf("frame %d: box held past hold", i)
 		}
 	}
 }
@@ -362,7 +362,9 @@ func TestConfigValidateNamesKey(t *testing.T) {
 		{func(c *Config) { c.Margin = -1 }, "blur.margin"},
 		{func(c *Config) { c.MosaicCells = 12 }, "blur.mosaic_cells"},
 		{func(c *Config) { c.BlurKernel = 0.2 }, "blur.blur_kernel"},
-		{func(c *Config) { c.HoldFrames = -2 }, "blur.hold_frames"},
+		{func(c *Config) { c.Hold = time.Second }, "blur.hold"},
+		{func(c *Config) { c.SweepInterval = 2 * time.Second }, "blur.sweep_interval"},
+		{func(c *Config) { c.Search = "tiles" }, "blur.search"},
 		{func(c *Config) { c.HoldGrow = -1 }, "blur.hold_grow"},
 		{func(c *Config) { c.Deadline = -time.Second }, "blur.deadline"},
 		{func(c *Config) { c.OnFailure = "pass" }, "blur.on_failure"},

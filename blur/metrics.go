@@ -12,6 +12,7 @@ type Metrics struct {
 	detectSeconds  *prometheus.HistogramVec
 	obscureSeconds *prometheus.HistogramVec
 	ready          *prometheus.GaugeVec
+	searches       *prometheus.CounterVec
 }
 
 // NewMetrics creates and registers the blur metrics on reg.
@@ -43,8 +44,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "veil_blur_detector_ready",
 			Help: "1 once the detector has answered at least once; until then every frame is obscured whole.",
 		}, []string{"camera"}),
+		searches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "veil_blur_searches_total",
+			Help: "Frames the detector searched, by kind: full (the whole frame: sweeps, start-up, scene changes, search: full) or regions (only where faces can newly be).",
+		}, []string{"camera", "kind"}),
 	}
-	for _, c := range []prometheus.Collector{m.frames, m.failClosed, m.faces, m.detectSeconds, m.obscureSeconds, m.ready} {
+	for _, c := range []prometheus.Collector{m.frames, m.failClosed, m.faces, m.detectSeconds, m.obscureSeconds, m.ready, m.searches} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -61,6 +66,7 @@ type stageMetrics struct {
 	detectSeconds  prometheus.Observer
 	obscureSeconds prometheus.Observer
 	ready          prometheus.Gauge
+	searches       struct{ full, regions prometheus.Counter }
 }
 
 // forCamera binds the series of one camera, creating every label
@@ -80,5 +86,7 @@ func (m *Metrics) forCamera(camera string) stageMetrics {
 	s.detectSeconds = m.detectSeconds.WithLabelValues(camera)
 	s.obscureSeconds = m.obscureSeconds.WithLabelValues(camera)
 	s.ready = m.ready.WithLabelValues(camera)
+	s.searches.full = m.searches.WithLabelValues(camera, SearchFull)
+	s.searches.regions = m.searches.WithLabelValues(camera, SearchRegions)
 	return s
 }

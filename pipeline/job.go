@@ -72,7 +72,11 @@ type FileJob struct {
 }
 
 // Run wires the source, the outputs and a detector (cfg.Detector, with
-// cfg.Blur) into one camera, runs it and returns its summary.
+// cfg.Blur) into one camera, runs it and returns its summary. A file is
+// searched whole on every frame unless cfg.Blur.Search says otherwise:
+// files come from moving and cutting cameras as often as from fixed ones,
+// and on such footage region search saves nothing (measured in the
+// README).
 func (j FileJob) Run(ctx context.Context, cfg config.Config, log *slog.Logger) (Summary, error) {
 	const camera = "file"
 	var src Source

@@ -106,7 +106,7 @@ func evaluate(t *testing.T, det Detector, faceSize int) score {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := blur.New(blur.Config{Mode: blur.ModeFill, Deadline: time.Minute, HoldFrames: -1}, blur.Deps{Detector: det, Metrics: m})
+	st, err := blur.New(blur.Config{Mode: blur.ModeFill, Deadline: time.Minute, Hold: -1, Search: blur.SearchFull}, blur.Deps{Detector: det, Metrics: m})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,7 @@ flags:
 `
 
 func cmdAnonymize(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
-	cfg := flagDefaults()
+	cfg := jobDefaults()
 	fs := newFlagSet("anonymize", stderr, anonymizeUsage)
 	var of obscureFlags
 	// A batch job has no frame budget: wait long for the detector rather

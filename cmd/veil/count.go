@@ -25,7 +25,7 @@ flags:
 `
 
 func cmdCount(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
-	cfg := flagDefaults()
+	cfg := jobDefaults()
 	fs := newFlagSet("count", stderr, countUsage)
 	var of obscureFlags
 	of.register(fs, &cfg, 30*time.Second)

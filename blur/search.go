@@ -1,0 +1,158 @@
+package blur
+
+import (
+	"context"
+	"fmt"
+	"image"
+	"time"
+)
+
+// Crop sides the detector runs on in regions mode: a few fixed squares, so
+// that a runtime that compiles its network per input size (OpenVINO) keeps
+// a handful of networks instead of one per region.
+var cropSides = []int{256, 384, 512, 640}
+
+// A region search that would cover more than this share of the frame is
+// done as one full-frame search instead: it costs about the same.
+const maxRegionShare = 0.6
+
+// search finds the faces of the frame at now: on the whole frame, or, in
+// regions mode between sweeps, only in the crops where a face can newly
+// be. Why no face is shown between sweeps (see ARCHITECTURE.md): a face
+// that moved is in a motion region, which is searched; one that did not
+// move was there at the last sweep and is held until the next; one the
+// detector missed is a recall miss, which the recall test measures.
+func (s *Stage) search(ctx context.Context, img Image, now time.Duration) ([]Detection, string) {
+	if s.cfg.Search == SearchFull {
+		return s.detect(ctx, img)
+	}
+	boxes, scene, err := s.findMotion(img)
+	if err != nil {
+		s.log.Error("motion detection failed; searching the whole frame", "err", err)
+		scene = true
+	}
+	full := scene || !s.swept || now-s.sweep >= s.cfg.SweepInterval || now < s.sweep
+	var crops []image.Rectangle
+	if !full {
+		crops, full = s.plan(boxes, img.Width, img.Height, now)
+	}
+	if full {
+		dets, reason := s.detect(ctx, img)
+		if reason == "" {
+			s.swept, s.sweep = true, now
+			s.m.searches.full.Inc()
+		}
+		return dets, reason
+	}
+	s.m.searches.regions.Inc()
+	var dets []Detection
+	for _, c := range crops {
+		found, reason := s.detect(ctx, crop(img, c))
+		if reason != "" {
+			return nil, reason
+		}
+		for _, d := range found {
+			d.Box = d.Box.Add(c.Min).Intersect(image.Rect(0, 0, img.Width, img.Height))
+			if !d.Box.Empty() {
+				dets = append(dets, d)
+			}
+		}
+	}
+	return dets, ""
+}
+
+// findMotion runs the motion finder, turning a panic into an error: a
+// broken motion finder must not pass a frame unsearched.
+func (s *Stage) findMotion(img Image) (boxes []image.Rectangle, scene bool, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("motion: panic: %v", p)
+		}
+	}()
+	if s.motionHook != nil {
+		return s.motionHook(img)
+	}
+	boxes, scene = s.mot.update(img.Pix, img.Width, img.Height)
+	return boxes, scene, nil
+}
+
+// plan turns motion boxes, and the held faces that are moving, into the
+// crops to search. full is true when that would cover most of the frame
+// or a region is too large for the biggest crop.
+func (s *Stage) plan(motion []image.Rectangle, w, h int, now time.Duration) (crops []image.Rectangle, full bool) {
+	frame := image.Rect(0, 0, w, h)
+	var regions []image.Rectangle
+	for _, b := range motion {
+		// A moving body's face is at its edge or just beyond: widen by a
+		// quarter of its size and 24 px.
+		m := max(b.Dx(), b.Dy())/4 + 24
+		regions = append(regions, b.Inset(-m))
+	}
+	for _, b := range s.hold.boxes {
+		if now-b.at <= s.hold.hold && b.moving() {
+			p := s.hold.predicted(b, now)
+			regions = append(regions, p.Inset(-max(p.Dx(), p.Dy())/2))
+		}
+	}
+	regions = merge(regions)
+	area := 0
+	for _, r := range regions {
+		r = r.Intersect(frame)
+		if r.Empty() {
+			continue
+		}
+		side := max(r.Dx(), r.Dy())
+		i := 0
+		for i < len(cropSides) && cropSides[i] < side {
+			i++
+		}
+		if i == len(cropSides) || cropSides[i] > w || cropSides[i] > h {
+			return nil, true
+		}
+		c := square(r, cropSides[i], frame)
+		crops = append(crops, c)
+		area += c.Dx() * c.Dy()
+	}
+	if float64(area) > maxRegionShare*float64(w*h) {
+		return nil, true
+	}
+	return crops, false
+}
+
+// merge joins overlapping rectangles until none overlap.
+func merge(rs []image.Rectangle) []image.Rectangle {
+	for changed := true; changed; {
+		changed = false
+		for i := 0; i < len(rs) && !changed; i++ {
+			for j := i + 1; j < len(rs); j++ {
+				if rs[i].Overlaps(rs[j]) {
+					rs[i] = rs[i].Union(rs[j])
+					rs = append(rs[:j], rs[j+1:]...)
+					changed = true
+					break
+				}
+			}
+		}
+	}
+	return rs
+}
+
+// square is the side x side square centred on r, moved inside frame
+// (which is at least side wide and high).
+func square(r image.Rectangle, side int, frame image.Rectangle) image.Rectangle {
+	cx, cy := (r.Min.X+r.Max.X)/2, (r.Min.Y+r.Max.Y)/2
+	x0 := min(max(cx-side/2, 0), frame.Dx()-side)
+	y0 := min(max(cy-side/2, 0), frame.Dy()-side)
+	return image.Rect(x0, y0, x0+side, y0+side)
+}
+
+// crop copies the pixels of c (inside img) into an image of its own.
+func crop(img Image, c image.Rectangle) Image {
+	out := Image{Width: c.Dx(), Height: c.Dy(), Pix: make([]byte, c.Dx()*c.Dy()*3)}
+	row := 3 * c.Dx()
+	for y := 0; y < c.Dy(); y++ {
+		o := ((c.Min.Y+y)*img.Width + c.Min.X) * 3
+		copy(out.Pix[y*row:(y+1)*row], img.Pix[o:o+row])
+	}
+	return out
+}

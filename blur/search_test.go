@@ -1,0 +1,223 @@
+package blur
+
+import (
+	"context"
+	"errors"
+	"image"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/veilproject/veil/pipeline/frame"
+)
+
+// patternFinder is a detector that really looks: it boxes the checkerboard
+// "face" wherever it is in the image it is given (a whole frame or a
+// crop), and records the sizes it was asked about.
+type patternFinder struct {
+	mu    sync.Mutex
+	sizes []image.Point
+}
+
+func (p *patternFinder) Name() string { return "pattern" }
+func (p *patternFinder) Detect(_ context.Context, img Image) ([]Detection, error) {
+	p.mu.Lock()
+	p.sizes = append(p.sizes, image.Pt(img.Width, img.Height))
+	p.mu.Unlock()
+	w, h := img.Width, img.Height
+	on := make([]bool, w*h)
+	for y := 0; y < h; y++ {
+		for x := 0; x+1 < w; x++ {
+			i := (y*w + x) * 3
+			a, b := img.Pix[i], img.Pix[i+3]
+			on[y*w+x] = (a == 0 && b == 255 || a == 255 && b == 0) && img.Pix[i+1] == a && img.Pix[i+2] == a
+		}
+	}
+	// Checker pixels within 3 px of each other make one face.
+	seen := make([]bool, w*h)
+	var dets []Detection
+	for start := range on {
+		if !on[start] || seen[start] {
+			continue
+		}
+		seen[start] = true
+		r := image.Rect(start%w, start/w, start%w+1, start/w+1)
+		for queue := []int{start}; len(queue) > 0; {
+			i := queue[len(queue)-1]
+			queue = queue[:len(queue)-1]
+			x, y := i%w, i/w
+			r = r.Union(image.Rect(x, y, x+2, y+1))
+			for dy := -3; dy <= 3; dy++ {
+				for dx := -3; dx <= 3; dx++ {
+					nx, ny := x+dx, y+dy
+					if nx >= 0 && ny >= 0 && nx < w && ny < h && on[ny*w+nx] && !seen[ny*w+nx] {
+						seen[ny*w+nx] = true
+						queue = append(queue, ny*w+nx)
+					}
+				}
+			}
+		}
+		if r.Dx() >= 8 && r.Dy() >= 8 {
+			dets = append(dets, Detection{Box: r, Score: 0.9})
+		}
+	}
+	return dets, nil
+}
+
+func (p *patternFinder) fullSearches(w, h int) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, s := range p.sizes {
+		if s == image.Pt(w, h) {
+			n++
+		}
+	}
+	return n
+}
+
+// scene is a 640x480 gradient at stream time t with a 40x48 checkerboard
+// face at at (none if at is nil), and the lights at brightness light.
+func scene(seq uint64, at *image.Point, light int) *frame.Raw {
+	const w, h = 640, 480
+	r := frame.NewRaw(frame.Meta{Camera: "cam", Seq: seq, PTS: time.Duration(seq) * 100 * time.Millisecond}, w, h)
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			i := (y*w + x) * 3
+			r.Pix[i], r.Pix[i+1], r.Pix[i+2] = byte(min(255, x*200/w+light)), byte(min(255, y*200/h+light)), byte(min(255, 60+light))
+		}
+	}
+	if at != nil {
+		f := image.Rect(at.X, at.Y, at.X+40, at.Y+48)
+		for y := f.Min.Y; y < f.Max.Y; y++ {
+			for x := f.Min.X; x < f.Max.X; x++ {
+				v := byte(0)
+				if (x/2+y/2)%2 == 0 {
+					v = 255
+				}
+				i := (y*w + x) * 3
+				r.Pix[i], r.Pix[i+1], r.Pix[i+2] = v, v, v
+			}
+		}
+	}
+	return r
+}
+
+func faceDetail(f *Frame, at image.Point) float64 {
+	return detail(f.Pix(), 640, image.Rect(at.X, at.Y, at.X+40, at.Y+48))
+}
+
+// TestRegionsObscureEveryFrame: over 5 s at 10 fps, a face that sits
+// still from the start and a face that walks in are never shown, while
+// the detector sees the whole frame only at start-up and once a second.
+func TestRegionsObscureEveryFrame(t *testing.T) {
+	det := &patternFinder{}
+	s, reg := newStage(t, Config{Mode: ModeFill}, det)
+	still := image.Pt(500, 60)
+	for i := uint64(0); i < 50; i++ {
+		var walker *image.Point
+		if i >= 12 {
+			walker = &image.Point{X: 40 + int(i-12)*12, Y: 300} // 120 px/s, entering at 1.2 s
+		}
+		raw := scene(i, walker, 0)
+		// Both faces on one frame.
+		for y := still.Y; y < still.Y+48; y++ {
+			for x := still.X; x < still.X+40; x++ {
+				v := byte(0)
+				if (x/2+y/2)%2 == 0 {
+					v = 255
+				}
+				j := (y*640 + x) * 3
+				raw.Pix[j], raw.Pix[j+1], raw.Pix[j+2] = v, v, v
+			}
+		}
+		f, err := s.Obscure(context.Background(), raw)
+		if err != nil || f.FailClosed() != "" {
+			t.Fatalf("frame %d: %v %q", i, err, f.FailClosed())
+		}
+		if d := faceDetail(f, still); d > 5 {
+			t.Errorf("frame %d: the still face shows (detail %.1f)", i, d)
+		}
+		if walker != nil {
+			if d := faceDetail(f, *walker); d > 5 {
+				t.Errorf("frame %d: the walking face shows (detail %.1f)", i, d)
+			}
+		}
+	}
+	full := det.fullSearches(640, 480)
+	if full < 5 || full > 7 {
+		t.Errorf("%d full-frame searches in 5 s, want start-up and one a second", full)
+	}
+	regions := testutil.ToFloat64(s.m.searches.regions)
+	t.Logf("%d full searches, %.0f region searches, crops %v", full, regions, det.sizes[len(det.sizes)-3:])
+	if regions < 40 {
+		t.Errorf("only %.0f frames searched by regions", regions)
+	}
+	_ = reg
+}
+
+// TestSceneChangeSearchesTheWholeFrame: lights switched on change most of
+// the picture: the next frame is searched whole at once, not at the next
+// sweep.
+func TestSceneChangeSearchesTheWholeFrame(t *testing.T) {
+	det := &patternFinder{}
+	s, _ := newStage(t, Config{Mode: ModeFill}, det)
+	at := image.Pt(300, 200)
+	for i := uint64(0); i < 3; i++ {
+		s.Obscure(context.Background(), scene(i, nil, 0))
+	}
+	before := det.fullSearches(640, 480)
+	f, _ := s.Obscure(context.Background(), scene(3, &at, 90)) // lights up, and a face
+	if det.fullSearches(640, 480) != before+1 {
+		t.Error("a scene change was not searched whole")
+	}
+	if d := faceDetail(f, at); d > 5 {
+		t.Errorf("face after the scene change shows (detail %.1f)", d)
+	}
+}
+
+// TestBrokenMotionFinderSearchesWhole: a motion finder that errs or
+// panics must not leave a frame unsearched: the frame is searched whole.
+func TestBrokenMotionFinderSearchesWhole(t *testing.T) {
+	for _, name := range []string{"error", "panic"} {
+		t.Run(name, func(t *testing.T) {
+			det := &patternFinder{}
+			s, _ := newStage(t, Config{Mode: ModeFill}, det)
+			s.Obscure(context.Background(), scene(0, nil, 0)) // the start-up sweep
+			s.motionHook = func(Image) ([]image.Rectangle, bool, error) {
+				if name == "panic" {
+					panic("motion broke")
+				}
+				return nil, false, errors.New("motion broke")
+			}
+			at := image.Pt(100, 100)
+			f, err := s.Obscure(context.Background(), scene(1, &at, 0))
+			if err != nil || f.FailClosed() != "" {
+				t.Fatal(err, f.FailClosed())
+			}
+			if d := faceDetail(f, at); d > 5 || det.fullSearches(640, 480) != 2 {
+				t.Errorf("face detail %.1f, full searches %d", d, det.fullSearches(640, 480))
+			}
+		})
+	}
+}
+
+func TestMotionFinder(t *testing.T) {
+	var m motion
+	if _, scene0 := m.update(scene(0, nil, 0).Pix, 640, 480); !scene0 {
+		t.Error("the first frame is not a scene change")
+	}
+	if boxes, sc := m.update(scene(1, nil, 0).Pix, 640, 480); len(boxes) != 0 || sc {
+		t.Errorf("a still picture moved: %v %v", boxes, sc)
+	}
+	at := image.Pt(200, 150)
+	boxes, sc := m.update(scene(2, &at, 0).Pix, 640, 480)
+	if sc || len(boxes) != 1 || !image.Rect(200, 150, 240, 198).In(boxes[0].Inset(-8)) {
+		t.Errorf("a face appearing at %v: boxes %v, scene %v", at, boxes, sc)
+	}
+	if _, sc := m.update(scene(3, nil, 120).Pix, 640, 480); !sc {
+		t.Error("lights switched on is not a scene change")
+	}
+}
