@@ -219,9 +219,9 @@ type Stage struct {
 	mot    motion
 	// motionHook replaces the motion finder (tests: one that errs).
 	motionHook func(Image) ([]image.Rectangle, bool, error)
-	swept  bool          // a full-frame search has succeeded
-	sweep  time.Duration // stream time of the last one
-	ready  atomic.Bool
+	swept      bool          // a full-frame search has succeeded
+	sweep      time.Duration // stream time of the last one
+	ready      atomic.Bool
 
 	reqs    chan *request
 	idle    chan struct{} // holds a token while the worker is free
