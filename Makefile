@@ -6,13 +6,16 @@ GO      ?= go
 BIN     := bin/veil
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: deps models testdata build demo test test-go bench clean
+.PHONY: deps models runtimes testdata build demo test test-go bench clean
 
 deps:
 	bash scripts/setup.sh
 
 models: deps
 	bash scripts/fetch-models.sh
+
+# OpenVINO's C libraries from the PyPI wheel, pinned and checksummed.
+runtimes: deps
 	bash scripts/fetch-runtimes.sh
 
 testdata: deps
@@ -23,11 +26,11 @@ build: deps
 
 # The main job: the whole pipeline on the built-in sample camera, no outside
 # service needed. Ctrl-C stops it.
-demo: models build
+demo: models runtimes build
 	./$(BIN) demo
 
 # The test suite, as CI runs it (.ci/run calls exactly this).
-test: models testdata
+test: models runtimes testdata
 	bash scripts/kafka/broker.sh fetch
 	$(MAKE) test-go
 
@@ -42,7 +45,7 @@ test-go:
 	cd dashboards && promtool test rules alerts_test.yml
 
 # Speed figures, side by side with deface: writes bench-out/report.md.
-bench: models testdata build
+bench: models runtimes testdata build
 	bash scripts/bench.sh
 
 clean:

@@ -215,12 +215,14 @@ func (c *Camera) Run(ctx context.Context) error {
 		}
 		q := queue.New[*blur.Frame](size, policy, onDrop[*blur.Frame](c, out.Name()))
 		consumers = append(consumers, q)
+		latency := c.deps.Metrics.latency.WithLabelValues(c.cfg.ID, out.Name())
 		g.Go(func() error {
 			var werr error
 			for f := range q.C() {
 				if werr != nil {
 					continue
 				}
+				latency.Observe(time.Since(f.Meta().Captured).Seconds())
 				if werr = out.Write(f); werr != nil {
 					fail(werr)
 				}

@@ -79,6 +79,7 @@ type Metrics struct {
 
 	delivered *prometheus.CounterVec
 	dropped   *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
 }
 
 // NewMetrics registers every stage's metrics on reg.
@@ -92,8 +93,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "veil_pipeline_frames_dropped_total",
 			Help: "Video frames dropped by a bounded queue, by the stage the queue feeds and the reason.",
 		}, []string{"camera", "stage", "reason"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "veil_pipeline_output_latency_seconds",
+			Help:    "From a frame's decoding to its hand-over to an output (the recorder): queueing, detection and obscuring.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 1.5, 16),
+		}, []string{"camera", "output"}),
 	}
-	for _, c := range []prometheus.Collector{m.delivered, m.dropped} {
+	for _, c := range []prometheus.Collector{m.delivered, m.dropped, m.latency} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

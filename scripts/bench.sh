@@ -9,7 +9,9 @@
 #      times in the same session; medians of wall time, throughput ratio,
 #      peak RSS;
 #   3. faces found: veil's count of detections against deface's detector
-#      with its default settings on the same frames.
+#      with its default settings on the same frames;
+#   4. capacity: N = 1, 2, 4, 8 RTSP cameras at 1280x720 15 fps through
+#      `veil run` with counting and recording (go test -bench Capacity).
 #
 # Writes bench-out/report.md and prints it. Needs `make models testdata
 # build` (the Makefile's bench target does that).
@@ -40,6 +42,8 @@ fi
 
 log "go test -bench (detector, obscuring)"
 go test -run XXX -bench . -benchtime 5x ./blur/ ./blur/detect/ ./counter/ | tee "$OUT/go-bench.txt" >&2
+log "go test -bench Capacity (N RTSP cameras at 720p15 through veil run; about 4 minutes)"
+go test -run XXX -bench Capacity -benchtime 1x -timeout 30m ./cmd/veil/ | tee "$OUT/capacity.txt" >&2
 log "go test -bench (count events: publisher -> real Kafka -> exporter)"
 go test -run XXX -bench PublishToMetric -benchtime 3x ./pipeline/counts/exporter/ | tee "$OUT/kafka-bench.txt" >&2
 
@@ -96,6 +100,9 @@ BEGIN {
 	echo '```'
 	grep -E '^Benchmark' "$OUT/go-bench.txt" | awk '{for (i=1;i<=NF;i++) if ($(i)=="ms/frame") printf "%-45s %8s ms/frame\n", $1, $(i-1)}'
 	echo '```'
+	echo
+	echo "## capacity: RTSP cameras at 1280x720, 15 fps, veil run with counting and recording, 30 s window"
+	sed -n '/^| cameras/,/^largest N/p' "$OUT/capacity.txt"
 	echo
 	echo "## count events through Kafka"
 	echo

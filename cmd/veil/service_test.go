@@ -34,7 +34,7 @@ type proc struct {
 	done   chan struct{}
 }
 
-func startVeil(t *testing.T, args ...string) *proc {
+func startVeil(t testing.TB, args ...string) *proc {
 	t.Helper()
 	p := &proc{cmd: exec.Command(veilBin, args...), done: make(chan struct{})}
 	out, _ := p.cmd.StdoutPipe()
@@ -74,7 +74,7 @@ func (p *proc) snapshot() ([]string, string) {
 }
 
 // waitFor polls until cond holds or the time is up.
-func (p *proc) waitFor(t *testing.T, what string, d time.Duration, cond func(lines []string) bool) {
+func (p *proc) waitFor(t testing.TB, what string, d time.Duration, cond func(lines []string) bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
@@ -120,7 +120,7 @@ func events(lines []string) []footfall.Event {
 }
 
 // stop sends sig and waits at most d for veil to exit.
-func (p *proc) stop(t *testing.T, sig syscall.Signal, d time.Duration) (exit int, took time.Duration) {
+func (p *proc) stop(t testing.TB, sig syscall.Signal, d time.Duration) (exit int, took time.Duration) {
 	t.Helper()
 	start := time.Now()
 	p.cmd.Process.Signal(sig)
@@ -158,7 +158,7 @@ func segmentsDecode(t *testing.T, dir string) []string {
 	return segs
 }
 
-func writeConfig(t *testing.T, dir, yaml string) string {
+func writeConfig(t testing.TB, dir, yaml string) string {
 	p := filepath.Join(dir, "veil.yaml")
 	if err := os.WriteFile(p, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)

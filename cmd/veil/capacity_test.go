@@ -1,0 +1,246 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"math"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// BenchmarkCapacity is the capacity benchmark (make bench): N cameras at
+// 1280x720 15 fps served by a real RTSP server (GStreamer, streaming an
+// H.264 clip of vtest.avi without re-encoding, so the server costs almost
+// nothing), `veil run` with counting and recording on, for N = 1, 2, 4, 8.
+// Per N, over a 30 s window after 10 s of warm-up: frames decoded, obscured
+// with a detector answer, obscured whole (fail-closed), dropped; CPU;
+// latency from decode to the recorder; RSS. It prints the largest N at
+// which at least 99% of decoded frames were obscured with a detector
+// answer. Run with -benchtime 1x.
+func BenchmarkCapacity(b *testing.B) {
+	clip := capacityClip(b)
+	port := startClipServer(b, clip)
+	ns := []int{1, 2, 4, 8}
+	if s := os.Getenv("VEIL_CAPACITY_N"); s != "" {
+		ns = nil
+		for _, f := range strings.Split(s, ",") {
+			n, _ := strconv.Atoi(f)
+			ns = append(ns, n)
+		}
+	}
+	for b.Loop() {
+		var rows []capRow
+		for _, n := range ns {
+			rows = append(rows, runCapacity(b, port, n))
+		}
+		best := 0
+		var out strings.Builder
+		fmt.Fprintf(&out, "\n| cameras | decoded | obscured, detector answer | obscured whole | dropped | answered %% | CPU cores | engine busy | obscuring | latency p50 / p99 ms | RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+		for _, r := range rows {
+			share := r.answered / math.Max(1, r.decoded)
+			if share >= 0.99 {
+				best = r.n
+			}
+			fmt.Fprintf(&out, "| %d | %.0f | %.0f | %.0f | %.0f | %.1f | %.2f | %.2f | %.2f | %.0f / %.0f | %.0f |\n",
+				r.n, r.decoded, r.answered, r.failClosed, r.dropped, 100*share, r.cpu, r.engine, r.obscure, 1000*r.p50, 1000*r.p99, r.rss/(1<<20))
+			b.ReportMetric(100*share, fmt.Sprintf("answered%%/%dcam", r.n))
+		}
+		fmt.Fprintf(&out, "\nlargest N with >= 99%% of decoded frames obscured with a detector answer: **%d** (1280x720, 15 fps each)\n", best)
+		fmt.Print(out.String())
+		b.ReportMetric(float64(best), "cameras")
+	}
+}
+
+type capRow struct {
+	n                                      int
+	decoded, answered, failClosed, dropped float64
+	cpu, engine, obscure, p50, p99, rss    float64
+}
+
+// capacityClip is 70 s of vtest.avi at 1280x720, 15 fps, H.264 with a
+// keyframe a second, made once and cached.
+func capacityClip(b *testing.B) string {
+	dir := os.Getenv("VEIL_CACHE")
+	if dir == "" {
+		c, _ := os.UserCacheDir()
+		dir = filepath.Join(c, "veil")
+	}
+	path := filepath.Join(dir, "bench", "vtest-720p15.mp4")
+	if _, err := os.Stat(path); err == nil {
+		return path
+	}
+	os.MkdirAll(filepath.Dir(path), 0o755)
+	tmp := path + ".partial.mp4"
+	if out, err := exec.Command("ffmpeg", "-v", "error", "-y", "-i", vtest, "-t", "70", "-vf", "scale=1280:720,fps=15",
+		"-c:v", "libx264", "-preset", "veryfast", "-profile:v", "main", "-g", "15", "-bf", "0", "-an", tmp).CombinedOutput(); err != nil {
+		b.Fatalf("making the clip: %v %s", err, out)
+	}
+	os.Rename(tmp, path)
+	return path
+}
+
+func startClipServer(b *testing.B, clip string) int {
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	srv := exec.Command("/usr/bin/python3", "../../ingest/testdata/rtsp_server.py", strconv.Itoa(port), "--file", clip)
+	out, _ := srv.StdoutPipe()
+	srv.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := srv.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { syscall.Kill(-srv.Process.Pid, syscall.SIGKILL); srv.Wait() })
+	sc := bufio.NewScanner(out)
+	for sc.Scan() && !strings.HasPrefix(sc.Text(), "serving") {
+	}
+	return port
+}
+
+func runCapacity(b *testing.B, port, n int) capRow {
+	dir := b.TempDir()
+	var cfg strings.Builder
+	cfg.WriteString("cameras:\n")
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&cfg, "  - id: cam%d\n    url: rtsp://127.0.0.1:%d/cam\n    lines: [{id: road, from: [0.45, 0.68], to: [0.45, 0.30]}]\n", i, port)
+	}
+	fmt.Fprintf(&cfg, "metrics: {listen: \"127.0.0.1:0\"}\nrecordings: {dir: %s, segment: 10s, keep: 1h, preset: ultrafast}\n", filepath.Join(dir, "rec"))
+	p := startVeil(b, "run", "-config", writeConfig(b, dir, cfg.String()))
+	p.waitFor(b, "metrics address", 60*time.Second, func(l []string) bool { return metricsURL(l) != "" })
+	lines, _ := p.snapshot()
+	url := metricsURL(lines)
+	up := fmt.Sprintf("%d", n)
+	p.waitFor(b, "every camera up", 60*time.Second, func([]string) bool {
+		return sum(scrapeFamilies(b, url), "veil_camera_up", nil) == mustFloat(up)
+	})
+	time.Sleep(10 * time.Second)
+	a := scrapeFamilies(b, url)
+	const window = 30 * time.Second
+	time.Sleep(window)
+	z := scrapeFamilies(b, url)
+	p.stop(b, syscall.SIGTERM, 60*time.Second)
+	d := func(name string, labels map[string]string) float64 {
+		return sum(z, name, labels) - sum(a, name, labels)
+	}
+	sec := window.Seconds()
+	r := capRow{n: n,
+		decoded:    d("veil_ingest_frames_decoded_total", nil),
+		answered:   d("veil_blur_frames_total", map[string]string{"result": "obscured"}),
+		failClosed: d("veil_blur_frames_total", map[string]string{"result": "fail_closed"}) + d("veil_blur_frames_total", map[string]string{"result": "dropped"}),
+		dropped:    d("veil_pipeline_frames_dropped_total", map[string]string{"stage": "blur"}),
+		cpu:        d("process_cpu_seconds_total", nil) / sec,
+		engine:     d("veil_engine_inference_duration_seconds_sum", nil) / sec,
+		obscure:    d("veil_blur_obscure_duration_seconds_sum", nil) / sec,
+		rss:        sum(z, "process_resident_memory_bytes", nil),
+	}
+	r.p50, r.p99 = quantiles(a, z, "veil_pipeline_output_latency_seconds", map[string]string{"output": "record"})
+	return r
+}
+
+func mustFloat(s string) float64 { v, _ := strconv.ParseFloat(s, 64); return v }
+
+func scrapeFamilies(b *testing.B, url string) map[string]*dto.MetricFamily {
+	body := scrape(url)
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		b.Fatalf("parsing /metrics: %v", err)
+	}
+	return fams
+}
+
+func matches(m *dto.Metric, labels map[string]string) bool {
+	for k, v := range labels {
+		if label(m, k) != v {
+			return false
+		}
+	}
+	return true
+}
+
+func label(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
+
+// sum adds the samples of a counter, gauge or untyped family (a
+// histogram's _sum is looked up in the histogram family).
+func sum(fams map[string]*dto.MetricFamily, name string, labels map[string]string) float64 {
+	hist := false
+	if _, ok := fams[name]; !ok && strings.HasSuffix(name, "_sum") {
+		name, hist = strings.TrimSuffix(name, "_sum"), true
+	}
+	t := 0.0
+	for _, m := range fams[name].GetMetric() {
+		if !matches(m, labels) {
+			continue
+		}
+		switch {
+		case hist:
+			t += m.GetHistogram().GetSampleSum()
+		default:
+			t += m.GetCounter().GetValue() + m.GetGauge().GetValue() + m.GetUntyped().GetValue()
+		}
+	}
+	return t
+}
+
+// quantiles are the p50 and p99 of a histogram family's increase between
+// two scrapes, summed over the matching series, interpolated inside
+// buckets as Prometheus' histogram_quantile does.
+func quantiles(a, z map[string]*dto.MetricFamily, name string, labels map[string]string) (p50, p99 float64) {
+	counts := map[float64]float64{}
+	for i, fams := range []map[string]*dto.MetricFamily{a, z} {
+		sign := -1.0
+		if i == 1 {
+			sign = 1
+		}
+		for _, m := range fams[name].GetMetric() {
+			if !matches(m, labels) {
+				continue
+			}
+			for _, bk := range m.GetHistogram().GetBucket() {
+				counts[bk.GetUpperBound()] += sign * float64(bk.GetCumulativeCount())
+			}
+		}
+	}
+	var bounds []float64
+	for ub := range counts {
+		bounds = append(bounds, ub)
+	}
+	sort.Float64s(bounds)
+	if len(bounds) == 0 {
+		return 0, 0
+	}
+	total := counts[bounds[len(bounds)-1]]
+	q := func(phi float64) float64 {
+		rank, prevUB, prevC := phi*total, 0.0, 0.0
+		for _, ub := range bounds {
+			c := counts[ub]
+			if c >= rank {
+				if math.IsInf(ub, 1) {
+					return prevUB
+				}
+				return prevUB + (ub-prevUB)*(rank-prevC)/math.Max(1e-9, c-prevC)
+			}
+			prevUB, prevC = ub, c
+		}
+		return prevUB
+	}
+	return q(0.5), q(0.99)
+}
