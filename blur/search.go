@@ -83,9 +83,10 @@ func (s *Stage) plan(motion []image.Rectangle, w, h int, now time.Duration) (cro
 	frame := image.Rect(0, 0, w, h)
 	var regions []image.Rectangle
 	for _, b := range motion {
-		// A moving body's face is at its edge or just beyond: widen by a
-		// quarter of its size and 24 px.
-		m := max(b.Dx(), b.Dy())/4 + 24
+		// The motion mask is coarse (8 px cells at 1280 wide) and a moving
+		// body's face is at its edge: widen by an eighth of its size and
+		// 16 px.
+		m := max(b.Dx(), b.Dy())/8 + 16
 		regions = append(regions, b.Inset(-m))
 	}
 	for _, b := range s.hold.boxes {
@@ -101,22 +102,56 @@ func (s *Stage) plan(motion []image.Rectangle, w, h int, now time.Duration) (cro
 		if r.Empty() {
 			continue
 		}
-		side := max(r.Dx(), r.Dy())
-		i := 0
-		for i < len(cropSides) && cropSides[i] < side {
-			i++
+		for _, c := range cover(r, frame) {
+			if c.Empty() {
+				return nil, true // the frame is smaller than a crop
+			}
+			crops = append(crops, c)
+			area += c.Dx() * c.Dy()
 		}
-		if i == len(cropSides) || cropSides[i] > w || cropSides[i] > h {
-			return nil, true
-		}
-		c := square(r, cropSides[i], frame)
-		crops = append(crops, c)
-		area += c.Dx() * c.Dy()
 	}
 	if float64(area) > maxRegionShare*float64(w*h) {
 		return nil, true
 	}
 	return crops, false
+}
+
+// tileOverlap is how much neighbouring tiles of a large region overlap, so
+// that a face on a tile's edge is whole in the next one.
+const tileOverlap = 96
+
+// cover is the crops that search r: the smallest fixed square that holds
+// it, or, for a region larger than the largest square, a grid of largest
+// squares overlapping by tileOverlap. An empty crop means the frame is
+// smaller than the square.
+func cover(r, frame image.Rectangle) []image.Rectangle {
+	side := max(r.Dx(), r.Dy())
+	for _, s := range cropSides {
+		if s >= side {
+			if s > frame.Dx() || s > frame.Dy() {
+				return []image.Rectangle{{}}
+			}
+			return []image.Rectangle{square(r, s, frame)}
+		}
+	}
+	big := cropSides[len(cropSides)-1]
+	if big > frame.Dx() || big > frame.Dy() {
+		return []image.Rectangle{{}}
+	}
+	step := big - tileOverlap
+	var out []image.Rectangle
+	for y := r.Min.Y; ; y += step {
+		for x := r.Min.X; ; x += step {
+			out = append(out, square(image.Rect(x, y, x+big, y+big), big, frame))
+			if x+big >= r.Max.X {
+				break
+			}
+		}
+		if y+big >= r.Max.Y {
+			break
+		}
+	}
+	return out
 }
 
 // merge joins overlapping rectangles until none overlap.
