@@ -397,3 +397,40 @@ func TestObscureAfterCloseFailsClosed(t *testing.T) {
 		t.Error("WarmUp after Close succeeded")
 	}
 }
+
+// TestWholeFrameFallbackHoldsAnyFaceToEightCells: a fail-closed frame is
+// obscured so that a face filling the whole frame is at most 8 cells
+// across, and the cell edges are blurred (no step between neighbouring
+// pixels is sharp): the 16-cell mosaic it replaces left close-up faces at
+// 9-16 sharp cells.
+func TestWholeFrameFallbackHoldsAnyFaceToEightCells(t *testing.T) {
+	for _, sz := range []image.Point{{320, 240}, {1280, 720}, {480, 640}} {
+		if c := wholeCell(sz.X, sz.Y); (max(sz.X, sz.Y)+c-1)/c > MaxMosaicCells {
+			t.Errorf("%v: cells of %d px leave %d across", sz, c, (max(sz.X, sz.Y)+c-1)/c)
+		}
+		// A close-up "face" with detail 12 blocks across: finer than the
+		// fallback may keep, coarser than a 16-cell mosaic removes.
+		pix := make([]byte, sz.X*sz.Y*3)
+		b := max(sz.X, sz.Y) / 12
+		for y := 0; y < sz.Y; y++ {
+			for x := 0; x < sz.X; x++ {
+				if (x/b+y/b)%2 == 0 {
+					i := (y*sz.X + x) * 3
+					pix[i], pix[i+1], pix[i+2] = 255, 255, 255
+				}
+			}
+		}
+		var o obscurer
+		o.whole(pix, sz.X, sz.Y)
+		worst := 0
+		for y := 0; y < sz.Y; y++ {
+			for x := 0; x+1 < sz.X; x++ {
+				i := (y*sz.X + x) * 3
+				worst = max(worst, int(math.Abs(float64(pix[i])-float64(pix[i+3]))))
+			}
+		}
+		if worst > 8 {
+			t.Errorf("%v: neighbouring pixels differ by up to %d after the fallback: cell edges are sharp", sz, worst)
+		}
+	}
+}

@@ -54,13 +54,23 @@ func (o *obscurer) region(pix []byte, width, height int, r image.Rectangle) {
 	}
 }
 
-// whole obscures the entire picture for a fail-closed frame. It uses a
-// coarse mosaic (16 cells across the larger side) whatever the mode, so that
-// the scene stays roughly readable for security staff while any face, even
-// one filling the frame, is at most a few cells.
+// whole obscures the entire picture for a fail-closed frame, whatever the
+// mode: a mosaic of MaxMosaicCells cells across the larger side, then a
+// box blur as wide as a cell. A face, even one filling the frame, is then
+// at most 8 cells across (the limit blur holds faces to) with the cell
+// edges smoothed away, so no face size survives it; the scene's layout and
+// colours stay readable for security staff.
 func (o *obscurer) whole(pix []byte, width, height int) {
+	cell := wholeCell(width, height)
+	r := image.Rect(0, 0, width, height)
+	mosaic(pix, width, r, cell)
+	o.boxBlur(pix, width, r, cell)
+}
+
+// wholeCell is the mosaic cell of a fail-closed frame.
+func wholeCell(width, height int) int {
 	side := max(width, height)
-	mosaic(pix, width, image.Rect(0, 0, width, height), max((side+15)/16, 1))
+	return max((side+MaxMosaicCells-1)/MaxMosaicCells, 1)
 }
 
 func fill(pix []byte, width int, r image.Rectangle) {
