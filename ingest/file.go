@@ -8,6 +8,7 @@ package ingest
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,6 +26,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/veilproject/veil/ingest/decode"
 	"github.com/veilproject/veil/pipeline/frame"
 	"github.com/veilproject/veil/pipeline/queue"
 )
@@ -149,6 +151,9 @@ type File struct {
 	Metrics *Metrics
 	// Logger defaults to discarding.
 	Logger *slog.Logger
+	// MaxPixels refuses a video of larger pictures; 0 is
+	// decode.DefaultMaxPixels (4096x2160).
+	MaxPixels int
 
 	info    VideoInfo
 	decoded atomic.Int64
@@ -179,6 +184,9 @@ func (f *File) Info() VideoInfo { return f.info }
 // of the file and an error naming the file if decoding failed.
 func (f *File) Run(ctx context.Context, out *queue.Queue[*frame.Raw]) error {
 	defer out.Close()
+	if limit := cmp.Or(f.MaxPixels, decode.DefaultMaxPixels); f.info.Width*f.info.Height > limit {
+		return fmt.Errorf("input %s: %dx%d pictures are over the limit of %d pixels", f.Path, f.info.Width, f.info.Height, limit)
+	}
 	if f.Metrics != nil {
 		up := f.Metrics.Up(f.Camera)
 		up.Set(1)
@@ -270,6 +278,11 @@ func (f *File) pass(parent context.Context, out *queue.Queue[*frame.Raw], seq *u
 	return n, nil
 }
 
+// MaxImagePixels is the largest still picture decoded (8192x8192, 64 MP:
+// every phone camera's photos fit); a header that declares more is refused
+// before anything is allocated for it.
+const MaxImagePixels = 8192 * 8192
+
 // Image is a still picture (JPEG or PNG) as a source of one frame.
 type Image struct {
 	Path   string
@@ -296,6 +309,18 @@ func DecodeImage(path, camera string) (*frame.Raw, error) {
 		return nil, fmt.Errorf("input %s: %w", path, err)
 	}
 	defer fh.Close()
+	// The header says the size: refuse a picture over the limit before
+	// decoding allocates it.
+	cfg, _, err := image.DecodeConfig(bufio.NewReader(fh))
+	if err != nil {
+		return nil, fmt.Errorf("input %s: not a readable image: %w", path, err)
+	}
+	if cfg.Width*cfg.Height > MaxImagePixels {
+		return nil, fmt.Errorf("input %s: a %dx%d picture is over the limit of %d pixels", path, cfg.Width, cfg.Height, MaxImagePixels)
+	}
+	if _, err := fh.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("input %s: %w", path, err)
+	}
 	img, _, err := image.Decode(bufio.NewReader(fh))
 	if err != nil {
 		return nil, fmt.Errorf("input %s: not a readable image: %w", path, err)

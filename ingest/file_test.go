@@ -1,7 +1,12 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
+	"hash/crc32"
+	"image"
+	"image/png"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -243,4 +248,36 @@ func testLog(t *testing.T) *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	return slog.New(slog.DiscardHandler)
+}
+
+// TestPicturesOverTheLimitAreRefused: a video of pictures above the
+// configured limit is refused by name before any frame is decoded, and a
+// still whose header declares 20000x20000 (a forged PNG: the pixel data
+// would take 1.2 GB) is refused from its header.
+func TestPicturesOverTheLimitAreRefused(t *testing.T) {
+	path := makeVideo(t, "big.mp4", 3, "640x480", "10")
+	f, err := NewFile(context.Background(), path, "c", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.MaxPixels = 320 * 240
+	q := queue.New[*frame.Raw](4, queue.Block, nil)
+	if err := f.Run(context.Background(), q); err == nil || !strings.Contains(err.Error(), "big.mp4") || !strings.Contains(err.Error(), "limit") {
+		t.Errorf("video over the limit: %v", err)
+	}
+	if q.Len() != 0 {
+		t.Error("frames decoded from a video over the limit")
+	}
+	var buf bytes.Buffer
+	png.Encode(&buf, image.NewGray(image.Rect(0, 0, 8, 8)))
+	b := buf.Bytes()
+	// IHDR starts at byte 8: length(4) "IHDR"(4) width(4) height(4) ... crc.
+	binary.BigEndian.PutUint32(b[16:], 20000)
+	binary.BigEndian.PutUint32(b[20:], 20000)
+	binary.BigEndian.PutUint32(b[29:], crc32.ChecksumIEEE(b[12:29]))
+	forged := filepath.Join(t.TempDir(), "forged.png")
+	os.WriteFile(forged, b, 0o644)
+	if _, err := DecodeImage(forged, "c"); err == nil || !strings.Contains(err.Error(), "20000x20000") {
+		t.Errorf("forged picture: %v", err)
+	}
 }

@@ -82,6 +82,9 @@ type RTSP struct {
 	URL string
 	// Transport is tcp (default), udp or auto (UDP, falling back to TCP).
 	Transport string
+	// MaxPixels refuses larger pictures before they are allocated (counted
+	// as corrupt); 0 is decode.DefaultMaxPixels (4096x2160).
+	MaxPixels int
 	// StallTimeout ends a session that delivers no packet for this long.
 	// It defaults to 5s.
 	StallTimeout time.Duration
@@ -226,7 +229,7 @@ func (r *RTSP) session(ctx context.Context, out *queue.Queue[*frame.Raw], start 
 	if _, err := c.Setup(desc.BaseURL, medi, 0, 0); err != nil {
 		return false, fmt.Errorf("setup: %w", err)
 	}
-	dec, err := decode.NewH264()
+	dec, err := decode.New(decode.CodecH264, r.MaxPixels)
 	if err != nil {
 		return false, err
 	}

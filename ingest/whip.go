@@ -48,8 +48,11 @@ type WHIP struct {
 	// IncludeLoopback offers loopback candidates (tests between local
 	// peers; browsers ignore them).
 	IncludeLoopback bool
-	Logger          *slog.Logger
-	Metrics         *Metrics
+	// MaxPixels refuses larger pictures before they are allocated; 0 is
+	// decode.DefaultMaxPixels (4096x2160).
+	MaxPixels int
+	Logger    *slog.Logger
+	Metrics   *Metrics
 
 	mu       sync.Mutex
 	cams     map[string]*WHIPCamera
@@ -290,7 +293,7 @@ func (w *WHIP) readVideo(track *webrtc.TrackRemote, cam *WHIPCamera, log *slog.L
 		log.Error("unsupported codec", "codec", mime)
 		return
 	}
-	dec, err := decode.New(codec)
+	dec, err := decode.New(codec, w.MaxPixels)
 	if err != nil {
 		log.Error("decoder", "err", err)
 		return
@@ -336,7 +339,7 @@ func (w *WHIP) readVideo(track *webrtc.TrackRemote, cam *WHIPCamera, log *slog.L
 				}
 			})
 			if err != nil {
-				corrupt.Inc()
+				corrupt.Inc() // also a picture above MaxPixels, refused by the decoder
 			}
 		}
 	}

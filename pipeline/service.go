@@ -140,7 +140,7 @@ func NewService(cfg config.Config, deps ServiceDeps) (s *Service, err error) {
 		}
 	}
 	if len(whipCams) > 0 {
-		s.whip = ingest.NewWHIP(whipCams, &ingest.WHIP{IPs: cfg.HTTP.ICEIPs, Logger: deps.Logger, Metrics: deps.Metrics.Ingest})
+		s.whip = ingest.NewWHIP(whipCams, &ingest.WHIP{IPs: cfg.HTTP.ICEIPs, MaxPixels: cfg.MaxFramePixels, Logger: deps.Logger, Metrics: deps.Metrics.Ingest})
 	}
 	if s.det, err = detect.New(cfg.Detector, deps.Logger); err != nil {
 		return nil, err
@@ -200,10 +200,10 @@ func (s *Service) newCamera(cam config.Camera, deps ServiceDeps) (*Camera, error
 		if err != nil {
 			return nil, err
 		}
-		f.Realtime, f.Loop, f.Metrics = !cam.Fast, !cam.Once, deps.Metrics.Ingest
+		f.Realtime, f.Loop, f.Metrics, f.MaxPixels = !cam.Fast, !cam.Once, deps.Metrics.Ingest, s.cfg.MaxFramePixels
 		src = f
 	default:
-		src = &ingest.RTSP{Camera: cam.ID, URL: cam.URL, Transport: cam.Transport, Logger: deps.Logger, Metrics: deps.Metrics.Ingest}
+		src = &ingest.RTSP{Camera: cam.ID, URL: cam.URL, Transport: cam.Transport, MaxPixels: s.cfg.MaxFramePixels, Logger: deps.Logger, Metrics: deps.Metrics.Ingest}
 	}
 	var outs []Output
 	if s.cfg.Recordings.Dir != "" {

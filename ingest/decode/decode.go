@@ -35,13 +35,27 @@ type Decoder struct {
 	sws      *astiav.SoftwareScaleContext
 	sw, sh   int
 	sf       astiav.PixelFormat
+	max      int // pixels
 }
 
-// NewH264 opens an H.264 decoder.
-func NewH264() (*Decoder, error) { return New(CodecH264) }
+// DefaultMaxPixels is the largest picture a decoder accepts by default:
+// 4096x2160 (DCI 4K), beyond any camera an office has.
+const DefaultMaxPixels = 4096 * 2160
 
-// New opens a decoder for c.
-func New(c Codec) (*Decoder, error) {
+// ErrTooLarge is returned for a picture above the decoder's limit.
+var ErrTooLarge = errors.New("decode: picture larger than the limit")
+
+// NewH264 opens an H.264 decoder with the default size limit.
+func NewH264() (*Decoder, error) { return New(CodecH264, 0) }
+
+// New opens a decoder for c that refuses pictures of more than maxPixels
+// (0: DefaultMaxPixels). libavcodec checks the limit when it parses the
+// stream's header, before it allocates the picture: a forged SPS or VP8
+// keyframe that declares 16000x16000 costs nothing but an error.
+func New(c Codec, maxPixels int) (*Decoder, error) {
+	if maxPixels <= 0 {
+		maxPixels = DefaultMaxPixels
+	}
 	astiav.SetLogLevel(astiav.LogLevelQuiet)
 	id := astiav.CodecIDH264
 	if c == CodecVP8 {
@@ -56,11 +70,14 @@ func New(c Codec) (*Decoder, error) {
 		return nil, errors.New("decode: cannot allocate codec context")
 	}
 	cc.SetFlags(astiav.NewCodecContextFlags(astiav.CodecContextFlagLowDelay))
-	if err := cc.Open(codec, nil); err != nil {
+	opts := astiav.NewDictionary()
+	defer opts.Free()
+	opts.Set("max_pixels", fmt.Sprint(maxPixels), 0)
+	if err := cc.Open(codec, opts); err != nil {
 		cc.Free()
 		return nil, fmt.Errorf("decode: opening %s decoder: %w", c, err)
 	}
-	return &Decoder{cc: cc, pkt: astiav.AllocPacket(), yuv: astiav.AllocFrame(), bgr: astiav.AllocFrame()}, nil
+	return &Decoder{cc: cc, max: maxPixels, pkt: astiav.AllocPacket(), yuv: astiav.AllocFrame(), bgr: astiav.AllocFrame()}, nil
 }
 
 // Decode feeds one access unit (H.264 in Annex-B form) or frame (VP8). When a picture comes out,
@@ -86,6 +103,9 @@ func (d *Decoder) Decode(annexB []byte, fill func(width, height int, bgr []byte)
 	w, h, pf := d.yuv.Width(), d.yuv.Height(), d.yuv.PixelFormat()
 	if w <= 0 || h <= 0 {
 		return false, fmt.Errorf("decode: picture of size %dx%d", w, h)
+	}
+	if w*h > d.max {
+		return false, fmt.Errorf("%w: %dx%d", ErrTooLarge, w, h)
 	}
 	if d.sws == nil || w != d.sw || h != d.sh || pf != d.sf {
 		if d.sws != nil {

@@ -86,3 +86,27 @@ func TestSurvivesTruncatedAndGarbage(t *testing.T) {
 		t.Errorf("after garbage, only %d frames of an intact pass", frames)
 	}
 }
+
+// TestRefusesPicturesAboveTheLimit: a stream whose pictures are larger
+// than the decoder's limit (here 320x240 against a limit of 200x200, as a
+// forged 16000x16000 SPS against the default) yields errors and no
+// picture, so nothing of that size is ever allocated downstream.
+func TestRefusesPicturesAboveTheLimit(t *testing.T) {
+	d, err := New(CodecH264, 200*200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	errs, frames := 0, 0
+	for _, n := range annexB(t) {
+		if _, err := d.Decode(n, func(int, int, []byte) { frames++ }); err != nil {
+			errs++
+		}
+	}
+	if frames != 0 || errs == 0 {
+		t.Errorf("%d pictures decoded above the limit, %d errors", frames, errs)
+	}
+	if _, err := New(CodecH264, 0); err != nil {
+		t.Fatal(err)
+	}
+}

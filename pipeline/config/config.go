@@ -46,6 +46,10 @@ type Config struct {
 	// when kafka.brokers is set (without brokers they are always printed).
 	PrintEvents bool     `yaml:"print_events"`
 	Exporter    Exporter `yaml:"exporter"`
+	// MaxFramePixels refuses a camera picture larger than this (width x
+	// height) before it is allocated: a forged stream header cannot make
+	// veil allocate gigabytes. It defaults to 8847360 (4096x2160).
+	MaxFramePixels int `yaml:"max_frame_pixels"`
 }
 
 // Metrics is where /metrics and the status page are served.
@@ -207,6 +211,9 @@ func (c *Config) Defaults() {
 	if c.Exporter.GroupID == "" {
 		c.Exporter.GroupID = "veil-exporter"
 	}
+	if c.MaxFramePixels == 0 {
+		c.MaxFramePixels = 4096 * 2160
+	}
 }
 
 // Validate names the first key that is wrong.
@@ -224,6 +231,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s.id: %q is used twice", key, c.Cameras[i].ID)
 		}
 		seen[c.Cameras[i].ID] = true
+	}
+	if c.MaxFramePixels < 320*240 || c.MaxFramePixels > 7680*4320 {
+		return fmt.Errorf("max_frame_pixels: %d is outside [76800 (320x240), 33177600 (7680x4320)]", c.MaxFramePixels)
 	}
 	if err := c.Recordings.Validate("recordings"); err != nil {
 		return err
