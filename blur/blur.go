@@ -461,6 +461,7 @@ func (s *Stage) worker() {
 			copy(buf, r.img.Pix)
 			close(r.copied)
 			res := s.call(r.ctx, Image{Width: r.img.Width, Height: r.img.Height, Pix: buf})
+			clear(buf) // the copy held raw pixels: none outlives its frame
 			// The token goes back before the answer, so that whoever reads
 			// the answer finds the worker free.
 			s.idle <- struct{}{}

@@ -50,7 +50,9 @@ func (s *Stage) search(ctx context.Context, img Image, now time.Duration) ([]Det
 	s.m.searches.regions.Inc()
 	var dets []Detection
 	for _, c := range crops {
-		found, reason := s.detect(ctx, crop(img, c))
+		ci := crop(img, c)
+		found, reason := s.detect(ctx, ci)
+		clear(ci.Pix) // raw pixels: none outlives the search
 		if reason != "" {
 			return nil, reason
 		}

@@ -281,3 +281,19 @@ spool_dir: `+filepath.Join(dir, "spool")+`
 	}
 	t.Logf("stopped in %s with Kafka down and the spool full", took.Round(time.Millisecond))
 }
+
+// TestNoCoreDumps: a running veil has a core size limit of 0 (and is not
+// dumpable), so a crash writes no raw frame to disk.
+func TestNoCoreDumps(t *testing.T) {
+	dir := t.TempDir()
+	p := startVeil(t, "run", "-config", writeConfig(t, dir, "cameras:\n  - id: c\n    file: "+vtest+"\nmetrics: {listen: \"127.0.0.1:0\"}\n"))
+	p.waitFor(t, "metrics address", 60*time.Second, func(l []string) bool { return metricsURL(l) != "" })
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.cmd.Process.Pid) + "/limits")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^Max core file size\s+0\s+0\s`).Match(b) {
+		t.Errorf("core dumps still possible:\n%s", b)
+	}
+	p.stop(t, syscall.SIGTERM, 30*time.Second)
+}
