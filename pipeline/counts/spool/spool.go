@@ -57,7 +57,10 @@ type Spool struct {
 	entries []entry // unacknowledged, oldest first
 	bytes   int64
 	seg     int // segment being appended to
-	f       *os.File
+	f       segFile
+	// open opens a segment for appending; tests replace it to make writes
+	// fail half-way, as a full disk does.
+	open    func(path string) (segFile, error)
 	segSize int64
 	closed  bool
 }
@@ -175,8 +178,24 @@ func readRecord(r io.Reader) (*Record, int64, error) {
 	return &Record{Key: body[:kl], Value: body[kl:], Time: time.Unix(0, ts)}, int64(headerLen) + int64(n), nil
 }
 
+// segFile is what the spool needs of a segment file open for appending.
+type segFile interface {
+	Write([]byte) (int, error)
+	Sync() error
+	Truncate(int64) error
+	Stat() (os.FileInfo, error)
+	Close() error
+}
+
+func openSegment(path string) (segFile, error) {
+	return os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+}
+
 func (s *Spool) openAppend() error {
-	f, err := os.OpenFile(s.segPath(s.seg), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if s.open == nil {
+		s.open = openSegment
+	}
+	f, err := s.open(s.segPath(s.seg))
 	if err != nil {
 		return fmt.Errorf("spool %s: %w", s.dir, err)
 	}
@@ -219,11 +238,22 @@ func (s *Spool) Append(key, value []byte) error {
 			return err
 		}
 	}
-	if _, err := s.f.Write(append(h[:], body...)); err != nil {
-		// A partial write is cut at the next open; the record is not indexed.
-		return fmt.Errorf("spool %s: %w", s.dir, err)
+	_, err := s.f.Write(append(h[:], body...))
+	if err == nil {
+		err = s.f.Sync()
 	}
-	if err := s.f.Sync(); err != nil {
+	if err != nil {
+		// Whatever part of the record reached the file must go: records
+		// appended after a torn one would be cut off with it at the next
+		// start. Truncate back to the last good record, or, if even that
+		// fails, leave this segment and go on in a fresh one.
+		if terr := s.f.Truncate(s.segSize); terr != nil {
+			s.f.Close()
+			s.seg++
+			if oerr := s.openAppend(); oerr != nil {
+				return fmt.Errorf("spool %s: %w (and no fresh segment: %v)", s.dir, err, oerr)
+			}
+		}
 		return fmt.Errorf("spool %s: %w", s.dir, err)
 	}
 	s.entries = append(s.entries, entry{seg: s.seg, off: s.segSize, size: size, time: now,

@@ -6,6 +6,8 @@ import (
 	"go.uber.org/goleak"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -152,5 +154,88 @@ func TestSegmentsRotateAndAreDeleted(t *testing.T) {
 	defer s.Close()
 	if n, _, _ := s.Stats(); n != 1 {
 		t.Errorf("%d records after reopen", n)
+	}
+}
+
+// flaky is a segment file whose next write stops half-way with ENOSPC, as
+// a full disk does, and whose truncate may fail too.
+type flaky struct {
+	segFile
+	failWrites   int
+	failTruncate bool
+}
+
+func (f *flaky) Write(b []byte) (int, error) {
+	if f.failWrites > 0 {
+		f.failWrites--
+		n, _ := f.segFile.Write(b[:len(b)/2])
+		return n, syscall.ENOSPC
+	}
+	return f.segFile.Write(b)
+}
+
+func (f *flaky) Truncate(n int64) error {
+	if f.failTruncate {
+		return syscall.EIO
+	}
+	return f.segFile.Truncate(n)
+}
+
+// TestFailedWriteLosesNothingAfterIt: a write that fails half-way (disk
+// full) leaves no torn bytes for later records to follow, so after a
+// restart every record acknowledged as written is there, in order, whether
+// the torn bytes could be cut off or the spool had to move to a new
+// segment.
+func TestFailedWriteLosesNothingAfterIt(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		failTruncate bool
+	}{{"truncated back", false}, {"fresh segment", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s, err := Open(dir, 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []string
+			add := func(v string) error {
+				err := s.Append([]byte("k"), []byte(v))
+				if err == nil {
+					want = append(want, v)
+				}
+				return err
+			}
+			for _, v := range []string{"a", "b", "c"} {
+				if err := add(v); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s.f = &flaky{segFile: s.f, failWrites: 1, failTruncate: tc.failTruncate}
+			if err := add("torn-record-that-never-was"); !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("failed write: %v", err)
+			}
+			for _, v := range []string{"d", "e"} {
+				if err := add(v); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s.Close()
+			s, err = Open(dir, 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			recs, err := s.Peek(100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, r := range recs {
+				got = append(got, string(r.Value))
+			}
+			if strings.Join(got, ",") != strings.Join(want, ",") {
+				t.Errorf("after restart %v, want %v", got, want)
+			}
+		})
 	}
 }
