@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -89,6 +90,7 @@ type Service struct {
 type server struct {
 	srv *http.Server
 	ln  net.Listener
+	tls config.TLSFiles // served over HTTPS when set
 	// stopOnShutdown closes the server as soon as shutdown starts (WHIP: no
 	// new publisher then), not after the cameras have drained.
 	stopOnShutdown bool
@@ -98,7 +100,13 @@ type server struct {
 // serverShutdown.
 func (sv *server) run(g *errgroup.Group, stop <-chan struct{}) {
 	g.Go(func() error {
-		if err := sv.srv.Serve(sv.ln); !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if sv.tls.Cert != "" {
+			err = sv.srv.ServeTLS(sv.ln, sv.tls.Cert, sv.tls.Key)
+		} else {
+			err = sv.srv.Serve(sv.ln)
+		}
+		if !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http %s: %w", sv.ln.Addr(), err)
 		}
 		return nil
@@ -114,14 +122,14 @@ func (sv *server) run(g *errgroup.Group, stop <-chan struct{}) {
 
 // NewService builds everything cfg (already validated) describes and binds
 // the listeners; Run starts it. On error, what was built is released.
-func NewService(cfg config.Config, deps ServiceDeps) (s *Service, err error) {
+func NewService(cfg config.Config, deps ServiceDeps) (_ *Service, err error) {
 	if deps.Registry == nil || deps.Metrics == nil {
 		return nil, errors.New("pipeline: service needs a registry and metrics")
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
-	s = &Service{cfg: cfg, log: deps.Logger, reg: deps.Registry, events: queue.New[footfall.Event](eventQueue, queue.Block, nil)}
+	s := &Service{cfg: cfg, log: deps.Logger, reg: deps.Registry, events: queue.New[footfall.Event](eventQueue, queue.Block, nil)}
 	defer func() {
 		if err != nil {
 			s.release()
@@ -183,6 +191,13 @@ func NewService(cfg config.Config, deps ServiceDeps) (s *Service, err error) {
 			return nil, err
 		}
 		s.servers[len(s.servers)-1].stopOnShutdown = true
+		if cfg.HTTP.TLS.Cert != "" {
+			// Load now, so that a wrong file is an error at start, naming it.
+			if _, err := tls.LoadX509KeyPair(cfg.HTTP.TLS.Cert, cfg.HTTP.TLS.Key); err != nil {
+				return nil, fmt.Errorf("http.tls: %w", err)
+			}
+			s.servers[len(s.servers)-1].tls = cfg.HTTP.TLS
+		}
 	}
 	return s, nil
 }
@@ -226,7 +241,8 @@ func (s *Service) listen(key, addr string, h http.Handler) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%s %s: %w", key, addr, err)
 	}
-	s.servers = append(s.servers, &server{srv: &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}, ln: ln})
+	s.servers = append(s.servers, &server{srv: &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog: slog.NewLogLogger(s.log.With("component", "http", "listen", key).Handler(), slog.LevelWarn)}, ln: ln})
 	return ln.Addr().String(), nil
 }
 

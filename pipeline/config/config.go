@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,11 +62,24 @@ type Metrics struct {
 
 // HTTP is the WHIP endpoint.
 type HTTP struct {
-	// Listen serves WHIP (/whip/{camera}). It defaults to :8080, and is
-	// only opened when a camera has whip: true.
+	// Listen serves WHIP (/whip/{camera}). It defaults to 127.0.0.1:8080,
+	// and is only opened when a camera has whip: true. An address other
+	// than loopback needs TLS (a bearer token sent in clear text can be
+	// read off the LAN and a camera's feed replaced), unless Insecure.
 	Listen string `yaml:"listen"`
+	// TLS serves WHIP over HTTPS with this certificate and key (PEM files).
+	TLS TLSFiles `yaml:"tls"`
+	// Insecure allows plain HTTP on a non-loopback address (a closed
+	// network you trust). It defaults to false.
+	Insecure bool `yaml:"insecure"`
 	// ICEIPs limits the addresses offered to WebRTC publishers.
 	ICEIPs []string `yaml:"ice_ips"`
+}
+
+// TLSFiles are a server certificate and its key.
+type TLSFiles struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
 }
 
 // Exporter runs the Kafka → Prometheus exporter inside veil run.
@@ -190,7 +204,7 @@ func (c *Config) Defaults() {
 		c.Metrics.Listen = "127.0.0.1:9108"
 	}
 	if c.HTTP.Listen == "" {
-		c.HTTP.Listen = ":8080"
+		c.HTTP.Listen = "127.0.0.1:8080"
 	}
 	for i := range c.Cameras {
 		if c.Cameras[i].URL != "" && c.Cameras[i].Transport == "" {
@@ -231,6 +245,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s.id: %q is used twice", key, c.Cameras[i].ID)
 		}
 		seen[c.Cameras[i].ID] = true
+	}
+	if err := c.HTTP.validate(c.hasWHIP()); err != nil {
+		return err
 	}
 	if c.MaxFramePixels < 320*240 || c.MaxFramePixels > 7680*4320 {
 		return fmt.Errorf("max_frame_pixels: %d is outside [76800 (320x240), 33177600 (7680x4320)]", c.MaxFramePixels)
@@ -285,6 +302,32 @@ func (cam *Camera) validate(key string) error {
 		return fmt.Errorf("%s.once: once and fast apply to a file camera only", key)
 	}
 	return cam.Counting.Validate(key)
+}
+
+func (c *Config) hasWHIP() bool {
+	for _, cam := range c.Cameras {
+		if cam.WHIP {
+			return true
+		}
+	}
+	return false
+}
+
+func (h *HTTP) validate(used bool) error {
+	if (h.TLS.Cert == "") != (h.TLS.Key == "") {
+		return errors.New("http.tls: cert and key go together")
+	}
+	host, _, err := net.SplitHostPort(h.Listen)
+	if err != nil {
+		return fmt.Errorf("http.listen: %q is not host:port", h.Listen)
+	}
+	if !used || h.TLS.Cert != "" || h.Insecure {
+		return nil
+	}
+	if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("http.listen: %s is reachable from the network: WHIP bearer tokens would cross it in clear text; set http.tls (cert, key), or http.insecure: true on a network you trust", h.Listen)
 }
 
 func unwrapPathErr(err error) error {

@@ -1,0 +1,107 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/veilproject/veil/pipeline/config"
+)
+
+// selfSigned writes a certificate for 127.0.0.1 and its key, and returns
+// their paths and a pool that trusts the certificate.
+func selfSigned(t *testing.T) (cert, key string, pool *x509.CertPool) {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "veil test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(k)
+	dir := t.TempDir()
+	cert, key = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	pool = x509.NewCertPool()
+	c, _ := x509.ParseCertificate(der)
+	pool.AddCert(c)
+	return cert, key, pool
+}
+
+// TestWHIPOverTLS: with http.tls set, the WHIP endpoint answers over
+// HTTPS (a request without a token gets 401) and refuses plain HTTP.
+func TestWHIPOverTLS(t *testing.T) {
+	cert, key, pool := selfSigned(t)
+	yaml := `cameras:
+  - id: desk
+    whip: true
+    token: a-long-enough-token-123
+metrics: {listen: "127.0.0.1:0"}
+http: {listen: "127.0.0.1:0", tls: {cert: ` + cert + `, key: ` + key + `}}
+`
+	cfg, err := config.Parse("tls.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := NewService(cfg, ServiceDeps{Registry: reg, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	addr := svc.Endpoints().WHIP
+
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, DisableKeepAlives: true}
+	client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	req, _ := http.NewRequest(http.MethodPost, "https://"+addr+"/whip/desk", strings.NewReader("v=0"))
+	req.Header.Set("Content-Type", "application/sdp")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("HTTPS: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("HTTPS without a token: %d, want 401", resp.StatusCode)
+	}
+	plain := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	if resp, err := plain.Post("http://"+addr+"/whip/desk", "application/sdp", strings.NewReader("v=0")); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("plain HTTP to the TLS port: %d, want 400", resp.StatusCode)
+		}
+	}
+	tr.CloseIdleConnections()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	// A certificate that does not load is an error at start, naming the key.
+	bad := strings.Replace(yaml, key, cert, 1)
+	cfg, _ = config.Parse("tls.yaml", []byte(bad))
+	reg = NewRegistry()
+	m, _ = NewMetrics(reg)
+	if _, err := NewService(cfg, ServiceDeps{Registry: reg, Metrics: m}); err == nil || !strings.Contains(err.Error(), "http.tls") {
+		t.Errorf("unloadable key: %v", err)
+	}
+}
