@@ -271,6 +271,12 @@ func (e *Exporter) Run(ctx context.Context) error {
 		RebalanceTimeout:  10 * time.Second,
 		JoinGroupBackoff:  500 * time.Millisecond,
 		Timeout:           5 * time.Second,
+		// An exporter that starts before the topic has its partitions (a
+		// fresh broker, compose starting everything at once) is assigned
+		// none; watching makes the group rebalance when they appear, or
+		// when partitions are added later.
+		WatchPartitionChanges:  true,
+		PartitionWatchInterval: 2 * time.Second,
 	})
 	if err != nil {
 		return fmt.Errorf("exporter: %w", err)

@@ -355,3 +355,20 @@ func metricByName(t testing.TB, reg *prometheus.Registry, name string) prometheu
 	t.Fatalf("no metric %s", name)
 	return nil
 }
+
+// TestExporterStartedBeforeTheTopicConsumes: on a real broker, an
+// exporter that joins its group before the event topic exists (assigned
+// no partition) picks the partitions up when the topic is created, and
+// applies every event.
+func TestExporterStartedBeforeTheTopicConsumes(t *testing.T) {
+	kc := kafkaconf.Config{Brokers: []string{broker.addr}, Topic: "coldstart"}
+	e, stop := startExporter(t, kc, "coldstart-g")
+	defer stop()
+	time.Sleep(4 * time.Second) // joined, with nothing to consume
+	if err := kc.EnsureTopic(context.Background(), kc.Topic, 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	cams := []string{"a", "b", "c"}
+	publishAll(t, kc, t.TempDir(), events(cams, 20, 1))
+	waitTotals(t, 40, cams, e)
+}
