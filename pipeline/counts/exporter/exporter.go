@@ -99,6 +99,7 @@ type partState struct {
 type camState struct {
 	Epoch     int64            `json:"epoch"`
 	Seq       uint64           `json:"seq"`
+	At        time.Time        `json:"at"` // window end of the last event applied
 	Entries   map[string]int64 `json:"entries"`
 	Exits     map[string]int64 `json:"exits"`
 	Occupancy map[string]int   `json:"occupancy"`
@@ -180,7 +181,7 @@ func New(cfg Config, deps Deps) (*Exporter, error) {
 			MaxAttempts: 5, BatchTimeout: time.Millisecond, WriteTimeout: 10 * time.Second, Transport: tr},
 		owned: map[int]*partState{},
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "veil_exporter_events_total",
-			Help: "Count events consumed, by result: applied, duplicate (redelivered or resent, skipped), malformed, unknown_schema, over_limit."}, []string{"result"}),
+			Help: "Count events consumed, by result: applied, duplicate (redelivered or resent, skipped), malformed, unknown_schema, over_limit, implausible (a future epoch, an impossible count: skipped)."}, []string{"result"}),
 		errs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "veil_exporter_errors_total",
 			Help: "Errors talking to Kafka, by operation: fetch, load_state, save_state, commit, group."}, []string{"op"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "veil_exporter_lag_messages",
@@ -189,7 +190,7 @@ func New(cfg Config, deps Deps) (*Exporter, error) {
 			Help: "From the end of an event's window to its counts being exported.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 16)}),
 		partsOwn: prometheus.NewGauge(prometheus.GaugeOpts{Name: "veil_exporter_partitions_owned", Help: "Partitions of the event topic this exporter owns."}),
 	}
-	for _, r := range []string{"applied", "duplicate", "malformed", "unknown_schema", "over_limit"} {
+	for _, r := range []string{"applied", "duplicate", "malformed", "unknown_schema", "over_limit", "implausible"} {
 		e.events.WithLabelValues(r)
 	}
 	for _, op := range []string{"fetch", "load_state", "save_state", "commit", "group"} {
@@ -212,25 +213,60 @@ func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descCapacity
 }
 
+// merged is one camera's series over every partition this member owns: a
+// camera's events normally stay on one partition (they are keyed by
+// camera), but a partition count raised later, or hostile writes, can put
+// them on two; each series must then still be exported once.
+type merged struct {
+	entries, exits      map[string]int64
+	occupancy, capacity map[string]int
+	at                  map[string]time.Time // per zone: when occupancy was reported
+}
+
+// mergeLocked sums entries and exits over partitions and takes each
+// zone's latest occupancy and capacity. e.mu must be held.
+func (e *Exporter) mergeLocked() map[string]*merged {
+	out := map[string]*merged{}
+	for _, ps := range e.owned {
+		for cam, cs := range ps.Cameras {
+			m := out[cam]
+			if m == nil {
+				m = &merged{entries: map[string]int64{}, exits: map[string]int64{}, occupancy: map[string]int{}, capacity: map[string]int{}, at: map[string]time.Time{}}
+				out[cam] = m
+			}
+			for line, n := range cs.Entries {
+				m.entries[line] += n
+			}
+			for line, n := range cs.Exits {
+				m.exits[line] += n
+			}
+			for zone, n := range cs.Occupancy {
+				if t, ok := m.at[zone]; !ok || cs.At.After(t) {
+					m.occupancy[zone], m.capacity[zone], m.at[zone] = n, cs.Capacity[zone], cs.At
+				}
+			}
+		}
+	}
+	return out
+}
+
 // Collect implements prometheus.Collector: the saved totals of the
-// partitions this member owns.
+// partitions this member owns, one series per camera and line or zone.
 func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for _, ps := range e.owned {
-		for cam, cs := range ps.Cameras {
-			for line, n := range cs.Entries {
-				ch <- prometheus.MustNewConstMetric(descEntries, prometheus.CounterValue, float64(n), cam, line)
-			}
-			for line, n := range cs.Exits {
-				ch <- prometheus.MustNewConstMetric(descExits, prometheus.CounterValue, float64(n), cam, line)
-			}
-			for zone, n := range cs.Occupancy {
-				ch <- prometheus.MustNewConstMetric(descOccupancy, prometheus.GaugeValue, float64(n), cam, zone)
-			}
-			for zone, n := range cs.Capacity {
-				ch <- prometheus.MustNewConstMetric(descCapacity, prometheus.GaugeValue, float64(n), cam, zone)
-			}
+	for cam, m := range e.mergeLocked() {
+		for line, n := range m.entries {
+			ch <- prometheus.MustNewConstMetric(descEntries, prometheus.CounterValue, float64(n), cam, line)
+		}
+		for line, n := range m.exits {
+			ch <- prometheus.MustNewConstMetric(descExits, prometheus.CounterValue, float64(n), cam, line)
+		}
+		for zone, n := range m.occupancy {
+			ch <- prometheus.MustNewConstMetric(descOccupancy, prometheus.GaugeValue, float64(n), cam, zone)
+		}
+		for zone, n := range m.capacity {
+			ch <- prometheus.MustNewConstMetric(descCapacity, prometheus.GaugeValue, float64(n), cam, zone)
 		}
 	}
 }
@@ -240,14 +276,12 @@ func (e *Exporter) Totals() map[string]map[string][2]int64 {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	out := map[string]map[string][2]int64{}
-	for _, ps := range e.owned {
-		for cam, cs := range ps.Cameras {
-			m := map[string][2]int64{}
-			for line := range cs.Entries {
-				m[line] = [2]int64{cs.Entries[line], cs.Exits[line]}
-			}
-			out[cam] = m
+	for cam, m := range e.mergeLocked() {
+		t := map[string][2]int64{}
+		for line := range m.entries {
+			t[line] = [2]int64{m.entries[line], m.exits[line]}
 		}
+		out[cam] = t
 	}
 	return out
 }
@@ -420,6 +454,14 @@ func (e *Exporter) apply(st *partState, msg kafka.Message, ends *[]time.Time) {
 		e.log.Warn("skipping bad event", "partition", msg.Partition, "offset", msg.Offset, "err", err)
 		return
 	}
+	if why := implausible(ev, time.Now()); why != "" {
+		// One event from a hostile or broken writer must not freeze a
+		// camera (an epoch far ahead makes every real event a "duplicate",
+		// for good, once saved) or inflate its totals without bound.
+		e.events.WithLabelValues("implausible").Inc()
+		e.log.Warn("skipping implausible event", "partition", msg.Partition, "offset", msg.Offset, "camera", ev.Camera, "why", why)
+		return
+	}
 	cs := st.Cameras[ev.Camera]
 	if cs != nil && !ev.After(cs.Epoch, cs.Seq) {
 		e.events.WithLabelValues("duplicate").Inc()
@@ -445,7 +487,7 @@ func (e *Exporter) apply(st *partState, msg kafka.Message, ends *[]time.Time) {
 		return
 	}
 	st.Cameras[ev.Camera] = cs
-	cs.Epoch, cs.Seq = ev.Epoch, ev.Seq
+	cs.Epoch, cs.Seq, cs.At = ev.Epoch, ev.Seq, ev.WindowEnd
 	for _, l := range ev.Lines {
 		cs.Entries[l.ID] += int64(l.Entries)
 		cs.Exits[l.ID] += int64(l.Exits)
@@ -456,6 +498,42 @@ func (e *Exporter) apply(st *partState, msg kafka.Message, ends *[]time.Time) {
 	}
 	e.events.WithLabelValues("applied").Inc()
 	*ends = append(*ends, ev.WindowEnd)
+}
+
+// Bounds of a plausible event. A counter's epoch is the wall time it
+// started (ms), so one more than a day ahead of this clock is forged or
+// from a broken clock; a window is at most an hour (the counter's window
+// is seconds to minutes), and no line sees more than 20 people a second
+// through it; no zone holds more than 100,000 people.
+const (
+	maxEpochAhead   = 24 * time.Hour
+	maxWindow       = time.Hour
+	maxPerSecond    = 20
+	maxZonePeople   = 100000
+	minWindowCounts = 100 // what a short window may still count
+)
+
+// implausible says why ev cannot be a real count event, or "".
+func implausible(ev footfall.Event, now time.Time) string {
+	if ev.Epoch > now.Add(maxEpochAhead).UnixMilli() {
+		return "epoch in the future"
+	}
+	win := ev.WindowEnd.Sub(ev.WindowStart)
+	if win > maxWindow {
+		return "window longer than an hour"
+	}
+	limit := max(minWindowCounts, int(win.Seconds()*maxPerSecond))
+	for _, l := range ev.Lines {
+		if l.Entries > limit || l.Exits > limit {
+			return fmt.Sprintf("line %s: more than %d crossings in %s", l.ID, limit, win)
+		}
+	}
+	for _, z := range ev.Zones {
+		if z.Occupancy > maxZonePeople || z.Peak > maxZonePeople || z.Capacity > maxZonePeople {
+			return fmt.Sprintf("zone %s: more than %d people", z.ID, maxZonePeople)
+		}
+	}
+	return ""
 }
 
 func (e *Exporter) saveState(ctx context.Context, p int, st *partState) error {

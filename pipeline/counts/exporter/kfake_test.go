@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/veilproject/veil/pipeline/counts/footfall"
@@ -140,5 +143,105 @@ func TestPublishExportInProcess(t *testing.T) {
 	waitTotals(t, 100, cams, e2)
 	if n := fmt.Sprint(e2.Totals()["lobby"]["door"]); n != "[100 50]" {
 		t.Errorf("lobby door %s", n)
+	}
+}
+
+// writeTo writes evs to one partition of the topic, as a hostile or
+// mistaken producer can.
+func writeTo(t *testing.T, kc kafkaconf.Config, partition int, evs ...footfall.Event) {
+	t.Helper()
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
+	w := &kafka.Writer{Addr: kafka.TCP(kc.Brokers...), Topic: kc.Topic, BatchTimeout: time.Millisecond, Transport: tr,
+		Balancer: kafka.BalancerFunc(func(kafka.Message, ...int) int { return partition })}
+	defer w.Close()
+	for _, ev := range evs {
+		b, _ := json.Marshal(ev)
+		if err := w.WriteMessages(context.Background(), kafka.Message{Key: []byte(ev.Camera), Value: b}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestHostileTopicWrites: on an in-process broker, events for one camera
+// on two partitions are exported as one series (they made /metrics answer
+// 500), an event with an epoch far in the future does not freeze the
+// camera, and an impossible count is skipped and counted.
+func TestHostileTopicWrites(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	kc := kafkaconf.Config{Brokers: c.ListenAddrs(), Topic: "veil.footfall.v1"}
+	if err := kc.EnsureTopic(context.Background(), kc.Topic, 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	e, err := New(Config{Kafka: kc, GroupID: "g"}, Deps{Logger: testLogger(t), Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	evs := events([]string{"lobby"}, 4, 1) // 2 entries, 1 exit each
+	writeTo(t, kc, 0, evs[0], evs[1])
+	writeTo(t, kc, 1, evs[2]) // the same camera on another partition
+	future := evs[3]
+	future.Epoch = time.Now().Add(30 * 24 * time.Hour).UnixMilli()
+	huge := evs[3]
+	huge.Seq = 99
+	huge.Lines = []footfall.LineCount{{ID: "door", Entries: 1 << 30}}
+	writeTo(t, kc, 0, future, huge)
+	later := events([]string{"lobby"}, 6, 2)[4:] // a real restart's events
+	writeTo(t, kc, 0, later...)
+
+	deadline := time.Now().Add(30 * time.Second)
+	for e.Totals()["lobby"]["door"] != [2]int64{10, 5} && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := e.Totals()["lobby"]["door"]; got != [2]int64{10, 5} {
+		t.Errorf("lobby door %v, want [10 5]: 3 events on two partitions and 2 after a forged future epoch", got)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("/metrics would answer 500: %v", err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "veil_footfall_entries_total" && len(mf.GetMetric()) != 1 {
+			t.Errorf("%d entries series for one camera and line", len(mf.GetMetric()))
+		}
+	}
+	if v := testutil.ToFloat64(e.events.WithLabelValues("implausible")); v != 2 {
+		t.Errorf("implausible events counted: %v, want 2", v)
+	}
+}
+
+func TestImplausible(t *testing.T) {
+	now := time.Now()
+	ok := events([]string{"c"}, 1, now.UnixMilli())[0]
+	for _, tc := range []struct {
+		name string
+		mut  func(*footfall.Event)
+		bad  bool
+	}{
+		{"real", func(*footfall.Event) {}, false},
+		{"epoch a month ahead", func(e *footfall.Event) { e.Epoch = now.Add(30 * 24 * time.Hour).UnixMilli() }, true},
+		{"epoch an hour ahead (clock skew)", func(e *footfall.Event) { e.Epoch = now.Add(time.Hour).UnixMilli() }, false},
+		{"day-long window", func(e *footfall.Event) { e.WindowEnd = e.WindowStart.Add(24 * time.Hour) }, true},
+		{"100 entries in 1 s", func(e *footfall.Event) { e.Lines[0].Entries = 100 }, false},
+		{"101 entries in 1 s", func(e *footfall.Event) { e.Lines[0].Entries = 101 }, true},
+		{"a million in a zone", func(e *footfall.Event) { e.Zones[0].Occupancy = 1e6 }, true},
+	} {
+		ev := ok
+		ev.Lines = append([]footfall.LineCount(nil), ok.Lines...)
+		ev.Zones = append([]footfall.ZoneCount(nil), ok.Zones...)
+		tc.mut(&ev)
+		if got := implausible(ev, now); (got != "") != tc.bad {
+			t.Errorf("%s: %q", tc.name, got)
+		}
 	}
 }
