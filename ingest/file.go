@@ -69,7 +69,7 @@ func Probe(ctx context.Context, path string) (VideoInfo, error) {
 		return VideoInfo{}, fmt.Errorf("input %s: %w", path, err)
 	}
 	cmd := exec.CommandContext(ctx, "ffprobe", "-v", "error", "-select_streams", "v:0",
-		"-show_entries", "stream=width,height,r_frame_rate,avg_frame_rate,nb_frames", "-of", "json", path)
+		"-show_entries", "stream=width,height,r_frame_rate,avg_frame_rate,nb_frames:stream_side_data=rotation", "-of", "json", path)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -93,6 +93,9 @@ func parseProbe(path string, out []byte) (VideoInfo, error) {
 			RFrameRate   string `json:"r_frame_rate"`
 			AvgFrameRate string `json:"avg_frame_rate"`
 			NbFrames     string `json:"nb_frames"`
+			SideData     []struct {
+				Rotation *int `json:"rotation"`
+			} `json:"side_data_list"`
 		} `json:"streams"`
 	}
 	if err := json.Unmarshal(out, &p); err != nil {
@@ -106,6 +109,11 @@ func parseProbe(path string, out []byte) (VideoInfo, error) {
 		return VideoInfo{}, fmt.Errorf("input %s: unusable frame size %dx%d", path, s.Width, s.Height)
 	}
 	info := VideoInfo{Width: s.Width, Height: s.Height}
+	for _, sd := range s.SideData {
+		if sd.Rotation != nil && (*sd.Rotation%180+180)%180 == 90 {
+			info.Width, info.Height = s.Height, s.Width // decoded upright: a quarter turn swaps the sides
+		}
+	}
 	for _, r := range []string{s.RFrameRate, s.AvgFrameRate} {
 		if fps, ok := parseRate(r); ok {
 			info.FrameRate, info.FPS = r, fps
@@ -211,9 +219,11 @@ func (f *File) Run(ctx context.Context, out *queue.Queue[*frame.Raw]) error {
 func (f *File) pass(parent context.Context, out *queue.Queue[*frame.Raw], seq *uint64, start time.Time) (int, error) {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
-	// -noautorotate keeps the probed size; -fps_mode passthrough keeps every
-	// decoded frame, neither duplicating nor dropping any.
-	cmd := exec.CommandContext(ctx, "ffmpeg", "-nostdin", "-v", "error", "-noautorotate", "-threads", "1",
+	// ffmpeg applies the stream's rotation (a phone's portrait video is
+	// stored sideways), so faces reach the detector upright; the probe
+	// swapped the size to match. -fps_mode passthrough keeps every decoded
+	// frame, neither duplicating nor dropping any.
+	cmd := exec.CommandContext(ctx, "ffmpeg", "-nostdin", "-v", "error", "-threads", "1",
 		"-i", f.Path, "-map", "0:v:0", "-an", "-sn", "-dn", "-fps_mode", "passthrough",
 		"-f", "rawvideo", "-pix_fmt", "bgr24", "pipe:1")
 	var stderr bytes.Buffer
@@ -318,6 +328,13 @@ func DecodeImage(path, camera string) (*frame.Raw, error) {
 	if cfg.Width*cfg.Height > MaxImagePixels {
 		return nil, fmt.Errorf("input %s: a %dx%d picture is over the limit of %d pixels", path, cfg.Width, cfg.Height, MaxImagePixels)
 	}
+	// EXIF (in a JPEG's first segments) says which way up the picture is.
+	head := make([]byte, 256<<10)
+	if _, err := fh.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("input %s: %w", path, err)
+	}
+	n, _ := io.ReadFull(fh, head)
+	orientation := exifOrientation(head[:n])
 	if _, err := fh.Seek(0, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("input %s: %w", path, err)
 	}
@@ -335,7 +352,8 @@ func DecodeImage(path, camera string) (*frame.Raw, error) {
 			i += 3
 		}
 	}
-	return raw, nil
+	// Upright before detection: the detector finds faces the right way up.
+	return orient(raw, orientation), nil
 }
 
 func firstLine(s string, err error) string {

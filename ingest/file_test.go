@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"hash/crc32"
 	"image"
+	"image/color"
+	"image/jpeg"
 	"image/png"
 	"log/slog"
 	"os"
@@ -187,6 +189,7 @@ func FuzzParseProbe(f *testing.F) {
 	f.Add([]byte(`{"streams":[{"width":640,"height":480,"r_frame_rate":"25/1","nb_frames":"10"}]}`))
 	f.Add([]byte(`{"streams":[{"width":1,"height":1,"r_frame_rate":"1/0"}]}`))
 	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"streams":[{"width":320,"height":240,"r_frame_rate":"10/1","side_data_list":[{"rotation":-90}]}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		info, err := parseProbe("f", b)
 		if err != nil {
@@ -280,4 +283,106 @@ func TestPicturesOverTheLimitAreRefused(t *testing.T) {
 	if _, err := DecodeImage(forged, "c"); err == nil || !strings.Contains(err.Error(), "20000x20000") {
 		t.Errorf("forged picture: %v", err)
 	}
+}
+
+// withOrientation inserts an EXIF block saying orientation o after a
+// JPEG's start marker, as a phone camera writes it.
+func withOrientation(jpg []byte, o uint16, order binary.ByteOrder) []byte {
+	var tiff bytes.Buffer
+	if order == binary.LittleEndian {
+		tiff.WriteString("II")
+	} else {
+		tiff.WriteString("MM")
+	}
+	binary.Write(&tiff, order, uint16(42))
+	binary.Write(&tiff, order, uint32(8))     // IFD0 at 8
+	binary.Write(&tiff, order, uint16(1))     // one entry
+	binary.Write(&tiff, order, uint16(0x112)) // Orientation
+	binary.Write(&tiff, order, uint16(3))     // SHORT
+	binary.Write(&tiff, order, uint32(1))
+	binary.Write(&tiff, order, o)
+	binary.Write(&tiff, order, uint16(0))
+	binary.Write(&tiff, order, uint32(0)) // no next IFD
+	seg := append([]byte("Exif\x00\x00"), tiff.Bytes()...)
+	app1 := []byte{0xFF, 0xE1, byte((len(seg) + 2) >> 8), byte(len(seg) + 2)}
+	return append(append(append([]byte{0xFF, 0xD8}, app1...), seg...), jpg[2:]...)
+}
+
+// TestRotationIsAppliedBeforeDetection: a photo stored sideways with an
+// EXIF orientation, and a video with a rotation in its display matrix,
+// both reach the detector upright.
+func TestRotationIsAppliedBeforeDetection(t *testing.T) {
+	// 40x20, white on the left half: upright after a quarter turn right
+	// (orientation 6) it is 20x40 with white on top.
+	src := image.NewRGBA(image.Rect(0, 0, 40, 20))
+	for y := 0; y < 20; y++ {
+		for x := 0; x < 20; x++ {
+			src.Set(x, y, color.White)
+		}
+	}
+	var jb bytes.Buffer
+	jpeg.Encode(&jb, src, &jpeg.Options{Quality: 95})
+	for _, tc := range []struct {
+		o       uint16
+		order   binary.ByteOrder
+		w, h    int
+		whiteAt image.Point
+		blackAt image.Point
+	}{
+		{1, binary.BigEndian, 40, 20, image.Pt(5, 10), image.Pt(35, 10)},
+		{6, binary.LittleEndian, 20, 40, image.Pt(10, 5), image.Pt(10, 35)},
+		{8, binary.BigEndian, 20, 40, image.Pt(10, 35), image.Pt(10, 5)},
+		{3, binary.BigEndian, 40, 20, image.Pt(35, 10), image.Pt(5, 10)},
+	} {
+		path := filepath.Join(t.TempDir(), "p.jpg")
+		os.WriteFile(path, withOrientation(jb.Bytes(), tc.o, tc.order), 0o644)
+		raw, err := DecodeImage(path, "c")
+		if err != nil {
+			t.Fatal(err)
+		}
+		px := func(p image.Point) byte { return raw.Pix[(p.Y*raw.Width+p.X)*3] }
+		if raw.Width != tc.w || raw.Height != tc.h || px(tc.whiteAt) < 200 || px(tc.blackAt) > 50 {
+			t.Errorf("orientation %d: %dx%d, white %d at %v, black %d at %v", tc.o, raw.Width, raw.Height, px(tc.whiteAt), tc.whiteAt, px(tc.blackAt), tc.blackAt)
+		}
+	}
+	// A 320x240 video whose display matrix turns it a quarter: decoded
+	// upright, 240x320.
+	plain := makeVideo(t, "plain.mp4", 3, "320x240", "10")
+	rotated := filepath.Join(t.TempDir(), "rotated.mp4")
+	if out, err := exec.Command("ffmpeg", "-v", "error", "-i", plain, "-c", "copy", "-metadata:s:v:0", "rotate=90", rotated).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	f, err := NewFile(context.Background(), rotated, "c", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := queue.New[*frame.Raw](8, queue.Block, nil)
+	if err := f.Run(context.Background(), q); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for r := range q.C() {
+		n++
+		if r.Width != 240 || r.Height != 320 || len(r.Pix) != 240*320*3 {
+			t.Fatalf("frame %dx%d (%d bytes), want upright 240x320", r.Width, r.Height, len(r.Pix))
+		}
+	}
+	if n != 3 {
+		t.Errorf("%d frames", n)
+	}
+}
+
+// FuzzExifOrientation: any bytes as a JPEG head give an orientation in
+// 1-8, never a panic (the EXIF block comes from outside).
+func FuzzExifOrientation(f *testing.F) {
+	var jb bytes.Buffer
+	jpeg.Encode(&jb, image.NewGray(image.Rect(0, 0, 8, 8)), nil)
+	f.Add(withOrientation(jb.Bytes(), 6, binary.LittleEndian))
+	f.Add(withOrientation(jb.Bytes(), 3, binary.BigEndian))
+	f.Add([]byte{0xFF, 0xD8, 0xFF, 0xE1, 0x00, 0x02})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if o := exifOrientation(b); o < 1 || o > 8 {
+			t.Fatalf("orientation %d", o)
+		}
+	})
 }
