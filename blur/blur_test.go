@@ -434,3 +434,36 @@ func TestWholeFrameFallbackHoldsAnyFaceToEightCells(t *testing.T) {
 		}
 	}
 }
+
+// TestFailClosedFramesDoNotAgeHeldBoxes: frames that failed closed (the
+// detector erred on them) are obscured whole and must not use up a held
+// face's time: the first frame the detector answers again without seeing
+// the face, within the hold, still has it obscured. (Held boxes used to
+// age per frame, so six busy frames cleared them.)
+func TestFailClosedFramesDoNotAgeHeldBoxes(t *testing.T) {
+	var mode atomic.Int32 // 0 finds the face, 1 errs, 2 misses it
+	det := &scriptedDetector{fn: func(ctx context.Context, img Image) ([]Detection, error) {
+		switch mode.Load() {
+		case 1:
+			return nil, errors.New("busy elsewhere")
+		case 2:
+			return nil, nil
+		}
+		return findFace(ctx, img)
+	}}
+	s, _ := newStage(t, Config{Search: SearchFull, Hold: time.Second}, det)
+	if f, _ := s.Obscure(context.Background(), testFrame(0)); f.Faces() != 1 {
+		t.Fatal("no face on the first frame")
+	}
+	mode.Store(1)
+	for i := uint64(1); i <= 6; i++ {
+		if f, _ := s.Obscure(context.Background(), testFrame(i)); f.FailClosed() == "" {
+			t.Fatalf("frame %d was not failed closed", i)
+		}
+	}
+	mode.Store(2)
+	f, _ := s.Obscure(context.Background(), testFrame(7)) // 0.7 s after the face was seen
+	if d := detail(f.Pix(), 320, face); d > 5 {
+		t.Errorf("after six failed-closed frames the held face shows (detail %.1f)", d)
+	}
+}
