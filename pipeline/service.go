@@ -316,9 +316,8 @@ func (s *Service) Run(ctx context.Context) error {
 	defer stopCounts()
 	countsDone := make(chan error, 1)
 	g.Go(func() error {
-		err := s.runCounts(countsCtx)
-		countsDone <- err
-		return err
+		countsDone <- s.runCounts(countsCtx) // reported once, below
+		return nil
 	})
 
 	var cams errgroup.Group
