@@ -116,7 +116,7 @@ func runCapacity(b *testing.B, port, n int) capRow {
 	for i := 1; i <= n; i++ {
 		fmt.Fprintf(&cfg, "  - id: cam%d\n    url: rtsp://127.0.0.1:%d/cam\n    lines: [{id: road, from: [0.45, 0.68], to: [0.45, 0.30]}]\n", i, port)
 	}
-	fmt.Fprintf(&cfg, "metrics: {listen: \"127.0.0.1:0\"}\nrecordings: {dir: %s, segment: 10s, keep: 1h, preset: ultrafast}\n", filepath.Join(dir, "rec"))
+	fmt.Fprintf(&cfg, "metrics: {listen: \"127.0.0.1:0\"}\nrecordings: {dir: %s, segment: 10s, keep: 1h}\n", filepath.Join(dir, "rec"))
 	p := startVeil(b, "run", "-config", writeConfig(b, dir, cfg.String()))
 	p.waitFor(b, "metrics address", 60*time.Second, func(l []string) bool { return metricsURL(l) != "" })
 	lines, _ := p.snapshot()
