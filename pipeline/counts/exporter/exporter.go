@@ -305,12 +305,6 @@ func (e *Exporter) Run(ctx context.Context) error {
 		RebalanceTimeout:  10 * time.Second,
 		JoinGroupBackoff:  500 * time.Millisecond,
 		Timeout:           5 * time.Second,
-		// An exporter that starts before the topic has its partitions (a
-		// fresh broker, compose starting everything at once) is assigned
-		// none; watching makes the group rebalance when they appear, or
-		// when partitions are added later.
-		WatchPartitionChanges:  true,
-		PartitionWatchInterval: 2 * time.Second,
 	})
 	if err != nil {
 		return fmt.Errorf("exporter: %w", err)
@@ -322,6 +316,9 @@ func (e *Exporter) Run(ctx context.Context) error {
 		close(closed)
 	}()
 	for {
+		// The partition count is read before joining, so that partitions
+		// created while the group forms are noticed (see watchPartitions).
+		before := e.partitionCount(ctx)
 		gen, err := cg.Next(ctx)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, kafka.ErrGroupClosed) {
@@ -341,7 +338,57 @@ func (e *Exporter) Run(ctx context.Context) error {
 		for _, pa := range parts {
 			gen.Start(func(gctx context.Context) { e.partition(gctx, gen, pa) })
 		}
+		gen.Start(func(gctx context.Context) { e.watchPartitions(gctx, before) })
 	}
+}
+
+// watchPartitions ends the generation (so the group rebalances and every
+// partition is assigned) when the event topic's partition count differs
+// from before, the count read before this generation was joined. An
+// exporter that starts before the topic has its partitions (a fresh
+// broker, compose starting everything at once) is assigned none, and
+// would otherwise never consume; so would one when partitions are added.
+// (kafka-go's own watcher takes its baseline after the join, so a topic
+// created while the group forms went unnoticed: a flaky cold start.)
+func (e *Exporter) watchPartitions(ctx context.Context, before int) {
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		n := e.partitionCount(ctx)
+		if n < 0 {
+			continue
+		}
+		if before < 0 {
+			before = n
+			continue
+		}
+		if n != before {
+			e.log.Info("event topic partitions changed; rebalancing", "from", before, "to", n)
+			return
+		}
+	}
+}
+
+// partitionCount is the event topic's number of partitions: 0 while the
+// topic does not exist, -1 when the brokers cannot say.
+func (e *Exporter) partitionCount(ctx context.Context) int {
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for _, b := range e.cfg.Kafka.Brokers {
+		ps, err := e.dialer.LookupPartitions(lctx, "tcp", b, e.cfg.Kafka.Topic)
+		if errors.Is(err, kafka.UnknownTopicOrPartition) {
+			return 0
+		}
+		if err == nil {
+			return len(ps)
+		}
+	}
+	return -1
 }
 
 func (e *Exporter) stateKey(p int) []byte {
