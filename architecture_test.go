@@ -90,7 +90,7 @@ func TestArrowsPointOneWay(t *testing.T) {
 		"pipeline/counts/footfall": nil,
 		"ingest/decode":            nil,
 		"ingest":                   {"pipeline/frame", "pipeline/queue", "ingest/decode"},
-		"blur":                     {"pipeline/frame", "pipeline/queue"},
+		"blur":                     {"pipeline/frame"},
 		"blur/detect":              {"blur"},
 		"blur/engine":              {"blur"},
 		"counter":                  append([]string{"blur"}, base...),

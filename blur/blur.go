@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/veilproject/veil/pipeline/frame"
-	"github.com/veilproject/veil/pipeline/queue"
 )
 
 // Detection is one face found by a Detector, in frame pixels.
@@ -496,29 +495,6 @@ func (s *Stage) warnFailClosed(reason string, seq uint64) {
 	}
 	clear(s.warned)
 	s.log.Warn("frames failed closed: obscured whole", args...)
-}
-
-// Run obscures frames from in and pushes them to out until in is closed and
-// drained or ctx ends; then it closes out. Dropped frames are counted, not
-// pushed.
-func (s *Stage) Run(ctx context.Context, in *queue.Queue[*frame.Raw], out *queue.Queue[*Frame]) error {
-	defer out.Close()
-	for {
-		raw, ok := in.Pop(ctx)
-		if !ok {
-			return ctx.Err()
-		}
-		f, err := s.Obscure(ctx, raw)
-		if err != nil {
-			if !errors.Is(err, ErrDropped) {
-				s.log.Error("frame discarded", "err", err)
-			}
-			continue
-		}
-		if err := out.Push(ctx, f); err != nil {
-			return err
-		}
-	}
 }
 
 // Close stops the detector worker and waits for it, at most until ctx

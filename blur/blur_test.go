@@ -15,7 +15,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/veilproject/veil/pipeline/frame"
-	"github.com/veilproject/veil/pipeline/queue"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -320,29 +319,18 @@ func TestHeldBoxCoversMissedFrames(t *testing.T) {
 	}
 }
 
-func TestRunDrainsAndClosesOutput(t *testing.T) {
+// TestBadBufferIsDiscarded: a raw frame whose buffer does not match its
+// size is refused with an error, its pixels dropped, and counted: nothing
+// comes out to be written.
+func TestBadBufferIsDiscarded(t *testing.T) {
 	s, _ := newStage(t, Config{}, &scriptedDetector{fn: findFace})
-	in := queue.New[*frame.Raw](2, queue.Block, nil)
-	out := queue.New[*Frame](2, queue.Block, nil)
-	ctx := context.Background()
-	errc := make(chan error, 1)
-	go func() { errc <- s.Run(ctx, in, out) }()
-	go func() {
-		for i := uint64(0); i < 10; i++ {
-			in.Push(ctx, testFrame(i))
-		}
-		in.Push(ctx, &frame.Raw{Width: 10, Height: 10, Pix: make([]byte, 5)}) // bad buffer: discarded
-		in.Close()
-	}()
-	var seqs []uint64
-	for f := range out.C() {
-		seqs = append(seqs, f.Meta().Seq)
+	raw := &frame.Raw{Width: 10, Height: 10, Pix: make([]byte, 5)}
+	f, err := s.Obscure(context.Background(), raw)
+	if err == nil || f != nil || raw.Pix != nil {
+		t.Errorf("bad buffer: frame %v, err %v, pixels kept %v", f, err, raw.Pix != nil)
 	}
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
-	if len(seqs) != 10 || seqs[9] != 9 {
-		t.Errorf("got seqs %v", seqs)
+	if v := testutil.ToFloat64(s.m.frames.invalid); v != 1 {
+		t.Errorf("invalid frames counted: %v", v)
 	}
 }
 

@@ -163,11 +163,11 @@ func (c *Camera) Run(ctx context.Context) error {
 		}
 	}()
 
-	size, policy := jobQueue, queue.Block
+	rawSize, outSize, policy := jobQueue, jobQueue, queue.Block
 	if c.cfg.Live {
-		size, policy = rawQueue, queue.DropOldest
+		rawSize, outSize, policy = rawQueue, consumerQueue, queue.DropOldest
 	}
-	raws := queue.New[*frame.Raw](size, policy, onDrop[*frame.Raw](c, "blur"))
+	raws := queue.New[*frame.Raw](rawSize, policy, onDrop[*frame.Raw](c, "blur"))
 
 	// The source stops when ctx ends or a stage fails; every later stage
 	// runs on drain, which outlives that by c.cfg.Drain, so frames already
@@ -197,11 +197,7 @@ func (c *Camera) Run(ctx context.Context) error {
 	var consumers []*queue.Queue[*blur.Frame]
 	closed := make(chan struct{}) // consumer queues closed; abandon is set
 	if c.cnt != nil {
-		size := consumerQueue
-		if !c.cfg.Live {
-			size = jobQueue
-		}
-		q := queue.New[*blur.Frame](size, policy, onDrop[*blur.Frame](c, "counter"))
+		q := queue.New[*blur.Frame](outSize, policy, onDrop[*blur.Frame](c, "counter"))
 		consumers = append(consumers, q)
 		g.Go(func() error {
 			err := c.cnt.Run(drain, q, c.deps.Events)
@@ -211,11 +207,7 @@ func (c *Camera) Run(ctx context.Context) error {
 		})
 	}
 	for _, out := range c.deps.Outputs {
-		size := consumerQueue
-		if !c.cfg.Live {
-			size = jobQueue
-		}
-		q := queue.New[*blur.Frame](size, policy, onDrop[*blur.Frame](c, out.Name()))
+		q := queue.New[*blur.Frame](outSize, policy, onDrop[*blur.Frame](c, out.Name()))
 		consumers = append(consumers, q)
 		latency := c.deps.Metrics.latency.WithLabelValues(c.cfg.ID, out.Name())
 		g.Go(func() error {

@@ -225,14 +225,7 @@ func TestFailedWriteLosesNothingAfterIt(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
-			recs, err := s.Peek(100)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got []string
-			for _, r := range recs {
-				got = append(got, string(r.Value))
-			}
+			got := values(t, s, 100)
 			if strings.Join(got, ",") != strings.Join(want, ",") {
 				t.Errorf("after restart %v, want %v", got, want)
 			}
