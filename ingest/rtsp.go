@@ -2,20 +2,21 @@ package ingest
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/url"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5"
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
-	"github.com/bluenviron/gortsplib/v5/pkg/format"
-	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph264"
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/pion/rtp"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -31,6 +32,7 @@ type Metrics struct {
 	received   *prometheus.CounterVec
 	decoded    *prometheus.CounterVec
 	dropped    *prometheus.CounterVec
+	info       *prometheus.GaugeVec
 }
 
 // Decoded is the decoded-frames counter of one camera, for sources that
@@ -66,11 +68,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			return nil, err
 		}
 	}
-	return m, nil
+	var err error
+	m.info, err = newStreamInfoVec(reg)
+	return m, err
 }
 
-// RTSP pulls H.264 from an RTSP camera, decodes it and hands frames to the
-// blur stage's queue. It reconnects for ever: after a failure it waits with
+// RTSP pulls H.264, H.265 or MJPEG from an RTSP or RTSPS camera, decodes
+// it and hands frames to the blur stage's queue. Credentials in the URL
+// answer Basic or Digest authentication, whichever the camera asks for. It reconnects for ever: after a failure it waits with
 // exponential backoff (1 s doubling to 30 s, +-20% jitter), but probes the
 // camera's port every second meanwhile, so that a camera that comes back is
 // pulled again within about a second, not at the end of a long backoff.
@@ -85,6 +90,9 @@ type RTSP struct {
 	// MaxPixels refuses larger pictures before they are allocated (counted
 	// as corrupt); 0 is decode.DefaultMaxPixels (4096x2160).
 	MaxPixels int
+	// TLS verifies an rtsps:// camera (RTSPTLS builds it); nil trusts the
+	// system's roots.
+	TLS *tls.Config
 	// StallTimeout ends a session that delivers no packet for this long.
 	// It defaults to 5s.
 	StallTimeout time.Duration
@@ -99,6 +107,25 @@ func Redact(raw string) string {
 		return "(unparsable url)"
 	}
 	return u.Redacted()
+}
+
+// RTSPTLS is the TLS configuration for an rtsps:// camera: trust the
+// certificates of the PEM file ca (a private CA, or the camera's own
+// self-signed certificate) instead of the system's roots, or, with
+// insecure, any certificate at all.
+func RTSPTLS(ca string, insecure bool) (*tls.Config, error) {
+	c := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: insecure}
+	if ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, err
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s holds no PEM certificate", ca)
+		}
+	}
+	return c, nil
 }
 
 // Run pulls until ctx ends, then closes out.
@@ -119,6 +146,9 @@ func (r *RTSP) Run(ctx context.Context, out *queue.Queue[*frame.Raw]) error {
 	reconnects := r.Metrics.reconnects.WithLabelValues(r.Camera)
 	for _, reason := range []string{DropAwaitKeyframe, DropDecodeQueue, DropCorrupt} {
 		r.Metrics.dropped.WithLabelValues(r.Camera, reason)
+	}
+	if r.TLS != nil && r.TLS.InsecureSkipVerify {
+		log.Warn("camera certificate not verified (insecure_skip_verify): anyone on the path can impersonate this camera and read its video")
 	}
 	up.Set(0)
 	start := time.Now()
@@ -195,7 +225,7 @@ func (r *RTSP) session(ctx context.Context, out *queue.Queue[*frame.Raw], start 
 	if err != nil {
 		return false, fmt.Errorf("camera %s: bad url %s: %w", r.Camera, Redact(r.URL), err)
 	}
-	c := gortsplib.Client{Scheme: u.Scheme, Host: u.Host, ReadTimeout: r.StallTimeout, WriteTimeout: r.StallTimeout}
+	c := gortsplib.Client{Scheme: u.Scheme, Host: u.Host, TLSConfig: r.TLS, ReadTimeout: r.StallTimeout, WriteTimeout: r.StallTimeout}
 	switch r.Transport {
 	case "udp":
 		p := gortsplib.ProtocolUDP
@@ -216,20 +246,14 @@ func (r *RTSP) session(ctx context.Context, out *queue.Queue[*frame.Raw], start 
 	if err != nil {
 		return false, fmt.Errorf("describe: %w", err)
 	}
-	var forma *format.H264
-	medi := desc.FindFormat(&forma)
-	if medi == nil {
-		return false, errors.New("the stream has no H.264 video track")
-	}
-	sps, pps := forma.SafeParams()
-	rtpDec, err := forma.CreateDecoder()
+	tr, err := pickTrack(desc)
 	if err != nil {
 		return false, err
 	}
-	if _, err := c.Setup(desc.BaseURL, medi, 0, 0); err != nil {
+	if _, err := c.Setup(desc.BaseURL, tr.medi, 0, 0); err != nil {
 		return false, fmt.Errorf("setup: %w", err)
 	}
-	dec, err := decode.New(decode.CodecH264, r.MaxPixels)
+	dec, err := decode.New(tr.codec, r.MaxPixels)
 	if err != nil {
 		return false, err
 	}
@@ -240,40 +264,44 @@ func (r *RTSP) session(ctx context.Context, out *queue.Queue[*frame.Raw], start 
 	decoded := r.Metrics.decoded.WithLabelValues(r.Camera)
 
 	// The packet callback runs on gortsplib's reader goroutine: it only
-	// depacketizes and hands access units to a bounded channel. On overflow
-	// the unit is dropped (counted) and decoding resumes at the next
-	// keyframe, since later frames depend on the lost one.
+	// depacketizes and hands units to a bounded channel. On overflow the
+	// unit is dropped (counted) and decoding resumes at the next keyframe,
+	// since later frames depend on the lost one.
 	aus := make(chan [][]byte, 8)
 	done := make(chan struct{})
-	var gotIDR bool
-	c.OnPacketRTP(medi, forma, func(pkt *rtp.Packet) {
-		au, err := rtpDec.Decode(pkt)
+	var gotKey bool
+	var units atomic.Int64
+	c.OnPacketRTP(tr.medi, tr.forma, func(pkt *rtp.Packet) {
+		au, err := tr.depacketize(pkt)
 		if err != nil {
-			if !errors.Is(err, rtph264.ErrMorePacketsNeeded) && !errors.Is(err, rtph264.ErrNonStartingPacketAndNoPrevious) {
+			if !errors.Is(err, errMore) {
 				dropped(DropCorrupt).Inc()
 			}
 			return
 		}
 		received.Inc()
-		if !gotIDR {
-			if !h264.IsRandomAccess(au) {
+		units.Add(1)
+		if !gotKey {
+			if !tr.keyframe(au) {
 				dropped(DropAwaitKeyframe).Inc()
 				return
 			}
-			gotIDR = true
+			gotKey = true
 		}
 		select {
 		case aus <- au:
 		default:
 			dropped(DropDecodeQueue).Inc()
-			gotIDR = false
+			gotKey = false
 		}
 	})
 	if _, err := c.Play(nil); err != nil {
 		return false, fmt.Errorf("play: %w", err)
 	}
-	log.Info("camera connected", "transport", r.Transport)
+	log.Info("camera connected", "transport", r.Transport, "codec", tr.codec.String())
 
+	info := r.Metrics.stream(r.Camera, tr.codec.String(), log)
+	defer info.down()
 	var wg sync.WaitGroup
 	var decodedAny bool
 	wg.Add(1)
@@ -286,16 +314,14 @@ func (r *RTSP) session(ctx context.Context, out *queue.Queue[*frame.Raw], start 
 			case <-done:
 				return
 			}
-			if h264.IsRandomAccess(au) && !hasNALU(au, h264.NALUTypeSPS) && sps != nil && pps != nil {
-				au = append([][]byte{sps, pps}, au...)
-			}
-			annexB, err := h264.AnnexB(au).Marshal()
+			bs, err := tr.bitstream(au)
 			if err != nil {
 				dropped(DropCorrupt).Inc()
 				continue
 			}
-			_, err = dec.Decode(annexB, func(w, h int, bgr []byte) {
+			_, err = dec.Decode(bs, func(w, h int, bgr []byte) {
 				now := time.Now()
+				info.frame(w, h, units.Load(), now)
 				raw := frame.NewRaw(frame.Meta{Camera: r.Camera, Seq: *seq, PTS: now.Sub(start), Captured: now}, w, h)
 				copy(raw.Pix, bgr)
 				*seq++
@@ -315,13 +341,4 @@ func (r *RTSP) session(ctx context.Context, out *queue.Queue[*frame.Raw], start 
 	close(done)
 	wg.Wait()
 	return decodedAny, err
-}
-
-func hasNALU(au [][]byte, typ h264.NALUType) bool {
-	for _, n := range au {
-		if len(n) > 0 && h264.NALUType(n[0]&0x1f) == typ {
-			return true
-		}
-	}
-	return false
 }

@@ -19,11 +19,12 @@ import (
 )
 
 // rtspServer starts GStreamer's gst-rtsp-server (testdata/rtsp_server.py,
-// Debian's python3-gi) on port, looping vtest.avi as H.264 at /cam, and
-// returns once it serves.
-func rtspServer(t *testing.T, port int) *exec.Cmd {
+// Debian's python3-gi) on port, looping vtest.avi at /cam (H.264 unless
+// args say otherwise: --codec, --tls, --digest, --switch), and returns
+// once it serves.
+func rtspServer(t *testing.T, port int, args ...string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command("/usr/bin/python3", "testdata/rtsp_server.py", strconv.Itoa(port))
+	cmd := exec.Command("/usr/bin/python3", append([]string{"testdata/rtsp_server.py", strconv.Itoa(port)}, args...)...)
 	out, _ := cmd.StdoutPipe()
 	cmd.Stderr = nil
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -69,13 +70,22 @@ type camRun struct {
 }
 
 func startCamera(t *testing.T, url, transport string) *camRun {
+	return startRTSP(t, &RTSP{URL: url, Transport: transport})
+}
+
+// startRTSP runs cam (named lobby, with a 3 s stall timeout) until the test
+// ends.
+func startRTSP(t *testing.T, cam *RTSP) *camRun {
 	m, err := NewMetrics(prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
 	q := queue.New[*frame.Raw](4, queue.DropOldest, nil)
 	ctx, cancel := context.WithCancel(context.Background())
-	cam := &RTSP{Camera: "lobby", URL: url, Transport: transport, StallTimeout: 3 * time.Second, Metrics: m, Logger: testLog(t)}
+	cam.Camera, cam.StallTimeout, cam.Metrics = "lobby", 3*time.Second, m
+	if cam.Logger == nil {
+		cam.Logger = testLog(t)
+	}
 	r := &camRun{q: q, m: m, cancel: cancel, errc: make(chan error, 1)}
 	go func() { r.errc <- cam.Run(ctx, q) }()
 	t.Cleanup(func() {
@@ -100,11 +110,16 @@ func (r *camRun) nextFrame(t *testing.T, within time.Duration) *frame.Raw {
 }
 
 func TestRTSPPullsAndDecodes(t *testing.T) {
-	port := freePort(t)
-	rtspServer(t, port)
-	for _, transport := range []string{"tcp", "udp"} {
-		t.Run(transport, func(t *testing.T) {
-			r := startCamera(t, "rtsp://viewer:s3cret@127.0.0.1:"+strconv.Itoa(port)+"/cam", transport)
+	for _, tc := range []struct{ codec, transport, info string }{
+		{"h264", "tcp", "H.264"},
+		{"h264", "udp", "H.264"},
+		{"h265", "tcp", "H.265"},
+		{"mjpeg", "tcp", "MJPEG"},
+	} {
+		t.Run(tc.codec+"/"+tc.transport, func(t *testing.T) {
+			port := freePort(t)
+			rtspServer(t, port, "--codec", tc.codec)
+			r := startCamera(t, "rtsp://viewer:s3cret@127.0.0.1:"+strconv.Itoa(port)+"/cam", tc.transport)
 			var last uint64
 			for i := 0; i < 15; i++ {
 				f := r.nextFrame(t, 10*time.Second)
@@ -118,6 +133,9 @@ func TestRTSPPullsAndDecodes(t *testing.T) {
 			}
 			if v := testutil.ToFloat64(r.m.up.WithLabelValues("lobby")); v != 1 {
 				t.Errorf("veil_camera_up %v", v)
+			}
+			if v := testutil.ToFloat64(r.m.info.WithLabelValues("lobby", tc.info, "768", "576", "")); v != 1 {
+				t.Errorf("veil_camera_stream_info{codec=%q,width=768,height=576} = %v", tc.info, v)
 			}
 		})
 	}

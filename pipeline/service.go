@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -218,7 +219,14 @@ func (s *Service) newCamera(cam config.Camera, deps ServiceDeps) (*Camera, error
 		f.Realtime, f.Loop, f.Metrics, f.MaxPixels = !cam.Fast, !cam.Once, deps.Metrics.Ingest, s.cfg.MaxFramePixels
 		src = f
 	default:
-		src = &ingest.RTSP{Camera: cam.ID, URL: cam.URL, Transport: cam.Transport, MaxPixels: s.cfg.MaxFramePixels, Logger: deps.Logger, Metrics: deps.Metrics.Ingest}
+		r := &ingest.RTSP{Camera: cam.ID, URL: cam.URL, Transport: cam.Transport, MaxPixels: s.cfg.MaxFramePixels, Logger: deps.Logger, Metrics: deps.Metrics.Ingest}
+		if strings.HasPrefix(cam.URL, "rtsps://") {
+			var err error
+			if r.TLS, err = ingest.RTSPTLS(cam.TLS.CA, cam.TLS.InsecureSkipVerify); err != nil {
+				return nil, fmt.Errorf("camera %s: tls.ca: %w", cam.ID, err)
+			}
+		}
+		src = r
 	}
 	var outs []Output
 	if s.cfg.Recordings.Dir != "" {

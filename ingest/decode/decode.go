@@ -1,4 +1,5 @@
-// Package decode turns compressed video (H.264 access units, VP8 frames) into BGR24
+// Package decode turns compressed video (H.264 and H.265 access units, VP8
+// and JPEG frames) into BGR24
 // frames with FFmpeg's libavcodec through cgo (go-astiav, pinned to v0.16.0,
 // the last release for Debian's FFmpeg 5.1). It is the only cgo in ingest;
 // in-process decoding costs about half the CPU of an ffmpeg child process.
@@ -18,13 +19,25 @@ type Codec int
 const (
 	CodecH264 Codec = iota
 	CodecVP8
+	CodecH265
+	CodecMJPEG
 )
 
+var codecs = [...]struct {
+	name string
+	id   astiav.CodecID
+}{
+	CodecH264:  {"H.264", astiav.CodecIDH264},
+	CodecVP8:   {"VP8", astiav.CodecIDVp8},
+	CodecH265:  {"H.265", astiav.CodecIDHevc},
+	CodecMJPEG: {"MJPEG", astiav.CodecIDMjpeg},
+}
+
 func (c Codec) String() string {
-	if c == CodecVP8 {
-		return "VP8"
+	if int(c) < len(codecs) {
+		return codecs[c].name
 	}
-	return "H.264"
+	return fmt.Sprintf("codec(%d)", int(c))
 }
 
 // Decoder decodes one stream. Not safe for concurrent use; Close frees it.
@@ -57,11 +70,10 @@ func New(c Codec, maxPixels int) (*Decoder, error) {
 		maxPixels = DefaultMaxPixels
 	}
 	astiav.SetLogLevel(astiav.LogLevelQuiet)
-	id := astiav.CodecIDH264
-	if c == CodecVP8 {
-		id = astiav.CodecIDVp8
+	if c < 0 || int(c) >= len(codecs) {
+		return nil, fmt.Errorf("decode: unknown %s", c)
 	}
-	codec := astiav.FindDecoder(id)
+	codec := astiav.FindDecoder(codecs[c].id)
 	if codec == nil {
 		return nil, fmt.Errorf("decode: libavcodec has no %s decoder", c)
 	}
@@ -80,7 +92,8 @@ func New(c Codec, maxPixels int) (*Decoder, error) {
 	return &Decoder{cc: cc, max: maxPixels, pkt: astiav.AllocPacket(), yuv: astiav.AllocFrame(), bgr: astiav.AllocFrame()}, nil
 }
 
-// Decode feeds one access unit (H.264 in Annex-B form) or frame (VP8). When a picture comes out,
+// Decode feeds one access unit (H.264 or H.265 in Annex-B form) or frame
+// (VP8, JPEG). When a picture comes out,
 // it returns its size and calls fill with the packed BGR24 bytes, valid
 // only during the call. ok is false when the decoder needs more data.
 // Corrupt input returns an error and the decoder stays usable.

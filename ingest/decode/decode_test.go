@@ -2,19 +2,39 @@ package decode
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"os/exec"
 	"testing"
 )
 
-// annexB encodes a short clip to a raw H.264 Annex-B stream with ffmpeg and
-// splits it into access units: parameter sets and SEI go with the slice
-// that follows them, as an RTP depacketizer delivers them.
-func annexB(t *testing.T) [][]byte {
-	out, err := exec.Command("ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=10",
-		"-frames:v", "30", "-c:v", "libx264", "-preset", "ultrafast", "-g", "10", "-bf", "0", "-f", "h264", "pipe:1").Output()
+// stream encodes a short 320x240 clip with ffmpeg and splits it into the
+// units an RTP depacketizer delivers: for H.264 and H.265, access units in
+// Annex-B form with their parameter sets and SEI in front of the slice that
+// follows them; for MJPEG, one JPEG per frame.
+func stream(t testing.TB, c Codec) [][]byte {
+	t.Helper()
+	args := []string{"-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=10", "-frames:v", "30"}
+	switch c {
+	case CodecH264:
+		args = append(args, "-c:v", "libx264", "-preset", "ultrafast", "-g", "10", "-bf", "0", "-f", "h264")
+	case CodecH265:
+		args = append(args, "-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "keyint=10:bframes=0:log-level=error", "-f", "hevc")
+	case CodecMJPEG:
+		args = append(args, "-c:v", "mjpeg", "-q:v", "5", "-f", "mjpeg")
+	}
+	out, err := exec.Command("ffmpeg", append(args, "pipe:1")...).Output()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if c == CodecMJPEG {
+		var frames [][]byte
+		for _, p := range bytes.SplitAfter(out, []byte{0xff, 0xd9}) { // EOI
+			if len(p) > 0 {
+				frames = append(frames, p)
+			}
+		}
+		return frames
 	}
 	sc := []byte{0, 0, 0, 1}
 	var aus [][]byte
@@ -24,7 +44,14 @@ func annexB(t *testing.T) [][]byte {
 			continue
 		}
 		cur = append(append(cur, sc...), p...)
-		if typ := p[0] & 0x1f; typ == 1 || typ == 5 { // a coded slice ends the unit
+		slice := false
+		if c == CodecH264 {
+			typ := p[0] & 0x1f
+			slice = typ == 1 || typ == 5
+		} else {
+			slice = (p[0]>>1)&0x3f < 32 // VCL NAL unit types are 0..31
+		}
+		if slice { // a coded slice ends the unit (one slice per picture here)
 			aus = append(aus, cur)
 			cur = nil
 		}
@@ -32,58 +59,68 @@ func annexB(t *testing.T) [][]byte {
 	return aus
 }
 
+var allCodecs = []Codec{CodecH264, CodecH265, CodecMJPEG}
+
 func TestDecodesRealStream(t *testing.T) {
-	d, err := NewH264()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	frames := 0
-	for _, n := range annexB(t) {
-		if _, err := d.Decode(n, func(w, h int, bgr []byte) {
-			if w != 320 || h != 240 || len(bgr) != w*h*3 {
-				t.Fatalf("%dx%d, %d bytes", w, h, len(bgr))
+	for _, c := range allCodecs {
+		t.Run(c.String(), func(t *testing.T) {
+			d, err := New(c, 0)
+			if err != nil {
+				t.Fatal(err)
 			}
-			frames++
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if frames < 25 {
-		t.Errorf("%d frames decoded of 30", frames)
+			defer d.Close()
+			frames := 0
+			for _, n := range stream(t, c) {
+				if _, err := d.Decode(n, func(w, h int, bgr []byte) {
+					if w != 320 || h != 240 || len(bgr) != w*h*3 {
+						t.Fatalf("%dx%d, %d bytes", w, h, len(bgr))
+					}
+					frames++
+				}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if frames < 25 {
+				t.Errorf("%d frames decoded of 30", frames)
+			}
+		})
 	}
 }
 
-// TestSurvivesTruncatedAndGarbage: truncated NAL units and random bytes give
+// TestSurvivesTruncatedAndGarbage: truncated units and random bytes give
 // errors or nothing, never a crash, and the decoder recovers at the next
 // keyframe.
 func TestSurvivesTruncatedAndGarbage(t *testing.T) {
-	d, err := NewH264()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	rng := rand.New(rand.NewPCG(1, 2))
-	nalus := annexB(t)
-	for i := 0; i < 500; i++ {
-		g := make([]byte, rng.IntN(3000))
-		for j := range g {
-			g[j] = byte(rng.Uint32())
-		}
-		d.Decode(g, func(int, int, []byte) {})
-	}
-	for i, n := range nalus {
-		if i%3 == 1 {
-			n = n[:len(n)/2] // truncated
-		}
-		d.Decode(n, func(int, int, []byte) {})
-	}
-	frames := 0
-	for _, n := range nalus {
-		d.Decode(n, func(int, int, []byte) { frames++ })
-	}
-	if frames < 20 {
-		t.Errorf("after garbage, only %d frames of an intact pass", frames)
+	for _, c := range allCodecs {
+		t.Run(c.String(), func(t *testing.T) {
+			d, err := New(c, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			rng := rand.New(rand.NewPCG(1, 2))
+			units := stream(t, c)
+			for i := 0; i < 500; i++ {
+				g := make([]byte, rng.IntN(3000))
+				for j := range g {
+					g[j] = byte(rng.Uint32())
+				}
+				d.Decode(g, func(int, int, []byte) {})
+			}
+			for i, n := range units {
+				if i%3 == 1 {
+					n = n[:len(n)/2] // truncated
+				}
+				d.Decode(n, func(int, int, []byte) {})
+			}
+			frames := 0
+			for _, n := range units {
+				d.Decode(n, func(int, int, []byte) { frames++ })
+			}
+			if frames < 20 {
+				t.Errorf("after garbage, only %d frames of an intact pass", frames)
+			}
+		})
 	}
 }
 
@@ -92,21 +129,55 @@ func TestSurvivesTruncatedAndGarbage(t *testing.T) {
 // forged 16000x16000 SPS against the default) yields errors and no
 // picture, so nothing of that size is ever allocated downstream.
 func TestRefusesPicturesAboveTheLimit(t *testing.T) {
-	d, err := New(CodecH264, 200*200)
-	if err != nil {
-		t.Fatal(err)
+	for _, c := range allCodecs {
+		t.Run(c.String(), func(t *testing.T) {
+			d, err := New(c, 200*200)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			errs, frames := 0, 0
+			for _, n := range stream(t, c) {
+				if _, err := d.Decode(n, func(int, int, []byte) { frames++ }); err != nil {
+					errs++
+				}
+			}
+			if frames != 0 || errs == 0 {
+				t.Errorf("%d pictures decoded above the limit, %d errors", frames, errs)
+			}
+		})
 	}
-	defer d.Close()
-	errs, frames := 0, 0
-	for _, n := range annexB(t) {
-		if _, err := d.Decode(n, func(int, int, []byte) { frames++ }); err != nil {
-			errs++
+	if _, err := New(Codec(99), 0); err == nil {
+		t.Error("an unknown codec opened")
+	}
+}
+
+// FuzzDecode feeds each decoder what a hostile camera could send: real
+// units (the seeds), truncated, spliced and flipped by the fuzzer. Nothing
+// may crash, and every picture that comes out has the size it claims.
+func FuzzDecode(f *testing.F) {
+	for _, c := range allCodecs {
+		units := stream(f, c)
+		for _, i := range []int{0, 1, 5} {
+			f.Add(byte(c), units[i])
+			f.Add(byte(c), units[i][:len(units[i])/3])
 		}
 	}
-	if frames != 0 || errs == 0 {
-		t.Errorf("%d pictures decoded above the limit, %d errors", frames, errs)
-	}
-	if _, err := New(CodecH264, 0); err != nil {
-		t.Fatal(err)
-	}
+	decs := map[Codec]*Decoder{}
+	f.Fuzz(func(t *testing.T, which byte, unit []byte) {
+		c := allCodecs[int(which)%len(allCodecs)]
+		d := decs[c]
+		if d == nil {
+			var err error
+			if d, err = New(c, 640*480); err != nil {
+				t.Fatal(err)
+			}
+			decs[c] = d // kept across inputs, as a camera's decoder is
+		}
+		d.Decode(unit, func(w, h int, bgr []byte) {
+			if w*h > 640*480 || len(bgr) != w*h*3 {
+				panic(fmt.Sprintf("%s: %dx%d with %d bytes", c, w, h, len(bgr)))
+			}
+		})
+	})
 }

@@ -9,6 +9,7 @@ package config
 
 import (
 	"bytes"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -99,6 +100,8 @@ type Camera struct {
 	URL string `yaml:"url"`
 	// Transport is tcp (default), udp or auto.
 	Transport string `yaml:"transport"`
+	// TLS verifies an rtsps:// camera's certificate.
+	TLS CameraTLS `yaml:"tls"`
 	// File replays a video file as a camera: in a loop and in real time
 	// unless Once or Fast.
 	File string `yaml:"file"`
@@ -116,6 +119,17 @@ type Camera struct {
 	// directly under the camera. Without lines or zones the camera is not
 	// counted.
 	Counting counter.Config `yaml:",inline"`
+}
+
+// CameraTLS is how an rtsps:// camera's certificate is checked. Without
+// either key, against the system's roots.
+type CameraTLS struct {
+	// CA is a PEM file of the certificates to trust: a private CA, or the
+	// camera's own self-signed certificate.
+	CA string `yaml:"ca"`
+	// InsecureSkipVerify accepts any certificate (warned at start): the
+	// stream is encrypted but the camera is not authenticated.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
 }
 
 // Counted reports whether the camera has anything to count.
@@ -289,6 +303,21 @@ func (cam *Camera) validate(key string) error {
 	}
 	if cam.URL != "" && !strings.HasPrefix(cam.URL, "rtsp://") && !strings.HasPrefix(cam.URL, "rtsps://") {
 		return fmt.Errorf("%s.url: %s is not an rtsp:// URL", key, redact(cam.URL))
+	}
+	if (cam.TLS != CameraTLS{}) && !strings.HasPrefix(cam.URL, "rtsps://") {
+		return fmt.Errorf("%s.tls: only an rtsps:// camera has tls", key)
+	}
+	if cam.TLS.CA != "" && cam.TLS.InsecureSkipVerify {
+		return fmt.Errorf("%s.tls: set ca or insecure_skip_verify, not both", key)
+	}
+	if cam.TLS.CA != "" {
+		b, err := os.ReadFile(cam.TLS.CA)
+		if err != nil {
+			return fmt.Errorf("%s.tls.ca: %s: %w", key, cam.TLS.CA, unwrapPathErr(err))
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM(b) {
+			return fmt.Errorf("%s.tls.ca: %s holds no PEM certificate", key, cam.TLS.CA)
+		}
 	}
 	if cam.URL == "" && cam.Transport != "" {
 		return fmt.Errorf("%s.transport: only an RTSP camera (url) has a transport", key)

@@ -14,6 +14,7 @@ var Env = []struct{ Name, Key string }{
 	{"VEIL_RECORDINGS_DIR", "recordings.dir"},
 	{"VEIL_MODEL_DIR", "detector.model_dir"},
 	{"VEIL_WHIP_TOKEN_<CAMERA>", "cameras[].token (camera id in upper case, - and . as _)"},
+	{"VEIL_CAMERA_PASSWORD_<CAMERA>", "the password in cameras[].url (kept out of the file)"},
 }
 
 // ApplyEnv sets the keys that getenv overrides. It runs after the file is
@@ -38,12 +39,36 @@ func ApplyEnv(c *Config, getenv func(string) string) {
 		if v := getenv(WHIPTokenEnv(c.Cameras[i].ID)); v != "" {
 			c.Cameras[i].Token = v
 		}
+		if v := getenv(CameraPasswordEnv(c.Cameras[i].ID)); v != "" && c.Cameras[i].URL != "" {
+			c.Cameras[i].URL = withPassword(c.Cameras[i].URL, v)
+		}
 	}
 }
 
 // WHIPTokenEnv is the variable that overrides a camera's WHIP token.
-func WHIPTokenEnv(camera string) string {
-	return "VEIL_WHIP_TOKEN_" + strings.NewReplacer("-", "_", ".", "_").Replace(strings.ToUpper(camera))
+func WHIPTokenEnv(camera string) string { return "VEIL_WHIP_TOKEN_" + envName(camera) }
+
+// CameraPasswordEnv is the variable that sets the password of a camera's
+// URL.
+func CameraPasswordEnv(camera string) string { return "VEIL_CAMERA_PASSWORD_" + envName(camera) }
+
+func envName(camera string) string {
+	return strings.NewReplacer("-", "_", ".", "_").Replace(strings.ToUpper(camera))
+}
+
+// withPassword sets the password of raw's user (an unparsable URL is left
+// for validation to report).
+func withPassword(raw, password string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	user := ""
+	if u.User != nil {
+		user = u.User.Username()
+	}
+	u.User = url.UserPassword(user, password)
+	return u.String()
 }
 
 // SplitList splits a comma-separated list, dropping blanks.
