@@ -215,6 +215,7 @@ type Stage struct {
 	m      stageMetrics
 	ob     obscurer
 	hold   holder
+	size   image.Point // of the last frame: held boxes are in its pixels
 	mot    motion
 	// motionHook replaces the motion finder (tests: one that errs).
 	motionHook func(Image) ([]image.Rectangle, bool, error)
@@ -339,6 +340,10 @@ func (s *Stage) Obscure(ctx context.Context, raw *frame.Raw) (*Frame, error) {
 	pix := raw.Pix
 	raw.Pix = nil
 	w, h := raw.Width, raw.Height
+	if size := image.Pt(w, h); size != s.size {
+		s.hold.rescale(s.size, size)
+		s.size = size
+	}
 
 	start := time.Now()
 	dctx, cancel := context.WithTimeout(ctx, s.cfg.Deadline)

@@ -36,14 +36,18 @@ func (d *scriptedDetector) Name() string { return "scripted" }
 var face = image.Rect(100, 60, 160, 140)
 
 // testFrame is a smooth gradient scene with a checkerboard face at face.
-func testFrame(seq uint64) *frame.Raw {
-	const w, h = 320, 240
+func testFrame(seq uint64) *frame.Raw { return testFrameAt(seq, 1) }
+
+// testFrameAt is testFrame scaled k times (the face at face*k).
+func testFrameAt(seq uint64, k int) *frame.Raw {
+	w, h := 320*k, 240*k
+	at := image.Rect(face.Min.X*k, face.Min.Y*k, face.Max.X*k, face.Max.Y*k)
 	r := frame.NewRaw(frame.Meta{Camera: "cam", Seq: seq, PTS: time.Duration(seq) * 100 * time.Millisecond}, w, h)
 	for y := 0; y < h; y++ {
 		for x := 0; x < w; x++ {
 			i := (y*w + x) * 3
 			r.Pix[i], r.Pix[i+1], r.Pix[i+2] = byte(x*255/w), byte(y*255/h), 128
-			if image.Pt(x, y).In(face) {
+			if image.Pt(x, y).In(at) {
 				v := byte(0)
 				if (x/2+y/2)%2 == 0 {
 					v = 255
@@ -316,6 +320,32 @@ func TestHeldBoxCoversMissedFrames(t *testing.T) {
 		if i == 4 && d < 100 {
 			t.Errorf("frame %d: box held past hold", i)
 		}
+	}
+}
+
+// TestHeldBoxFollowsASizeChange: the camera doubles its resolution just
+// as the detector misses the face: the held box is scaled with the
+// picture, so the face stays obscured at its new place and size.
+func TestHeldBoxFollowsASizeChange(t *testing.T) {
+	var miss atomic.Bool
+	det := &scriptedDetector{fn: func(ctx context.Context, img Image) ([]Detection, error) {
+		if miss.Load() {
+			return nil, nil
+		}
+		return findFace(ctx, img)
+	}}
+	s, _ := newStage(t, Config{Search: SearchFull, Hold: time.Second}, det)
+	if f, _ := s.Obscure(context.Background(), testFrameAt(0, 1)); f.Faces() != 1 {
+		t.Fatal("no face on the first frame")
+	}
+	miss.Store(true)
+	f, _ := s.Obscure(context.Background(), testFrameAt(1, 2))
+	at := image.Rect(face.Min.X*2, face.Min.Y*2, face.Max.X*2, face.Max.Y*2)
+	if f.Width() != 640 || f.Faces() != 1 {
+		t.Fatalf("%dx%d, %d faces", f.Width(), f.Height(), f.Faces())
+	}
+	if d := detail(f.Pix(), 640, at); d > 5 {
+		t.Errorf("face at the new size shows detail %.1f", d)
 	}
 }
 

@@ -2,6 +2,7 @@ package blur
 
 import (
 	"image"
+	"math"
 	"time"
 )
 
@@ -58,6 +59,24 @@ func (h *holder) update(dets []image.Rectangle, now time.Duration) []image.Recta
 	}
 	h.boxes = next
 	return out
+}
+
+// rescale moves the held boxes from pictures of size from to pictures of
+// size to (the camera changed its resolution): a face held at the old size
+// stays obscured where it is in the new picture.
+func (h *holder) rescale(from, to image.Point) {
+	if from.X <= 0 || from.Y <= 0 {
+		return
+	}
+	sx, sy := float64(to.X)/float64(from.X), float64(to.Y)/float64(from.Y)
+	for i := range h.boxes {
+		b := &h.boxes[i]
+		r := b.box
+		// Outward rounding: a scaled box never loses a pixel of the face.
+		b.box = image.Rect(int(math.Floor(float64(r.Min.X)*sx)), int(math.Floor(float64(r.Min.Y)*sy)),
+			int(math.Ceil(float64(r.Max.X)*sx)), int(math.Ceil(float64(r.Max.Y)*sy)))
+		b.vx, b.vy = b.vx*sx, b.vy*sy
+	}
 }
 
 // moving reports whether a held box moves faster than a few pixels a

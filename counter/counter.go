@@ -118,18 +118,27 @@ func New(cfg Config, deps Deps) (*Counter, error) {
 
 func (c *Counter) start(f *blur.Frame) {
 	c.started = true
-	c.width, c.height = f.Width(), f.Height()
-	c.fg = newForeground(c.width, c.height, c.cfg.MinArea)
-	c.tr = newTracker(c.cfg.MaxAge, c.cfg.MinHits, len(c.cfg.Lines))
-	for _, l := range c.cfg.Lines {
-		c.lines = append(c.lines, newPixLine(l, c.width, c.height, c.cfg.Hysteresis))
-	}
-	for _, z := range c.cfg.Zones {
-		c.zones = append(c.zones, newPixZone(z, c.width, c.height))
-	}
+	c.size(f.Width(), f.Height())
 	m := f.Meta()
 	c.base = m.Captured.Add(-m.PTS)
 	c.window = int64(m.PTS / c.cfg.Window)
+}
+
+// size sets up everything that is in pixels for pictures of w x h. Lines
+// and zones are configured in normalized coordinates, so they keep their
+// meaning at any size; tracks do not carry over (a person half-way across
+// a line when the camera changes its resolution is not counted).
+func (c *Counter) size(w, h int) {
+	c.width, c.height = w, h
+	c.fg = newForeground(w, h, c.cfg.MinArea)
+	c.tr = newTracker(c.cfg.MaxAge, c.cfg.MinHits, len(c.cfg.Lines))
+	c.lines, c.zones = c.lines[:0], c.zones[:0]
+	for _, l := range c.cfg.Lines {
+		c.lines = append(c.lines, newPixLine(l, w, h, c.cfg.Hysteresis))
+	}
+	for _, z := range c.cfg.Zones {
+		c.zones = append(c.zones, newPixZone(z, w, h))
+	}
 }
 
 // Process counts one frame and returns the events of windows that this
@@ -142,15 +151,18 @@ func (c *Counter) Process(f *blur.Frame) []footfall.Event {
 	if !c.started {
 		c.start(f)
 	}
-	if f.Width() != c.width || f.Height() != c.height {
-		c.log.Warn("frame size changed: ignoring frame", "want", image.Pt(c.width, c.height), "got", f.Bounds().Size())
-		return nil
-	}
 	var events []footfall.Event
 	pts := f.Meta().PTS
 	c.seqNow = f.Meta().Seq
 	for w := int64(pts / c.cfg.Window); c.window < w; {
 		events = append(events, c.emit())
+	}
+	if f.Width() != c.width || f.Height() != c.height {
+		// The camera's resolution changed: windows that ended are closed
+		// above, the current one keeps what it counted, and counting goes
+		// on at the new size.
+		c.log.Info("picture size changed: counting at the new size", "from", image.Pt(c.width, c.height), "to", f.Bounds().Size())
+		c.size(f.Width(), f.Height())
 	}
 	// A fail-closed frame is a coarse mosaic: it would look like motion
 	// everywhere. Tracks coast through it instead.

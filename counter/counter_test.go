@@ -235,7 +235,40 @@ func TestConfigValidateNamesKey(t *testing.T) {
 // come once per window in order, carry only the documented fields, and the
 // last partial window is flushed on close.
 func TestEventsAreAnonymousAndSequenced(t *testing.T) {
-	frames := syntheticWalk(t, 95, 10) // 9.5 s at 10 fps, one figure walking across
+	evs := countFrames(t, syntheticWalk(t, 95, 10)) // 9.5 s at 10 fps, one figure walking across
+	if len(evs) != 5 {
+		t.Fatalf("%d events, want 5 (4 full windows of 2 s and the flushed rest)", len(evs))
+	}
+	if ins := checkWindows(t, evs); ins != 1 {
+		t.Errorf("entries over all events: %d, want 1", ins)
+	}
+}
+
+// TestSizeChangeKeepsCounting: the camera switches from 800x600 to 400x300
+// at 7 s (its settings were edited) and back at 14 s. A figure crosses the
+// door before the first switch, one between, one after: every crossing is
+// counted, windows stay contiguous and sequenced, and the window the
+// switch falls in keeps what it had counted.
+func TestSizeChangeKeepsCounting(t *testing.T) {
+	size := func(i int) (int, int) {
+		if i >= 70 && i < 140 {
+			return W / 2, H / 2
+		}
+		return W, H
+	}
+	evs := countFrames(t, renderWalks(t, 200, 10, size, []int{20, 85, 155}))
+	if len(evs) != 10 {
+		t.Fatalf("%d events, want 10", len(evs))
+	}
+	if ins := checkWindows(t, evs); ins != 3 {
+		t.Errorf("entries over all events: %d, want 3 (one before, one during, one after the smaller size)", ins)
+	}
+}
+
+// countFrames runs a counter (a door line, 2 s windows, one zone) over
+// frames and returns its events.
+func countFrames(t *testing.T, frames []*blur.Frame) []footfall.Event {
+	t.Helper()
 	c, err := New(Config{Lines: []Line{door}, Window: 2 * time.Second,
 		Zones: []Zone{{ID: "all", Polygon: []Point{{0, 0}, {1, 0}, {1, 1}, {0, 1}}, Capacity: 5}}},
 		Deps{Camera: "cam", Metrics: newTestMetrics(t), Now: func() time.Time { return time.UnixMilli(1700000000000) }})
@@ -258,9 +291,13 @@ func TestEventsAreAnonymousAndSequenced(t *testing.T) {
 	for e := range out.C() {
 		evs = append(evs, e)
 	}
-	if len(evs) != 5 {
-		t.Fatalf("%d events, want 5 (4 full windows of 2 s and the flushed rest)", len(evs))
-	}
+	return evs
+}
+
+// checkWindows checks that events are anonymous, sequenced and contiguous
+// 2 s windows, and returns the entries they add up to.
+func checkWindows(t *testing.T, evs []footfall.Event) int {
+	t.Helper()
 	ins := 0
 	for i, e := range evs {
 		if e.Seq != uint64(i) || e.Epoch != 1700000000000 || e.Schema != footfall.SchemaV1 || e.Camera != "cam" {
@@ -271,7 +308,5 @@ func TestEventsAreAnonymousAndSequenced(t *testing.T) {
 		}
 		ins += e.Lines[0].Entries
 	}
-	if ins != 1 {
-		t.Errorf("entries over all events: %d, want 1", ins)
-	}
+	return ins
 }

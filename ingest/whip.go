@@ -307,6 +307,9 @@ func (w *WHIP) readVideo(track *webrtc.TrackRemote, cam *WHIPCamera, log *slog.L
 	decoded := w.Metrics.decoded.WithLabelValues(cam.ID)
 	awaitKey := w.Metrics.dropped.WithLabelValues(cam.ID, DropAwaitKeyframe)
 	corrupt := w.Metrics.dropped.WithLabelValues(cam.ID, DropCorrupt)
+	info := w.Metrics.stream(cam.ID, codec.String(), log)
+	defer info.down()
+	var units int64
 	gotKey := false
 	for {
 		pkt, _, err := track.ReadRTP()
@@ -316,6 +319,7 @@ func (w *WHIP) readVideo(track *webrtc.TrackRemote, cam *WHIPCamera, log *slog.L
 		sb.Push(pkt)
 		for s := sb.Pop(); s != nil; s = sb.Pop() {
 			received.Inc()
+			units++
 			if !gotKey {
 				if !isKeyframe(codec, s.Data) {
 					awaitKey.Inc()
@@ -325,6 +329,7 @@ func (w *WHIP) readVideo(track *webrtc.TrackRemote, cam *WHIPCamera, log *slog.L
 			}
 			_, err := dec.Decode(s.Data, func(width, height int, bgr []byte) {
 				now := time.Now()
+				info.frame(width, height, units, now)
 				w.mu.Lock()
 				seq := w.seq[cam.ID]
 				n := *seq

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"sort"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -14,6 +15,10 @@ import (
 type cameraStatus struct {
 	Camera     string             `json:"camera"`
 	Up         bool               `json:"up"`
+	Codec      string             `json:"codec,omitempty"` // what the camera sends now (empty while down)
+	Width      int                `json:"width,omitempty"`
+	Height     int                `json:"height,omitempty"`
+	FPS        int                `json:"fps,omitempty"`
 	Obscured   float64            `json:"frames_obscured"`
 	FailClosed float64            `json:"frames_fail_closed"`
 	Dropped    float64            `json:"frames_dropped"`
@@ -60,6 +65,12 @@ func statusFrom(g prometheus.Gatherer) ([]cameraStatus, error) {
 			switch mf.GetName() {
 			case "veil_camera_up":
 				get(cam).Up = value(m) == 1
+			case "veil_camera_stream_info":
+				c := get(cam)
+				c.Codec = label(m, "codec")
+				c.Width, _ = strconv.Atoi(label(m, "width"))
+				c.Height, _ = strconv.Atoi(label(m, "height"))
+				c.FPS, _ = strconv.Atoi(label(m, "fps"))
 			case "veil_blur_frames_total":
 				switch label(m, "result") {
 				case "obscured":
@@ -121,8 +132,8 @@ th { background: #f4f4f4; } .up { color: #17803d; font-weight: 600; } .down { co
 .note { color: #666; font-size: .9em; margin-top: 1em; }
 </style></head><body>
 <h1>veil: cameras</h1>
-<table><thead><tr><th>Camera</th><th>Status</th><th>Frames obscured</th><th>Fail-closed</th><th>Dropped</th><th>In</th><th>Out</th><th>Occupancy</th></tr></thead>
-<tbody id="rows"><tr><td colspan="8">loading…</td></tr></tbody></table>
+<table><thead><tr><th>Camera</th><th>Status</th><th>Stream</th><th>Frames obscured</th><th>Fail-closed</th><th>Dropped</th><th>In</th><th>Out</th><th>Occupancy</th></tr></thead>
+<tbody id="rows"><tr><td colspan="9">loading…</td></tr></tbody></table>
 <p class="note">Only obscured video is kept; counts are anonymous. Metrics: <a href="/metrics">/metrics</a>.</p>
 <script>
 function fmt(m) { return Object.entries(m).map(([k, v]) => k + ': ' + v).join(', ') || '–'; }
@@ -130,10 +141,11 @@ async function refresh() {
   const st = await (await fetch('/api/status')).json();
   const rows = st.map(c => '<tr data-camera="' + c.camera + '"><td>' + c.camera + '</td>' +
     '<td class="' + (c.up ? 'up">up' : 'down">down') + '</td>' +
+    '<td>' + (c.codec ? c.codec + ' ' + c.width + '×' + c.height + (c.fps ? ' @' + c.fps : '') : '–') + '</td>' +
     '<td>' + c.frames_obscured + '</td><td>' + c.frames_fail_closed + '</td><td>' + c.frames_dropped + '</td>' +
     '<td>' + fmt(c.in) + '</td><td>' + fmt(c.out) + '</td>' +
     '<td>' + Object.entries(c.occupancy).map(([z, n]) => z + ': ' + n + (c.capacity[z] ? ' / ' + c.capacity[z] : '')).join(', ') + '</td></tr>');
-  document.getElementById('rows').innerHTML = rows.join('') || '<tr><td colspan="8">no cameras</td></tr>';
+  document.getElementById('rows').innerHTML = rows.join('') || '<tr><td colspan="9">no cameras</td></tr>';
 }
 refresh(); setInterval(refresh, 2000);
 </script></body></html>

@@ -80,7 +80,7 @@ tls, digest = opt("--tls", 2), opt("--digest", 2)
 if tls or digest:
     auth = GstRtspServer.RTSPAuth()
     token = GstRtspServer.RTSPToken()
-    token.get_writable_structure().set_value("media.factory.role", "user")
+    token.set_string("media.factory.role", "user")
     factory.add_role_from_structure(Gst.Structure.from_string(
         "user, media.factory.access=(boolean)true, media.factory.construct=(boolean)true")[0])
     if tls:

@@ -1,8 +1,8 @@
 package config
 
 import (
-	"net/url"
 	"bufio"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -75,12 +75,12 @@ func TestDefaultsAndCounting(t *testing.T) {
 
 func TestEnvOverrides(t *testing.T) {
 	env := map[string]string{
-		"VEIL_METRICS_LISTEN":    "0.0.0.0:9999",
-		"VEIL_KAFKA_BROKERS":     "10.1.1.1:9092, 10.1.1.2:9092",
-		"VEIL_KAFKA_PASSWORD":    "s3cret",
-		"VEIL_RECORDINGS_DIR":    "/srv/rec",
-		"VEIL_MODEL_DIR":         "/opt/models",
-		"VEIL_WHIP_TOKEN_DESK_2": "a-token-from-the-environment",
+		"VEIL_METRICS_LISTEN":        "0.0.0.0:9999",
+		"VEIL_KAFKA_BROKERS":         "10.1.1.1:9092, 10.1.1.2:9092",
+		"VEIL_KAFKA_PASSWORD":        "s3cret",
+		"VEIL_RECORDINGS_DIR":        "/srv/rec",
+		"VEIL_MODEL_DIR":             "/opt/models",
+		"VEIL_WHIP_TOKEN_DESK_2":     "a-token-from-the-environment",
 		"VEIL_CAMERA_PASSWORD_LOBBY": "p@ss:w/rd",
 	}
 	var c Config
