@@ -42,6 +42,8 @@ fi
 
 log "go test -bench (detector, obscuring)"
 go test -run XXX -bench . -benchtime 5x ./blur/ ./blur/detect/ ./counter/ ./pipeline/output/encode/ | tee "$OUT/go-bench.txt" >&2
+log "go test -bench Decode (per codec a camera may send, 1280x720)"
+go test -run XXX -bench Decode -benchtime 200x -count 3 ./ingest/decode/ | tee "$OUT/decode-bench.txt" >&2
 log "go test -bench Capacity (N RTSP cameras at 720p15 through veil run; about 4 minutes)"
 go test -run XXX -bench Capacity -benchtime 1x -timeout 30m ./cmd/veil/ | tee "$OUT/capacity.txt" >&2
 log "go test -bench (count events: publisher -> real Kafka -> exporter)"

@@ -12,9 +12,11 @@ import (
 // units an RTP depacketizer delivers: for H.264 and H.265, access units in
 // Annex-B form with their parameter sets and SEI in front of the slice that
 // follows them; for MJPEG, one JPEG per frame.
-func stream(t testing.TB, c Codec) [][]byte {
+func stream(t testing.TB, c Codec) [][]byte { return streamSized(t, c, "320x240") }
+
+func streamSized(t testing.TB, c Codec, size string) [][]byte {
 	t.Helper()
-	args := []string{"-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=10", "-frames:v", "30"}
+	args := []string{"-v", "error", "-f", "lavfi", "-i", "testsrc2=size=" + size + ":rate=10", "-frames:v", "30"}
 	switch c {
 	case CodecH264:
 		args = append(args, "-c:v", "libx264", "-preset", "ultrafast", "-g", "10", "-bf", "0", "-f", "h264")
@@ -180,4 +182,24 @@ func FuzzDecode(f *testing.F) {
 			}
 		})
 	})
+}
+
+// BenchmarkDecode is the cost of decoding one 1280x720 picture to BGR, per
+// codec a camera may send (30 pictures, a keyframe every 10).
+func BenchmarkDecode(b *testing.B) {
+	for _, c := range allCodecs {
+		b.Run(c.String(), func(b *testing.B) {
+			units := streamSized(b, c, "1280x720")
+			d, err := New(c, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer d.Close()
+			n := 0
+			for b.Loop() {
+				d.Decode(units[n%len(units)], func(int, int, []byte) {})
+				n++
+			}
+		})
+	}
 }

@@ -46,7 +46,7 @@ func TestShippedConfigsLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Cameras) != 3 || !cfg.Cameras[1].WHIP || cfg.Cameras[0].Counting.Lines[0].ID != "door" || cfg.Recordings.Keep.Hours() != 72 || cfg.Kafka.Topic != "veil.footfall.v1" {
+	if len(cfg.Cameras) != 4 || !strings.HasPrefix(cfg.Cameras[1].URL, "rtsps:") || !cfg.Cameras[2].WHIP || cfg.Cameras[0].Counting.Lines[0].ID != "door" || cfg.Recordings.Keep.Hours() != 72 || cfg.Kafka.Topic != "veil.footfall.v1" {
 		t.Errorf("example: %+v", cfg)
 	}
 	cfg, err = Load("../../dashboards/compose-veil.yaml")
