@@ -20,6 +20,9 @@ type holder struct {
 	boxes []held
 }
 
+// maxSpeed caps a held face's speed, in face widths per second.
+const maxSpeed = 8
+
 type held struct {
 	box    image.Rectangle // where it was last detected
 	at     time.Duration   // when (stream time)
@@ -43,7 +46,16 @@ func (h *holder) update(dets []image.Rectangle, now time.Duration) []image.Recta
 			if dt := (now - prev.at).Seconds(); dt > 0 {
 				cx, cy := centre(d)
 				px, py := centre(prev.box)
-				nb.vx, nb.vy = (cx-px)/dt, (cy-py)/dt
+				// Box jitter over one frame interval reads as a high
+				// speed: smooth over successive matches, and cap at
+				// maxSpeed face widths a second (a walking person's face
+				// seen close up moves about that fast).
+				vx, vy := (cx-px)/dt, (cy-py)/dt
+				if prev.vx != 0 || prev.vy != 0 {
+					vx, vy = (vx+prev.vx)/2, (vy+prev.vy)/2
+				}
+				lim := maxSpeed * float64(max(d.Dx(), d.Dy()))
+				nb.vx, nb.vy = max(-lim, min(lim, vx)), max(-lim, min(lim, vy))
 			}
 		}
 		next = append(next, nb)
@@ -54,8 +66,14 @@ func (h *holder) update(dets []image.Rectangle, now time.Duration) []image.Recta
 		if used[j] || now-b.at > h.hold || now < b.at {
 			continue
 		}
+		p := h.predicted(b, now)
+		if covered(p, dets) {
+			// A fresh detection is this face (the match went to another
+			// held box of it): keeping both would predict one face twice.
+			continue
+		}
 		next = append(next, b)
-		out = append(out, h.predicted(b, now))
+		out = append(out, p)
 	}
 	h.boxes = next
 	return out
@@ -77,6 +95,21 @@ func (h *holder) rescale(from, to image.Point) {
 			int(math.Ceil(float64(r.Max.X)*sx)), int(math.Ceil(float64(r.Max.Y)*sy)))
 		b.vx, b.vy = b.vx*sx, b.vy*sy
 	}
+}
+
+// covered reports whether a detection overlaps p by at least half of the
+// smaller of the two: the same face, seen again.
+func covered(p image.Rectangle, dets []image.Rectangle) bool {
+	for _, d := range dets {
+		in := p.Intersect(d)
+		if in.Empty() {
+			continue
+		}
+		if 2*in.Dx()*in.Dy() >= min(p.Dx()*p.Dy(), d.Dx()*d.Dy()) {
+			return true
+		}
+	}
+	return false
 }
 
 // moving reports whether a held box moves faster than a few pixels a

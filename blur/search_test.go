@@ -221,3 +221,63 @@ func TestMotionFinder(t *testing.T) {
 		t.Error("lights switched on is not a scene change")
 	}
 }
+
+// TestCoverUsesTheCheapestSquares: a region is covered by the square size
+// whose crops add up to the least area, and every crop lies in the frame.
+func TestCoverUsesTheCheapestSquares(t *testing.T) {
+	frame := image.Rect(0, 0, 1280, 720)
+	for _, tc := range []struct {
+		r       image.Rectangle
+		side, n int
+	}{
+		{image.Rect(100, 100, 250, 250), 160, 1}, // fits the smallest square
+		{image.Rect(100, 100, 400, 400), 320, 1}, // one square beats tiles
+		{image.Rect(0, 200, 700, 500), 320, 3},   // long: three 320s (307k px), not two 640s (819k px)
+		{image.Rect(0, 0, 1280, 720), 448, 8},    // whole frame in tiles (the plan then searches it whole)
+	} {
+		cs := cover(tc.r, frame)
+		if len(cs) != tc.n || cs[0].Dx() != tc.side || cs[0].Dy() != tc.side {
+			t.Errorf("%v: %d crops of %v, want %d of %d", tc.r, len(cs), cs[0].Size(), tc.n, tc.side)
+		}
+		for _, c := range cs {
+			if !c.In(frame) {
+				t.Errorf("%v: crop %v outside the frame", tc.r, c)
+			}
+		}
+	}
+	if cs := cover(image.Rect(0, 0, 100, 100), image.Rect(0, 0, 120, 120)); len(cs) != 1 || !cs[0].Empty() {
+		t.Errorf("frame smaller than every square: %v", cs)
+	}
+}
+
+// TestHolderKeepsOneBoxPerFace: two held boxes of one face (a detection
+// matched one; the other is the same face seen slightly apart) do not
+// both live on, and a jittery match does not give a held face a speed
+// that would sweep its box across the frame.
+func TestHolderKeepsOneBoxPerFace(t *testing.T) {
+	h := holder{hold: 1500 * time.Millisecond, grow: 0.5}
+	f := image.Rect(100, 100, 130, 130)
+	// Two boxes of one face that the detector's suppression let through.
+	h.update([]image.Rectangle{f, f.Add(image.Pt(8, 0))}, 0)
+	if len(h.boxes) != 2 {
+		t.Fatalf("%d held", len(h.boxes))
+	}
+	// Next frame the face is seen once: the other box is this face too.
+	out := h.update([]image.Rectangle{f.Add(image.Pt(3, 0))}, time.Second/15)
+	if len(out) != 1 || len(h.boxes) != 1 {
+		t.Errorf("regions %v, held %d: the duplicate lived on", out, len(h.boxes))
+	}
+
+	// A match 29 px away one frame later reads as 435 px/s; held unseen
+	// for a second, the box moves at most maxSpeed face widths.
+	h = holder{hold: 1500 * time.Millisecond, grow: 0.5}
+	h.update([]image.Rectangle{f}, 0)
+	h.update([]image.Rectangle{f.Add(image.Pt(29, 0))}, time.Second/15)
+	out = h.update(nil, time.Second/15+time.Second)
+	if len(out) != 1 {
+		t.Fatalf("regions %v", out)
+	}
+	if cx, _ := centre(out[0]); cx-115 > 29+maxSpeed*30+1 {
+		t.Errorf("held box's centre moved %.0f px in 1 s, want at most %d", cx-115, 29+maxSpeed*30)
+	}
+}
