@@ -97,6 +97,7 @@ func TestArrowsPointOneWay(t *testing.T) {
 		"pipeline/output/sink":     {"blur"},
 		"pipeline/output/encode":   {"blur"},
 		"pipeline/output/record":   {"blur", "pipeline/output/encode"},
+		"pipeline/output/live":     {"blur", "pipeline/output/encode", "pipeline/output/record"},
 		"pipeline/counts/":         {"pipeline/queue", "pipeline/counts/"},
 		"pipeline/config":          {"blur", "blur/detect", "counter", "pipeline/output/record", "pipeline/counts/footfall", "pipeline/counts/kafkaconf"},
 		"pipeline":                 {"blur", "blur/", "counter", "ingest", "pipeline/"},

@@ -26,6 +26,7 @@ import (
 	"github.com/veilproject/veil/counter"
 	"github.com/veilproject/veil/ingest"
 	"github.com/veilproject/veil/pipeline/frame"
+	"github.com/veilproject/veil/pipeline/output/live"
 	"github.com/veilproject/veil/pipeline/output/record"
 	"github.com/veilproject/veil/pipeline/output/sink"
 	"github.com/veilproject/veil/pipeline/queue"
@@ -57,7 +58,7 @@ var (
 	_ Source = (*ingest.Image)(nil)
 	_ Source = (*ingest.RTSP)(nil)
 	_ Source = (*ingest.WHIPSource)(nil)
-	_ Output = (*record.Recorder)(nil)
+	_ Output = (*live.Stream)(nil)
 	_ Output = (*sink.Video)(nil)
 	_ Output = (*sink.Image)(nil)
 	_ Output = (*Progress)(nil)
@@ -76,6 +77,7 @@ type Metrics struct {
 	Counter *counter.Metrics
 	Ingest  *ingest.Metrics
 	Record  *record.Metrics
+	Live    *live.Metrics
 
 	delivered *prometheus.CounterVec
 	dropped   *prometheus.CounterVec
@@ -118,6 +120,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		return nil, err
 	}
 	if m.Record, err = record.NewMetrics(reg); err != nil {
+		return nil, err
+	}
+	if m.Live, err = live.NewMetrics(reg); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -24,6 +24,7 @@ import (
 	"github.com/veilproject/veil/pipeline/counts/exporter"
 	"github.com/veilproject/veil/pipeline/counts/footfall"
 	"github.com/veilproject/veil/pipeline/counts/publish"
+	"github.com/veilproject/veil/pipeline/output/live"
 	"github.com/veilproject/veil/pipeline/output/record"
 	"github.com/veilproject/veil/pipeline/queue"
 )
@@ -82,6 +83,7 @@ type Service struct {
 	pub     *publish.Publisher
 	exp     *exporter.Exporter
 	ret     *record.Retention
+	streams map[string]*live.Stream // by camera
 	servers []*server
 	ends    Endpoints
 
@@ -130,7 +132,8 @@ func NewService(cfg config.Config, deps ServiceDeps) (_ *Service, err error) {
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{cfg: cfg, log: deps.Logger, reg: deps.Registry, events: queue.New[footfall.Event](eventQueue, queue.Block, nil)}
+	s := &Service{cfg: cfg, log: deps.Logger, reg: deps.Registry, events: queue.New[footfall.Event](eventQueue, queue.Block, nil),
+		streams: map[string]*live.Stream{}}
 	defer func() {
 		if err != nil {
 			s.release()
@@ -228,14 +231,17 @@ func (s *Service) newCamera(cam config.Camera, deps ServiceDeps) (*Camera, error
 		}
 		src = r
 	}
-	var outs []Output
+	// One encoder per camera feeds its recording and its live viewers.
+	var rec *record.Recorder
 	if s.cfg.Recordings.Dir != "" {
-		rec, err := record.New(s.cfg.Recordings, cam.ID, deps.Metrics.Record, deps.Logger)
-		if err != nil {
+		var err error
+		if rec, err = record.New(s.cfg.Recordings, cam.ID, deps.Metrics.Record, deps.Logger); err != nil {
 			return nil, err
 		}
-		outs = append(outs, rec)
 	}
+	st := live.NewStream(cam.ID, s.cfg.Recordings.Preset, rec, deps.Metrics.Live, deps.Logger)
+	s.streams[cam.ID] = st
+	outs := []Output{st}
 	ccfg := CameraConfig{ID: cam.ID, Blur: s.cfg.Blur, Live: !cam.Fast, Drain: cameraDrain}
 	if cam.Counted() {
 		counting := cam.Counting

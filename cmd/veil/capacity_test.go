@@ -147,7 +147,7 @@ func runCapacity(b *testing.B, port, n int) capRow {
 		full:       d("veil_blur_searches_total", map[string]string{"kind": "full"}),
 		regions:    d("veil_blur_searches_total", map[string]string{"kind": "regions"}),
 	}
-	r.p50, r.p99 = quantiles(a, z, "veil_pipeline_output_latency_seconds", map[string]string{"output": "record"})
+	r.p50, r.p99 = quantiles(a, z, "veil_pipeline_output_latency_seconds", map[string]string{"output": "video"})
 	return r
 }
 

@@ -11,7 +11,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"image"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -23,7 +22,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/veilproject/veil/blur"
 	"github.com/veilproject/veil/pipeline/output/encode"
 )
 
@@ -108,17 +106,19 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	return m, nil
 }
 
-// Recorder writes one camera's frames.
+// Recorder writes one camera's encoded video into segments. It does not
+// encode: the camera's one encoder (pipeline/output/live) hands it the
+// packets it also hands live viewers.
 type Recorder struct {
 	cfg    Config
 	camera string
 	dir    string
 	log    *slog.Logger
 	m      *Metrics
-	cur    *encode.Writer
-	curEnd time.Duration // PTS at which the current segment ends
-	retry  time.Time     // after a failure, no new segment before this
-	size   image.Point   // the current segment's picture size
+	cur    *encode.Muxer
+	curEnc *encode.Encoder // whose packets the current segment holds
+	curEnd time.Duration   // PTS at which the current segment ends
+	retry  time.Time       // after a failure, no new segment before this
 }
 
 // New prepares the camera's directory and removes partial segments left
@@ -142,38 +142,49 @@ func New(cfg Config, camera string, m *Metrics, log *slog.Logger) (*Recorder, er
 	return &Recorder{cfg: cfg, camera: camera, dir: dir, log: log.With("component", "record", "camera", camera), m: m}, nil
 }
 
-// Name labels the output in metrics.
-func (r *Recorder) Name() string { return "record" }
+// Dir is where the camera's segments are.
+func (r *Recorder) Dir() string { return r.dir }
 
-// Write adds a frame at its own timestamp (segments are variable frame
-// rate, so they last the wall time they cover whatever was dropped),
-// starting a new segment when the current one is full or the picture size
-// changed. A failure (a full disk) is logged and counted, the segment
+// Preset is the x264 preset recordings are encoded with.
+func (r *Recorder) Preset() string { return r.cfg.Preset }
+
+// Write adds a packet of enc, captured at captured. Segments start on a
+// keyframe: the recorder asks enc for one at the segment's end and starts
+// the next segment with it; a packet of another encoder (the
+// picture size changed) finishes the segment at once. Segments are
+// variable frame rate, so they last the wall time they cover whatever was
+// dropped. A failure (a full disk) is logged and counted, the segment
 // abandoned, and recording retried 10 s later: it never stops the
-// pipeline, so Write always returns nil.
-func (r *Recorder) Write(f *blur.Frame) error {
-	pts := f.Meta().PTS
-	if r.cur != nil && (pts >= r.curEnd || f.Width() != r.size.X || f.Height() != r.size.Y) {
+// pipeline.
+func (r *Recorder) Write(enc *encode.Encoder, p encode.Packet, captured time.Time) {
+	if r.cur != nil && (enc != r.curEnc || p.PTS >= r.curEnd && p.Key) {
 		r.finish(context.Background())
+	}
+	if r.cur != nil && p.PTS >= r.curEnd {
+		enc.RequestKeyframe()
 	}
 	if r.cur == nil {
 		if time.Now().Before(r.retry) {
-			return nil
+			return
 		}
-		name := fmt.Sprintf("%s-%s.mp4", r.camera, f.Meta().Captured.UTC().Format("20060102T150405.000Z"))
-		v, err := encode.Create(filepath.Join(r.dir, name), encode.Options{Width: f.Width(), Height: f.Height(), Preset: r.cfg.Preset})
+		if !p.Key {
+			enc.RequestKeyframe()
+			return
+		}
+		name := fmt.Sprintf("%s-%s.mp4", r.camera, captured.UTC().Format("20060102T150405.000Z"))
+		mux, err := encode.CreateMuxer(filepath.Join(r.dir, name), enc)
 		if err != nil {
 			r.fail("open", err)
-			return nil
+			return
 		}
-		r.cur, r.curEnd, r.size = v, pts+r.cfg.Segment, image.Pt(f.Width(), f.Height())
+		r.cur, r.curEnc, r.curEnd = mux, enc, p.PTS+r.cfg.Segment
+		enc.KeyframeAt(r.curEnd)
 	}
-	if err := r.cur.Write(f); err != nil {
+	if err := r.cur.Write(p); err != nil {
 		r.fail("write", err)
 		r.cur.Close(ended)
 		r.cur = nil
 	}
-	return nil
 }
 
 // ended is a context that has ended: closing with it abandons a segment.
@@ -190,7 +201,7 @@ func (r *Recorder) finish(ctx context.Context) error {
 	} else {
 		r.m.segments.WithLabelValues(r.camera).Inc()
 	}
-	r.cur = nil
+	r.cur, r.curEnc = nil, nil
 	return err
 }
 
@@ -201,7 +212,8 @@ func (r *Recorder) fail(op string, err error) {
 }
 
 // Close finishes the current segment cleanly (on shutdown); if ctx ends
-// first, the segment is abandoned.
+// first, the segment is abandoned. The encoder's last packets must have
+// been written first.
 func (r *Recorder) Close(ctx context.Context) error {
 	if r.cur == nil {
 		return nil

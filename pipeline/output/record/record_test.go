@@ -15,6 +15,7 @@ import (
 
 	"github.com/veilproject/veil/blur"
 	"github.com/veilproject/veil/pipeline/frame"
+	"github.com/veilproject/veil/pipeline/output/encode"
 	"go.uber.org/goleak"
 )
 
@@ -48,6 +49,51 @@ func frames(t *testing.T, n int) []*blur.Frame {
 	return out
 }
 
+// feeder encodes frames as the camera's live.Stream does (one encoder per
+// picture size) and hands the packets to a recorder.
+type feeder struct {
+	t   *testing.T
+	r   *Recorder
+	enc *encode.Encoder
+}
+
+func (fd *feeder) Write(f *blur.Frame) {
+	if fd.enc != nil {
+		if w, h := fd.enc.Size(); w != f.Width() || h != f.Height() {
+			fd.flush()
+		}
+	}
+	if fd.enc == nil {
+		var err error
+		if fd.enc, err = encode.NewEncoder(encode.Options{Width: f.Width(), Height: f.Height(), Preset: fd.r.Preset()}); err != nil {
+			fd.t.Fatal(err)
+		}
+	}
+	pkts, err := fd.enc.Encode(f)
+	if err != nil {
+		fd.t.Fatal(err)
+	}
+	for _, p := range pkts {
+		fd.r.Write(fd.enc, p, f.Meta().Captured)
+	}
+}
+
+func (fd *feeder) flush() {
+	pkts, _ := fd.enc.Flush()
+	for _, p := range pkts {
+		fd.r.Write(fd.enc, p, time.Now())
+	}
+	fd.enc.Free()
+	fd.enc = nil
+}
+
+func (fd *feeder) Close(ctx context.Context) error {
+	if fd.enc != nil {
+		fd.flush()
+	}
+	return fd.r.Close(ctx)
+}
+
 func TestSegmentsRotate(t *testing.T) {
 	dir := t.TempDir()
 	m, _ := NewMetrics(prometheus.NewRegistry())
@@ -57,10 +103,11 @@ func TestSegmentsRotate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	fd := &feeder{t: t, r: r}
 	for _, f := range frames(t, 35) { // 3.5 s: three full segments and a half
-		r.Write(f)
+		fd.Write(f)
 	}
-	if err := r.Close(context.Background()); err != nil {
+	if err := fd.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	segs, _ := filepath.Glob(filepath.Join(dir, "c", "*.mp4"))
@@ -83,8 +130,9 @@ func TestUnwritableDiskIsAnErrorNotACrash(t *testing.T) {
 		// root ignores permissions: use a path that cannot be a directory.
 		r.dir = "/proc/veil-no-such-dir"
 	}
+	fd := &feeder{t: t, r: r}
 	for _, f := range frames(t, 5) {
-		r.Write(f)
+		fd.Write(f)
 	}
 	if v := testutil.ToFloat64(m.errors.WithLabelValues("c", "open")); v != 1 {
 		t.Errorf("open errors %v, want 1 (then a 10 s pause)", v)
@@ -164,10 +212,11 @@ func TestSegmentsLastTheirWallTime(t *testing.T) {
 			kept = append(kept, f)
 		}
 	}
+	fd := &feeder{t: t, r: r}
 	for _, f := range kept {
-		r.Write(f)
+		fd.Write(f)
 	}
-	if err := r.Close(context.Background()); err != nil {
+	if err := fd.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	// The segments the recorder should have cut: a new one at the first
