@@ -1,0 +1,334 @@
+package live
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
+)
+
+// Viewer is who watches, as the console's authorization names them.
+type Viewer struct {
+	Who  string // a user name, or "token:{camera}" for a camera's view token
+	From string // the client's address
+}
+
+// SessionEvent reports a live view that ended, for the audit log.
+type SessionEvent struct {
+	Viewer
+	Camera     string
+	Start, End time.Time
+}
+
+// WHEP serves live viewers over WebRTC (WHEP, draft-ietf-wish-whep):
+// POST /whep/{camera} with an SDP offer is answered 201 with the answer
+// and a Location; DELETE on that Location ends the session. Every viewer
+// of a camera gets the camera's one encoded stream.
+type WHEP struct {
+	// Streams are the cameras that can be watched.
+	Streams map[string]*Stream
+	// Authorize says who the request is from, or false (401). It must
+	// check the camera's view token or the console session (with its CSRF
+	// header).
+	Authorize func(r *http.Request, camera string) (Viewer, bool)
+	// MaxPerCamera and MaxTotal bound the viewers (default 10 and 40).
+	MaxPerCamera, MaxTotal int
+	// IPs, if set, limits ICE host candidates to these addresses.
+	IPs []string
+	// IncludeLoopback offers loopback candidates (tests between local
+	// peers; browsers ignore them).
+	IncludeLoopback bool
+	// Ended is called when a session ends (the audit log).
+	Ended   func(SessionEvent)
+	Logger  *slog.Logger
+	Metrics *Metrics
+
+	mu       sync.Mutex
+	sessions map[string]*session // by id
+	wg       sync.WaitGroup
+}
+
+type session struct {
+	id, camera string
+	viewer     Viewer
+	pc         *webrtc.PeerConnection
+	sub        *Sub
+	start      time.Time
+	once       sync.Once
+}
+
+func (w *WHEP) refuse(res http.ResponseWriter, reason, msg string, code int) {
+	w.Metrics.refused.WithLabelValues(reason).Inc()
+	http.Error(res, msg, code)
+}
+
+// ServeHTTP handles /whep/{camera} and /whep/{camera}/{session}.
+func (w *WHEP) ServeHTTP(res http.ResponseWriter, req *http.Request) {
+	parts := strings.Split(strings.Trim(strings.TrimPrefix(req.URL.Path, "/whep/"), "/"), "/")
+	camera := parts[0]
+	who, ok := w.Authorize(req, camera)
+	if !ok {
+		res.Header().Set("WWW-Authenticate", `Bearer realm="veil"`)
+		w.refuse(res, RefusedUnauthorized, "log in, or give the camera's view token as a bearer token", http.StatusUnauthorized)
+		return
+	}
+	st, ok := w.Streams[camera]
+	if !ok {
+		w.refuse(res, RefusedUnknownCamera, "no such camera", http.StatusNotFound)
+		return
+	}
+	switch {
+	case req.Method == http.MethodPost && len(parts) == 1:
+		w.view(res, req, st, who)
+	case req.Method == http.MethodDelete && len(parts) == 2:
+		w.mu.Lock()
+		s := w.sessions[parts[1]]
+		w.mu.Unlock()
+		if s == nil || s.camera != camera {
+			http.Error(res, "no such session", http.StatusNotFound)
+			return
+		}
+		w.end(s)
+		res.WriteHeader(http.StatusOK)
+	default:
+		http.Error(res, "method not allowed", http.StatusMethodNotAllowed)
+	}
+}
+
+// ParseOffer checks a viewer's SDP offer: it must parse and carry a video
+// section. The error says why not.
+func ParseOffer(body []byte) error {
+	var d sdp.SessionDescription
+	if err := d.Unmarshal(body); err != nil {
+		return fmt.Errorf("malformed SDP: %w", err)
+	}
+	for _, m := range d.MediaDescriptions {
+		if m.MediaName.Media == "video" {
+			return nil
+		}
+	}
+	return errors.New("the offer has no video section")
+}
+
+func (w *WHEP) view(res http.ResponseWriter, req *http.Request, st *Stream, who Viewer) {
+	if ct := req.Header.Get("Content-Type"); ct != "application/sdp" {
+		w.refuse(res, RefusedBadOffer, "Content-Type must be application/sdp", http.StatusUnsupportedMediaType)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(req.Body, 64<<10))
+	if err == nil {
+		err = ParseOffer(body)
+	}
+	if err != nil {
+		w.refuse(res, RefusedBadOffer, err.Error(), http.StatusBadRequest)
+		return
+	}
+	maxCam, maxAll := w.MaxPerCamera, w.MaxTotal
+	if maxCam <= 0 {
+		maxCam = 10
+	}
+	if maxAll <= 0 {
+		maxAll = 40
+	}
+	w.mu.Lock()
+	if w.sessions == nil {
+		w.sessions = map[string]*session{}
+	}
+	total := len(w.sessions)
+	w.mu.Unlock()
+	if total >= maxAll {
+		w.refuse(res, RefusedTotalLimit, fmt.Sprintf("%d viewers already (the limit)", total), http.StatusServiceUnavailable)
+		return
+	}
+	if n := st.Viewers(); n >= maxCam {
+		w.refuse(res, RefusedCameraLimit, fmt.Sprintf("%d viewers of %s already (the limit)", n, st.Camera()), http.StatusServiceUnavailable)
+		return
+	}
+	pc, track, err := w.newPeerConnection()
+	if err != nil {
+		http.Error(res, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: string(body)}); err != nil {
+		pc.Close()
+		w.refuse(res, RefusedBadOffer, "offer refused: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	answer, err := pc.CreateAnswer(nil)
+	if err == nil {
+		err = pc.SetLocalDescription(answer)
+	}
+	if err != nil {
+		pc.Close()
+		w.refuse(res, RefusedBadOffer, "cannot answer: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	select {
+	case <-gathered:
+	case <-time.After(5 * time.Second):
+	}
+	sub, err := st.Subscribe()
+	if err != nil {
+		pc.Close()
+		http.Error(res, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	s := &session{id: newID(), camera: st.Camera(), viewer: who, pc: pc, sub: sub, start: time.Now()}
+	w.mu.Lock()
+	w.sessions[s.id] = s
+	w.mu.Unlock()
+	log := w.Logger.With("component", "whep", "camera", s.camera, "viewer", who.Who, "session", s.id)
+	log.Info("live view started", "from", who.From)
+	pc.OnConnectionStateChange(func(cs webrtc.PeerConnectionState) {
+		switch cs {
+		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateDisconnected, webrtc.PeerConnectionStateClosed:
+			go w.end(s)
+		}
+	})
+	w.wg.Add(2)
+	go func() { // RTCP: the interceptors need it read; PLI and FIR ask for a keyframe
+		defer w.wg.Done()
+		for {
+			pkts, _, err := track.sender.ReadRTCP()
+			if err != nil {
+				return
+			}
+			for _, p := range pkts {
+				switch p.(type) {
+				case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+					st.RequestKeyframe()
+				}
+			}
+		}
+	}()
+	go func() {
+		defer w.wg.Done()
+		last := time.Duration(-1)
+		for u := range sub.C {
+			data := u.Data
+			if u.Params != nil {
+				data = append(append([]byte(nil), u.Params...), u.Data...)
+			}
+			d := time.Second / 15
+			if last >= 0 && u.PTS > last {
+				d = u.PTS - last
+			}
+			last = u.PTS
+			if err := track.local.WriteSample(media.Sample{Data: data, Duration: d}); err != nil && !errors.Is(err, io.ErrClosedPipe) {
+				log.Warn("sending to the viewer", "err", err)
+			}
+		}
+	}()
+	res.Header().Set("Content-Type", "application/sdp")
+	res.Header().Set("Location", "/whep/"+s.camera+"/"+s.id)
+	res.WriteHeader(http.StatusCreated)
+	io.WriteString(res, pc.LocalDescription().SDP)
+}
+
+// end closes a session once and reports it.
+func (w *WHEP) end(s *session) {
+	s.once.Do(func() {
+		w.mu.Lock()
+		delete(w.sessions, s.id)
+		w.mu.Unlock()
+		if st := w.Streams[s.camera]; st != nil {
+			st.Unsubscribe(s.sub)
+		}
+		s.pc.Close()
+		ev := SessionEvent{Viewer: s.viewer, Camera: s.camera, Start: s.start, End: time.Now()}
+		w.Logger.Info("live view ended", "component", "whep", "camera", s.camera, "viewer", s.viewer.Who, "session", s.id, "seconds", ev.End.Sub(ev.Start).Seconds())
+		if w.Ended != nil {
+			w.Ended(ev)
+		}
+	})
+}
+
+// Close ends every session and waits for their goroutines.
+func (w *WHEP) Close() {
+	w.mu.Lock()
+	var all []*session
+	for _, s := range w.sessions {
+		all = append(all, s)
+	}
+	w.mu.Unlock()
+	for _, s := range all {
+		w.end(s)
+	}
+	w.wg.Wait()
+}
+
+func newID() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+type viewerTrack struct {
+	local  *webrtc.TrackLocalStaticSample
+	sender *webrtc.RTPSender
+}
+
+// h264 are the H.264 formats veil offers viewers, High first (what libx264
+// makes), Constrained Baseline for peers that ask for nothing else.
+var h264 = []string{
+	"level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=64001f",
+	"level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+}
+
+func (w *WHEP) newPeerConnection() (*webrtc.PeerConnection, viewerTrack, error) {
+	me := &webrtc.MediaEngine{}
+	for i, f := range h264 {
+		c := webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+			SDPFmtpLine: f, RTCPFeedback: []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}}},
+			PayloadType: webrtc.PayloadType(102 + 2*i)}
+		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
+			return nil, viewerTrack{}, err
+		}
+	}
+	// One interceptor registry per PeerConnection: they keep per-connection
+	// state (NACK buffers, reports).
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+		return nil, viewerTrack{}, err
+	}
+	se := webrtc.SettingEngine{}
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	if w.IncludeLoopback {
+		se.SetIncludeLoopbackCandidate(true)
+	}
+	if len(w.IPs) > 0 {
+		allowed := map[string]bool{}
+		for _, ip := range w.IPs {
+			allowed[ip] = true
+		}
+		se.SetIPFilter(func(ip net.IP) bool { return allowed[ip.String()] })
+	}
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, viewerTrack{}, err
+	}
+	local, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000}, "video", "veil")
+	if err == nil {
+		var sender *webrtc.RTPSender
+		if sender, err = pc.AddTrack(local); err == nil {
+			return pc, viewerTrack{local: local, sender: sender}, nil
+		}
+	}
+	pc.Close()
+	return nil, viewerTrack{}, err
+}
