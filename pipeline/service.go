@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/veilproject/veil/blur/engine"
 	"github.com/veilproject/veil/ingest"
 	"github.com/veilproject/veil/pipeline/config"
+	"github.com/veilproject/veil/pipeline/console"
 	"github.com/veilproject/veil/pipeline/counts/exporter"
 	"github.com/veilproject/veil/pipeline/counts/footfall"
 	"github.com/veilproject/veil/pipeline/counts/publish"
@@ -60,12 +62,15 @@ type ServiceDeps struct {
 	// Events receives count events as JSON lines when they are printed
 	// (no kafka.brokers, or print_events). It defaults to discarding.
 	Events io.Writer
+	// IncludeLoopback offers loopback ICE candidates to live viewers
+	// (tests with local peers; browsers ignore them).
+	IncludeLoopback bool
 }
 
 // Endpoints are the addresses the service listens on.
 type Endpoints struct {
 	Metrics string // host:port of /metrics, / and /api/status
-	WHIP    string // host:port of /whip/{camera}; empty without WHIP cameras
+	WHIP    string // host:port of http.listen (WHIP, the console, WHEP); empty when not opened
 }
 
 // Service is veil run: every configured camera, the counts path, the
@@ -84,6 +89,7 @@ type Service struct {
 	exp     *exporter.Exporter
 	ret     *record.Retention
 	streams map[string]*live.Stream // by camera
+	con     *console.Console        // nil: no console
 	servers []*server
 	ends    Endpoints
 
@@ -188,9 +194,33 @@ func NewService(cfg config.Config, deps ServiceDeps) (_ *Service, err error) {
 	if s.ends.Metrics, err = s.listen("metrics.listen", cfg.Metrics.Listen, mux); err != nil {
 		return nil, err
 	}
-	if s.whip != nil {
+	if cfg.ConsoleOn() {
+		var cams []console.Camera
+		for _, cam := range cfg.Cameras {
+			c := console.Camera{ID: cam.ID, ViewToken: cam.ViewToken}
+			if cfg.Recordings.Dir != "" {
+				c.Recordings = filepath.Join(cfg.Recordings.Dir, cam.ID)
+			}
+			cams = append(cams, c)
+		}
+		keep := time.Duration(0)
+		if cfg.Recordings.Dir != "" {
+			keep = cfg.Recordings.Keep
+		}
+		if s.con, err = console.New(cfg.Console, console.Deps{Cameras: cams, Streams: s.streams, Keep: keep, TLS: cfg.HTTP.TLS.Cert != "",
+			ConfigDigest: cfg.Digest, ICEIPs: cfg.HTTP.ICEIPs, IncludeLoopback: deps.IncludeLoopback, Logger: deps.Logger,
+			Registerer: deps.Registry, Metrics: deps.Metrics.Live}); err != nil {
+			return nil, err
+		}
+	}
+	if s.whip != nil || s.con != nil {
 		wmux := http.NewServeMux()
-		wmux.Handle("/whip/", s.whip)
+		if s.whip != nil {
+			wmux.Handle("/whip/", s.whip)
+		}
+		if s.con != nil {
+			wmux.Handle("/", s.con.Handler())
+		}
 		if s.ends.WHIP, err = s.listen("http.listen", cfg.HTTP.Listen, wmux); err != nil {
 			return nil, err
 		}
@@ -275,6 +305,9 @@ func (s *Service) release() {
 	if s.det != nil {
 		s.det.Close()
 	}
+	if s.con != nil {
+		s.con.Close()
+	}
 	for _, sv := range s.servers {
 		sv.ln.Close()
 	}
@@ -351,6 +384,9 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.whip != nil {
 		s.whip.Close()
 	}
+	if s.con != nil {
+		s.con.Close() // ends live sessions (audited) and closes the audit log
+	}
 	s.events.Close()
 	countsErr := <-countsDone
 	if s.exp != nil {
@@ -383,6 +419,9 @@ func (s *Service) runCounts(ctx context.Context) error {
 			e, ok := s.events.Pop(ctx)
 			if !ok {
 				return nil
+			}
+			if s.con != nil {
+				s.con.Observe(e)
 			}
 			if enc != nil {
 				if err := enc.Encode(e); err != nil {
@@ -456,4 +495,19 @@ func (e *ExporterService) Run(ctx context.Context) error {
 	err := e.exp.Run(ctx)
 	close(stop)
 	return errors.Join(err, g.Wait())
+}
+
+// WriteSummary says what the first camera did, and what reached the
+// exporter over Kafka (veil demo prints it at the end): the two must agree.
+func (s *Service) WriteSummary(w io.Writer) {
+	sum := s.cams[0].Summary()
+	fmt.Fprintf(w, "veil demo: %d frames obscured (%d faces, %d fail-closed), %d dropped before blur; crossings:", sum.Frames, sum.Faces, sum.FailClosed, sum.Dropped)
+	for _, t := range sum.Crossings {
+		fmt.Fprintf(w, " %s %d in %d out;", t.ID, t.Entries, t.Exits)
+	}
+	fmt.Fprint(w, " exported via kafka:")
+	for line, n := range s.Exported()[sum.Camera] {
+		fmt.Fprintf(w, " %s %d in %d out;", line, n[0], n[1])
+	}
+	fmt.Fprintln(w)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	_ "embed"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,8 +11,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/veilproject/veil/pipeline"
 	"github.com/veilproject/veil/pipeline/config"
+	"github.com/veilproject/veil/pipeline/console"
 	"github.com/veilproject/veil/pipeline/counts/kafkaconf"
 )
 
@@ -33,9 +34,9 @@ loop, in real time, as camera "sample"; every frame is obscured, then people
 are counted on the obscured frames. Count events are printed as JSON lines
 and published to an embedded Kafka broker, from which the exporter makes
 veil_footfall_* metrics; obscured video is recorded in segments under
--out/sample (kept an hour, at most 1 GiB); a status page and /metrics are
-served on -metrics-listen. Ctrl-C stops it as veil run stops: the last count
-window is flushed, the recording finished.
+-out/sample (kept an hour, at most 1 GiB); a status page and /metrics are on
+-metrics-listen, the console (live view, recordings, counts) on -listen with
+a user demo whose password is printed. Ctrl-C stops it as veil run stops.
 
 flags:
 `
@@ -55,6 +56,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	countCfg := fs.String("count-config", "", "counting config for the camera (default: the built-in one for the sample)")
 	fs.StringVar(&cfg.Recordings.Dir, "out", cfg.Recordings.Dir, "directory for the obscured recording and the spool")
 	fs.StringVar(&cfg.Metrics.Listen, "metrics-listen", cfg.Metrics.Listen, "address serving the status page and /metrics")
+	fs.StringVar(&cfg.HTTP.Listen, "listen", cfg.HTTP.Listen, "address serving the console (live view, recordings, counts)")
 	fs.BoolVar(&cam.Once, "once", false, "play the sample once and exit")
 	fs.BoolVar(&cam.Fast, "fast", false, "decode as fast as possible instead of in real time (frames are never dropped then)")
 	window := fs.Duration("window", 10*time.Second, "count event window")
@@ -63,10 +65,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
-	if err := of.validate(); err != nil {
-		return err
-	}
-	if err := demoCounting(cam, *countCfg, *window); err != nil {
+	if err := errors.Join(of.validate(), demoCounting(cam, *countCfg, *window)); err != nil {
 		return err
 	}
 	cfg.SpoolDir = filepath.Join(cfg.Recordings.Dir, "spool")
@@ -81,7 +80,11 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	} else {
 		cfg.Kafka.Brokers = config.SplitList(*brokers)
 	}
-	if err := cfg.Validate(); err != nil {
+	password, err := demoLogin(&cfg)
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
 		return usageError{err}
 	}
 	svc, err := newService(cfg, stdout, log)
@@ -89,12 +92,19 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 		return err
 	}
 	addr := svc.Endpoints().Metrics
-	fmt.Fprintf(stdout, "veil demo: camera %q from %s\n  status:    http://%s/\n  metrics:   http://%s/metrics\n  recording: %s\n  counting:  %d line(s), %d zone(s), events every %s\n  kafka:     %v topic %s (embedded: %v), spool %s\n",
-		cam.ID, cam.File, addr, addr, filepath.Join(cfg.Recordings.Dir, cam.ID), len(cam.Counting.Lines), len(cam.Counting.Zones), cam.Counting.Window,
+	fmt.Fprintf(stdout, "veil demo: camera %q from %s\n  console:   http://%s/ (user demo, password %s)\n  status:    http://%s/\n  metrics:   http://%s/metrics\n  recording: %s\n  counting:  %d line(s), %d zone(s), events every %s\n  kafka:     %v topic %s (embedded: %v), spool %s\n",
+		cam.ID, cam.File, svc.Endpoints().WHIP, password, addr, addr, filepath.Join(cfg.Recordings.Dir, cam.ID), len(cam.Counting.Lines), len(cam.Counting.Zones), cam.Counting.Window,
 		cfg.Kafka.Brokers, cfg.Kafka.Topic, embedded, cfg.SpoolDir)
 	runErr := svc.Run(ctx)
-	printDemoSummary(stdout, svc)
+	svc.WriteSummary(stdout)
 	return runErr
+}
+
+// demoLogin adds the console user demo to cfg and returns its password.
+func demoLogin(cfg *config.Config) (string, error) {
+	u, pw, err := console.DemoUser()
+	cfg.Console.Users = []console.User{u}
+	return pw, err
 }
 
 // demoCounting sets the camera's counting from path, or the built-in
@@ -107,19 +117,4 @@ func demoCounting(cam *config.Camera, path string, window time.Duration) (err er
 	}
 	cam.Counting.Window = window
 	return err
-}
-
-// printDemoSummary says what the demo did, and what reached the exporter
-// over Kafka: the two must agree.
-func printDemoSummary(w io.Writer, svc *pipeline.Service) {
-	sum := svc.Cameras()[0].Summary()
-	fmt.Fprintf(w, "veil demo: %d frames obscured (%d faces, %d fail-closed), %d dropped before blur; crossings:", sum.Frames, sum.Faces, sum.FailClosed, sum.Dropped)
-	for _, t := range sum.Crossings {
-		fmt.Fprintf(w, " %s %d in %d out;", t.ID, t.Entries, t.Exits)
-	}
-	fmt.Fprint(w, " exported via kafka:")
-	for line, n := range svc.Exported()[sum.Camera] {
-		fmt.Fprintf(w, " %s %d in %d out;", line, n[0], n[1])
-	}
-	fmt.Fprintln(w)
 }

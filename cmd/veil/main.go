@@ -6,6 +6,7 @@
 //	veil demo               the whole pipeline on a built-in sample
 //	veil exporter           count events from Kafka into Prometheus metrics
 //	veil run                the service, configured by veil.yaml
+//	veil passwd             hash a console password
 //	veil version
 package main
 
@@ -18,6 +19,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/veilproject/veil/pipeline/console"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -36,6 +39,7 @@ usage:
   veil demo [flags]               run the pipeline on the built-in sample camera and serve /metrics
   veil exporter -brokers LIST     turn count events from Kafka into Prometheus metrics
   veil run -config veil.yaml      the service: cameras (RTSP, files), obscure, count, record, publish
+  veil passwd < PASSWORD          print a console user's password_hash
   veil version
 
 Run 'veil COMMAND -h' for a command's flags.
@@ -66,6 +70,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdExporter(ctx, args[1:], stdout, stderr, log)
 	case "run":
 		err = cmdRun(ctx, args[1:], stdout, stderr, log)
+	case "passwd":
+		err = console.Passwd(os.Stdin, stdout)
 	case "version":
 		fmt.Fprintln(stdout, "veil", version)
 	case "-h", "--help", "help":

@@ -249,7 +249,7 @@ func TestDemoServesMetricsCountsAndRecords(t *testing.T) {
 		"-frames:v", "12", "-c:v", "mpeg4", clip).CombinedOutput(); err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
-	cmd := exec.Command(veilBin, "demo", "-input", clip, "-out", dir, "-metrics-listen", "127.0.0.1:0", "-window", "1s")
+	cmd := exec.Command(veilBin, "demo", "-input", clip, "-out", dir, "-metrics-listen", "127.0.0.1:0", "-listen", "127.0.0.1:0", "-window", "1s")
 	stdout, _ := cmd.StdoutPipe()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -198,7 +198,7 @@ func dashboardQL(t *testing.T, files ...string) []string {
 // startDemo runs `veil demo` on the sample with 1 s windows until the test
 // ends, and returns the host:port it serves its page and /metrics on.
 func startDemo(t *testing.T, dir string, extra ...string) string {
-	args := append([]string{"demo", "-out", dir, "-metrics-listen", "127.0.0.1:0", "-window", "1s"}, extra...)
+	args := append([]string{"demo", "-out", dir, "-metrics-listen", "127.0.0.1:0", "-listen", "127.0.0.1:0", "-window", "1s"}, extra...)
 	demo := exec.Command(veilBin, args...)
 	out, _ := demo.StdoutPipe()
 	demo.Stderr = io.Discard

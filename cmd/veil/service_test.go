@@ -175,7 +175,7 @@ func TestShutdownIsTheSameForRunAndDemo(t *testing.T) {
 			dir := t.TempDir()
 			var p *proc
 			if name == "demo" {
-				p = startVeil(t, "demo", "-out", dir, "-metrics-listen", "127.0.0.1:0", "-window", "1s")
+				p = startVeil(t, "demo", "-out", dir, "-metrics-listen", "127.0.0.1:0", "-listen", "127.0.0.1:0", "-window", "1s")
 			} else {
 				p = startVeil(t, "run", "-config", writeConfig(t, dir, `cameras:
   - id: sample

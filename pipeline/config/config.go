@@ -9,7 +9,9 @@ package config
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +25,7 @@ import (
 	"github.com/veilproject/veil/blur"
 	"github.com/veilproject/veil/blur/detect"
 	"github.com/veilproject/veil/counter"
+	"github.com/veilproject/veil/pipeline/console"
 	"github.com/veilproject/veil/pipeline/counts/footfall"
 	"github.com/veilproject/veil/pipeline/counts/kafkaconf"
 	"github.com/veilproject/veil/pipeline/output/record"
@@ -48,6 +51,12 @@ type Config struct {
 	// when kafka.brokers is set (without brokers they are always printed).
 	PrintEvents bool     `yaml:"print_events"`
 	Exporter    Exporter `yaml:"exporter"`
+	// Console is the guard's web console on http.listen: users, viewer
+	// limits, the audit log, the privacy notice.
+	Console console.Config `yaml:"console"`
+	// Digest is the SHA-256 of the configuration file (hex), audited at
+	// start.
+	Digest string `yaml:"-"`
 	// MaxFramePixels refuses a camera picture larger than this (width x
 	// height) before it is allocated: a forged stream header cannot make
 	// veil allocate gigabytes. It defaults to 8847360 (4096x2160).
@@ -61,12 +70,15 @@ type Metrics struct {
 	Listen string `yaml:"listen"`
 }
 
-// HTTP is the WHIP endpoint.
+// HTTP is the console's and WebRTC's listener.
 type HTTP struct {
-	// Listen serves WHIP (/whip/{camera}). It defaults to 127.0.0.1:8080,
-	// and is only opened when a camera has whip: true. An address other
-	// than loopback needs TLS (a bearer token sent in clear text can be
-	// read off the LAN and a camera's feed replaced), unless Insecure.
+	// Listen serves WHIP (/whip/{camera}), the console (/, /login, ...,
+	// /whep/{camera}) and the privacy notice (/privacy). It defaults to
+	// 127.0.0.1:8080, and is only opened when a camera has whip: true or
+	// the console is on (console.users, or a camera's view_token). An
+	// address other than loopback needs TLS (passwords, session cookies
+	// and bearer tokens in clear text can be read off the LAN), unless
+	// Insecure.
 	Listen string `yaml:"listen"`
 	// TLS serves WHIP over HTTPS with this certificate and key (PEM files).
 	TLS TLSFiles `yaml:"tls"`
@@ -114,6 +126,9 @@ type Camera struct {
 	WHIP bool `yaml:"whip"`
 	// Token is the WHIP bearer token; $VEIL_WHIP_TOKEN_{ID} overrides it.
 	Token string `yaml:"token"`
+	// ViewToken lets a machine (a video wall) watch the camera live over
+	// WHEP without a console login; $VEIL_VIEW_TOKEN_{ID} overrides it.
+	ViewToken string `yaml:"view_token"`
 	// Counting is this camera's lines and zones and the counter's tuning
 	// (window, hysteresis, min_area, max_age, min_hits, smooth), written
 	// directly under the camera. Without lines or zones the camera is not
@@ -172,6 +187,8 @@ func Parse(path string, b []byte) (Config, error) {
 	}
 	ApplyEnv(&c, os.Getenv)
 	c.Defaults()
+	sum := sha256.Sum256(b)
+	c.Digest = hex.EncodeToString(sum[:])
 	if err := c.Validate(); err != nil {
 		return c, fmt.Errorf("config %s: %w", path, err)
 	}
@@ -242,6 +259,25 @@ func (c *Config) Defaults() {
 	if c.MaxFramePixels == 0 {
 		c.MaxFramePixels = 4096 * 2160
 	}
+	audit := "veil-audit"
+	if c.Recordings.Dir != "" {
+		audit = filepath.Join(c.Recordings.Dir, "audit")
+	}
+	c.Console.Defaults(audit)
+}
+
+// ConsoleOn reports whether http.listen serves the console: users can log
+// in, or a camera has a view token.
+func (c *Config) ConsoleOn() bool {
+	if len(c.Console.Users) > 0 {
+		return true
+	}
+	for _, cam := range c.Cameras {
+		if cam.ViewToken != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // Validate names the first key that is wrong.
@@ -260,7 +296,10 @@ func (c *Config) Validate() error {
 		}
 		seen[c.Cameras[i].ID] = true
 	}
-	if err := c.HTTP.validate(c.hasWHIP()); err != nil {
+	if err := c.HTTP.validate(c.hasWHIP() || c.ConsoleOn()); err != nil {
+		return err
+	}
+	if err := c.Console.Validate("console"); err != nil {
 		return err
 	}
 	if c.MaxFramePixels < 320*240 || c.MaxFramePixels > 7680*4320 {
@@ -318,6 +357,9 @@ func (cam *Camera) validate(key string) error {
 		if !x509.NewCertPool().AppendCertsFromPEM(b) {
 			return fmt.Errorf("%s.tls.ca: %s holds no PEM certificate", key, cam.TLS.CA)
 		}
+	}
+	if cam.ViewToken != "" && len(cam.ViewToken) < 16 {
+		return fmt.Errorf("%s.view_token: at least 16 characters (or $%s)", key, ViewTokenEnv(cam.ID))
 	}
 	if cam.URL == "" && cam.Transport != "" {
 		return fmt.Errorf("%s.transport: only an RTSP camera (url) has a transport", key)

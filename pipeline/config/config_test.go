@@ -82,6 +82,7 @@ func TestEnvOverrides(t *testing.T) {
 		"VEIL_MODEL_DIR":             "/opt/models",
 		"VEIL_WHIP_TOKEN_DESK_2":     "a-token-from-the-environment",
 		"VEIL_CAMERA_PASSWORD_LOBBY": "p@ss:w/rd",
+		"VEIL_VIEW_TOKEN_LOBBY":      "a-video-wall-token-123",
 	}
 	var c Config
 	c.Cameras = []Camera{{ID: "desk-2", WHIP: true}, {ID: "lobby", URL: "rtsp://admin@10.0.0.5/Streaming/Channels/101"}}
@@ -90,6 +91,9 @@ func TestEnvOverrides(t *testing.T) {
 	if c.Metrics.Listen != "0.0.0.0:9999" || len(c.Kafka.Brokers) != 2 || c.Kafka.SASL.Password != "s3cret" || c.Recordings.Dir != "/srv/rec" ||
 		c.Detector.ModelDir != "/opt/models" || c.Cameras[0].Token != "a-token-from-the-environment" || c.SpoolDir != "/srv/rec/spool" {
 		t.Errorf("%+v", c)
+	}
+	if c.Cameras[1].ViewToken != "a-video-wall-token-123" {
+		t.Errorf("view token from the environment: %q", c.Cameras[1].ViewToken)
 	}
 	if u, err := url.Parse(c.Cameras[1].URL); err != nil || u.User.Username() != "admin" || func() string { p, _ := u.User.Password(); return p }() != "p@ss:w/rd" || u.Path != "/Streaming/Channels/101" {
 		t.Errorf("camera password from the environment: %v %v", c.Cameras[1].URL, err)

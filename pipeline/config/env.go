@@ -15,6 +15,7 @@ var Env = []struct{ Name, Key string }{
 	{"VEIL_MODEL_DIR", "detector.model_dir"},
 	{"VEIL_WHIP_TOKEN_<CAMERA>", "cameras[].token (camera id in upper case, - and . as _)"},
 	{"VEIL_CAMERA_PASSWORD_<CAMERA>", "the password in cameras[].url (kept out of the file)"},
+	{"VEIL_VIEW_TOKEN_<CAMERA>", "cameras[].view_token"},
 }
 
 // ApplyEnv sets the keys that getenv overrides. It runs after the file is
@@ -39,6 +40,9 @@ func ApplyEnv(c *Config, getenv func(string) string) {
 		if v := getenv(WHIPTokenEnv(c.Cameras[i].ID)); v != "" {
 			c.Cameras[i].Token = v
 		}
+		if v := getenv(ViewTokenEnv(c.Cameras[i].ID)); v != "" {
+			c.Cameras[i].ViewToken = v
+		}
 		if v := getenv(CameraPasswordEnv(c.Cameras[i].ID)); v != "" && c.Cameras[i].URL != "" {
 			c.Cameras[i].URL = withPassword(c.Cameras[i].URL, v)
 		}
@@ -51,6 +55,9 @@ func WHIPTokenEnv(camera string) string { return "VEIL_WHIP_TOKEN_" + envName(ca
 // CameraPasswordEnv is the variable that sets the password of a camera's
 // URL.
 func CameraPasswordEnv(camera string) string { return "VEIL_CAMERA_PASSWORD_" + envName(camera) }
+
+// ViewTokenEnv is the variable that overrides a camera's view token.
+func ViewTokenEnv(camera string) string { return "VEIL_VIEW_TOKEN_" + envName(camera) }
 
 func envName(camera string) string {
 	return strings.NewReplacer("-", "_", ".", "_").Replace(strings.ToUpper(camera))

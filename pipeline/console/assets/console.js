@@ -1,0 +1,35 @@
+// veil console: live view over WHEP, and playback of recordings.
+'use strict';
+const csrf = (document.querySelector('meta[name=csrf]') || {}).content || '';
+const sessions = [];
+
+async function watch(video) {
+  const camera = video.dataset.camera;
+  const state = document.querySelector('[data-state-of="' + camera + '"]');
+  const say = (s, live) => { if (state) { state.textContent = s; state.classList.toggle('live', !!live); } };
+  try {
+    const pc = new RTCPeerConnection();
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    pc.ontrack = (e) => { video.srcObject = e.streams[0] || new MediaStream([e.track]); };
+    pc.onconnectionstatechange = () => {
+      if (pc.connectionState === 'connected') say('live', true);
+      if (pc.connectionState === 'failed' || pc.connectionState === 'disconnected') { say('reconnecting…'); pc.close(); setTimeout(() => watch(video), 3000); }
+    };
+    await pc.setLocalDescription(await pc.createOffer());
+    await new Promise((ok) => { if (pc.iceGatheringState === 'complete') ok(); pc.onicegatheringstatechange = () => { if (pc.iceGatheringState === 'complete') ok(); }; setTimeout(ok, 2000); });
+    const r = await fetch('/whep/' + encodeURIComponent(camera), { method: 'POST', headers: { 'Content-Type': 'application/sdp', 'X-CSRF-Token': csrf }, body: pc.localDescription.sdp });
+    if (r.status !== 201) { say('unavailable (' + r.status + ')'); pc.close(); setTimeout(() => watch(video), 5000); return; }
+    sessions.push(r.headers.get('Location'));
+    await pc.setRemoteDescription({ type: 'answer', sdp: await r.text() });
+  } catch (e) { say('error: ' + e); }
+}
+
+document.querySelectorAll('video[data-camera]').forEach(watch);
+window.addEventListener('pagehide', () => {
+  for (const l of sessions) fetch(l, { method: 'DELETE', headers: { 'X-CSRF-Token': csrf }, keepalive: true });
+});
+document.querySelectorAll('[data-play]').forEach((a) => a.addEventListener('click', (e) => {
+  e.preventDefault();
+  const v = document.getElementById('playback');
+  v.src = a.dataset.play; v.play();
+}));

@@ -1,0 +1,166 @@
+// Package console is the guard's web console on http.listen: login, a
+// camera grid with live obscured video (WHEP), each camera's recordings
+// with playback and download, today's counts, a privacy notice for the
+// people filmed, and an append-only audit log of who looked at what.
+package console
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// Config is the console's part of veil.yaml (the key console).
+type Config struct {
+	// Users may log in. Without users the console serves only /privacy
+	// (and WHEP to view tokens).
+	Users []User `yaml:"users"`
+	// SessionTTL is how long a login lasts. It defaults to 12h.
+	SessionTTL time.Duration `yaml:"session_ttl"`
+	// MaxViewersPerCamera and MaxViewers bound live viewers (default 10
+	// and 40).
+	MaxViewersPerCamera int `yaml:"max_viewers_per_camera"`
+	MaxViewers          int `yaml:"max_viewers"`
+	// Audit is the audit log.
+	Audit AuditConfig `yaml:"audit"`
+	// Privacy fills the privacy notice.
+	Privacy Privacy `yaml:"privacy"`
+}
+
+// User is a console login.
+type User struct {
+	Name string `yaml:"name"`
+	// PasswordHash is a bcrypt hash (`veil passwd` prints one).
+	PasswordHash string `yaml:"password_hash"`
+	// Role is viewer (live view, recordings, counts) or admin (also the
+	// users and the audit log).
+	Role string `yaml:"role"`
+}
+
+// Roles.
+const (
+	RoleViewer = "viewer"
+	RoleAdmin  = "admin"
+)
+
+// AuditConfig is where the audit log goes and how long it is kept.
+type AuditConfig struct {
+	// Dir holds one JSON-lines file a day. It defaults to
+	// ${recordings.dir}/audit, or ./veil-audit.
+	Dir string `yaml:"dir"`
+	// Keep is how long a day's file is kept. It defaults to 2160h (90 days).
+	Keep time.Duration `yaml:"keep"`
+}
+
+// Privacy is what the notice says about the operator.
+type Privacy struct {
+	// Operator is who runs the cameras (the personal information handler).
+	Operator string `yaml:"operator"`
+	// Contact is whom the people filmed can ask (an address, a phone).
+	Contact string `yaml:"contact"`
+	// Purpose is why the cameras are there. It defaults to security of the
+	// premises and anonymous visitor counts.
+	Purpose string `yaml:"purpose"`
+}
+
+// Defaults fills unset keys; auditDir is the default audit directory.
+func (c *Config) Defaults(auditDir string) {
+	if c.SessionTTL == 0 {
+		c.SessionTTL = 12 * time.Hour
+	}
+	if c.MaxViewersPerCamera == 0 {
+		c.MaxViewersPerCamera = 10
+	}
+	if c.MaxViewers == 0 {
+		c.MaxViewers = 40
+	}
+	if c.Audit.Dir == "" {
+		c.Audit.Dir = auditDir
+	}
+	if c.Audit.Keep == 0 {
+		c.Audit.Keep = 90 * 24 * time.Hour
+	}
+	if c.Privacy.Purpose == "" {
+		c.Privacy.Purpose = "security of the premises, and anonymous counts of visitors"
+	}
+	if c.Privacy.Operator == "" {
+		c.Privacy.Operator = "the operator of these premises"
+	}
+	if c.Privacy.Contact == "" {
+		c.Privacy.Contact = "the reception desk"
+	}
+}
+
+// Validate names the key of the first error, under prefix.
+func (c *Config) Validate(prefix string) error {
+	seen := map[string]bool{}
+	for i, u := range c.Users {
+		key := fmt.Sprintf("%s.users[%d]", prefix, i)
+		if u.Name == "" || len(u.Name) > 64 {
+			return fmt.Errorf("%s.name: give a name of 1 to 64 characters", key)
+		}
+		if seen[u.Name] {
+			return fmt.Errorf("%s.name: %q is listed twice", key, u.Name)
+		}
+		seen[u.Name] = true
+		if _, err := bcrypt.Cost([]byte(u.PasswordHash)); err != nil {
+			return fmt.Errorf("%s.password_hash: not a bcrypt hash (make one with `veil passwd`)", key)
+		}
+		if u.Role != RoleViewer && u.Role != RoleAdmin {
+			return fmt.Errorf("%s.role: %q (want viewer or admin)", key, u.Role)
+		}
+	}
+	if c.SessionTTL < time.Minute || c.SessionTTL > 7*24*time.Hour {
+		return fmt.Errorf("%s.session_ttl: %v is outside [1m, 168h]", prefix, c.SessionTTL)
+	}
+	if c.MaxViewersPerCamera < 1 || c.MaxViewers < 1 {
+		return fmt.Errorf("%s.max_viewers_per_camera: viewer limits must be at least 1", prefix)
+	}
+	if c.Audit.Keep < 24*time.Hour {
+		return fmt.Errorf("%s.audit.keep: %v is less than a day", prefix, c.Audit.Keep)
+	}
+	return nil
+}
+
+// HashPassword is the bcrypt hash of a password, for users[].password_hash.
+func HashPassword(password string) (string, error) {
+	if len(password) < 10 {
+		return "", errors.New("use a password of at least 10 characters")
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(password), 12)
+	return string(h), err
+}
+
+// Passwd reads a password (one line) from in and prints its bcrypt hash
+// for users[].password_hash (`veil passwd`).
+func Passwd(in io.Reader, out io.Writer) error {
+	line, err := bufio.NewReader(in).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	h, err := HashPassword(strings.TrimRight(line, "\r\n"))
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(out, h)
+	return err
+}
+
+// DemoUser is an admin named demo with a fresh random password, for
+// veil demo (which prints it).
+func DemoUser() (User, string, error) {
+	b := make([]byte, 9)
+	if _, err := rand.Read(b); err != nil {
+		return User{}, "", err
+	}
+	pw := base64.RawURLEncoding.EncodeToString(b)
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.DefaultCost)
+	return User{Name: "demo", PasswordHash: string(h), Role: RoleAdmin}, pw, err
+}

@@ -1,0 +1,484 @@
+package console
+
+import (
+	"embed"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/veilproject/veil/pipeline/counts/footfall"
+	"github.com/veilproject/veil/pipeline/output/live"
+)
+
+//go:embed assets
+var assets embed.FS
+
+var pages = template.Must(template.New("").Funcs(template.FuncMap{
+	"hm":  func(t time.Time) string { return t.Local().Format("15:04:05") },
+	"div": func(n int64) float64 { return float64(n) / 1e6 },
+}).ParseFS(assets, "assets/*.html"))
+
+// Camera is a camera the console shows.
+type Camera struct {
+	ID string
+	// ViewToken lets a machine (a video wall) watch over WHEP without a
+	// login; empty: none.
+	ViewToken string
+	// Recordings is the directory of its segments; empty: not recorded.
+	Recordings string
+}
+
+// Deps are what the console serves from.
+type Deps struct {
+	Cameras []Camera
+	Streams map[string]*live.Stream
+	// Keep is how long recordings are kept (the privacy notice says it).
+	Keep time.Duration
+	// TLS: cookies are marked Secure.
+	TLS bool
+	// ConfigDigest identifies the configuration (audited at start).
+	ConfigDigest string
+	// ICEIPs and IncludeLoopback are the WHEP server's ICE settings.
+	ICEIPs          []string
+	IncludeLoopback bool
+	Logger          *slog.Logger
+	Registerer      prometheus.Registerer
+	Metrics         *live.Metrics
+}
+
+// Console serves the console's pages, recordings and WHEP.
+type Console struct {
+	cfg   Config
+	deps  Deps
+	log   *slog.Logger
+	audit *Audit
+	sess  *sessions
+	lim   *limiter
+	whep  *live.WHEP
+	cams  map[string]Camera
+
+	mu     sync.Mutex
+	counts map[string]*dayCounts // by camera
+}
+
+// New opens the audit log and builds the handlers.
+func New(cfg Config, deps Deps) (*Console, error) {
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	a, err := NewAudit(cfg.Audit, deps.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	c := &Console{cfg: cfg, deps: deps, log: deps.Logger.With("component", "console"), audit: a,
+		sess: &sessions{ttl: cfg.SessionTTL, m: map[string]*session{}}, lim: &limiter{failures: map[string][]time.Time{}},
+		cams: map[string]Camera{}, counts: map[string]*dayCounts{}}
+	for _, cam := range deps.Cameras {
+		c.cams[cam.ID] = cam
+	}
+	c.whep = &live.WHEP{Streams: deps.Streams, Authorize: c.authorizeViewer, MaxPerCamera: cfg.MaxViewersPerCamera, MaxTotal: cfg.MaxViewers,
+		IPs: deps.ICEIPs, IncludeLoopback: deps.IncludeLoopback, Logger: deps.Logger, Metrics: deps.Metrics,
+		Ended: func(e live.SessionEvent) {
+			c.audit.Log(Event{Kind: AuditLiveView, User: e.Who, From: e.From, Camera: e.Camera, Start: e.Start, End: e.End})
+		}}
+	detail := "sha256:" + deps.ConfigDigest
+	for _, e := range a.Recent(200) {
+		if e.Kind == AuditConfigLoaded {
+			if e.Detail != detail {
+				detail += " (changed since " + e.Time.Format(time.RFC3339) + ")"
+			}
+			break
+		}
+	}
+	if err := a.Log(Event{Kind: AuditConfigLoaded, Detail: detail}); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Close ends live sessions and closes the audit log.
+func (c *Console) Close() error {
+	c.whep.Close()
+	return c.audit.Close()
+}
+
+// authorizeViewer admits a WHEP request: a logged-in session with its CSRF
+// header, or the camera's view token.
+func (c *Console) authorizeViewer(r *http.Request, camera string) (live.Viewer, bool) {
+	if _, x := c.sess.get(r); x != nil && csrfOK(r, x) {
+		return live.Viewer{Who: x.user, From: clientIP(r)}, true
+	}
+	if cam, ok := c.cams[camera]; ok && cam.ViewToken != "" {
+		if got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && constantEq(got, cam.ViewToken) {
+			return live.Viewer{Who: "token:" + camera, From: clientIP(r)}, true
+		}
+	}
+	return live.Viewer{}, false
+}
+
+// Handler serves the console.
+func (c *Console) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /privacy", c.privacy)
+	mux.HandleFunc("GET /console.js", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+		b, _ := assets.ReadFile("assets/console.js")
+		w.Write(b)
+	})
+	mux.HandleFunc("GET /login", c.loginPage)
+	mux.HandleFunc("POST /login", c.login)
+	mux.HandleFunc("POST /logout", c.user(c.logout))
+	mux.HandleFunc("GET /{$}", c.user(c.grid))
+	mux.HandleFunc("GET /camera/{id}", c.user(c.camera))
+	mux.HandleFunc("GET /recordings/{id}/{file}", c.user(c.recording))
+	mux.HandleFunc("GET /admin", c.admin(c.adminPage))
+	mux.Handle("/whep/", c.whep)
+	return securityHeaders(mux)
+}
+
+func securityHeaders(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; media-src 'self' blob:; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Referrer-Policy", "no-referrer")
+		w.Header().Set("X-Frame-Options", "DENY")
+		h.ServeHTTP(w, r)
+	})
+}
+
+type handler func(w http.ResponseWriter, r *http.Request, x *session)
+
+// user admits a logged-in session (and, for anything but GET, its CSRF
+// token); otherwise a page redirects to the login and anything else is 401.
+func (c *Console) user(h handler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		_, x := c.sess.get(r)
+		if x == nil {
+			if r.Method == http.MethodGet {
+				http.Redirect(w, r, "/login", http.StatusSeeOther)
+				return
+			}
+			http.Error(w, "log in first", http.StatusUnauthorized)
+			return
+		}
+		if r.Method != http.MethodGet && !csrfOK(r, x) {
+			http.Error(w, "missing or wrong CSRF token", http.StatusForbidden)
+			return
+		}
+		h(w, r, x)
+	}
+}
+
+// admin is user for admins only; a viewer gets 403, audited.
+func (c *Console) admin(h handler) http.HandlerFunc {
+	return c.user(func(w http.ResponseWriter, r *http.Request, x *session) {
+		if x.role != RoleAdmin {
+			c.audit.Log(Event{Kind: AuditDenied, User: x.user, From: clientIP(r), Detail: r.URL.Path})
+			http.Error(w, "admins only", http.StatusForbidden)
+			return
+		}
+		h(w, r, x)
+	})
+}
+
+func (c *Console) render(w http.ResponseWriter, name string, data map[string]any) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if err := pages.ExecuteTemplate(w, name, data); err != nil {
+		c.log.Error("rendering", "page", name, "err", err)
+	}
+}
+
+func (c *Console) privacy(w http.ResponseWriter, r *http.Request) {
+	keep := "not recorded"
+	if c.deps.Keep > 0 {
+		keep = humanDuration(c.deps.Keep)
+	}
+	c.render(w, "privacy.html", map[string]any{"P": c.cfg.Privacy, "Keep": keep, "Print": r.URL.Query().Has("print"), "Cameras": len(c.deps.Cameras)})
+}
+
+func humanDuration(d time.Duration) string {
+	if d >= 48*time.Hour {
+		return fmt.Sprintf("%d days", int(d.Hours()/24))
+	}
+	return fmt.Sprintf("%d hours", int(d.Hours()))
+}
+
+func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
+	t := token()
+	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: t, Path: "/login", HttpOnly: true, Secure: c.deps.TLS, SameSite: http.SameSiteStrictMode, MaxAge: 600})
+	c.render(w, "login.html", map[string]any{"CSRF": t, "Error": r.URL.Query().Get("error")})
+}
+
+func (c *Console) login(w http.ResponseWriter, r *http.Request) {
+	ck, err := r.Cookie(loginCookie)
+	if err != nil || !constantEq(r.PostFormValue("csrf"), ck.Value) {
+		http.Error(w, "the login form expired; reload it", http.StatusForbidden)
+		return
+	}
+	name, ip := r.PostFormValue("name"), clientIP(r)
+	if c.lim.blocked("ip:"+ip, "user:"+name) {
+		c.audit.Log(Event{Kind: AuditLoginFailed, User: name, From: ip, Detail: "rate limited"})
+		http.Error(w, "too many failed logins; wait 15 minutes", http.StatusTooManyRequests)
+		return
+	}
+	u := check(c.cfg.Users, name, r.PostFormValue("password"))
+	if u == nil {
+		c.lim.fail("ip:"+ip, "user:"+name)
+		c.audit.Log(Event{Kind: AuditLoginFailed, User: name, From: ip})
+		http.Redirect(w, r, "/login?error=wrong+name+or+password", http.StatusSeeOther)
+		return
+	}
+	if err := c.audit.Log(Event{Kind: AuditLogin, User: u.Name, From: ip}); err != nil {
+		// Nobody looks at video unaudited.
+		c.log.Error("audit log unwritable: login refused", "err", err)
+		http.Error(w, "the audit log cannot be written; ask the administrator", http.StatusServiceUnavailable)
+		return
+	}
+	t, _ := c.sess.create(u.Name, u.Role)
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: t, Path: "/", HttpOnly: true, Secure: c.deps.TLS, SameSite: http.SameSiteStrictMode, MaxAge: int(c.cfg.SessionTTL.Seconds())})
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+func (c *Console) logout(w http.ResponseWriter, r *http.Request, x *session) {
+	t, _ := c.sess.get(r)
+	c.sess.delete(t)
+	c.audit.Log(Event{Kind: AuditLogout, User: x.user, From: clientIP(r)})
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: c.deps.TLS, SameSite: http.SameSiteStrictMode})
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+func (c *Console) base(x *session) map[string]any {
+	ids := make([]string, 0, len(c.deps.Cameras))
+	for _, cam := range c.deps.Cameras {
+		ids = append(ids, cam.ID)
+	}
+	return map[string]any{"User": x.user, "Admin": x.role == RoleAdmin, "CSRF": x.csrf, "Cameras": ids}
+}
+
+func (c *Console) grid(w http.ResponseWriter, r *http.Request, x *session) {
+	c.render(w, "grid.html", c.base(x))
+}
+
+// segment is a finished recording.
+type segment struct {
+	Name  string
+	Start time.Time
+	Size  int64
+}
+
+var segmentName = regexp.MustCompile(`^[A-Za-z0-9_.-]+-(\d{8}T\d{6}\.\d{3}Z)\.mp4$`)
+
+// segments lists camera's recordings of day (local time), oldest first.
+func segments(dir string, day time.Time) []segment {
+	ents, _ := os.ReadDir(dir)
+	var out []segment
+	for _, e := range ents {
+		m := segmentName.FindStringSubmatch(e.Name())
+		if m == nil {
+			continue
+		}
+		t, err := time.Parse("20060102T150405.000Z", m[1])
+		if err != nil {
+			continue
+		}
+		if y, mo, d := t.Local().Date(); y != day.Year() || mo != day.Month() || d != day.Day() {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			continue
+		}
+		out = append(out, segment{Name: e.Name(), Start: t, Size: info.Size()})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
+	return out
+}
+
+func (c *Console) camera(w http.ResponseWriter, r *http.Request, x *session) {
+	cam, ok := c.cams[r.PathValue("id")]
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	day := time.Now()
+	if d, err := time.ParseInLocation("2006-01-02", r.URL.Query().Get("day"), time.Local); err == nil {
+		day = d
+	}
+	data := c.base(x)
+	data["Camera"] = cam.ID
+	data["Day"] = day.Format("2006-01-02")
+	data["Prev"] = day.AddDate(0, 0, -1).Format("2006-01-02")
+	data["Next"] = day.AddDate(0, 0, 1).Format("2006-01-02")
+	data["Recorded"] = cam.Recordings != ""
+	if cam.Recordings != "" {
+		data["Segments"] = segments(cam.Recordings, day)
+	}
+	data["Charts"] = c.charts(cam.ID)
+	c.render(w, "camera.html", data)
+}
+
+// recording serves a finished segment with range requests (seeking),
+// audited: a play when the player fetches the start, a download when asked
+// for as a file.
+func (c *Console) recording(w http.ResponseWriter, r *http.Request, x *session) {
+	cam, ok := c.cams[r.PathValue("id")]
+	name := r.PathValue("file")
+	if !ok || cam.Recordings == "" || !segmentName.MatchString(name) {
+		http.NotFound(w, r)
+		return
+	}
+	f, err := os.Open(filepath.Join(cam.Recordings, name))
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	download := r.URL.Query().Has("download")
+	if rg := r.Header.Get("Range"); download || rg == "" || strings.HasPrefix(rg, "bytes=0-") {
+		kind := AuditPlay
+		if download {
+			kind = AuditDownload
+		}
+		if err := c.audit.Log(Event{Kind: kind, User: x.user, From: clientIP(r), Camera: cam.ID, File: name}); err != nil {
+			c.log.Error("audit log unwritable: recording refused", "err", err)
+			http.Error(w, "the audit log cannot be written; ask the administrator", http.StatusServiceUnavailable)
+			return
+		}
+	}
+	if download {
+		w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
+	}
+	w.Header().Set("Content-Type", "video/mp4")
+	w.Header().Set("Cache-Control", "private, no-store")
+	http.ServeContent(w, r, name, info.ModTime(), f)
+}
+
+func (c *Console) adminPage(w http.ResponseWriter, r *http.Request, x *session) {
+	data := c.base(x)
+	data["Users"] = c.cfg.Users
+	data["Audit"] = c.audit.Recent(100)
+	c.render(w, "admin.html", data)
+}
+
+func constantEq(a, b string) bool {
+	return len(a) == len(b) && a != "" && subtleEq(a, b)
+}
+
+// Observe takes a count event (every camera's, as they are made) for
+// today's charts.
+func (c *Console) Observe(e footfall.Event) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d := c.counts[e.Camera]
+	day := e.WindowEnd.Local().Format("2006-01-02")
+	if d == nil || d.day != day {
+		d = &dayCounts{day: day, lines: map[string]*[24][2]int{}, zones: map[string]*[24]int{}}
+		c.counts[e.Camera] = d
+	}
+	h := e.WindowEnd.Add(-time.Nanosecond).Local().Hour()
+	if e.WindowEnd.Local().Format("2006-01-02") != day {
+		return
+	}
+	for _, l := range e.Lines {
+		if d.lines[l.ID] == nil {
+			d.lines[l.ID] = &[24][2]int{}
+		}
+		d.lines[l.ID][h][0] += l.Entries
+		d.lines[l.ID][h][1] += l.Exits
+	}
+	for _, z := range e.Zones {
+		if d.zones[z.ID] == nil {
+			d.zones[z.ID] = &[24]int{}
+		}
+		d.zones[z.ID][h] = max(d.zones[z.ID][h], z.Peak)
+	}
+}
+
+// dayCounts are one camera's counts of one day, per hour.
+type dayCounts struct {
+	day   string
+	lines map[string]*[24][2]int // entries, exits
+	zones map[string]*[24]int    // peak occupancy
+}
+
+// chart is one bar chart of a day by hour, drawn as SVG by the template.
+type chart struct {
+	Title  string
+	Total  string
+	Bars   []bar
+	Height int
+}
+
+type bar struct {
+	X, Y, W, H int
+	Label      string
+	Class      string
+}
+
+func (c *Console) charts(camera string) []chart {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d := c.counts[camera]
+	if d == nil || d.day != time.Now().Format("2006-01-02") {
+		return nil
+	}
+	const h, bw = 80, 12
+	var out []chart
+	ids := make([]string, 0, len(d.lines))
+	for id := range d.lines {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		v := d.lines[id]
+		top, in, outN := 1, 0, 0
+		for _, x := range v {
+			top = max(top, x[0], x[1])
+			in += x[0]
+			outN += x[1]
+		}
+		ch := chart{Title: "line " + id, Total: fmt.Sprintf("%d in, %d out today", in, outN), Height: h}
+		for hr, x := range v {
+			for k, n := range x {
+				bh := n * h / top
+				ch.Bars = append(ch.Bars, bar{X: hr*2*bw + k*bw, Y: h - bh, W: bw - 2, H: bh, Label: fmt.Sprintf("%02d:00 %s %d", hr, [2]string{"in", "out"}[k], n), Class: [2]string{"in", "out"}[k]})
+			}
+		}
+		out = append(out, ch)
+	}
+	zids := make([]string, 0, len(d.zones))
+	for id := range d.zones {
+		zids = append(zids, id)
+	}
+	sort.Strings(zids)
+	for _, id := range zids {
+		v := d.zones[id]
+		top, peak := 1, 0
+		for _, n := range v {
+			top, peak = max(top, n), max(peak, n)
+		}
+		ch := chart{Title: "zone " + id, Total: fmt.Sprintf("peak %d today", peak), Height: h}
+		for hr, n := range v {
+			bh := n * h / top
+			ch.Bars = append(ch.Bars, bar{X: hr * 2 * bw, Y: h - bh, W: 2*bw - 2, H: bh, Label: fmt.Sprintf("%02d:00 peak %d", hr, n), Class: "occ"})
+		}
+		out = append(out, ch)
+	}
+	return out
+}
