@@ -43,7 +43,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, log *s
 	}
 	ends := svc.Endpoints()
 	if ends.WHIP != "" {
-		fmt.Fprintf(stdout, "veil run: WHIP on http://%s/whip/{camera}\n", ends.WHIP)
+		fmt.Fprintf(stdout, "veil run: console, WHIP and WHEP listening on %s\n", ends.WHIP)
 	}
 	fmt.Fprintf(stdout, "veil run: %d camera(s), status http://%s/, metrics http://%s/metrics\n", len(cfg.Cameras), ends.Metrics, ends.Metrics)
 	return svc.Run(ctx)

@@ -83,7 +83,11 @@ func newWHEP(t *testing.T) (*WHEP, *Stream, *Metrics) {
 	st := NewStream("lobby", "ultrafast", nil, m, nil)
 	w := &WHEP{Streams: map[string]*Stream{"lobby": st}, IncludeLoopback: true, MaxPerCamera: 2, Logger: slog.New(slog.DiscardHandler), Metrics: m,
 		Authorize: func(r *http.Request, camera string) (Viewer, bool) {
-			return Viewer{Who: "token:" + camera, From: r.RemoteAddr}, r.Header.Get("Authorization") == "Bearer "+token
+			who := "token:" + camera
+			if v := r.Header.Get("X-Viewer"); v != "" { // the test's stand-in for a second user
+				who = v
+			}
+			return Viewer{Who: who, From: r.RemoteAddr}, r.Header.Get("Authorization") == "Bearer "+token
 		}}
 	return w, st, m
 }
@@ -193,9 +197,18 @@ func TestWHEPViewersShareOneEncode(t *testing.T) {
 		t.Errorf("third viewer: %d, want 503", code)
 	}
 	pc.Close()
+	// Another viewer cannot end a's session.
 	req, _ := http.NewRequest(http.MethodDelete, srv.URL+a.location, nil)
 	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("X-Viewer", "mallory")
 	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("DELETE by another viewer: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	req, _ = http.NewRequest(http.MethodDelete, srv.URL+a.location, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err = http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("DELETE: %v %v", resp, err)
 	}

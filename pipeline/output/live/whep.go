@@ -101,6 +101,10 @@ func (w *WHEP) ServeHTTP(res http.ResponseWriter, req *http.Request) {
 			http.Error(res, "no such session", http.StatusNotFound)
 			return
 		}
+		if s.viewer.Who != who.Who {
+			http.Error(res, "not your session", http.StatusForbidden)
+			return
+		}
 		w.end(s)
 		res.WriteHeader(http.StatusOK)
 	default:

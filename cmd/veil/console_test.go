@@ -1,0 +1,243 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/veilproject/veil/pipeline/console"
+)
+
+// TestConsoleInChromium is the guard's console end to end in headless
+// Chromium against `veil run`, with a camera whose source has large,
+// detectable faces (Megamind.avi). Chromium skips loopback for ICE, so,
+// as for WHIP, the test makes a network namespace with a veth pair
+// (tcn0/tcn1, 10.78.0.1/24 and 10.78.0.2/24) and runs itself, veil and
+// Chromium inside it; the namespace is removed afterwards.
+func TestConsoleInChromium(t *testing.T) {
+	if os.Getenv("VEIL_IN_NETNS") == "1" {
+		consoleInNetns(t)
+		return
+	}
+	if _, err := exec.LookPath("chromium"); err != nil {
+		t.Fatal("chromium not installed (Debian package chromium; make deps installs it)")
+	}
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root to create a network namespace")
+	}
+	const ns = "veilconsole"
+	run := func(args ...string) {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v %s", args, err, out)
+		}
+	}
+	exec.Command("ip", "netns", "del", ns).Run() // a leftover from a killed run
+	exec.Command("ip", "link", "del", "tcn0").Run()
+	run("netns", "add", ns)
+	defer exec.Command("ip", "netns", "del", ns).Run()
+	run("link", "add", "tcn0", "type", "veth", "peer", "name", "tcn1")
+	defer exec.Command("ip", "link", "del", "tcn0").Run()
+	run("link", "set", "tcn1", "netns", ns)
+	run("addr", "add", "10.78.0.1/24", "dev", "tcn0")
+	run("link", "set", "tcn0", "up")
+	run("netns", "exec", ns, "ip", "addr", "add", "10.78.0.2/24", "dev", "tcn1")
+	run("netns", "exec", ns, "ip", "link", "set", "tcn1", "up")
+	run("netns", "exec", ns, "ip", "link", "set", "lo", "up")
+	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^TestConsoleInChromium$", "-test.v")
+	cmd.Env = append(os.Environ(), "VEIL_IN_NETNS=1")
+	out, err := cmd.CombinedOutput()
+	t.Logf("inside the namespace:\n%s", out)
+	if err != nil {
+		t.Fatalf("in netns: %v", err)
+	}
+}
+
+func consoleInNetns(t *testing.T) {
+	dir := t.TempDir()
+	clip := filepath.Join(dir, "faces.mp4")
+	if out, err := exec.Command("ffmpeg", "-v", "error", "-i", "/usr/share/doc/opencv-doc/examples/data/Megamind.avi", "-an",
+		"-vf", "fps=15", "-c:v", "libx264", "-preset", "ultrafast", clip).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	// The source has faces the detector is sure of: the check on the
+	// screenshot below can fail.
+	src := filepath.Join(dir, "source.png")
+	exec.Command("ffmpeg", "-v", "error", "-ss", "2", "-i", clip, "-frames:v", "1", src).Run()
+	if s := faceScores(t, src); len(s) == 0 || maxScore(s) < 0.5 {
+		t.Fatalf("the source frame has no sure face (%v): the test would prove nothing", s)
+	}
+	hash := func(pw string) string {
+		h, _ := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+		return string(h)
+	}
+	audit := filepath.Join(dir, "audit")
+	cfg := fmt.Sprintf(`cameras:
+  - id: lobby
+    file: %s
+metrics: {listen: "127.0.0.1:0"}
+http: {listen: "127.0.0.1:0", ice_ips: [10.78.0.2]}
+recordings: {dir: %s, segment: 2s, keep: 1h, preset: ultrafast}
+console:
+  users:
+    - {name: guard, password_hash: "%s", role: viewer}
+    - {name: boss, password_hash: "%s", role: admin}
+  audit: {dir: %s}
+`, clip, filepath.Join(dir, "rec"), hash("guard-password-1"), hash("boss-password-22"), audit)
+	p := startVeil(t, "run", "-config", writeConfig(t, dir, cfg))
+	var addr string
+	p.waitFor(t, "console address", 60*time.Second, func(lines []string) bool {
+		for _, l := range lines {
+			if m := regexp.MustCompile(`listening on (\S+)`).FindStringSubmatch(l); m != nil {
+				addr = m[1]
+			}
+		}
+		return addr != ""
+	})
+	base := "http://" + addr
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath("chromium"), chromedp.UserDataDir(filepath.Join(dir, "profile")),
+		chromedp.NoSandbox, chromedp.DisableGPU, chromedp.WindowSize(1280, 900),
+		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"))
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelA()
+	bctx, cancelB := chromedp.NewContext(actx)
+	defer cancelB()
+	if err := chromedp.Do(bctx, chromedp.Navigate(base+"/")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(bctx, 120*time.Second)
+	defer cancel()
+	login := func(name, pw string) {
+		t.Helper()
+		if err := chromedp.Do(ctx, chromedp.Navigate(base+"/login")); err != nil {
+			t.Fatal(err)
+		}
+		if err := chromedp.Do(ctx, chromedp.SendKeys("#name", name)); err != nil {
+			t.Fatal(err)
+		}
+		chromedp.Do(ctx, chromedp.SendKeys("#password", pw))
+		chromedp.Do(ctx, chromedp.Click("#submit"))
+		if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS("#logout, #error"))); err != nil {
+			t.Fatalf("after logging in as %s: %v", name, err)
+		}
+	}
+	// A wrong password is refused.
+	login("guard", "not-the-password")
+	if err := chromedp.Do(ctx, chromedp.WaitVisible("#error")); err != nil {
+		t.Fatalf("no error after a wrong password: %v", err)
+	}
+	// The guard logs in: the grid's live video plays.
+	login("guard", "guard-password-1")
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(`video[data-camera="lobby"]`)); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	var played float64
+	for played < 2 && time.Since(start) < 40*time.Second {
+		time.Sleep(500 * time.Millisecond)
+		played, _ = chromedp.Run(ctx, chromedp.Evaluate[float64](`document.querySelector('video[data-camera="lobby"]').currentTime`))
+	}
+	if played < 2 {
+		t.Fatalf("live video did not play: currentTime %.2f after %v", played, time.Since(start))
+	}
+	t.Logf("live video playing: currentTime %.1f s, %v after the page", played, time.Since(start))
+	shot := filepath.Join(dir, "live.png")
+	png, err := chromedp.Run(ctx, chromedp.Screenshot(`video[data-camera="lobby"]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(shot, png, 0o644)
+	if s := faceScores(t, shot); maxScore(s) > 0.5 {
+		t.Errorf("the live view shows a face scored %.2f", maxScore(s))
+	}
+	if page, err := chromedp.Run(ctx, chromedp.FullScreenshot(90)); err == nil && os.Getenv("VEIL_SCREENSHOT") != "" {
+		os.WriteFile(os.Getenv("VEIL_SCREENSHOT"), page, 0o644)
+	}
+	// A viewer cannot reach the admin page.
+	status, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`fetch('/admin').then(r => r.status)`, chromedp.EvalAwaitPromise))
+	if status != 403 {
+		t.Errorf("viewer on /admin: %d, want 403", status)
+	}
+	// A recording segment plays from the camera page.
+	var link string
+	for time.Since(start) < 60*time.Second {
+		chromedp.Do(ctx, chromedp.Navigate(base+"/camera/lobby"))
+		link, _ = chromedp.Run(ctx, chromedp.Evaluate[string](`(document.querySelector('[data-play]') || {}).dataset?.play || ''`))
+		if link != "" {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	if link == "" {
+		t.Fatal("no recording listed on the camera page")
+	}
+	chromedp.Do(ctx, chromedp.Click(`[data-play]`))
+	var pos float64
+	for t0 := time.Now(); pos < 0.5 && time.Since(t0) < 20*time.Second; {
+		time.Sleep(300 * time.Millisecond)
+		pos, _ = chromedp.Run(ctx, chromedp.Evaluate[float64](`document.getElementById('playback').currentTime`))
+	}
+	if pos < 0.5 {
+		t.Errorf("recording %s did not play (currentTime %.2f)", link, pos)
+	}
+	// Leaving ends the live view; the admin sees the audit log.
+	chromedp.Do(ctx, chromedp.Navigate(base+"/privacy"))
+	time.Sleep(time.Second)
+	login("boss", "boss-password-22")
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/admin")); err != nil {
+		t.Fatal(err)
+	}
+	table, err := chromedp.Run(ctx, chromedp.Text("#audit"))
+	if err != nil || !strings.Contains(table, "live_view") {
+		t.Errorf("admin page audit: %v\n%s", err, table)
+	}
+	// The audit log on disk: the failed login, the login, the live view
+	// with its duration, the playback, the denied admin page.
+	kinds := map[string]console.Event{}
+	var longest time.Duration
+	files, _ := filepath.Glob(filepath.Join(audit, "audit-*.jsonl"))
+	for _, f := range files {
+		fh, _ := os.Open(f)
+		sc := bufio.NewScanner(fh)
+		for sc.Scan() {
+			var e console.Event
+			if json.Unmarshal(sc.Bytes(), &e) == nil {
+				kinds[e.Kind] = e
+				if e.Kind == console.AuditLiveView && e.User == "guard" && e.Camera == "lobby" {
+					longest = max(longest, e.End.Sub(e.Start))
+				}
+			}
+		}
+		fh.Close()
+	}
+	for _, k := range []string{console.AuditLoginFailed, console.AuditLogin, console.AuditLiveView, console.AuditPlay, console.AuditDenied, console.AuditConfigLoaded} {
+		if _, ok := kinds[k]; !ok {
+			t.Errorf("audit log lacks %s (has %v)", k, kinds)
+		}
+	}
+	// The grid's view lasted from the login to the camera page.
+	if longest < 2*time.Second {
+		t.Errorf("no live view of lobby by guard of 2 s or more in the audit log (longest %v)", longest)
+	}
+}
+
+func maxScore(s []float32) float32 {
+	m := float32(0)
+	for _, v := range s {
+		m = max(m, v)
+	}
+	return m
+}
