@@ -1,0 +1,220 @@
+package console
+
+import (
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/veilproject/veil/pipeline/output/live"
+)
+
+func newConsole(t *testing.T) (*Console, *httptest.Server, string) {
+	t.Helper()
+	h, _ := bcrypt.GenerateFromPassword([]byte("guard-password-1"), bcrypt.MinCost)
+	dir := t.TempDir()
+	rec := filepath.Join(dir, "rec", "lobby")
+	os.MkdirAll(rec, 0o755)
+	seg := "lobby-" + time.Now().UTC().Format("20060102T150405.000Z") + ".mp4"
+	os.WriteFile(filepath.Join(rec, seg), []byte(strings.Repeat("0123456789", 1000)), 0o644)
+	os.WriteFile(filepath.Join(dir, "rec", "secret.txt"), []byte("not a recording"), 0o644)
+	cfg := Config{Users: []User{{Name: "guard", PasswordHash: string(h), Role: RoleViewer}}, Audit: AuditConfig{Dir: filepath.Join(dir, "audit")}}
+	cfg.Defaults("")
+	if err := cfg.Validate("console"); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	lm, _ := live.NewMetrics(reg)
+	c, err := New(cfg, Deps{Cameras: []Camera{{ID: "lobby", Recordings: rec}}, Streams: map[string]*live.Stream{}, Keep: 72 * time.Hour,
+		ConfigDigest: "abc", Registerer: reg, Metrics: lm})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(c.Handler())
+	t.Cleanup(func() { srv.Close(); c.Close() })
+	return c, srv, seg
+}
+
+// client is a browser: cookies kept, redirects not followed.
+func client() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`)
+
+// logIn fetches the login form and posts it; it returns the response and
+// the page's CSRF token after login.
+func logIn(t *testing.T, cl *http.Client, base, name, pw string) *http.Response {
+	t.Helper()
+	resp, err := cl.Get(base + "/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := csrfField.FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("no csrf on the login form: %s", b)
+	}
+	resp, err = cl.PostForm(base+"/login", url.Values{"csrf": {string(m[1])}, "name": {name}, "password": {pw}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp
+}
+
+func TestLoginSessionAndCSRF(t *testing.T) {
+	c, srv, seg := newConsole(t)
+	cl := client()
+	// Nothing but the privacy notice without a login.
+	if resp, _ := cl.Get(srv.URL + "/"); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/login" {
+		t.Errorf("/ without login: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if resp, _ := cl.Get(srv.URL + "/recordings/lobby/" + seg); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("a recording without login: %d", resp.StatusCode)
+	}
+	resp, _ := cl.Get(srv.URL + "/privacy")
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "3 days") || !strings.Contains(string(b), "obscured") {
+		t.Errorf("/privacy: %d %s", resp.StatusCode, b)
+	}
+	// A login form posted without its cookie's token (a cross-site post) is refused.
+	if resp, _ := client().PostForm(srv.URL+"/login", url.Values{"name": {"guard"}, "password": {"guard-password-1"}}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("login without the form's token: %d", resp.StatusCode)
+	}
+	resp = logIn(t, cl, srv.URL, "guard", "guard-password-1")
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" {
+		t.Fatalf("login: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	var sc *http.Cookie
+	for _, ck := range resp.Cookies() {
+		if ck.Name == sessionCookie {
+			sc = ck
+		}
+	}
+	if sc == nil || !sc.HttpOnly || sc.SameSite != http.SameSiteStrictMode {
+		t.Errorf("session cookie %+v: want HttpOnly, SameSite=Strict", sc)
+	}
+	resp, _ = cl.Get(srv.URL + "/")
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), `data-camera="lobby"`) {
+		t.Fatalf("grid: %d", resp.StatusCode)
+	}
+	if resp.Header.Get("Content-Security-Policy") == "" || resp.Header.Get("X-Frame-Options") != "DENY" {
+		t.Errorf("security headers missing: %v", resp.Header)
+	}
+	token := csrfField.FindSubmatch(b)[1]
+	// A viewer is not an admin.
+	if resp, _ := cl.Get(srv.URL + "/admin"); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("viewer on /admin: %d", resp.StatusCode)
+	}
+	// State changes need the session's CSRF token.
+	if resp, _ := cl.PostForm(srv.URL+"/logout", nil); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("logout without CSRF: %d", resp.StatusCode)
+	}
+	// Recordings: a play (audited), range requests (seeking: not audited
+	// again); nothing outside the camera's segments.
+	if resp, _ := cl.Get(srv.URL + "/recordings/lobby/" + seg); resp.StatusCode != 200 {
+		t.Errorf("play: %d", resp.StatusCode)
+	}
+	req, _ := http.NewRequest("GET", srv.URL+"/recordings/lobby/"+seg, nil)
+	req.Header.Set("Range", "bytes=100-199")
+	resp, _ = cl.Do(req)
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusPartialContent || len(b) != 100 {
+		t.Errorf("range: %d, %d bytes", resp.StatusCode, len(b))
+	}
+	for _, p := range []string{"/recordings/lobby/..%2Fsecret.txt", "/recordings/lobby/secret.txt", "/recordings/garage/" + seg} {
+		if resp, _ := cl.Get(srv.URL + p); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("%s: %d, want 404", p, resp.StatusCode)
+		}
+	}
+	if resp, _ := cl.Get(srv.URL + "/recordings/lobby/" + seg + "?download"); resp.Header.Get("Content-Disposition") == "" {
+		t.Error("download without Content-Disposition")
+	}
+	// WHEP with the session needs its CSRF header too.
+	req, _ = http.NewRequest("POST", srv.URL+"/whep/lobby", strings.NewReader("v=0"))
+	req.Header.Set("Content-Type", "application/sdp")
+	if resp, _ := cl.Do(req); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("WHEP with a session but no CSRF header: %d", resp.StatusCode)
+	}
+	req.Header.Set(csrfHeader, string(token))
+	req.Body = io.NopCloser(strings.NewReader("v=0"))
+	if resp, _ := cl.Do(req); resp.StatusCode != http.StatusNotFound { // authorized; lobby has no stream here
+		t.Errorf("WHEP with session and CSRF: %d", resp.StatusCode)
+	}
+	resp, _ = cl.PostForm(srv.URL+"/logout", url.Values{"csrf": {string(token)}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("logout: %d", resp.StatusCode)
+	}
+	if resp, _ := cl.Get(srv.URL + "/"); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("after logout: %d", resp.StatusCode)
+	}
+	for kind, want := range map[string]float64{AuditLogin: 1, AuditLogout: 1, AuditPlay: 1, AuditDownload: 1, AuditDenied: 1, AuditConfigLoaded: 1} {
+		if got := testutil.ToFloat64(c.audit.events.WithLabelValues(kind)); got != want {
+			t.Errorf("audit %s: %v, want %v", kind, got, want)
+		}
+	}
+}
+
+// TestLoginRateLimit: five wrong passwords from one address, then even the
+// right one is refused for the window; each failure is audited.
+func TestLoginRateLimit(t *testing.T) {
+	c, srv, _ := newConsole(t)
+	cl := client()
+	for i := 0; i < maxFailures; i++ {
+		if resp := logIn(t, cl, srv.URL, "guard", "wrong"); resp.StatusCode != http.StatusSeeOther || !strings.Contains(resp.Header.Get("Location"), "error") {
+			t.Fatalf("wrong password %d: %d %s", i, resp.StatusCode, resp.Header.Get("Location"))
+		}
+	}
+	if resp := logIn(t, cl, srv.URL, "guard", "guard-password-1"); resp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("after %d failures: %d, want 429", maxFailures, resp.StatusCode)
+	}
+	if got := testutil.ToFloat64(c.audit.events.WithLabelValues(AuditLoginFailed)); got != maxFailures+1 {
+		t.Errorf("failed logins audited: %v", got)
+	}
+	// An unknown user costs a bcrypt check too (no timing oracle for names).
+	start := time.Now()
+	check(c.cfg.Users, "nobody", "x")
+	if time.Since(start) < 50*time.Millisecond {
+		t.Errorf("an unknown user was rejected in %v: faster than a bcrypt check", time.Since(start))
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	h, _ := bcrypt.GenerateFromPassword([]byte("x"), bcrypt.MinCost)
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Users: []User{{Name: "a", PasswordHash: "plain", Role: RoleViewer}}}, "users[0].password_hash"},
+		{Config{Users: []User{{Name: "a", PasswordHash: string(h), Role: "root"}}}, "users[0].role"},
+		{Config{Users: []User{{Name: "a", PasswordHash: string(h), Role: RoleViewer}, {Name: "a", PasswordHash: string(h), Role: RoleAdmin}}}, "users[1].name"},
+		{Config{SessionTTL: time.Second}, "session_ttl"},
+	} {
+		tc.cfg.Defaults("audit")
+		err := tc.cfg.Validate("console")
+		if err == nil || !strings.Contains(err.Error(), "console."+tc.want) {
+			t.Errorf("%+v: %v, want an error naming console.%s", tc.cfg, err, tc.want)
+		}
+	}
+	if _, err := HashPassword("short"); err == nil {
+		t.Error("a 5-character password was hashed")
+	}
+}
