@@ -207,7 +207,7 @@ func NewService(cfg config.Config, deps ServiceDeps) (_ *Service, err error) {
 		if cfg.Recordings.Dir != "" {
 			keep = cfg.Recordings.Keep
 		}
-		if s.con, err = console.New(cfg.Console, console.Deps{Cameras: cams, Streams: s.streams, Keep: keep, TLS: cfg.HTTP.TLS.Cert != "",
+		if s.con, err = console.New(cfg.Console, console.Deps{Cameras: cams, Streams: s.streams, Keep: keep, TLS: cfg.HTTP.TLS.On(),
 			ConfigDigest: cfg.Digest, ICEIPs: cfg.HTTP.ICEIPs, IncludeLoopback: deps.IncludeLoopback, Logger: deps.Logger,
 			Registerer: deps.Registry, Metrics: deps.Metrics.Live}); err != nil {
 			return nil, err
@@ -225,12 +225,20 @@ func NewService(cfg config.Config, deps ServiceDeps) (_ *Service, err error) {
 			return nil, err
 		}
 		s.servers[len(s.servers)-1].stopOnShutdown = true
-		if cfg.HTTP.TLS.Cert != "" {
+		files := cfg.HTTP.TLS
+		if files.SelfSigned {
+			var fp string
+			if files.Cert, files.Key, fp, err = console.SelfSigned(files.Dir, console.Hosts(cfg.HTTP.Listen)); err != nil {
+				return nil, err
+			}
+			s.log.Info("console certificate is self-signed: check the browser's warning against its fingerprint", "sha256", fp, "cert", files.Cert)
+		}
+		if files.Cert != "" {
 			// Load now, so that a wrong file is an error at start, naming it.
-			if _, err := tls.LoadX509KeyPair(cfg.HTTP.TLS.Cert, cfg.HTTP.TLS.Key); err != nil {
+			if _, err := tls.LoadX509KeyPair(files.Cert, files.Key); err != nil {
 				return nil, fmt.Errorf("http.tls: %w", err)
 			}
-			s.servers[len(s.servers)-1].tls = cfg.HTTP.TLS
+			s.servers[len(s.servers)-1].tls = files
 		}
 	}
 	return s, nil

@@ -93,7 +93,18 @@ type HTTP struct {
 type TLSFiles struct {
 	Cert string `yaml:"cert"`
 	Key  string `yaml:"key"`
+	// SelfSigned makes veil generate a certificate on first start (ECDSA
+	// P-256, for this host's names and addresses, valid two years) and keep
+	// it in Dir; its SHA-256 fingerprint is logged at every start so that
+	// a browser's warning can be checked against it.
+	SelfSigned bool `yaml:"self_signed"`
+	// Dir keeps the generated certificate. It defaults to
+	// ${recordings.dir}/tls, or ./veil-tls.
+	Dir string `yaml:"dir"`
 }
+
+// On reports whether the listener serves HTTPS.
+func (t TLSFiles) On() bool { return t.Cert != "" || t.SelfSigned }
 
 // Exporter runs the Kafka → Prometheus exporter inside veil run.
 type Exporter struct {
@@ -259,9 +270,12 @@ func (c *Config) Defaults() {
 	if c.MaxFramePixels == 0 {
 		c.MaxFramePixels = 4096 * 2160
 	}
-	audit := "veil-audit"
+	audit, tlsDir := "veil-audit", "veil-tls"
 	if c.Recordings.Dir != "" {
-		audit = filepath.Join(c.Recordings.Dir, "audit")
+		audit, tlsDir = filepath.Join(c.Recordings.Dir, "audit"), filepath.Join(c.Recordings.Dir, "tls")
+	}
+	if c.HTTP.TLS.Dir == "" {
+		c.HTTP.TLS.Dir = tlsDir
 	}
 	c.Console.Defaults(audit)
 }
@@ -388,17 +402,20 @@ func (h *HTTP) validate(used bool) error {
 	if (h.TLS.Cert == "") != (h.TLS.Key == "") {
 		return errors.New("http.tls: cert and key go together")
 	}
+	if h.TLS.SelfSigned && h.TLS.Cert != "" {
+		return errors.New("http.tls.self_signed: set cert and key, or self_signed, not both")
+	}
 	host, _, err := net.SplitHostPort(h.Listen)
 	if err != nil {
 		return fmt.Errorf("http.listen: %q is not host:port", h.Listen)
 	}
-	if !used || h.TLS.Cert != "" || h.Insecure {
+	if !used || h.TLS.On() || h.Insecure {
 		return nil
 	}
 	if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
 		return nil
 	}
-	return fmt.Errorf("http.listen: %s is reachable from the network: WHIP bearer tokens would cross it in clear text; set http.tls (cert, key), or http.insecure: true on a network you trust", h.Listen)
+	return fmt.Errorf("http.listen: %s is reachable from the network: passwords, session cookies and bearer tokens would cross it in clear text; set http.tls (cert and key, or self_signed: true), or http.insecure: true on a network you trust", h.Listen)
 }
 
 func unwrapPathErr(err error) error {

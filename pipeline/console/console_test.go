@@ -1,6 +1,8 @@
 package console
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -216,5 +218,33 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if _, err := HashPassword("short"); err == nil {
 		t.Error("a 5-character password was hashed")
+	}
+}
+
+// TestSelfSignedIsKept: the certificate is made once and reused, its
+// fingerprint stable, its names those given.
+func TestSelfSignedIsKept(t *testing.T) {
+	dir := t.TempDir()
+	cert, key, fp1, err := SelfSigned(dir, []string{"127.0.0.1", "veil.local"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, fp2, err := SelfSigned(dir, []string{"127.0.0.1", "veil.local"})
+	if err != nil || fp1 != fp2 || len(fp1) != 64 {
+		t.Errorf("second start: %v, fingerprints %s %s", err, fp1, fp2)
+	}
+	c, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, _ := x509.ParseCertificate(c.Certificate[0])
+	if len(x.IPAddresses) != 1 || x.DNSNames[0] != "veil.local" || x.NotAfter.Before(time.Now().Add(700*24*time.Hour)) {
+		t.Errorf("certificate %v %v %v", x.IPAddresses, x.DNSNames, x.NotAfter)
+	}
+	if st, _ := os.Stat(key); st.Mode().Perm() != 0o600 {
+		t.Errorf("key mode %v", st.Mode())
+	}
+	if h := Hosts("0.0.0.0:8443"); len(h) < 4 {
+		t.Errorf("hosts for all interfaces: %v", h)
 	}
 }
