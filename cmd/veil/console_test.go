@@ -85,6 +85,11 @@ func consoleInNetns(t *testing.T) {
 	cfg := fmt.Sprintf(`cameras:
   - id: lobby
     file: %s
+  - id: road
+    file: %s
+    window: 2s
+    lines: [{id: road, from: [0.45, 0.68], to: [0.45, 0.30]}]
+    zones: [{id: road_area, polygon: [[0.2, 0.3], [0.8, 0.3], [0.8, 0.7], [0.2, 0.7]]}]
 metrics: {listen: "127.0.0.1:0"}
 http: {listen: "127.0.0.1:0", ice_ips: [10.78.0.2]}
 recordings: {dir: %s, segment: 2s, keep: 1h, preset: ultrafast}
@@ -93,7 +98,7 @@ console:
     - {name: guard, password_hash: "%s", role: viewer}
     - {name: boss, password_hash: "%s", role: admin}
   audit: {dir: %s}
-`, clip, filepath.Join(dir, "rec"), hash("guard-password-1"), hash("boss-password-22"), audit)
+`, clip, vtest, filepath.Join(dir, "rec"), hash("guard-password-1"), hash("boss-password-22"), audit)
 	p := startVeil(t, "run", "-config", writeConfig(t, dir, cfg))
 	var addr string
 	p.waitFor(t, "console address", 60*time.Second, func(lines []string) bool {
@@ -163,9 +168,6 @@ console:
 	if s := faceScores(t, shot); maxScore(s) > 0.5 {
 		t.Errorf("the live view shows a face scored %.2f", maxScore(s))
 	}
-	if page, err := chromedp.Run(ctx, chromedp.FullScreenshot(90)); err == nil && os.Getenv("VEIL_SCREENSHOT") != "" {
-		os.WriteFile(os.Getenv("VEIL_SCREENSHOT"), page, 0o644)
-	}
 	// A viewer cannot reach the admin page.
 	status, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`fetch('/admin').then(r => r.status)`, chromedp.EvalAwaitPromise))
 	if status != 403 {
@@ -227,6 +229,24 @@ console:
 		if _, ok := kinds[k]; !ok {
 			t.Errorf("audit log lacks %s (has %v)", k, kinds)
 		}
+	}
+	// The road camera's page, live with today's counts, for the README
+	// ($VEIL_SCREENSHOT).
+	chromedp.Do(ctx, chromedp.Navigate(base+"/camera/road"))
+	for t0 := time.Now(); time.Since(t0) < 20*time.Second; time.Sleep(300 * time.Millisecond) {
+		if pos, _ := chromedp.Run(ctx, chromedp.Evaluate[float64](`document.querySelector('video[data-camera="road"]').currentTime`)); pos > 1.5 {
+			break
+		}
+	}
+	if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('.chart').length`)); n != 2 {
+		t.Errorf("road's page shows %d charts, want 2 (its line and its zone)", n)
+	}
+	page, err := chromedp.Run(ctx, chromedp.FullScreenshot(85))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if path := os.Getenv("VEIL_SCREENSHOT"); path != "" {
+		os.WriteFile(path, page, 0o644)
 	}
 	// The grid's view lasted from the login to the camera page.
 	if longest < 2*time.Second {
