@@ -47,14 +47,14 @@ func BenchmarkCapacity(b *testing.B) {
 		}
 		best := 0
 		var out strings.Builder
-		fmt.Fprintf(&out, "\n| cameras | decoded | obscured, detector answer | obscured whole | dropped | answered %% | whole-frame searches | CPU cores | engine busy | obscuring | latency p50 / p99 ms | RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		fmt.Fprintf(&out, "\n| cameras | decoded | obscured, detector answer | obscured whole | dropped | answered %% | whole-frame searches | CPU cores | engine busy | obscuring | latency p50 / p99 ms | RSS MiB | of which Go heap MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, r := range rows {
 			share := r.answered / math.Max(1, r.decoded)
 			if share >= 0.99 {
 				best = r.n
 			}
-			fmt.Fprintf(&out, "| %d | %.0f | %.0f | %.0f | %.0f | %.1f | %.0f%% | %.2f | %.2f | %.2f | %.0f / %.0f | %.0f |\n",
-				r.n, r.decoded, r.answered, r.failClosed, r.dropped, 100*share, 100*r.full/math.Max(1, r.full+r.regions), r.cpu, r.engine, r.obscure, 1000*r.p50, 1000*r.p99, r.rss/(1<<20))
+			fmt.Fprintf(&out, "| %d | %.0f | %.0f | %.0f | %.0f | %.1f | %.0f%% | %.2f | %.2f | %.2f | %.0f / %.0f | %.0f | %.0f |\n",
+				r.n, r.decoded, r.answered, r.failClosed, r.dropped, 100*share, 100*r.full/math.Max(1, r.full+r.regions), r.cpu, r.engine, r.obscure, 1000*r.p50, 1000*r.p99, r.rss/(1<<20), r.heap/(1<<20))
 			b.ReportMetric(100*share, fmt.Sprintf("answered%%/%dcam", r.n))
 		}
 		fmt.Fprintf(&out, "\nlargest N with >= 99%% of decoded frames obscured with a detector answer: **%d** (1280x720, 15 fps each)\n", best)
@@ -67,6 +67,7 @@ type capRow struct {
 	n                                      int
 	decoded, answered, failClosed, dropped float64
 	cpu, engine, obscure, p50, p99, rss    float64
+	heap                                   float64 // Go heap in use
 	full, regions                          float64
 }
 
@@ -144,6 +145,7 @@ func runCapacity(b *testing.B, port, n int) capRow {
 		engine:     d("veil_engine_inference_duration_seconds_sum", nil) / sec,
 		obscure:    d("veil_blur_obscure_duration_seconds_sum", nil) / sec,
 		rss:        sum(z, "process_resident_memory_bytes", nil),
+		heap:       sum(z, "go_memstats_heap_inuse_bytes", nil),
 		full:       d("veil_blur_searches_total", map[string]string{"kind": "full"}),
 		regions:    d("veil_blur_searches_total", map[string]string{"kind": "regions"}),
 	}
