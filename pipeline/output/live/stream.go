@@ -72,12 +72,13 @@ type Unit struct {
 	Params []byte // SPS and PPS (Annex-B) on a keyframe, else nil
 }
 
-// subBuffer is how many pictures a viewer may be behind before it loses
+// subBuffer is how many pictures a feed may be behind before it loses
 // some: about 2 s at 15 fps.
 const subBuffer = 32
 
-// Sub is one viewer's feed. Its channel is closed when the viewer is
-// removed or the stream closes.
+// Sub is a feed of the stream's pictures (the WebRTC track that every
+// viewer of the camera shares). Its channel is closed when it is removed
+// or the stream closes.
 type Sub struct {
 	C       <-chan Unit
 	c       chan Unit
@@ -216,8 +217,6 @@ func (s *Stream) Subscribe() (*Sub, error) {
 	sub := &Sub{C: c, c: c, needKey: true}
 	s.subs[sub] = struct{}{}
 	s.keyReq = true
-	s.m.viewers.WithLabelValues(s.camera).Set(float64(len(s.subs)))
-	s.m.sessions.WithLabelValues(s.camera).Inc()
 	return sub, nil
 }
 
@@ -228,7 +227,6 @@ func (s *Stream) Unsubscribe(sub *Sub) {
 	if _, ok := s.subs[sub]; ok {
 		delete(s.subs, sub)
 		close(sub.c)
-		s.m.viewers.WithLabelValues(s.camera).Set(float64(len(s.subs)))
 	}
 }
 
@@ -237,13 +235,6 @@ func (s *Stream) RequestKeyframe() {
 	s.mu.Lock()
 	s.keyReq = true
 	s.mu.Unlock()
-}
-
-// Viewers is the number of viewers now.
-func (s *Stream) Viewers() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.subs)
 }
 
 // Close flushes the encoder into the recording, finishes its segment (or
@@ -267,7 +258,6 @@ func (s *Stream) Close(ctx context.Context) error {
 		delete(s.subs, sub)
 		close(sub.c)
 	}
-	s.m.viewers.WithLabelValues(s.camera).Set(0)
 	s.mu.Unlock()
 	return err
 }

@@ -58,6 +58,7 @@ type WHEP struct {
 
 	mu       sync.Mutex
 	sessions map[string]*session // by id
+	feeds    map[string]*feed    // by camera, while watched
 	wg       sync.WaitGroup
 }
 
@@ -65,9 +66,18 @@ type session struct {
 	id, camera string
 	viewer     Viewer
 	pc         *webrtc.PeerConnection
-	sub        *Sub
 	start      time.Time
 	once       sync.Once
+}
+
+// feed is one camera's WebRTC track, shared by all its viewers: each
+// picture is packetized once and the packets go to every viewer's
+// connection (each encrypts its own). A viewer that joins gets a keyframe
+// soon, asked for when it joins.
+type feed struct {
+	track   *webrtc.TrackLocalStaticSample
+	sub     *Sub
+	viewers int
 }
 
 func (w *WHEP) refuse(res http.ResponseWriter, reason, msg string, code int) {
@@ -149,26 +159,41 @@ func (w *WHEP) view(res http.ResponseWriter, req *http.Request, st *Stream, who 
 	}
 	w.mu.Lock()
 	if w.sessions == nil {
-		w.sessions = map[string]*session{}
+		w.sessions, w.feeds = map[string]*session{}, map[string]*feed{}
 	}
-	total := len(w.sessions)
+	total, onCam := len(w.sessions), 0
+	if f := w.feeds[st.Camera()]; f != nil {
+		onCam = f.viewers
+	}
 	w.mu.Unlock()
 	if total >= maxAll {
 		w.refuse(res, RefusedTotalLimit, fmt.Sprintf("%d viewers already (the limit)", total), http.StatusServiceUnavailable)
 		return
 	}
-	if n := st.Viewers(); n >= maxCam {
-		w.refuse(res, RefusedCameraLimit, fmt.Sprintf("%d viewers of %s already (the limit)", n, st.Camera()), http.StatusServiceUnavailable)
+	if onCam >= maxCam {
+		w.refuse(res, RefusedCameraLimit, fmt.Sprintf("%d viewers of %s already (the limit)", onCam, st.Camera()), http.StatusServiceUnavailable)
 		return
 	}
-	pc, track, err := w.newPeerConnection()
+	f, err := w.join(st)
 	if err != nil {
+		http.Error(res, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	s := &session{id: newID(), camera: st.Camera(), viewer: who, start: time.Now()}
+	pc, sender, err := w.newPeerConnection(f.track)
+	if err != nil {
+		w.leave(st)
 		http.Error(res, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: string(body)}); err != nil {
+	s.pc = pc
+	fail := func(reason, msg string, code int) {
 		pc.Close()
-		w.refuse(res, RefusedBadOffer, "offer refused: "+err.Error(), http.StatusBadRequest)
+		w.leave(st)
+		w.refuse(res, reason, msg, code)
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: string(body)}); err != nil {
+		fail(RefusedBadOffer, "offer refused: "+err.Error(), http.StatusBadRequest)
 		return
 	}
 	gathered := webrtc.GatheringCompletePromise(pc)
@@ -177,37 +202,33 @@ func (w *WHEP) view(res http.ResponseWriter, req *http.Request, st *Stream, who 
 		err = pc.SetLocalDescription(answer)
 	}
 	if err != nil {
-		pc.Close()
-		w.refuse(res, RefusedBadOffer, "cannot answer: "+err.Error(), http.StatusBadRequest)
+		fail(RefusedBadOffer, "cannot answer: "+err.Error(), http.StatusBadRequest)
 		return
 	}
 	select {
 	case <-gathered:
 	case <-time.After(5 * time.Second):
 	}
-	sub, err := st.Subscribe()
-	if err != nil {
-		pc.Close()
-		http.Error(res, err.Error(), http.StatusServiceUnavailable)
-		return
-	}
-	s := &session{id: newID(), camera: st.Camera(), viewer: who, pc: pc, sub: sub, start: time.Now()}
 	w.mu.Lock()
 	w.sessions[s.id] = s
 	w.mu.Unlock()
+	w.Metrics.sessions.WithLabelValues(s.camera).Inc()
+	st.RequestKeyframe()
 	log := w.Logger.With("component", "whep", "camera", s.camera, "viewer", who.Who, "session", s.id)
 	log.Info("live view started", "from", who.From)
 	pc.OnConnectionStateChange(func(cs webrtc.PeerConnectionState) {
 		switch cs {
+		case webrtc.PeerConnectionStateConnected:
+			st.RequestKeyframe() // its first picture: what came before it missed
 		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateDisconnected, webrtc.PeerConnectionStateClosed:
 			go w.end(s)
 		}
 	})
-	w.wg.Add(2)
+	w.wg.Add(1)
 	go func() { // RTCP: the interceptors need it read; PLI and FIR ask for a keyframe
 		defer w.wg.Done()
 		for {
-			pkts, _, err := track.sender.ReadRTCP()
+			pkts, _, err := sender.ReadRTCP()
 			if err != nil {
 				return
 			}
@@ -219,28 +240,70 @@ func (w *WHEP) view(res http.ResponseWriter, req *http.Request, st *Stream, who 
 			}
 		}
 	}()
-	go func() {
-		defer w.wg.Done()
-		last := time.Duration(-1)
-		for u := range sub.C {
-			data := u.Data
-			if u.Params != nil {
-				data = append(append([]byte(nil), u.Params...), u.Data...)
-			}
-			d := time.Second / 15
-			if last >= 0 && u.PTS > last {
-				d = u.PTS - last
-			}
-			last = u.PTS
-			if err := track.local.WriteSample(media.Sample{Data: data, Duration: d}); err != nil && !errors.Is(err, io.ErrClosedPipe) {
-				log.Warn("sending to the viewer", "err", err)
-			}
-		}
-	}()
 	res.Header().Set("Content-Type", "application/sdp")
 	res.Header().Set("Location", "/whep/"+s.camera+"/"+s.id)
 	res.WriteHeader(http.StatusCreated)
 	io.WriteString(res, pc.LocalDescription().SDP)
+}
+
+// join counts a viewer of st, starting its feed for the first one.
+func (w *WHEP) join(st *Stream) (*feed, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	f := w.feeds[st.Camera()]
+	if f == nil {
+		track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000}, "video", "veil-"+st.Camera())
+		if err != nil {
+			return nil, err
+		}
+		sub, err := st.Subscribe()
+		if err != nil {
+			return nil, err
+		}
+		f = &feed{track: track, sub: sub}
+		w.feeds[st.Camera()] = f
+		w.wg.Add(1)
+		go w.write(f)
+	}
+	f.viewers++
+	w.Metrics.viewers.WithLabelValues(st.Camera()).Set(float64(f.viewers))
+	return f, nil
+}
+
+// leave uncounts a viewer of st, ending its feed after the last one.
+func (w *WHEP) leave(st *Stream) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	f := w.feeds[st.Camera()]
+	if f == nil {
+		return
+	}
+	f.viewers--
+	w.Metrics.viewers.WithLabelValues(st.Camera()).Set(float64(f.viewers))
+	if f.viewers == 0 {
+		delete(w.feeds, st.Camera())
+		st.Unsubscribe(f.sub)
+	}
+}
+
+// write sends a camera's pictures to its shared track until its feed ends.
+func (w *WHEP) write(f *feed) {
+	defer w.wg.Done()
+	last := time.Duration(-1)
+	for u := range f.sub.C {
+		data := u.Data
+		if u.Params != nil {
+			data = append(append([]byte(nil), u.Params...), u.Data...)
+		}
+		d := time.Second / 15
+		if last >= 0 && u.PTS > last {
+			d = u.PTS - last
+		}
+		last = u.PTS
+		if err := f.track.WriteSample(media.Sample{Data: data, Duration: d}); err != nil && !errors.Is(err, io.ErrClosedPipe) {
+			w.Logger.Warn("sending to viewers", "component", "whep", "err", err)
+		}
+	}
 }
 
 // end closes a session once and reports it.
@@ -250,7 +313,7 @@ func (w *WHEP) end(s *session) {
 		delete(w.sessions, s.id)
 		w.mu.Unlock()
 		if st := w.Streams[s.camera]; st != nil {
-			st.Unsubscribe(s.sub)
+			w.leave(st)
 		}
 		s.pc.Close()
 		ev := SessionEvent{Viewer: s.viewer, Camera: s.camera, Start: s.start, End: time.Now()}
@@ -281,11 +344,6 @@ func newID() string {
 	return hex.EncodeToString(b)
 }
 
-type viewerTrack struct {
-	local  *webrtc.TrackLocalStaticSample
-	sender *webrtc.RTPSender
-}
-
 // h264 are the H.264 formats veil offers viewers, High first (what libx264
 // makes), Constrained Baseline for peers that ask for nothing else.
 var h264 = []string{
@@ -293,21 +351,22 @@ var h264 = []string{
 	"level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
 }
 
-func (w *WHEP) newPeerConnection() (*webrtc.PeerConnection, viewerTrack, error) {
+// newPeerConnection is a viewer's connection, sending track.
+func (w *WHEP) newPeerConnection(track *webrtc.TrackLocalStaticSample) (*webrtc.PeerConnection, *webrtc.RTPSender, error) {
 	me := &webrtc.MediaEngine{}
 	for i, f := range h264 {
 		c := webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
 			SDPFmtpLine: f, RTCPFeedback: []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}}},
 			PayloadType: webrtc.PayloadType(102 + 2*i)}
 		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
-			return nil, viewerTrack{}, err
+			return nil, nil, err
 		}
 	}
 	// One interceptor registry per PeerConnection: they keep per-connection
 	// state (NACK buffers, reports).
 	ir := &interceptor.Registry{}
 	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
-		return nil, viewerTrack{}, err
+		return nil, nil, err
 	}
 	se := webrtc.SettingEngine{}
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
@@ -324,15 +383,12 @@ func (w *WHEP) newPeerConnection() (*webrtc.PeerConnection, viewerTrack, error) 
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
-		return nil, viewerTrack{}, err
+		return nil, nil, err
 	}
-	local, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000}, "video", "veil")
-	if err == nil {
-		var sender *webrtc.RTPSender
-		if sender, err = pc.AddTrack(local); err == nil {
-			return pc, viewerTrack{local: local, sender: sender}, nil
-		}
+	sender, err := pc.AddTrack(track)
+	if err != nil {
+		pc.Close()
+		return nil, nil, err
 	}
-	pc.Close()
-	return nil, viewerTrack{}, err
+	return pc, sender, nil
 }
