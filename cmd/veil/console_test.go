@@ -186,14 +186,18 @@ console:
 	if link == "" {
 		t.Fatal("no recording listed on the camera page")
 	}
-	chromedp.Do(ctx, chromedp.Click(`[data-play]`))
+	if err := chromedp.Do(ctx, chromedp.WaitReady(chromedp.CSS(`[data-play]`))); err != nil {
+		t.Fatal(err)
+	}
+	chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`[data-play]`)))
 	var pos float64
 	for t0 := time.Now(); pos < 0.5 && time.Since(t0) < 20*time.Second; {
 		time.Sleep(300 * time.Millisecond)
 		pos, _ = chromedp.Run(ctx, chromedp.Evaluate[float64](`document.getElementById('playback').currentTime`))
 	}
 	if pos < 0.5 {
-		t.Errorf("recording %s did not play (currentTime %.2f)", link, pos)
+		state, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`(v => JSON.stringify({src: v.src, err: v.error && v.error.code, msg: v.error && v.error.message, net: v.networkState, ready: v.readyState, dur: v.duration, paused: v.paused}))(document.getElementById('playback'))`))
+		t.Errorf("recording %s did not play (currentTime %.2f): %s", link, pos, state)
 	}
 	// Leaving ends the live view; the admin sees the audit log.
 	chromedp.Do(ctx, chromedp.Navigate(base+"/privacy"))

@@ -280,6 +280,7 @@ type Muxer struct {
 	st        *astiav.Stream
 	pkt       *astiav.Packet
 	start     time.Duration // PTS of the first packet
+	last      time.Duration // PTS of the previous packet
 	packets   int
 	done      bool
 	err       error
@@ -336,6 +337,17 @@ func (m *Muxer) Write(p Packet) error {
 	ts := int64((p.PTS - m.start) * 90 / time.Millisecond)
 	m.pkt.SetPts(ts)
 	m.pkt.SetDts(ts)
+	// The muxer times each picture by the next one's timestamp, except the
+	// last, which it times by its own duration: without one the file's edit
+	// list would end where the last picture starts, and players would never
+	// show it. It is given the interval before it (a frame at 15 fps for
+	// the first).
+	d := time.Second / 15
+	if m.packets > 0 && p.PTS > m.last {
+		d = p.PTS - m.last
+	}
+	m.last = p.PTS
+	m.pkt.SetDuration(int64(d * 90 / time.Millisecond))
 	if p.Key {
 		m.pkt.SetFlags(m.pkt.Flags().Add(astiav.PacketFlagKey))
 	}

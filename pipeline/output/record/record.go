@@ -157,7 +157,10 @@ func (r *Recorder) Preset() string { return r.cfg.Preset }
 // abandoned, and recording retried 10 s later: it never stops the
 // pipeline.
 func (r *Recorder) Write(enc *encode.Encoder, p encode.Packet, captured time.Time) {
-	if r.cur != nil && (enc != r.curEnc || p.PTS >= r.curEnd && p.Key) {
+	// A segment holds at least two pictures: after a long gap (the detector
+	// warming up on the first frame, a stalled camera) the next one still
+	// goes in, so no segment is a single picture that does not play.
+	if r.cur != nil && (enc != r.curEnc || p.PTS >= r.curEnd && p.Key && r.cur.Packets() > 1) {
 		r.finish(context.Background())
 	}
 	if r.cur != nil && p.PTS >= r.curEnd {

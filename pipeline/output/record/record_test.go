@@ -283,3 +283,34 @@ func frames15(t *testing.T, d time.Duration) []*blur.Frame {
 	}
 	return out
 }
+
+// TestNoSingleFrameSegment: the first frame, then nothing for 3 s (the
+// detector warming up while a live queue drops frames): the first segment
+// still gets a second picture, so no segment is one picture that does not
+// play.
+func TestNoSingleFrameSegment(t *testing.T) {
+	dir := t.TempDir()
+	m, _ := NewMetrics(prometheus.NewRegistry())
+	r, err := New(Config{Dir: dir, Segment: 2 * time.Second, Preset: "ultrafast"}, "c", m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd := &feeder{t: t, r: r}
+	for i, f := range frames15(t, 6*time.Second) {
+		if i == 0 || f.Meta().PTS >= 3*time.Second {
+			fd.Write(f)
+		}
+	}
+	if err := fd.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	segs, _ := filepath.Glob(filepath.Join(dir, "c", "*.mp4"))
+	if len(segs) < 2 {
+		t.Fatalf("segments %v", segs)
+	}
+	out, _ := exec.Command("ffprobe", "-v", "error", "-count_frames", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", segs[0]).Output()
+	if n, _ := strconv.Atoi(strings.TrimSpace(string(out))); n < 2 {
+		all, _ := exec.Command("ffprobe", "-v", "error", "-show_entries", "frame=pts_time", "-of", "csv=p=0", segs[0]).CombinedOutput()
+		t.Errorf("first segment %s has %d picture(s): %q %s", filepath.Base(segs[0]), n, out, all)
+	}
+}
