@@ -2,14 +2,10 @@ package ingest
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/subtle"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -20,13 +16,13 @@ import (
 	"github.com/pion/interceptor/pkg/intervalpli"
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
-	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media/samplebuilder"
 
 	"github.com/veilproject/veil/ingest/decode"
 	"github.com/veilproject/veil/pipeline/frame"
 	"github.com/veilproject/veil/pipeline/queue"
+	"github.com/veilproject/veil/pipeline/rtcconf"
 )
 
 // WHIPCamera is a camera that a WebRTC publisher pushes to, at
@@ -133,21 +129,6 @@ func authorized(req *http.Request, token string) bool {
 	return ok && token != "" && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
 }
 
-// ParseOffer checks an SDP offer from a publisher: it must parse and carry
-// a video section. The error says why not.
-func ParseOffer(body []byte) error {
-	var d sdp.SessionDescription
-	if err := d.Unmarshal(body); err != nil {
-		return fmt.Errorf("malformed SDP: %w", err)
-	}
-	for _, m := range d.MediaDescriptions {
-		if m.MediaName.Media == "video" {
-			return nil
-		}
-	}
-	return errors.New("the offer has no video section")
-}
-
 func (w *WHIP) publish(res http.ResponseWriter, req *http.Request, cam *WHIPCamera) {
 	if ct := req.Header.Get("Content-Type"); ct != "application/sdp" {
 		http.Error(res, "Content-Type must be application/sdp", http.StatusUnsupportedMediaType)
@@ -158,7 +139,7 @@ func (w *WHIP) publish(res http.ResponseWriter, req *http.Request, cam *WHIPCame
 		http.Error(res, "reading the offer: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	if err := ParseOffer(body); err != nil {
+	if err := rtcconf.ParseOffer(body); err != nil {
 		http.Error(res, err.Error(), http.StatusBadRequest)
 		return
 	}
@@ -216,7 +197,7 @@ func (w *WHIP) publish(res http.ResponseWriter, req *http.Request, cam *WHIPCame
 	case <-gathered:
 	case <-time.After(5 * time.Second):
 	}
-	id := newID()
+	id := rtcconf.NewID()
 	w.mu.Lock()
 	old := w.sessions[cam.ID]
 	w.sessions[cam.ID] = &whipSession{id: id, pc: pc}
@@ -229,12 +210,6 @@ func (w *WHIP) publish(res http.ResponseWriter, req *http.Request, cam *WHIPCame
 	res.Header().Set("Location", "/whip/"+cam.ID+"/"+id)
 	res.WriteHeader(http.StatusCreated)
 	io.WriteString(res, pc.LocalDescription().SDP)
-}
-
-func newID() string {
-	b := make([]byte, 12)
-	rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 func (w *WHIP) newPeerConnection() (*webrtc.PeerConnection, error) {
@@ -262,18 +237,7 @@ func (w *WHIP) newPeerConnection() (*webrtc.PeerConnection, error) {
 	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
 		return nil, err
 	}
-	se := webrtc.SettingEngine{}
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	if w.IncludeLoopback {
-		se.SetIncludeLoopbackCandidate(true)
-	}
-	if len(w.IPs) > 0 {
-		allowed := map[string]bool{}
-		for _, ip := range w.IPs {
-			allowed[ip] = true
-		}
-		se.SetIPFilter(func(ip net.IP) bool { return allowed[ip.String()] })
-	}
+	se := rtcconf.SettingEngine(w.IPs, w.IncludeLoopback)
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 	return api.NewPeerConnection(webrtc.Configuration{})
 }

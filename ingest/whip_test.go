@@ -95,13 +95,6 @@ func TestWHIPRejectsBadRequests(t *testing.T) {
 	}
 }
 
-// FuzzParseOffer: whatever a publisher posts, the SDP check never panics.
-func FuzzParseOffer(f *testing.F) {
-	f.Add([]byte("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n"))
-	f.Add([]byte("v=0\r\n"))
-	f.Fuzz(func(t *testing.T, b []byte) { ParseOffer(b) })
-}
-
 // vp8Clip encodes frames of vtest.avi to VP8 in an IVF file.
 func vp8Clip(t *testing.T) string {
 	path := filepath.Join(t.TempDir(), "clip.ivf")

@@ -260,11 +260,3 @@ func TestWHEPRefusals(t *testing.T) {
 		}
 	}
 }
-
-// FuzzParseOffer: any bytes as an offer give nil or an error, never a
-// panic.
-func FuzzParseOffer(f *testing.F) {
-	f.Add([]byte("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\n"))
-	f.Add([]byte("v=0\r\n"))
-	f.Fuzz(func(t *testing.T, b []byte) { ParseOffer(b) })
-}

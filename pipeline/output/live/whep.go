@@ -1,13 +1,10 @@
 package live
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -15,9 +12,10 @@ import (
 
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
-	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
+
+	"github.com/veilproject/veil/pipeline/rtcconf"
 )
 
 // Viewer is who watches, as the console's authorization names them.
@@ -122,21 +120,6 @@ func (w *WHEP) ServeHTTP(res http.ResponseWriter, req *http.Request) {
 	}
 }
 
-// ParseOffer checks a viewer's SDP offer: it must parse and carry a video
-// section. The error says why not.
-func ParseOffer(body []byte) error {
-	var d sdp.SessionDescription
-	if err := d.Unmarshal(body); err != nil {
-		return fmt.Errorf("malformed SDP: %w", err)
-	}
-	for _, m := range d.MediaDescriptions {
-		if m.MediaName.Media == "video" {
-			return nil
-		}
-	}
-	return errors.New("the offer has no video section")
-}
-
 func (w *WHEP) view(res http.ResponseWriter, req *http.Request, st *Stream, who Viewer) {
 	if ct := req.Header.Get("Content-Type"); ct != "application/sdp" {
 		w.refuse(res, RefusedBadOffer, "Content-Type must be application/sdp", http.StatusUnsupportedMediaType)
@@ -144,7 +127,7 @@ func (w *WHEP) view(res http.ResponseWriter, req *http.Request, st *Stream, who 
 	}
 	body, err := io.ReadAll(io.LimitReader(req.Body, 64<<10))
 	if err == nil {
-		err = ParseOffer(body)
+		err = rtcconf.ParseOffer(body)
 	}
 	if err != nil {
 		w.refuse(res, RefusedBadOffer, err.Error(), http.StatusBadRequest)
@@ -179,7 +162,7 @@ func (w *WHEP) view(res http.ResponseWriter, req *http.Request, st *Stream, who 
 		http.Error(res, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	s := &session{id: newID(), camera: st.Camera(), viewer: who, start: time.Now()}
+	s := &session{id: rtcconf.NewID(), camera: st.Camera(), viewer: who, start: time.Now()}
 	pc, sender, err := w.newPeerConnection(f.track)
 	if err != nil {
 		w.leave(st)
@@ -338,12 +321,6 @@ func (w *WHEP) Close() {
 	w.wg.Wait()
 }
 
-func newID() string {
-	b := make([]byte, 12)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 // h264 are the H.264 formats veil offers viewers, High first (what libx264
 // makes), Constrained Baseline for peers that ask for nothing else.
 var h264 = []string{
@@ -368,18 +345,7 @@ func (w *WHEP) newPeerConnection(track *webrtc.TrackLocalStaticSample) (*webrtc.
 	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
 		return nil, nil, err
 	}
-	se := webrtc.SettingEngine{}
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	if w.IncludeLoopback {
-		se.SetIncludeLoopbackCandidate(true)
-	}
-	if len(w.IPs) > 0 {
-		allowed := map[string]bool{}
-		for _, ip := range w.IPs {
-			allowed[ip] = true
-		}
-		se.SetIPFilter(func(ip net.IP) bool { return allowed[ip.String()] })
-	}
+	se := rtcconf.SettingEngine(w.IPs, w.IncludeLoopback)
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {

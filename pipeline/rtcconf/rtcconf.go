@@ -1,0 +1,57 @@
+// Package rtcconf is what veil's two WebRTC endpoints share: publishers
+// pushing video in (WHIP, in ingest) and viewers watching obscured video
+// (WHEP, in pipeline/output/live). The network settings of a connection,
+// the check of an offer from outside, session ids.
+package rtcconf
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+)
+
+// SettingEngine is a connection's network settings: UDP over IPv4; host
+// candidates only on ips when given; loopback candidates when asked (tests
+// between local peers: browsers ignore them).
+func SettingEngine(ips []string, loopback bool) webrtc.SettingEngine {
+	se := webrtc.SettingEngine{}
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	if loopback {
+		se.SetIncludeLoopbackCandidate(true)
+	}
+	if len(ips) > 0 {
+		allowed := map[string]bool{}
+		for _, ip := range ips {
+			allowed[ip] = true
+		}
+		se.SetIPFilter(func(ip net.IP) bool { return allowed[ip.String()] })
+	}
+	return se
+}
+
+// ParseOffer checks an SDP offer from outside: it must parse and carry a
+// video section. The error says why not.
+func ParseOffer(body []byte) error {
+	var d sdp.SessionDescription
+	if err := d.Unmarshal(body); err != nil {
+		return fmt.Errorf("malformed SDP: %w", err)
+	}
+	for _, m := range d.MediaDescriptions {
+		if m.MediaName.Media == "video" {
+			return nil
+		}
+	}
+	return errors.New("the offer has no video section")
+}
+
+// NewID is a session id: 96 random bits, hex.
+func NewID() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
