@@ -2,15 +2,7 @@ package main
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -20,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/veilproject/veil/pipeline/console"
 )
 
 // rtspCamera starts GStreamer's gst-rtsp-server (ingest/testdata/rtsp_server.py)
@@ -47,25 +41,6 @@ func rtspCamera(t *testing.T, args ...string) int {
 	return port
 }
 
-// cameraCert writes a self-signed certificate for 127.0.0.1 and its key, as
-// an IP camera ships with.
-func cameraCert(t *testing.T, dir string) (cert, key string) {
-	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "ipcam"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, _ := x509.MarshalPKCS8PrivateKey(k)
-	cert, key = filepath.Join(dir, "camera.pem"), filepath.Join(dir, "camera.key")
-	os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-	os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd}), 0o600)
-	return cert, key
-}
-
 // TestRunRTSPCameraRecordsObscured runs `veil run` against a real RTSP
 // server with 2 s segments, for the codecs and security office cameras
 // use: plain H.264, and H.265 over RTSPS with Digest authentication (the
@@ -88,7 +63,11 @@ func TestRunRTSPCameraRecordsObscured(t *testing.T) {
 			args, scheme, tlsKey := []string{"--codec", "h264"}, "rtsp", ""
 			url := "viewer:topsecret@127.0.0.1:%d/cam"
 			if tc.secure {
-				cert, key := cameraCert(t, dir)
+				// A camera's factory certificate: self-signed, for its address.
+				cert, key, _, err := console.SelfSigned(filepath.Join(dir, "camera"), []string{"127.0.0.1"})
+				if err != nil {
+					t.Fatal(err)
+				}
 				args = []string{"--codec", "h265", "--tls", cert, key, "--digest", "admin", "topsecret"}
 				scheme, tlsKey, url = "rtsps", "\n    tls: {ca: "+cert+"}", "admin@127.0.0.1:%d/cam"
 			}
