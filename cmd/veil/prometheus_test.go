@@ -128,8 +128,8 @@ recordings: {dir: `+filepath.Join(dir, "rec")+`, segment: 10s, keep: 1h}
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if n := strings.Count(string(b), `"type":"alerting"`); n != 7 {
-		t.Errorf("prometheus loaded %d alerting rules, want 7: %s", n, fmt.Sprint(len(b)))
+	if n := strings.Count(string(b), `"type":"alerting"`); n != 8 {
+		t.Errorf("prometheus loaded %d alerting rules, want 8: %s", n, fmt.Sprint(len(b)))
 	}
 }
 

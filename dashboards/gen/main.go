@@ -97,6 +97,13 @@ func Operations() (dashboard.Dashboard, error) {
 		WithPanel(series("Recordings disk", "bytes",
 			query(`veil_recording_bytes`, "recordings"),
 			query(`veil_recording_disk_free_bytes`, "free"))).
+		WithRow(dashboard.NewRowBuilder("Console and live view")).
+		WithPanel(series("Live viewers", "short",
+			query(`veil_live_viewers{camera=~"$camera"}`, "{{camera}}"))).
+		WithPanel(series("Live view requests refused, by reason", "reqps",
+			query(`sum by (reason) (rate(veil_live_refused_total[$__rate_interval]))`, "{{reason}}"))).
+		WithPanel(series("Audit log: who looked, by kind (per hour)", "short",
+			query(`sum by (kind) (increase(veil_audit_events_total[1h]))`, "{{kind}}"))).
 		Build()
 }
 
