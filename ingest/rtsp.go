@@ -98,6 +98,13 @@ type RTSP struct {
 	StallTimeout time.Duration
 	Logger       *slog.Logger
 	Metrics      *Metrics
+
+	// portDown: a probe found the camera's port refusing. Only a port seen
+	// refusing and then accepting cuts a backoff short (across waits, since
+	// it may come back just as one wait ends and the next begins); a camera
+	// that accepts connections but fails the session (a wrong password, an
+	// untrusted certificate) waits out its backoff.
+	portDown bool
 }
 
 // Redact hides the password of an RTSP URL.
@@ -194,7 +201,6 @@ func (r *RTSP) waitOrProbe(ctx context.Context, d time.Duration) bool {
 	defer deadline.Stop()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	down := true
 	for {
 		select {
 		case <-ctx.Done():
@@ -207,11 +213,12 @@ func (r *RTSP) waitOrProbe(ctx context.Context, d time.Duration) bool {
 			}
 			c, err := net.DialTimeout("tcp", host, 500*time.Millisecond)
 			if err != nil {
-				down = true
+				r.portDown = true
 				continue
 			}
 			c.Close()
-			if down {
+			if r.portDown {
+				r.portDown = false
 				return true // it was refusing and now accepts: try at once
 			}
 		}
