@@ -1,10 +1,12 @@
 package blur
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"image"
 	"math"
+	"math/rand/v2"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -483,5 +485,76 @@ func TestFailClosedFramesDoNotAgeHeldBoxes(t *testing.T) {
 	f, _ := s.Obscure(context.Background(), testFrame(7)) // 0.7 s after the face was seen
 	if d := detail(f.Pix(), 320, face); d > 5 {
 		t.Errorf("after six failed-closed frames the held face shows (detail %.1f)", d)
+	}
+}
+
+// refBlurLine is the box filter written plainly: for each pixel, the mean
+// (rounded down) of the window clamped to the line.
+func refBlurLine(p []byte, stride, n, radius int) {
+	orig := make([]int, 3*n)
+	for i := 0; i < n; i++ {
+		for c := 0; c < 3; c++ {
+			orig[i*3+c] = int(p[i*stride+c])
+		}
+	}
+	for i := 0; i < n; i++ {
+		for c := 0; c < 3; c++ {
+			s := 0
+			for j := i - radius; j <= i+radius; j++ {
+				s += orig[min(max(j, 0), n-1)*3+c]
+			}
+			p[i*stride+c] = byte(s / (2*radius + 1))
+		}
+	}
+}
+
+// TestDividerIsExact: the multiply-shift division equals integer division
+// for every window size up to 4095 and every sum it can meet.
+func TestDividerIsExact(t *testing.T) {
+	for n := 1; n <= 4095; n++ {
+		d := newDivider(n)
+		for s := 0; s <= 255*n; s += 1 + s/997 {
+			if got := d.div(int32(s)); got != byte(s/n) {
+				t.Fatalf("%d/%d: %d, want %d", s, n, got, byte(s/n))
+			}
+		}
+	}
+}
+
+// TestColumnBlurMatchesLineBlur: the row-by-row vertical pass gives the
+// very bytes the per-column pass gave, on random pictures and regions
+// (edges, tiny regions, kernels wider than the region).
+func TestColumnBlurMatchesLineBlur(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for n := 0; n < 200; n++ {
+		w, h := 1+rng.IntN(90), 1+rng.IntN(70)
+		pix := make([]byte, w*h*3)
+		for i := range pix {
+			pix[i] = byte(rng.Uint32())
+		}
+		x0, y0 := rng.IntN(w), rng.IntN(h)
+		r := image.Rect(x0, y0, x0+1+rng.IntN(w-x0), y0+1+rng.IntN(h-y0))
+		radius := rng.IntN(40)
+		want := append([]byte(nil), pix...)
+		for x := r.Min.X; x < r.Max.X; x++ {
+			refBlurLine(want[(r.Min.Y*w+x)*3:], w*3, r.Dy(), radius)
+		}
+		var o obscurer
+		o.blurColumns(pix, w, r, radius)
+		if !bytes.Equal(pix, want) {
+			t.Fatalf("%dx%d region %v radius %d: the row-by-row pass differs", w, h, r, radius)
+		}
+		// And a row, by blurLine with its multiply-shift division.
+		row, ref := append([]byte(nil), pix[:w*3]...), append([]byte(nil), pix[:w*3]...)
+		blurLine(row, 3, w, radius, make([]int32, 3*w))
+		refBlurLine(ref, 3, w, radius)
+		if !bytes.Equal(row, ref) {
+			t.Fatalf("width %d radius %d: blurLine differs from the plain division", w, radius)
+		}
+		for _, b := range o.rows {
+			if b != 0 {
+				t.Fatal("the region's copy was not wiped")
+			}
+		}
 	}
 }
