@@ -385,15 +385,17 @@ func constantEq(a, b string) bool {
 func (c *Console) Observe(e footfall.Event) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// A window belongs to the hour it ends in (one ending on the hour, to
+	// the hour before).
+	at := e.WindowEnd.Add(-time.Nanosecond).Local()
+	day, h := at.Format("2006-01-02"), at.Hour()
 	d := c.counts[e.Camera]
-	day := e.WindowEnd.Local().Format("2006-01-02")
+	if d != nil && d.day > day {
+		return // yesterday's, late
+	}
 	if d == nil || d.day != day {
 		d = &dayCounts{day: day, lines: map[string]*[24][2]int{}, zones: map[string]*[24]int{}}
 		c.counts[e.Camera] = d
-	}
-	h := e.WindowEnd.Add(-time.Nanosecond).Local().Hour()
-	if e.WindowEnd.Local().Format("2006-01-02") != day {
-		return
 	}
 	for _, l := range e.Lines {
 		if d.lines[l.ID] == nil {

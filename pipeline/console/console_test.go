@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/veilproject/veil/pipeline/counts/footfall"
 	"github.com/veilproject/veil/pipeline/output/live"
 )
 
@@ -246,5 +247,34 @@ func TestSelfSignedIsKept(t *testing.T) {
 	}
 	if h := Hosts("0.0.0.0:8443"); len(h) < 4 {
 		t.Errorf("hosts for all interfaces: %v", h)
+	}
+}
+
+// TestChartsByHour: count events land in the hour their window ends in;
+// today's charts add them up per line and take zone peaks.
+func TestChartsByHour(t *testing.T) {
+	c, _, _ := newConsole(t)
+	now := time.Now()
+	hour := time.Date(now.Year(), now.Month(), now.Day(), now.Hour(), 0, 0, 0, time.Local)
+	for i, e := range []footfall.Event{
+		{Camera: "lobby", WindowEnd: hour.Add(10 * time.Second), Lines: []footfall.LineCount{{ID: "door", Entries: 2, Exits: 1}}, Zones: []footfall.ZoneCount{{ID: "floor", Peak: 3}}},
+		{Camera: "lobby", WindowEnd: hour.Add(20 * time.Second), Lines: []footfall.LineCount{{ID: "door", Entries: 1}}, Zones: []footfall.ZoneCount{{ID: "floor", Peak: 5}}},
+		{Camera: "lobby", WindowEnd: hour, Lines: []footfall.LineCount{{ID: "door", Entries: 7}}}, // ends on the hour: the hour before
+	} {
+		if i == 2 && hour.Hour() == 0 {
+			continue // the hour before is yesterday's
+		}
+		c.Observe(e)
+	}
+	ch := c.charts("lobby")
+	if len(ch) != 2 || ch[0].Title != "line door" || ch[1].Title != "zone floor" {
+		t.Fatalf("charts %+v", ch)
+	}
+	want := "3 in, 1 out today"
+	if hour.Hour() > 0 {
+		want = "10 in, 1 out today"
+	}
+	if ch[0].Total != want || ch[1].Total != "peak 5 today" {
+		t.Errorf("totals %q %q, want %q and peak 5", ch[0].Total, ch[1].Total, want)
 	}
 }
