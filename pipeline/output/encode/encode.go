@@ -331,7 +331,7 @@ func (m *Muxer) Write(p Packet) error {
 		}
 		m.start = p.PTS
 	}
-	if err := m.pkt.FromData(append([]byte(nil), p.Data...)); err != nil {
+	if err := m.pkt.FromData(p.Data); err != nil { // it copies into a buffer of its own
 		return fmt.Errorf("output %s: %w", m.path, err)
 	}
 	ts := int64((p.PTS - m.start) * 90 / time.Millisecond)
