@@ -57,6 +57,7 @@ type WHEP struct {
 	mu       sync.Mutex
 	sessions map[string]*session // by id
 	feeds    map[string]*feed    // by camera, while watched
+	viewers  int                 // in all feeds
 	wg       sync.WaitGroup
 }
 
@@ -133,32 +134,13 @@ func (w *WHEP) view(res http.ResponseWriter, req *http.Request, st *Stream, who 
 		w.refuse(res, RefusedBadOffer, err.Error(), http.StatusBadRequest)
 		return
 	}
-	maxCam, maxAll := w.MaxPerCamera, w.MaxTotal
-	if maxCam <= 0 {
-		maxCam = 10
-	}
-	if maxAll <= 0 {
-		maxAll = 40
-	}
-	w.mu.Lock()
-	if w.sessions == nil {
-		w.sessions, w.feeds = map[string]*session{}, map[string]*feed{}
-	}
-	total, onCam := len(w.sessions), 0
-	if f := w.feeds[st.Camera()]; f != nil {
-		onCam = f.viewers
-	}
-	w.mu.Unlock()
-	if total >= maxAll {
-		w.refuse(res, RefusedTotalLimit, fmt.Sprintf("%d viewers already (the limit)", total), http.StatusServiceUnavailable)
-		return
-	}
-	if onCam >= maxCam {
-		w.refuse(res, RefusedCameraLimit, fmt.Sprintf("%d viewers of %s already (the limit)", onCam, st.Camera()), http.StatusServiceUnavailable)
-		return
-	}
 	f, err := w.join(st)
 	if err != nil {
+		var l limitError
+		if errors.As(err, &l) {
+			w.refuse(res, l.reason, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
 		http.Error(res, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
@@ -229,11 +211,37 @@ func (w *WHEP) view(res http.ResponseWriter, req *http.Request, st *Stream, who 
 	io.WriteString(res, pc.LocalDescription().SDP)
 }
 
-// join counts a viewer of st, starting its feed for the first one.
+// limitError refuses a viewer over a limit; reason is the metric's.
+type limitError struct {
+	reason, msg string
+}
+
+func (e limitError) Error() string { return e.msg }
+
+// join counts a viewer of st, starting its feed for the first one, or
+// refuses it over the per-camera or total limit. The limits are checked
+// and the viewer counted under one lock, so viewers arriving together
+// cannot pass a limit between them.
 func (w *WHEP) join(st *Stream) (*feed, error) {
+	maxCam, maxAll := w.MaxPerCamera, w.MaxTotal
+	if maxCam <= 0 {
+		maxCam = 10
+	}
+	if maxAll <= 0 {
+		maxAll = 40
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.sessions == nil {
+		w.sessions, w.feeds = map[string]*session{}, map[string]*feed{}
+	}
+	if w.viewers >= maxAll {
+		return nil, limitError{RefusedTotalLimit, fmt.Sprintf("%d viewers already (the limit)", w.viewers)}
+	}
 	f := w.feeds[st.Camera()]
+	if f != nil && f.viewers >= maxCam {
+		return nil, limitError{RefusedCameraLimit, fmt.Sprintf("%d viewers of %s already (the limit)", f.viewers, st.Camera())}
+	}
 	if f == nil {
 		track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000}, "video", "veil-"+st.Camera())
 		if err != nil {
@@ -249,6 +257,7 @@ func (w *WHEP) join(st *Stream) (*feed, error) {
 		go w.write(f)
 	}
 	f.viewers++
+	w.viewers++
 	w.Metrics.viewers.WithLabelValues(st.Camera()).Set(float64(f.viewers))
 	return f, nil
 }
@@ -262,6 +271,7 @@ func (w *WHEP) leave(st *Stream) {
 		return
 	}
 	f.viewers--
+	w.viewers--
 	w.Metrics.viewers.WithLabelValues(st.Camera()).Set(float64(f.viewers))
 	if f.viewers == 0 {
 		delete(w.feeds, st.Camera())
