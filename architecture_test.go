@@ -100,7 +100,7 @@ func TestArrowsPointOneWay(t *testing.T) {
 		"pipeline/output/record":   {"blur", "pipeline/output/encode"},
 		"pipeline/output/live":     {"blur", "pipeline/output/encode", "pipeline/output/record", "pipeline/rtcconf"},
 		"pipeline/counts/":         {"pipeline/queue", "pipeline/counts/"},
-		"pipeline/console":         {"pipeline/output/live", "pipeline/counts/footfall"},
+		"pipeline/console":         {"pipeline/output/live", "pipeline/rtcconf", "pipeline/counts/footfall"},
 		"pipeline/config":          {"blur", "blur/detect", "counter", "pipeline/output/record", "pipeline/console", "pipeline/counts/footfall", "pipeline/counts/kafkaconf"},
 		"pipeline":                 {"blur", "blur/", "counter", "ingest", "pipeline/"},
 		"cmd/veil":                 {""},

@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"context"
-	"crypto/subtle"
 	"fmt"
 	"io"
 	"log/slog"
@@ -99,7 +98,7 @@ func (w *WHIP) ServeHTTP(res http.ResponseWriter, req *http.Request) {
 		http.Error(res, "no such camera", http.StatusNotFound)
 		return
 	}
-	if !authorized(req, cam.Token) {
+	if !rtcconf.Bearer(req, cam.Token) {
 		res.Header().Set("WWW-Authenticate", `Bearer realm="veil"`)
 		http.Error(res, "missing or wrong bearer token", http.StatusUnauthorized)
 		return
@@ -122,11 +121,6 @@ func (w *WHIP) ServeHTTP(res http.ResponseWriter, req *http.Request) {
 	default:
 		http.Error(res, "method not allowed", http.StatusMethodNotAllowed)
 	}
-}
-
-func authorized(req *http.Request, token string) bool {
-	got, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer ")
-	return ok && token != "" && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
 }
 
 func (w *WHIP) publish(res http.ResponseWriter, req *http.Request, cam *WHIPCamera) {

@@ -81,7 +81,7 @@ func csrfOK(r *http.Request, x *session) bool {
 	if got == "" {
 		got = r.PostFormValue("csrf")
 	}
-	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(x.csrf)) == 1
+	return tokenEq(got, x.csrf)
 }
 
 // limiter refuses logins after too many failures, per client address and
@@ -160,4 +160,8 @@ func clientIP(r *http.Request) string {
 	return h
 }
 
-func subtleEq(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
+// tokenEq compares a token from a request with the expected one in
+// constant time; an empty token matches nothing.
+func tokenEq(got, want string) bool {
+	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/veilproject/veil/pipeline/counts/footfall"
 	"github.com/veilproject/veil/pipeline/output/live"
+	"github.com/veilproject/veil/pipeline/rtcconf"
 )
 
 //go:embed assets
@@ -119,7 +120,7 @@ func (c *Console) authorizeViewer(r *http.Request, camera string) (live.Viewer, 
 		return live.Viewer{Who: x.user, From: clientIP(r)}, true
 	}
 	if cam, ok := c.cams[camera]; ok && cam.ViewToken != "" {
-		if got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && constantEq(got, cam.ViewToken) {
+		if rtcconf.Bearer(r, cam.ViewToken) {
 			return live.Viewer{Who: "token:" + camera, From: clientIP(r)}, true
 		}
 	}
@@ -222,7 +223,7 @@ func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
 
 func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	ck, err := r.Cookie(loginCookie)
-	if err != nil || !constantEq(r.PostFormValue("csrf"), ck.Value) {
+	if err != nil || !tokenEq(r.PostFormValue("csrf"), ck.Value) {
 		http.Error(w, "the login form expired; reload it", http.StatusForbidden)
 		return
 	}
@@ -374,10 +375,6 @@ func (c *Console) adminPage(w http.ResponseWriter, r *http.Request, x *session) 
 	data["Users"] = c.cfg.Users
 	data["Audit"] = c.audit.Recent(100)
 	c.render(w, "admin.html", data)
-}
-
-func constantEq(a, b string) bool {
-	return len(a) == len(b) && a != "" && subtleEq(a, b)
 }
 
 // Observe takes a count event (every camera's, as they are made) for

@@ -1,15 +1,18 @@
 // Package rtcconf is what veil's two WebRTC endpoints share: publishers
 // pushing video in (WHIP, in ingest) and viewers watching obscured video
 // (WHEP, in pipeline/output/live). The network settings of a connection,
-// the check of an offer from outside, session ids.
+// the check of an offer from outside, bearer tokens, session ids.
 package rtcconf
 
 import (
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"strings"
 
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -47,6 +50,13 @@ func ParseOffer(body []byte) error {
 		}
 	}
 	return errors.New("the offer has no video section")
+}
+
+// Bearer reports whether req carries "Authorization: Bearer {token}",
+// compared in constant time; an empty token admits nobody.
+func Bearer(req *http.Request, token string) bool {
+	got, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer ")
+	return ok && token != "" && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
 }
 
 // NewID is a session id: 96 random bits, hex.
