@@ -12,6 +12,7 @@ import (
 
 	"github.com/veilproject/veil/ingest"
 	"github.com/veilproject/veil/pipeline"
+	"github.com/veilproject/veil/pipeline/config"
 )
 
 const anonymizeUsage = `usage: veil anonymize [flags] IN OUT
@@ -48,7 +49,7 @@ func cmdAnonymize(ctx context.Context, args []string, stdout, stderr io.Writer, 
 		return fmt.Errorf("input %s: unsupported file type (want .jpg, .jpeg, .png, .mp4, .avi, .mkv, .mov, .m4v or .webm)", in)
 	}
 	if _, err := os.Stat(in); err != nil {
-		return fmt.Errorf("input %s: %w", in, unwrapPathErr(err))
+		return fmt.Errorf("input %s: %w", in, config.UnwrapPathErr(err))
 	}
 	if outKind != inKind {
 		return fmt.Errorf("output %s: input is %s, so output must be too", out, kindName(inKind))
@@ -82,12 +83,4 @@ func abs(p string) string {
 		return p
 	}
 	return a
-}
-
-func unwrapPathErr(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }

@@ -185,7 +185,7 @@ func Default() Config {
 func Load(path string) (Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return Config{}, fmt.Errorf("config %s: %w", path, unwrapPathErr(err))
+		return Config{}, fmt.Errorf("config %s: %w", path, UnwrapPathErr(err))
 	}
 	return Parse(path, b)
 }
@@ -222,7 +222,7 @@ func DecodeStrict(path string, b []byte, v any) error {
 func LoadCounting(path string) (counter.Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return counter.Config{}, fmt.Errorf("config %s: %w", path, unwrapPathErr(err))
+		return counter.Config{}, fmt.Errorf("config %s: %w", path, UnwrapPathErr(err))
 	}
 	return ParseCounting(path, b)
 }
@@ -366,7 +366,7 @@ func (cam *Camera) validate(key string) error {
 	if cam.TLS.CA != "" {
 		b, err := os.ReadFile(cam.TLS.CA)
 		if err != nil {
-			return fmt.Errorf("%s.tls.ca: %s: %w", key, cam.TLS.CA, unwrapPathErr(err))
+			return fmt.Errorf("%s.tls.ca: %s: %w", key, cam.TLS.CA, UnwrapPathErr(err))
 		}
 		if !x509.NewCertPool().AppendCertsFromPEM(b) {
 			return fmt.Errorf("%s.tls.ca: %s holds no PEM certificate", key, cam.TLS.CA)
@@ -418,7 +418,9 @@ func (h *HTTP) validate(used bool) error {
 	return fmt.Errorf("http.listen: %s is reachable from the network: passwords, session cookies and bearer tokens would cross it in clear text; set http.tls (cert and key, or self_signed: true), or http.insecure: true on a network you trust", h.Listen)
 }
 
-func unwrapPathErr(err error) error {
+// UnwrapPathErr drops an *os.PathError's wrapper: the caller names the
+// file by its key or its role, and the error keeps only the cause.
+func UnwrapPathErr(err error) error {
 	var pe *os.PathError
 	if errors.As(err, &pe) {
 		return pe.Err
