@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"math"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,7 +29,7 @@ import (
 // answer. Run with -benchtime 1x.
 func BenchmarkCapacity(b *testing.B) {
 	clip := capacityClip(b)
-	port := startClipServer(b, clip)
+	port := rtspCamera(b, "--file", clip)
 	ns := []int{1, 2, 4, 8}
 	if s := os.Getenv("VEIL_CAPACITY_N"); s != "" {
 		ns = nil
@@ -91,23 +89,6 @@ func capacityClip(b *testing.B) string {
 	}
 	os.Rename(tmp, path)
 	return path
-}
-
-func startClipServer(b *testing.B, clip string) int {
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	srv := exec.Command("/usr/bin/python3", "../../ingest/testdata/rtsp_server.py", strconv.Itoa(port), "--file", clip)
-	out, _ := srv.StdoutPipe()
-	srv.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := srv.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { syscall.Kill(-srv.Process.Pid, syscall.SIGKILL); srv.Wait() })
-	sc := bufio.NewScanner(out)
-	for sc.Scan() && !strings.HasPrefix(sc.Text(), "serving") {
-	}
-	return port
 }
 
 func runCapacity(b *testing.B, port, n int) capRow {

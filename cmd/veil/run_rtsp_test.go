@@ -17,9 +17,9 @@ import (
 )
 
 // rtspCamera starts GStreamer's gst-rtsp-server (ingest/testdata/rtsp_server.py)
-// looping vtest.avi, with args (--codec, --tls, --digest, --switch), and
-// returns its port.
-func rtspCamera(t *testing.T, args ...string) int {
+// looping vtest.avi, with args (--codec, --tls, --digest, --switch; --file
+// streams a clip as it is), and returns its port.
+func rtspCamera(t testing.TB, args ...string) int {
 	t.Helper()
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	port := l.Addr().(*net.TCPAddr).Port
