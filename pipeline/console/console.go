@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"html/template"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -439,12 +441,7 @@ func (c *Console) charts(camera string) []chart {
 	}
 	const h, bw = 80, 12
 	var out []chart
-	ids := make([]string, 0, len(d.lines))
-	for id := range d.lines {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	for _, id := range ids {
+	for _, id := range slices.Sorted(maps.Keys(d.lines)) {
 		v := d.lines[id]
 		top, in, outN := 1, 0, 0
 		for _, x := range v {
@@ -461,12 +458,7 @@ func (c *Console) charts(camera string) []chart {
 		}
 		out = append(out, ch)
 	}
-	zids := make([]string, 0, len(d.zones))
-	for id := range d.zones {
-		zids = append(zids, id)
-	}
-	sort.Strings(zids)
-	for _, id := range zids {
+	for _, id := range slices.Sorted(maps.Keys(d.zones)) {
 		v := d.zones[id]
 		top, peak := 1, 0
 		for _, n := range v {
