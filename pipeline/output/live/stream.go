@@ -139,7 +139,7 @@ func (s *Stream) Write(f *blur.Frame) error {
 	}
 	if s.enc != nil {
 		if w, h := s.enc.Size(); w != f.Width() || h != f.Height() {
-			s.flush()
+			s.finish(context.Background())
 		}
 	}
 	if s.enc == nil {
@@ -161,18 +161,25 @@ func (s *Stream) Write(f *blur.Frame) error {
 	return nil
 }
 
-// flush hands on the encoder's last packets and frees it.
-func (s *Stream) flush() {
-	pkts, err := s.enc.Flush()
-	if err != nil {
-		s.log.Error("flushing the encoder", "err", err)
+// finish hands on the encoder's last packets (unless ctx has ended),
+// frees the encoder and finishes the recording's segment (abandoned if ctx
+// has ended): at a size change, and at Close.
+func (s *Stream) finish(ctx context.Context) error {
+	if s.enc != nil {
+		pkts, err := s.enc.Flush()
+		if err != nil {
+			s.log.Error("flushing the encoder", "err", err)
+		}
+		if ctx.Err() == nil {
+			s.deliver(pkts, time.Now())
+		}
+		s.enc.Free()
+		s.enc = nil
 	}
-	s.deliver(pkts, time.Now())
 	if s.rec != nil {
-		s.rec.Close(context.Background())
+		return s.rec.Close(ctx)
 	}
-	s.enc.Free()
-	s.enc = nil
+	return nil
 }
 
 func (s *Stream) deliver(pkts []encode.Packet, captured time.Time) {
@@ -240,18 +247,7 @@ func (s *Stream) RequestKeyframe() {
 // Close flushes the encoder into the recording, finishes its segment (or
 // abandons it if ctx has ended) and ends every viewer's feed.
 func (s *Stream) Close(ctx context.Context) error {
-	var err error
-	if s.enc != nil {
-		pkts, ferr := s.enc.Flush()
-		if ferr == nil && ctx.Err() == nil {
-			s.deliver(pkts, time.Now())
-		}
-		s.enc.Free()
-		s.enc = nil
-	}
-	if s.rec != nil {
-		err = s.rec.Close(ctx)
-	}
+	err := s.finish(ctx)
 	s.mu.Lock()
 	s.closed = true
 	for sub := range s.subs {
