@@ -1,6 +1,9 @@
 package counter
 
-import "image"
+import (
+	"encoding/binary"
+	"image"
+)
 
 // foreground finds moving people as blobs that differ from a learned
 // background: a per-pixel running Gaussian on luminance at half
@@ -17,8 +20,7 @@ type foreground struct {
 	mask    []uint8
 	tmp     []uint8
 	labels  []int32
-	cnt     []int32 // morph's column counts
-	minArea int     // in half-resolution pixels
+	minArea int // in half-resolution pixels
 }
 
 const (
@@ -99,63 +101,59 @@ func (f *foreground) erode(rx, ry int)  { f.morph(rx, ry, 0) }
 func (f *foreground) dilate(rx, ry int) { f.morph(rx, ry, 1) }
 
 // morph sets a pixel to keep if any pixel of its window is keep: a
-// horizontal then a vertical pass, each a running count of keep pixels in
-// the window, so the cost does not depend on the radius. (A loop over the
-// window per pixel was most of the counter's time at 720p.)
+// horizontal then a vertical pass. On a 0/1 mask that is an OR of the
+// window's shifted rows (dilation) or an AND (erosion), done eight pixels
+// at a time. (A loop over the window per pixel was most of the counter's
+// time at 720p.)
 func (f *foreground) morph(rx, ry int, keep uint8) {
 	w, h := f.w, f.h
-	other := 1 - keep
-	// The mask is 0/1; is(v) is 1 where v == keep.
-	is := func(v uint8) int32 { return int32(v ^ other) }
+	op := orBytes
+	if keep == 0 {
+		op = andBytes
+	}
+	copy(f.tmp, f.mask)
 	for y := 0; y < h; y++ {
 		src, dst := f.mask[y*w:(y+1)*w], f.tmp[y*w:(y+1)*w]
-		var n int32
-		for x := 0; x <= rx && x < w; x++ {
-			n += is(src[x])
-		}
-		for x := range dst {
-			if n > 0 {
-				dst[x] = keep
-			} else {
-				dst[x] = other
-			}
-			if x+rx+1 < w {
-				n += is(src[x+rx+1])
-			}
-			if x-rx >= 0 {
-				n -= is(src[x-rx])
-			}
+		for k := 1; k <= rx && k < w; k++ {
+			op(dst[k:], src[:w-k])
+			op(dst[:w-k], src[k:])
 		}
 	}
-	if cap(f.cnt) < w {
-		f.cnt = make([]int32, w)
-	}
-	n := f.cnt[:w]
-	clear(n)
-	for y := 0; y <= ry && y < h; y++ {
-		for x, v := range f.tmp[y*w : (y+1)*w] {
-			n[x] += is(v)
-		}
-	}
+	copy(f.mask, f.tmp)
 	for y := 0; y < h; y++ {
 		dst := f.mask[y*w : (y+1)*w]
-		for x, c := range n {
-			if c > 0 {
-				dst[x] = keep
-			} else {
-				dst[x] = other
+		for k := 1; k <= ry; k++ {
+			if y-k >= 0 {
+				op(dst, f.tmp[(y-k)*w:(y-k+1)*w])
+			}
+			if y+k < h {
+				op(dst, f.tmp[(y+k)*w:(y+k+1)*w])
 			}
 		}
-		if y+ry+1 < h {
-			for x, v := range f.tmp[(y+ry+1)*w : (y+ry+2)*w] {
-				n[x] += is(v)
-			}
-		}
-		if y-ry >= 0 {
-			for x, v := range f.tmp[(y-ry)*w : (y-ry+1)*w] {
-				n[x] -= is(v)
-			}
-		}
+	}
+}
+
+// orBytes sets dst[i] |= src[i], andBytes dst[i] &= src[i], over the
+// shorter of the two, eight bytes at a time.
+func orBytes(dst, src []byte) {
+	n := min(len(dst), len(src))
+	i := 0
+	for ; i+8 <= n; i += 8 {
+		binary.LittleEndian.PutUint64(dst[i:], binary.LittleEndian.Uint64(dst[i:])|binary.LittleEndian.Uint64(src[i:]))
+	}
+	for ; i < n; i++ {
+		dst[i] |= src[i]
+	}
+}
+
+func andBytes(dst, src []byte) {
+	n := min(len(dst), len(src))
+	i := 0
+	for ; i+8 <= n; i += 8 {
+		binary.LittleEndian.PutUint64(dst[i:], binary.LittleEndian.Uint64(dst[i:])&binary.LittleEndian.Uint64(src[i:]))
+	}
+	for ; i < n; i++ {
+		dst[i] &= src[i]
 	}
 }
 
