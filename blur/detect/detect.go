@@ -74,9 +74,15 @@ type Config struct {
 	// default), f32 or bf16. The recall test checks bf16 finds the same
 	// faces as f32.
 	Precision string `yaml:"precision"`
-	// Threads bounds OpenVINO's inference threads; 0 (the default) uses
-	// one per core.
+	// Threads bounds OpenVINO's inference threads in all; 0 (the default)
+	// uses one per core.
 	Threads int `yaml:"threads"`
+	// Lanes is how many inferences OpenVINO runs at once, each on its share
+	// of the threads. 0 (the default) lets the command choose: veil run
+	// takes one per camera up to one per core, since on a busy machine one
+	// thread per inference wastes less than several that wait for each
+	// other; a file job takes 1. The other runtimes have one lane.
+	Lanes int `yaml:"lanes"`
 }
 
 // Defaults fills unset fields.
@@ -133,6 +139,9 @@ func (c *Config) Validate(prefix string) error {
 	if c.Threads < 0 || c.Threads > 256 {
 		return fmt.Errorf("%s.threads: %d is outside [0, 256]", prefix, c.Threads)
 	}
+	if c.Lanes < 0 || c.Lanes > 64 {
+		return fmt.Errorf("%s.lanes: %d is outside [0, 64]", prefix, c.Lanes)
+	}
 	return nil
 }
 
@@ -188,8 +197,17 @@ func New(cfg Config, log *slog.Logger) (Detector, error) {
 		if prec == "auto" {
 			prec = ""
 		}
-		return NewOpenVINOCenterFace(cfg.RuntimeDir, path, float32(cfg.Threshold), cfg.Scale, prec, cfg.Threads)
+		return NewOpenVINOCenterFace(cfg.RuntimeDir, path, float32(cfg.Threshold), cfg.Scale, prec, cfg.Threads, cfg.Lanes)
 	}
+}
+
+// Lanes is d's lanes (Detectors that may run at the same time), or d
+// alone for a detector that has one.
+func Lanes(d blur.Detector) []blur.Detector {
+	if l, ok := d.(interface{ Lanes() []blur.Detector }); ok {
+		return l.Lanes()
+	}
+	return []blur.Detector{d}
 }
 
 // ErrModelMissing is wrapped by VerifyModel when the file does not exist.

@@ -61,9 +61,11 @@ static ov_status veil_ov_read_model(void* core, const char* path, void** model) 
 static void veil_ov_model_free(void* m) { ((void(*)(void*))ov_sym[S_model_free])(m); }
 
 // veil_ov_compile reshapes model to [1,3,h,w] and compiles it for the CPU
-// with latency, thread and precision hints (precision "" leaves
-// OpenVINO's own choice for this CPU).
-static ov_status veil_ov_compile(void* core, void* model, int64_t h, int64_t w, const char* threads, const char* precision, void** compiled) {
+// with thread and precision hints (precision "" leaves OpenVINO's own
+// choice for this CPU): for latency (one stream: one inference at a time
+// on every thread) when streams is "1", else with that many streams, which
+// run that many inferences at once, each on its share of the threads.
+static ov_status veil_ov_compile(void* core, void* model, int64_t h, int64_t w, const char* threads, const char* streams, const char* precision, void** compiled) {
 	int64_t dims[4] = {1, 3, h, w};
 	ov_partial_shape_t ps;
 	ov_status st = ((ov_status(*)(int64_t, const int64_t*, ov_partial_shape_t*))ov_sym[S_partial_shape_create_static])(4, dims, &ps);
@@ -73,9 +75,15 @@ static ov_status veil_ov_compile(void* core, void* model, int64_t h, int64_t w, 
 	if (st) return st;
 	typedef ov_status (*compile_fn)(void*, void*, const char*, size_t, void**, ...);
 	compile_fn f = (compile_fn)ov_sym[S_core_compile_model];
+	const char* k = "PERFORMANCE_HINT";
+	const char* v = "LATENCY";
+	if (strcmp(streams, "1") != 0) {
+		k = "NUM_STREAMS";
+		v = streams;
+	}
 	if (precision[0])
-		return f(core, model, "CPU", 6, compiled, "PERFORMANCE_HINT", "LATENCY", "INFERENCE_NUM_THREADS", threads, "INFERENCE_PRECISION_HINT", precision);
-	return f(core, model, "CPU", 4, compiled, "PERFORMANCE_HINT", "LATENCY", "INFERENCE_NUM_THREADS", threads);
+		return f(core, model, "CPU", 6, compiled, k, v, "INFERENCE_NUM_THREADS", threads, "INFERENCE_PRECISION_HINT", precision);
+	return f(core, model, "CPU", 4, compiled, k, v, "INFERENCE_NUM_THREADS", threads);
 }
 // veil_ov_precision copies the compiled model's inference precision
 // (e.g. "bf16") into out.
@@ -201,38 +209,59 @@ func ovErr(op string, st C.ov_status) error {
 // prepared exactly as for OpenCV's DNN (the same blob), so both runtimes
 // see the same numbers; only the network runs elsewhere. One detector
 // serves cameras of several sizes: it keeps a compiled network per input
-// size (at most maxNets, the least recently used freed first): the whole
-// frame and the five crop sides of region search fit.
+// size (at most maxNets, the least recently used idle one freed first):
+// the whole frame and the five crop sides of region search fit.
+//
+// With lanes > 1 each network is compiled with that many streams and an
+// inference request per lane, and Lanes returns one Detector per lane;
+// the lanes may run at the same time, each on its share of the threads.
+// A lane's Detect is not itself safe for concurrent use.
 type OpenVINOCenterFace struct {
 	core, model unsafe.Pointer
-	nets        map[image.Point]*ovNet
-	tick        uint64
 	threshold   float32
 	scale       float64
 	precision   string // asked for; "" lets OpenVINO choose
 	threads     int
-	out         []float32 // output staging, reused
+	lanes       []*ovLane
+
+	mu   sync.Mutex // guards nets and tick
+	nets map[image.Point]*ovNet
+	tick uint64
 }
 
 // ovNet is the network compiled for one input size.
 type ovNet struct {
-	compiled, req unsafe.Pointer
-	running       string // the precision it runs in
-	margin        float32
-	used          uint64
+	compiled unsafe.Pointer
+	reqs     []unsafe.Pointer // one inference request per lane
+	running  string           // the precision it runs in
+	margin   float32
+	used     uint64
+	busy     int // lanes inferring on it: it is not freed while any is
+}
+
+// ovLane is one lane: its own inference requests (one per network) and
+// output staging.
+type ovLane struct {
+	c   *OpenVINOCenterFace
+	i   int
+	out []float32 // output staging, reused
 }
 
 const maxNets = 8
 
 // NewOpenVINOCenterFace loads the runtime from libDir and the model at
 // path. precision is f32, bf16, or "" for OpenVINO's choice on this CPU;
-// threads bounds inference threads (0: one per core).
-func NewOpenVINOCenterFace(libDir, path string, threshold float32, scale float64, precision string, threads int) (*OpenVINOCenterFace, error) {
+// threads bounds inference threads in all (0: one per core); lanes is how
+// many inferences may run at once (at least 1).
+func NewOpenVINOCenterFace(libDir, path string, threshold float32, scale float64, precision string, threads, lanes int) (*OpenVINOCenterFace, error) {
 	core, err := loadOpenVINO(libDir)
 	if err != nil {
 		return nil, err
 	}
 	c := &OpenVINOCenterFace{core: core, nets: map[image.Point]*ovNet{}, threshold: threshold, scale: scale, precision: precision, threads: threads}
+	for i := range max(1, lanes) {
+		c.lanes = append(c.lanes, &ovLane{c: c, i: i})
+	}
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
 	if st := C.veil_ov_read_model(c.core, cpath, &c.model); st != 0 {
@@ -244,9 +273,20 @@ func NewOpenVINOCenterFace(libDir, path string, threshold float32, scale float64
 // Name implements blur.Detector.
 func (c *OpenVINOCenterFace) Name() string { return KindCenterFace + "/openvino" }
 
+// Lanes returns a Detector per lane. The first is c's own (c.Detect).
+func (c *OpenVINOCenterFace) Lanes() []blur.Detector {
+	out := make([]blur.Detector, len(c.lanes))
+	for i, l := range c.lanes {
+		out[i] = l
+	}
+	return out
+}
+
 // Close frees everything the runtime allocated for this detector. Safe
-// to call twice.
+// to call twice; no lane may be detecting.
 func (c *OpenVINOCenterFace) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for in, n := range c.nets {
 		n.free()
 		delete(c.nets, in)
@@ -259,45 +299,58 @@ func (c *OpenVINOCenterFace) Close() error {
 }
 
 func (n *ovNet) free() {
-	if n.req != nil {
-		C.veil_ov_request_free(n.req)
+	for i, r := range n.reqs {
+		if r != nil {
+			C.veil_ov_request_free(r)
+		}
+		n.reqs[i] = nil
 	}
 	if n.compiled != nil {
 		C.veil_ov_compiled_free(n.compiled)
 	}
-	n.req, n.compiled = nil, nil
+	n.compiled = nil
 }
 
-// net is the network for an input of in (multiples of 32), compiled on
-// first use.
-func (c *OpenVINOCenterFace) net(in image.Point) (*ovNet, error) {
+// acquire returns the network for an input of in (multiples of 32),
+// compiled on first use, marked busy until release.
+func (c *OpenVINOCenterFace) acquire(in image.Point) (*ovNet, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.tick++
 	if n := c.nets[in]; n != nil {
 		n.used = c.tick
+		n.busy++
 		return n, nil
 	}
 	if len(c.nets) >= maxNets {
 		var oldest image.Point
+		var victim *ovNet
 		for p, n := range c.nets {
-			if o := c.nets[oldest]; o == nil || n.used < o.used {
-				oldest = p
+			if n.busy == 0 && (victim == nil || n.used < victim.used) {
+				oldest, victim = p, n
 			}
 		}
-		c.nets[oldest].free()
-		delete(c.nets, oldest)
+		if victim != nil {
+			victim.free()
+			delete(c.nets, oldest)
+		}
 	}
 	threads := C.CString(strconv.Itoa(c.threads))
 	defer C.free(unsafe.Pointer(threads))
+	streams := C.CString(strconv.Itoa(len(c.lanes)))
+	defer C.free(unsafe.Pointer(streams))
 	prec := C.CString(c.precision)
 	defer C.free(unsafe.Pointer(prec))
-	n := &ovNet{used: c.tick}
-	if st := C.veil_ov_compile(c.core, c.model, C.int64_t(in.Y), C.int64_t(in.X), threads, prec, &n.compiled); st != 0 {
+	n := &ovNet{used: c.tick, reqs: make([]unsafe.Pointer, len(c.lanes))}
+	if st := C.veil_ov_compile(c.core, c.model, C.int64_t(in.Y), C.int64_t(in.X), threads, streams, prec, &n.compiled); st != 0 {
 		return nil, ovErr(fmt.Sprintf("compiling for %dx%d", in.X, in.Y), st)
 	}
-	if st := C.veil_ov_request(n.compiled, &n.req); st != 0 {
-		err := ovErr("infer request", st)
-		n.free()
-		return nil, err
+	for i := range n.reqs {
+		if st := C.veil_ov_request(n.compiled, &n.reqs[i]); st != 0 {
+			err := ovErr("infer request", st)
+			n.free()
+			return nil, err
+		}
 	}
 	var buf [16]C.char
 	if st := C.veil_ov_precision(n.compiled, &buf[0], C.size_t(len(buf))); st != 0 {
@@ -309,8 +362,15 @@ func (c *OpenVINOCenterFace) net(in image.Point) (*ovNet, error) {
 	if n.running == "bf16" || n.running == "f16" {
 		n.margin = ReducedPrecisionMargin
 	}
+	n.busy = 1
 	c.nets[in] = n
 	return n, nil
+}
+
+func (c *OpenVINOCenterFace) release(n *ovNet) {
+	c.mu.Lock()
+	n.busy--
+	c.mu.Unlock()
 }
 
 // ReducedPrecisionMargin lowers the score threshold when the network runs
@@ -324,6 +384,8 @@ const ReducedPrecisionMargin = 0.02
 // Precision is what the most recently used network runs in ("f32",
 // "bf16"), empty before the first frame.
 func (c *OpenVINOCenterFace) Precision() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for _, n := range c.nets {
 		if n.used == c.tick {
 			return n.running
@@ -332,8 +394,17 @@ func (c *OpenVINOCenterFace) Precision() string {
 	return ""
 }
 
-// Detect implements blur.Detector.
+// Detect implements blur.Detector, on the first lane.
 func (c *OpenVINOCenterFace) Detect(ctx context.Context, img blur.Image) ([]blur.Detection, error) {
+	return c.lanes[0].Detect(ctx, img)
+}
+
+// Name implements blur.Detector.
+func (l *ovLane) Name() string { return l.c.Name() }
+
+// Detect implements blur.Detector.
+func (l *ovLane) Detect(ctx context.Context, img blur.Image) ([]blur.Detection, error) {
+	c := l.c
 	if img.Width <= 0 || img.Height <= 0 || len(img.Pix) != img.Width*img.Height*3 {
 		return nil, errors.New("centerface: bad image buffer")
 	}
@@ -342,10 +413,12 @@ func (c *OpenVINOCenterFace) Detect(ctx context.Context, img blur.Image) ([]blur
 	}
 	inW := int(math.Ceil(float64(img.Width)*c.scale/32)) * 32
 	inH := int(math.Ceil(float64(img.Height)*c.scale/32)) * 32
-	n, err := c.net(image.Pt(inW, inH))
+	n, err := c.acquire(image.Pt(inW, inH))
 	if err != nil {
 		return nil, err
 	}
+	defer c.release(n)
+	req := n.reqs[l.i]
 	src, err := gocv.NewMatFromBytes(img.Height, img.Width, gocv.MatTypeCV8UC3, img.Pix)
 	if err != nil {
 		return nil, fmt.Errorf("centerface: %w", err)
@@ -357,15 +430,15 @@ func (c *OpenVINOCenterFace) Detect(ctx context.Context, img blur.Image) ([]blur
 	if err != nil || len(in) != 3*inW*inH {
 		return nil, fmt.Errorf("centerface: input blob: %v", err)
 	}
-	if st := C.veil_ov_infer(n.req, (*C.float)(unsafe.Pointer(&in[0])), C.int64_t(inH), C.int64_t(inW)); st != 0 {
+	if st := C.veil_ov_infer(req, (*C.float)(unsafe.Pointer(&in[0])), C.int64_t(inH), C.int64_t(inW)); st != 0 {
 		return nil, ovErr("infer", st)
 	}
 	gh, gw := inH/4, inW/4
-	if need := 5 * gh * gw; cap(c.out) < need {
-		c.out = make([]float32, need)
+	if need := 5 * gh * gw; cap(l.out) < need {
+		l.out = make([]float32, need)
 	}
-	c.out = c.out[:5*gh*gw]
-	heat, scale, offset := c.out[:gh*gw], c.out[gh*gw:3*gh*gw], c.out[3*gh*gw:]
+	l.out = l.out[:5*gh*gw]
+	heat, scale, offset := l.out[:gh*gw], l.out[gh*gw:3*gh*gw], l.out[3*gh*gw:]
 	for _, o := range []struct {
 		name string
 		buf  []float32
@@ -373,7 +446,7 @@ func (c *OpenVINOCenterFace) Detect(ctx context.Context, img blur.Image) ([]blur
 	}{{"537", heat, 1}, {"538", scale, 2}, {"539", offset, 2}} {
 		var dims [4]C.int64_t
 		name := C.CString(o.name)
-		st := C.veil_ov_output(n.req, name, (*C.float)(unsafe.Pointer(&o.buf[0])), C.int64_t(len(o.buf)), &dims[0])
+		st := C.veil_ov_output(req, name, (*C.float)(unsafe.Pointer(&o.buf[0])), C.int64_t(len(o.buf)), &dims[0])
 		C.free(unsafe.Pointer(name))
 		if st != 0 {
 			return nil, ovErr("output "+o.name, st)
@@ -385,3 +458,8 @@ func (c *OpenVINOCenterFace) Detect(ctx context.Context, img blur.Image) ([]blur
 	dets := decodeMaps(heat, scale, offset, gh, gw, c.threshold-n.margin, inW, inH)
 	return toFrame(dets, inW, inH, img.Width, img.Height), ctx.Err()
 }
+
+var (
+	_ blur.Detector = (*OpenVINOCenterFace)(nil)
+	_ blur.Detector = (*ovLane)(nil)
+)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -135,6 +136,70 @@ func TestReducedPrecisionKeepsRecall(t *testing.T) {
 	t.Logf("bf16 found all %d boxes f32 found", n)
 }
 
+// TestLanesFindTheSameFaces runs two OpenVINO lanes at the same time on
+// the labelled photos (each picture on both lanes at once, so both use
+// the same network together, at the photo's size and shrunk to ~16 px
+// faces) and requires every face one lane finds above 0.5 to be found by
+// the other and by a one-lane detector: lanes trade threads, not faces.
+func TestLanesFindTheSameFaces(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the CNN three times on the labelled photos")
+	}
+	dir := modelDir(t)
+	l := loadLabels(t)
+	one, err := New(Config{ModelDir: dir}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one.Close()
+	two, err := New(Config{ModelDir: dir, Lanes: 2}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer two.Close()
+	lanes := Lanes(two)
+	if len(lanes) != 2 || len(Lanes(one)) != 1 {
+		t.Fatalf("lanes: %d and %d, want 2 and 1", len(lanes), len(Lanes(one)))
+	}
+	n := 0
+	for _, faceSize := range []int{0, 16} {
+		for _, im := range l.Images {
+			raw := loadBGR(t, im.File)
+			if faceSize > 0 {
+				raw, _, _ = shrinkTo(raw, im.Faces, im.Ignore, faceSize)
+			}
+			img := blur.Image{Width: raw.Width, Height: raw.Height, Pix: raw.Pix}
+			var found [3][]blur.Detection
+			var errs [3]error
+			var wg sync.WaitGroup
+			for i, d := range lanes {
+				wg.Go(func() { found[i], errs[i] = d.Detect(context.Background(), img) })
+			}
+			wg.Wait()
+			found[2], errs[2] = one.Detect(context.Background(), img)
+			for i, err := range errs {
+				if err != nil {
+					t.Fatalf("%s, detector %d: %v", im.Name, i, err)
+				}
+			}
+			for a := range found {
+				for _, d := range found[a] {
+					if d.Score < 0.5 {
+						continue
+					}
+					n++
+					for b := range found {
+						if !matched(d.Box, found[b], 0.7) {
+							t.Errorf("faces %s, %s: detector %d found %v (score %.2f), detector %d did not", sizeName(faceSize), im.Name, a, d.Box, d.Score, b)
+						}
+					}
+				}
+			}
+		}
+	}
+	t.Logf("%d boxes above 0.5 found alike by two lanes at once and by one lane", n)
+}
+
 func sizeName(n int) string {
 	if n == 0 {
 		return "photo"
@@ -169,13 +234,15 @@ func TestOpenVINOFreesWhatItAllocates(t *testing.T) {
 		sizes = append(sizes, s)
 	}
 	cycle := func() {
-		det, err := New(Config{ModelDir: dir}, nil)
+		det, err := New(Config{ModelDir: dir, Lanes: 2}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, r := range sizes {
-			if _, err := det.Detect(context.Background(), blur.Image{Width: r.Width, Height: r.Height, Pix: r.Pix}); err != nil {
-				t.Fatal(err)
+			for _, lane := range Lanes(det) { // each lane has its own requests
+				if _, err := lane.Detect(context.Background(), blur.Image{Width: r.Width, Height: r.Height, Pix: r.Pix}); err != nil {
+					t.Fatal(err)
+				}
 			}
 		}
 		det.Close()

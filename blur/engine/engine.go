@@ -4,12 +4,14 @@
 //
 // Each camera's blur stage asks through its own handle (For), which is a
 // blur.Detector. A camera has at most one request in the engine at a time
-// (its stage waits for the answer), and the worker takes the cameras with
+// (its stage waits for the answer), and the workers take the cameras with
 // a request round-robin, so with C cameras waiting each gets every C-th
-// inference: one busy camera cannot starve another. A request whose
-// deadline (its context) passes before the worker reaches it is answered
-// with that error at once and never run; the stage then fails the frame
-// closed, as for any detector that did not answer in time.
+// inference: one busy camera cannot starve another. There is a worker per
+// lane of the detector (lanes are inferences that may run at once, each on
+// its share of the cores). A request whose deadline (its context) passes
+// before a worker reaches it is answered with that error at once and never
+// run; the stage then fails the frame closed, as for any detector that did
+// not answer in time.
 package engine
 
 import (
@@ -17,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -56,9 +59,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 
 // Engine runs one detector for many cameras.
 type Engine struct {
-	det blur.Detector
-	m   *Metrics
-	log *slog.Logger
+	lanes []blur.Detector
+	m     *Metrics
+	log   *slog.Logger
 
 	mu      sync.Mutex
 	slots   []*slot // in registration order; the worker goes round them
@@ -88,16 +91,18 @@ type result struct {
 	err  error
 }
 
-// New makes an engine around det, which only the engine's worker calls.
-// Run starts the worker.
-func New(det blur.Detector, m *Metrics, log *slog.Logger) (*Engine, error) {
-	if det == nil || m == nil {
+// New makes an engine around the lanes of one detector (detect.Lanes):
+// Detectors that may run at the same time, each called by its own worker
+// only. Run starts the workers.
+func New(lanes []blur.Detector, m *Metrics, log *slog.Logger) (*Engine, error) {
+	if len(lanes) == 0 || slices.Contains(lanes, nil) || m == nil {
 		return nil, errors.New("engine: needs a detector and metrics")
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Engine{det: det, m: m, log: log.With("component", "engine", "detector", det.Name()), wake: make(chan struct{}, 1)}, nil
+	return &Engine{lanes: lanes, m: m, log: log.With("component", "engine", "detector", lanes[0].Name(), "lanes", len(lanes)),
+		wake: make(chan struct{}, 1)}, nil
 }
 
 // For is camera's handle: a blur.Detector for that camera's stage. Call it
@@ -111,20 +116,27 @@ func (e *Engine) For(camera string) blur.Detector {
 	return &handle{e: e, s: s}
 }
 
-// Run serves requests until ctx ends; then every waiting request is
-// answered with ErrStopped, and so is every later one.
+// Run serves requests until ctx ends, a worker per lane; then every
+// waiting request is answered with ErrStopped, and so is every later one.
 func (e *Engine) Run(ctx context.Context) error {
-	defer func() {
-		e.mu.Lock()
-		e.stopped = true
-		for _, s := range e.slots {
-			if r := s.pending; r != nil {
-				s.pending = nil
-				r.done <- result{err: ErrStopped}
-			}
+	var wg sync.WaitGroup
+	for _, det := range e.lanes {
+		wg.Go(func() { e.work(ctx, det) })
+	}
+	wg.Wait()
+	e.mu.Lock()
+	e.stopped = true
+	for _, s := range e.slots {
+		if r := s.pending; r != nil {
+			s.pending = nil
+			r.done <- result{err: ErrStopped}
 		}
-		e.mu.Unlock()
-	}()
+	}
+	e.mu.Unlock()
+	return nil
+}
+
+func (e *Engine) work(ctx context.Context, det blur.Detector) {
 	for {
 		r, s := e.take()
 		if r == nil {
@@ -132,7 +144,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			case <-e.wake:
 				continue
 			case <-ctx.Done():
-				return nil
+				return
 			}
 		}
 		if err := r.ctx.Err(); err != nil {
@@ -143,28 +155,44 @@ func (e *Engine) Run(ctx context.Context) error {
 		close(r.started)
 		s.wait.Observe(time.Since(r.queued).Seconds())
 		start := time.Now()
-		dets, err := e.call(r)
+		dets, err := e.call(det, r)
 		s.infer.Observe(time.Since(start).Seconds())
 		r.done <- result{dets: dets, err: err}
 	}
 }
 
-// take removes the next pending request, going round the cameras.
+// take removes the next pending request, going round the cameras. When
+// another is still pending it wakes another worker for it: a request's
+// wake-up may have been absorbed while the workers were all busy.
 func (e *Engine) take() (*request, *slot) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	var r *request
+	var s *slot
+	more := false
 	for i := range e.slots {
-		s := e.slots[(e.next+i)%len(e.slots)]
-		if r := s.pending; r != nil {
-			s.pending = nil
-			e.next = (e.next + i + 1) % len(e.slots)
-			return r, s
+		c := e.slots[(e.next+i)%len(e.slots)]
+		if c.pending == nil {
+			continue
+		}
+		if r != nil {
+			more = true
+			break
+		}
+		r, s = c.pending, c
+		c.pending = nil
+		e.next = (e.next + i + 1) % len(e.slots)
+	}
+	if more {
+		select {
+		case e.wake <- struct{}{}:
+		default:
 		}
 	}
-	return nil, nil
+	return r, s
 }
 
-func (e *Engine) call(r *request) (dets []blur.Detection, err error) {
+func (e *Engine) call(det blur.Detector, r *request) (dets []blur.Detection, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			// The stage reports it as an error and fails the frame closed;
@@ -173,7 +201,7 @@ func (e *Engine) call(r *request) (dets []blur.Detection, err error) {
 			err = fmt.Errorf("engine: detector panicked: %v", p)
 		}
 	}()
-	return e.det.Detect(r.ctx, r.img)
+	return det.Detect(r.ctx, r.img)
 }
 
 type handle struct {
@@ -181,7 +209,7 @@ type handle struct {
 	s *slot
 }
 
-func (h *handle) Name() string { return h.e.det.Name() }
+func (h *handle) Name() string { return h.e.lanes[0].Name() }
 
 // Detect queues img for the engine and waits for the answer. If ctx ends
 // first: a request not yet taken is withdrawn and Detect returns at once;

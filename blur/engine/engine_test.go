@@ -43,12 +43,12 @@ func (s *slowDetector) Detect(ctx context.Context, img blur.Image) ([]blur.Detec
 	return nil, nil
 }
 
-func newEngine(t *testing.T, det blur.Detector) (*Engine, *Metrics, func()) {
+func newEngine(t *testing.T, lanes ...blur.Detector) (*Engine, *Metrics, func()) {
 	m, err := NewMetrics(prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := New(det, m, nil)
+	e, err := New(lanes, m, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,5 +186,72 @@ func TestWithdrawnRequestIsNeverRun(t *testing.T) {
 	defer det.mu.Unlock()
 	if det.calls[20] != 0 || !ran.Load() {
 		t.Errorf("calls %v, a answered %v", det.calls, ran.Load())
+	}
+}
+
+// laneDetector sleeps d per call and records how many of its calls
+// overlapped (a lane must never be called concurrently) and how many calls
+// of all lanes ran at once at most.
+type laneDetector struct {
+	d       time.Duration
+	in      atomic.Int32 // calls of this lane in progress
+	overlap atomic.Int32
+	all     *atomic.Int32 // calls of every lane in progress
+	peak    *atomic.Int32
+}
+
+func (l *laneDetector) Name() string { return "lane" }
+func (l *laneDetector) Detect(ctx context.Context, img blur.Image) ([]blur.Detection, error) {
+	if l.in.Add(1) > 1 {
+		l.overlap.Add(1)
+	}
+	n := l.all.Add(1)
+	for p := l.peak.Load(); n > p && !l.peak.CompareAndSwap(p, n); p = l.peak.Load() {
+	}
+	time.Sleep(l.d)
+	l.all.Add(-1)
+	l.in.Add(-1)
+	return nil, nil
+}
+
+// TestLanesServeCamerasAtOnce: with two lanes, four cameras asking without
+// pause are served two at a time, each lane by one worker only, and every
+// camera gets its share.
+func TestLanesServeCamerasAtOnce(t *testing.T) {
+	var all, peak atomic.Int32
+	lanes := []*laneDetector{{d: 5 * time.Millisecond, all: &all, peak: &peak}, {d: 5 * time.Millisecond, all: &all, peak: &peak}}
+	e, _, _ := newEngine(t, lanes[0], lanes[1])
+	defer run(e)()
+	var wg sync.WaitGroup
+	var answered [4]atomic.Int32
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for i := range 4 {
+		h := e.For(string(rune('a' + i)))
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				if _, err := h.Detect(context.Background(), img(4)); err != nil {
+					t.Error(err)
+					return
+				}
+				answered[i].Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if peak.Load() != 2 {
+		t.Errorf("at most %d inferences ran at once with two lanes", peak.Load())
+	}
+	for i, l := range lanes {
+		if n := l.overlap.Load(); n != 0 {
+			t.Errorf("lane %d was called concurrently %d times", i, n)
+		}
+	}
+	lo, hi := answered[0].Load(), answered[0].Load()
+	for i := range answered {
+		lo, hi = min(lo, answered[i].Load()), max(hi, answered[i].Load())
+	}
+	// 300 ms of two 5-ms lanes is about 120 answers, 30 a camera.
+	if lo < 15 || hi > 2*lo+2 {
+		t.Errorf("answers per camera from %d to %d: not a fair share", lo, hi)
 	}
 }
