@@ -26,7 +26,9 @@ import (
 // with a detector answer, obscured whole (fail-closed), dropped; CPU;
 // latency from decode to the recorder; RSS. It prints the largest N at
 // which at least 99% of decoded frames were obscured with a detector
-// answer. Run with -benchtime 1x.
+// answer. Run with -benchtime 1x. VEIL_CAPACITY_N lists the Ns;
+// VEIL_CAPACITY_CONFIG adds top-level YAML to every run (e.g.
+// "detector: {lanes: 1}") to compare settings side by side.
 func BenchmarkCapacity(b *testing.B) {
 	clip := capacityClip(b)
 	port := rtspCamera(b, "--file", clip)
@@ -99,6 +101,7 @@ func runCapacity(b *testing.B, port, n int) capRow {
 		fmt.Fprintf(&cfg, "  - id: cam%d\n    url: rtsp://127.0.0.1:%d/cam\n    lines: [{id: road, from: [0.45, 0.68], to: [0.45, 0.30]}]\n", i, port)
 	}
 	fmt.Fprintf(&cfg, "metrics: {listen: \"127.0.0.1:0\"}\nrecordings: {dir: %s, segment: 10s, keep: 1h}\n", filepath.Join(dir, "rec"))
+	cfg.WriteString(os.Getenv("VEIL_CAPACITY_CONFIG")) // more top-level YAML, to compare settings
 	p := startVeil(b, "run", "-config", writeConfig(b, dir, cfg.String()))
 	p.waitFor(b, "metrics address", 60*time.Second, func(l []string) bool { return metricsURL(l) != "" })
 	lines, _ := p.snapshot()
