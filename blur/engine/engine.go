@@ -64,7 +64,7 @@ type Engine struct {
 	log   *slog.Logger
 
 	mu      sync.Mutex
-	slots   []*slot // in registration order; the worker goes round them
+	slots   []*slot // in registration order; the workers go round them
 	next    int     // where the round-robin resumes
 	stopped bool
 	wake    chan struct{}
