@@ -10,7 +10,7 @@
 #      peak RSS;
 #   3. faces found: veil's count of detections against deface's detector
 #      with its default settings on the same frames;
-#   4. capacity: N = 1, 2, 4, 8 RTSP cameras at 1280x720 15 fps through
+#   4. capacity: N = 1, 2, 3, 4, 8 RTSP cameras at 1280x720 15 fps through
 #      `veil run` with counting and recording (go test -bench Capacity);
 #   5. live view: CPU for 1 and 10 WebRTC viewers of one camera, and
 #      glass-to-glass latency (go test -bench LiveViewers); decoding cost

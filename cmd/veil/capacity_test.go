@@ -21,7 +21,7 @@ import (
 // BenchmarkCapacity is the capacity benchmark (make bench): N cameras at
 // 1280x720 15 fps served by a real RTSP server (GStreamer, streaming an
 // H.264 clip of vtest.avi without re-encoding, so the server costs almost
-// nothing), `veil run` with counting and recording on, for N = 1, 2, 4, 8.
+// nothing), `veil run` with counting and recording on, for N = 1, 2, 3, 4, 8.
 // Per N, over a 30 s window after 10 s of warm-up: frames decoded, obscured
 // with a detector answer, obscured whole (fail-closed), dropped; CPU;
 // latency from decode to the recorder; RSS. It prints the largest N at
@@ -32,7 +32,7 @@ import (
 func BenchmarkCapacity(b *testing.B) {
 	clip := capacityClip(b)
 	port := rtspCamera(b, "--file", clip)
-	ns := []int{1, 2, 4, 8}
+	ns := []int{1, 2, 3, 4, 8}
 	if s := os.Getenv("VEIL_CAPACITY_N"); s != "" {
 		ns = nil
 		for _, f := range strings.Split(s, ",") {
