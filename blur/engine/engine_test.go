@@ -3,6 +3,8 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -64,12 +66,18 @@ func run(e *Engine) (stop func()) {
 
 func img(w int) blur.Image { return blur.Image{Width: w, Height: 2, Pix: make([]byte, w*2*3)} }
 
-// TestOneCameraCannotStarveAnother: camera a asks without pause through a
-// real blur stage; camera b, asking now and then, is still answered within
-// about two inferences, every time.
+// TestOneCameraCannotStarveAnother: camera a asks without pause; camera
+// b, asking now and then, is still answered within about two inferences,
+// every time, with one lane or two.
 func TestOneCameraCannotStarveAnother(t *testing.T) {
+	for _, lanes := range []int{1, 2} {
+		t.Run(fmt.Sprintf("%d-lanes", lanes), func(t *testing.T) { testNoStarving(t, lanes) })
+	}
+}
+
+func testNoStarving(t *testing.T, lanes int) {
 	det := &slowDetector{d: 10 * time.Millisecond, calls: map[int]int{}}
-	e, _, _ := newEngine(t, det)
+	e, _, _ := newEngine(t, slices.Repeat([]blur.Detector{det}, lanes)...) // slowDetector is safe for concurrent use
 	defer run(e)()
 	a, b := e.For("a"), e.For("b")
 	stop := make(chan struct{})
@@ -110,16 +118,24 @@ func TestOneCameraCannotStarveAnother(t *testing.T) {
 	}
 }
 
-// TestStalledEngineFailsFramesClosed: with the detector stuck, every
-// camera's stage obscures its frames whole on the deadline, and none is
-// passed as vouched-for.
+// TestStalledEngineFailsFramesClosed: with the detector stuck on every
+// lane, every camera's stage obscures its frames whole on the deadline,
+// none is passed as vouched-for, and the camera left waiting for a lane
+// has its requests expire.
 func TestStalledEngineFailsFramesClosed(t *testing.T) {
+	for _, lanes := range []int{1, 2} {
+		t.Run(fmt.Sprintf("%d-lanes", lanes), func(t *testing.T) { testStalled(t, lanes) })
+	}
+}
+
+func testStalled(t *testing.T, lanes int) {
 	det := &slowDetector{block: make(chan struct{}), calls: map[int]int{}}
-	e, m, _ := newEngine(t, det)
+	e, m, _ := newEngine(t, slices.Repeat([]blur.Detector{det}, lanes)...)
 	stopEngine := run(e)
 	bm, _ := blur.NewMetrics(prometheus.NewRegistry())
 	var stages []*blur.Stage
-	for _, cam := range []string{"a", "b"} {
+	cams := []string{"a", "b", "c"}[:lanes+1]
+	for _, cam := range cams {
 		st, err := blur.New(blur.Config{Deadline: 50 * time.Millisecond}, blur.Deps{Camera: cam, Detector: e.For(cam), Metrics: bm})
 		if err != nil {
 			t.Fatal(err)
@@ -137,8 +153,12 @@ func TestStalledEngineFailsFramesClosed(t *testing.T) {
 			}
 		}
 	}
-	if v := testutil.ToFloat64(m.expired.WithLabelValues("b")); v < 1 {
-		t.Errorf("camera b's expired requests: %v", v)
+	expired := 0.0
+	for _, cam := range cams {
+		expired += testutil.ToFloat64(m.expired.WithLabelValues(cam))
+	}
+	if expired < 1 {
+		t.Errorf("no request expired with %d cameras stalled on %d lanes", len(cams), lanes)
 	}
 	close(det.block)
 	for _, st := range stages {
