@@ -172,24 +172,11 @@ func (w *WHIP) publish(res http.ResponseWriter, req *http.Request, cam *WHIPCame
 			pc.Close()
 		}
 	})
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: string(body)}); err != nil {
-		pc.Close()
-		http.Error(res, "offer refused: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	answer, err := pc.CreateAnswer(nil)
-	if err == nil {
-		err = pc.SetLocalDescription(answer)
-	}
+	answer, err := rtcconf.Answer(pc, string(body))
 	if err != nil {
 		pc.Close()
-		http.Error(res, "cannot answer: "+err.Error(), http.StatusBadRequest)
+		http.Error(res, err.Error(), http.StatusBadRequest)
 		return
-	}
-	select {
-	case <-gathered:
-	case <-time.After(5 * time.Second):
 	}
 	id := rtcconf.NewID()
 	w.mu.Lock()
@@ -203,7 +190,7 @@ func (w *WHIP) publish(res http.ResponseWriter, req *http.Request, cam *WHIPCame
 	res.Header().Set("Content-Type", "application/sdp")
 	res.Header().Set("Location", "/whip/"+cam.ID+"/"+id)
 	res.WriteHeader(http.StatusCreated)
-	io.WriteString(res, pc.LocalDescription().SDP)
+	io.WriteString(res, answer)
 }
 
 func (w *WHIP) newPeerConnection() (*webrtc.PeerConnection, error) {

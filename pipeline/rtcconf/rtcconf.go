@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -64,4 +65,31 @@ func NewID() string {
 	b := make([]byte, 12)
 	rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// gatherWait bounds how long an answer waits for ICE gathering.
+const gatherWait = 5 * time.Second
+
+// Answer sets offer as pc's remote description, makes and sets the answer,
+// and waits (at most gatherWait) for ICE gathering, so that the answer
+// carries every candidate: WHIP and WHEP here send no trickle. It returns
+// the answer's SDP, or an error that says whether the offer was refused
+// or no answer could be made (both the peer's fault: a 400).
+func Answer(pc *webrtc.PeerConnection, offer string) (string, error) {
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return "", fmt.Errorf("offer refused: %w", err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	answer, err := pc.CreateAnswer(nil)
+	if err == nil {
+		err = pc.SetLocalDescription(answer)
+	}
+	if err != nil {
+		return "", fmt.Errorf("cannot answer: %w", err)
+	}
+	select {
+	case <-gathered:
+	case <-time.After(gatherWait):
+	}
+	return pc.LocalDescription().SDP, nil
 }

@@ -157,22 +157,10 @@ func (w *WHEP) view(res http.ResponseWriter, req *http.Request, st *Stream, who 
 		w.leave(st)
 		w.refuse(res, reason, msg, code)
 	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: string(body)}); err != nil {
-		fail(RefusedBadOffer, "offer refused: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	answer, err := pc.CreateAnswer(nil)
-	if err == nil {
-		err = pc.SetLocalDescription(answer)
-	}
+	answer, err := rtcconf.Answer(pc, string(body))
 	if err != nil {
-		fail(RefusedBadOffer, "cannot answer: "+err.Error(), http.StatusBadRequest)
+		fail(RefusedBadOffer, err.Error(), http.StatusBadRequest)
 		return
-	}
-	select {
-	case <-gathered:
-	case <-time.After(5 * time.Second):
 	}
 	w.mu.Lock()
 	w.sessions[s.id] = s
@@ -208,7 +196,7 @@ func (w *WHEP) view(res http.ResponseWriter, req *http.Request, st *Stream, who 
 	res.Header().Set("Content-Type", "application/sdp")
 	res.Header().Set("Location", "/whep/"+s.camera+"/"+s.id)
 	res.WriteHeader(http.StatusCreated)
-	io.WriteString(res, pc.LocalDescription().SDP)
+	io.WriteString(res, answer)
 }
 
 // limitError refuses a viewer over a limit; reason is the metric's.
