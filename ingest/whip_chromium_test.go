@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/veilproject/veil/pipeline/frame"
 	"github.com/veilproject/veil/pipeline/queue"
+	"github.com/veilproject/veil/pipeline/rtcconf/netnstest"
 )
 
 // Chromium skips loopback for ICE (and libnice skips interfaces named
@@ -29,41 +29,14 @@ import (
 const netns = "veiltest"
 
 func TestWHIPChromiumPublisher(t *testing.T) {
-	if os.Getenv("VEIL_IN_NETNS") == "1" {
+	if netnstest.Inside() {
 		chromiumInNetns(t)
 		return
 	}
 	if _, err := exec.LookPath("chromium"); err != nil {
 		t.Fatal("chromium not installed (Debian package chromium; make deps installs it)")
 	}
-	if os.Geteuid() != 0 {
-		t.Fatal("needs root to create a network namespace")
-	}
-	run := func(args ...string) {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %v: %v %s", args, err, out)
-		}
-	}
-	exec.Command("ip", "netns", "del", netns).Run() // a leftover from a killed run
-	exec.Command("ip", "link", "del", "tst0").Run()
-	run("netns", "add", netns)
-	defer exec.Command("ip", "netns", "del", netns).Run()
-	run("link", "add", "tst0", "type", "veth", "peer", "name", "tst1")
-	defer exec.Command("ip", "link", "del", "tst0").Run()
-	run("link", "set", "tst1", "netns", netns)
-	run("addr", "add", "10.77.0.1/24", "dev", "tst0")
-	run("link", "set", "tst0", "up")
-	run("netns", "exec", netns, "ip", "addr", "add", "10.77.0.2/24", "dev", "tst1")
-	run("netns", "exec", netns, "ip", "link", "set", "tst1", "up")
-	run("netns", "exec", netns, "ip", "link", "set", "lo", "up")
-
-	cmd := exec.Command("ip", "netns", "exec", netns, os.Args[0], "-test.run=^TestWHIPChromiumPublisher$", "-test.v")
-	cmd.Env = append(os.Environ(), "VEIL_IN_NETNS=1")
-	out, err := cmd.CombinedOutput()
-	t.Logf("inside the namespace:\n%s", out)
-	if err != nil {
-		t.Fatalf("in netns: %v", err)
-	}
+	netnstest.Rerun(t, netns, "tst", "10.77.0")
 }
 
 const publishPage = `<!doctype html><title>veil WHIP test publisher</title><script>

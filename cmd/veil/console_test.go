@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/veilproject/veil/pipeline/console"
+	"github.com/veilproject/veil/pipeline/rtcconf/netnstest"
 )
 
 // TestConsoleInChromium is the guard's console end to end in headless
@@ -26,41 +27,14 @@ import (
 // (tcn0/tcn1, 10.78.0.1/24 and 10.78.0.2/24) and runs itself, veil and
 // Chromium inside it; the namespace is removed afterwards.
 func TestConsoleInChromium(t *testing.T) {
-	if os.Getenv("VEIL_IN_NETNS") == "1" {
+	if netnstest.Inside() {
 		consoleInNetns(t)
 		return
 	}
 	if _, err := exec.LookPath("chromium"); err != nil {
 		t.Fatal("chromium not installed (Debian package chromium; make deps installs it)")
 	}
-	if os.Geteuid() != 0 {
-		t.Fatal("needs root to create a network namespace")
-	}
-	const ns = "veilconsole"
-	run := func(args ...string) {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %v: %v %s", args, err, out)
-		}
-	}
-	exec.Command("ip", "netns", "del", ns).Run() // a leftover from a killed run
-	exec.Command("ip", "link", "del", "tcn0").Run()
-	run("netns", "add", ns)
-	defer exec.Command("ip", "netns", "del", ns).Run()
-	run("link", "add", "tcn0", "type", "veth", "peer", "name", "tcn1")
-	defer exec.Command("ip", "link", "del", "tcn0").Run()
-	run("link", "set", "tcn1", "netns", ns)
-	run("addr", "add", "10.78.0.1/24", "dev", "tcn0")
-	run("link", "set", "tcn0", "up")
-	run("netns", "exec", ns, "ip", "addr", "add", "10.78.0.2/24", "dev", "tcn1")
-	run("netns", "exec", ns, "ip", "link", "set", "tcn1", "up")
-	run("netns", "exec", ns, "ip", "link", "set", "lo", "up")
-	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^TestConsoleInChromium$", "-test.v")
-	cmd.Env = append(os.Environ(), "VEIL_IN_NETNS=1")
-	out, err := cmd.CombinedOutput()
-	t.Logf("inside the namespace:\n%s", out)
-	if err != nil {
-		t.Fatalf("in netns: %v", err)
-	}
+	netnstest.Rerun(t, "veilconsole", "tcn", "10.78.0")
 }
 
 func consoleInNetns(t *testing.T) {
