@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -139,20 +138,8 @@ func newViewer(url string, decodeIt bool, onPicture func([]byte)) (*webrtc.PeerC
 			}
 		}
 	})
-	offer, _ := pc.CreateOffer(nil)
-	gathered := webrtc.GatheringCompletePromise(pc)
-	pc.SetLocalDescription(offer)
-	<-gathered
-	resp, err := http.Post(url+"/whep/lobby", "application/sdp", strings.NewReader(pc.LocalDescription().SDP))
-	if err != nil {
-		return nil, err
-	}
-	ans, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		return nil, fmt.Errorf("viewer: %d %s", resp.StatusCode, ans)
-	}
-	return pc, pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(ans)})
+	_, err = connect(pc, url, "")
+	return pc, err
 }
 
 func liveRun(b *testing.B, n int, d time.Duration) (cpu, p50, p99 float64, decoded int) {

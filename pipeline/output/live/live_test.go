@@ -3,6 +3,7 @@ package live
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -124,27 +125,41 @@ func watch(t *testing.T, url string) *viewer {
 			}
 		}
 	})
-	offer, _ := pc.CreateOffer(nil)
-	gathered := webrtc.GatheringCompletePromise(pc)
-	pc.SetLocalDescription(offer)
-	<-gathered
-	req, _ := http.NewRequest(http.MethodPost, url+"/whep/lobby", strings.NewReader(pc.LocalDescription().SDP))
-	req.Header.Set("Content-Type", "application/sdp")
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated || resp.Header.Get("Location") == "" {
-		t.Fatalf("POST: %d %s", resp.StatusCode, body)
-	}
-	v.location = resp.Header.Get("Location")
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(body)}); err != nil {
+	if v.location, err = connect(pc, url, token); err != nil {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// connect sends pc's offer, with every ICE candidate, to url's lobby
+// camera (auth as a bearer token, unless empty), sets the answer, and
+// returns the session's Location.
+func connect(pc *webrtc.PeerConnection, url, auth string) (string, error) {
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		return "", err
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		return "", err
+	}
+	<-gathered
+	req, _ := http.NewRequest(http.MethodPost, url+"/whep/lobby", strings.NewReader(pc.LocalDescription().SDP))
+	req.Header.Set("Content-Type", "application/sdp")
+	if auth != "" {
+		req.Header.Set("Authorization", "Bearer "+auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusCreated || loc == "" {
+		return "", fmt.Errorf("POST: %d %s", resp.StatusCode, body)
+	}
+	return loc, pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(body)})
 }
 
 func hasNAL(annexB []byte, typ byte) bool {
