@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -76,11 +75,7 @@ console:
 	p := startVeil(t, "run", "-config", writeConfig(t, dir, cfg))
 	var addr string
 	p.waitFor(t, "console address", 60*time.Second, func(lines []string) bool {
-		for _, l := range lines {
-			if m := regexp.MustCompile(`listening on (\S+)`).FindStringSubmatch(l); m != nil {
-				addr = m[1]
-			}
-		}
+		addr = consoleAddr(lines)
 		return addr != ""
 	})
 	base := "http://" + addr

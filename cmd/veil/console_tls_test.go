@@ -33,11 +33,7 @@ console: {audit: {dir: %s}}
 		p := startVeil(t, "run", "-config", path)
 		var addr string
 		p.waitFor(t, "console address", 60*time.Second, func(lines []string) bool {
-			for _, l := range lines {
-				if m := regexp.MustCompile(`listening on (\S+)`).FindStringSubmatch(l); m != nil {
-					addr = m[1]
-				}
-			}
+			addr = consoleAddr(lines)
 			return addr != ""
 		})
 		_, stderr := p.snapshot()

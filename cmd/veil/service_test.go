@@ -98,6 +98,18 @@ func metricsURL(lines []string) string {
 	return ""
 }
 
+// consoleAddr is the console's address from veil's log (the last one
+// logged), or "".
+func consoleAddr(lines []string) string {
+	addr := ""
+	for _, l := range lines {
+		if m := regexp.MustCompile(`listening on (\S+)`).FindStringSubmatch(l); m != nil {
+			addr = m[1]
+		}
+	}
+	return addr
+}
+
 func scrape(url string) string {
 	resp, err := http.Get(url)
 	if err != nil {
