@@ -46,11 +46,11 @@ func newForeground(width, height int, minArea float64) *foreground {
 func (f *foreground) blobs(pix []byte, width int) []image.Rectangle {
 	w, h := f.w, f.h
 	f.frames++
+	warm := f.frames > fgWarmup
 	alpha := float32(fgAlpha)
-	if f.frames <= fgWarmup {
+	if !warm {
 		alpha = 1 / float32(f.frames) // running mean of the first frames
 	}
-	fgAfter := f.frames > fgWarmup
 	for y := 0; y < h; y++ {
 		r0 := pix[(2*y*width)*3 : (2*y*width+2*w)*3]
 		r1 := pix[((2*y+1)*width)*3 : ((2*y+1)*width+2*w)*3]
@@ -58,8 +58,7 @@ func (f *foreground) blobs(pix []byte, width int) []image.Rectangle {
 		for x := range mask {
 			o := 6 * x
 			// Luminance of the 2x2 block (BT.601 weights in 1/1024ths),
-			// in integers: the float form was a third of the counter's
-			// time at 720p.
+			// summed in integers.
 			b := int32(r0[o]) + int32(r0[o+3]) + int32(r1[o]) + int32(r1[o+3])
 			g := int32(r0[o+1]) + int32(r0[o+4]) + int32(r1[o+1]) + int32(r1[o+4])
 			r := int32(r0[o+2]) + int32(r0[o+5]) + int32(r1[o+2]) + int32(r1[o+5])
@@ -71,7 +70,7 @@ func (f *foreground) blobs(pix []byte, width int) []image.Rectangle {
 			d := v - mean[x]
 			fg := d*d > fgK*fgK*vari[x] && (d > fgMinDiff || d < -fgMinDiff)
 			a := alpha
-			if fg && fgAfter {
+			if fg && warm {
 				a = fgAlphaFG
 			}
 			mean[x] += a * d
@@ -83,7 +82,7 @@ func (f *foreground) blobs(pix []byte, width int) []image.Rectangle {
 			}
 		}
 	}
-	if f.frames <= fgWarmup {
+	if !warm {
 		return nil
 	}
 	// Open (remove speckle), then close vertically harder than
