@@ -326,11 +326,14 @@ func (r *RTSP) session(ctx context.Context, out *queue.Queue[*frame.Raw], start 
 				dropped(DropCorrupt).Inc()
 				continue
 			}
-			_, err = dec.Decode(bs, func(w, h int, bgr []byte) {
+			var raw *frame.Raw
+			ok, err := dec.Decode(bs, func(w, h int) []byte {
 				now := time.Now()
 				info.frame(w, h, units.Load(), now)
-				raw := frame.NewRaw(frame.Meta{Camera: r.Camera, Seq: *seq, PTS: now.Sub(start), Captured: now}, w, h)
-				copy(raw.Pix, bgr)
+				raw = frame.NewRaw(frame.Meta{Camera: r.Camera, Seq: *seq, PTS: now.Sub(start), Captured: now}, w, h)
+				return raw.Pix
+			})
+			if ok {
 				*seq++
 				decoded.Inc()
 				if !decodedAny {
@@ -338,7 +341,7 @@ func (r *RTSP) session(ctx context.Context, out *queue.Queue[*frame.Raw], start 
 					up.Set(1)
 				}
 				out.Push(ctx, raw) // DropOldest: never blocks
-			})
+			}
 			if err != nil {
 				dropped(DropCorrupt).Inc()
 			}

@@ -272,22 +272,25 @@ func (w *WHIP) readVideo(track *webrtc.TrackRemote, cam *WHIPCamera, log *slog.L
 				}
 				gotKey = true
 			}
-			_, err := dec.Decode(s.Data, func(width, height int, bgr []byte) {
+			var raw *frame.Raw
+			ok, err := dec.Decode(s.Data, func(width, height int) []byte {
 				now := time.Now()
 				info.frame(width, height, units, now)
+				raw = frame.NewRaw(frame.Meta{Camera: cam.ID, PTS: now.Sub(w.start), Captured: now}, width, height)
+				return raw.Pix
+			})
+			if ok {
 				w.mu.Lock()
 				seq := w.seq[cam.ID]
-				n := *seq
+				raw.Seq = *seq
 				*seq++
 				w.mu.Unlock()
-				raw := frame.NewRaw(frame.Meta{Camera: cam.ID, Seq: n, PTS: now.Sub(w.start), Captured: now}, width, height)
-				copy(raw.Pix, bgr)
 				decoded.Inc()
 				up.Set(1)
 				if out := cam.out.Load(); out != nil {
 					out.Push(context.Background(), raw) // DropOldest: never blocks
 				}
-			})
+			}
 			if err != nil {
 				corrupt.Inc() // also a picture above MaxPixels, refused by the decoder
 			}

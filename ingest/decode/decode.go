@@ -93,11 +93,15 @@ func New(c Codec, maxPixels int) (*Decoder, error) {
 }
 
 // Decode feeds one access unit (H.264 or H.265 in Annex-B form) or frame
-// (VP8, JPEG). When a picture comes out,
-// it returns its size and calls fill with the packed BGR24 bytes, valid
-// only during the call. ok is false when the decoder needs more data.
-// Corrupt input returns an error and the decoder stays usable.
-func (d *Decoder) Decode(annexB []byte, fill func(width, height int, bgr []byte)) (ok bool, err error) {
+// (VP8, JPEG). When a picture comes out, it asks into for a buffer of
+// width*height*3 bytes and writes the packed BGR24 picture there: the
+// only copy of the picture outside libav, straight into the frame that
+// carries it (a copy through a temporary slice had doubled the
+// allocation and copying per decoded frame). into may return nil to skip
+// the conversion. ok is false when the decoder needs more data or into
+// returned nil. Corrupt input returns an error and the decoder stays
+// usable.
+func (d *Decoder) Decode(annexB []byte, into func(width, height int) []byte) (ok bool, err error) {
 	if err := d.pkt.FromData(annexB); err != nil {
 		return false, err
 	}
@@ -120,6 +124,13 @@ func (d *Decoder) Decode(annexB []byte, fill func(width, height int, bgr []byte)
 	if w*h > d.max {
 		return false, fmt.Errorf("%w: %dx%d", ErrTooLarge, w, h)
 	}
+	buf := into(w, h)
+	if buf == nil {
+		return false, nil
+	}
+	if len(buf) != w*h*3 {
+		return false, fmt.Errorf("decode: a buffer of %d bytes for %dx%d BGR", len(buf), w, h)
+	}
 	if d.sws == nil || w != d.sw || h != d.sh || pf != d.sf {
 		if d.sws != nil {
 			d.sws.Free()
@@ -136,14 +147,9 @@ func (d *Decoder) Decode(annexB []byte, fill func(width, height int, bgr []byte)
 	if err := d.sws.ScaleFrame(d.yuv, d.bgr); err != nil {
 		return false, fmt.Errorf("decode: scaling: %w", err)
 	}
-	buf, err := d.bgr.Data().Bytes(1)
-	if err != nil {
-		return false, fmt.Errorf("decode: %w", err)
+	if n, err := d.bgr.ImageCopyToBuffer(buf, 1); err != nil || n != len(buf) {
+		return false, fmt.Errorf("decode: copying %dx%d BGR out (%d bytes): %v", w, h, n, err)
 	}
-	if len(buf) != w*h*3 {
-		return false, fmt.Errorf("decode: %d bytes of BGR for %dx%d", len(buf), w, h)
-	}
-	fill(w, h, buf)
 	return true, nil
 }
 

@@ -63,6 +63,9 @@ func streamSized(t testing.TB, c Codec, size string) [][]byte {
 
 var allCodecs = []Codec{CodecH264, CodecH265, CodecMJPEG}
 
+// picture is a fresh BGR buffer for every picture, as a camera's frames are.
+func picture(w, h int) []byte { return make([]byte, w*h*3) }
+
 func TestDecodesRealStream(t *testing.T) {
 	for _, c := range allCodecs {
 		t.Run(c.String(), func(t *testing.T) {
@@ -73,13 +76,22 @@ func TestDecodesRealStream(t *testing.T) {
 			defer d.Close()
 			frames := 0
 			for _, n := range stream(t, c) {
-				if _, err := d.Decode(n, func(w, h int, bgr []byte) {
-					if w != 320 || h != 240 || len(bgr) != w*h*3 {
-						t.Fatalf("%dx%d, %d bytes", w, h, len(bgr))
+				var got []byte
+				ok, err := d.Decode(n, func(w, h int) []byte {
+					if w != 320 || h != 240 {
+						t.Fatalf("%dx%d", w, h)
 					}
-					frames++
-				}); err != nil {
+					got = make([]byte, w*h*3)
+					return got
+				})
+				if err != nil {
 					t.Fatal(err)
+				}
+				if ok {
+					frames++
+					if bytes.Count(got, []byte{0}) == len(got) {
+						t.Fatalf("frame %d: the BGR buffer was left empty", frames)
+					}
 				}
 			}
 			if frames < 25 {
@@ -107,22 +119,59 @@ func TestSurvivesTruncatedAndGarbage(t *testing.T) {
 				for j := range g {
 					g[j] = byte(rng.Uint32())
 				}
-				d.Decode(g, func(int, int, []byte) {})
+				d.Decode(g, picture)
 			}
 			for i, n := range units {
 				if i%3 == 1 {
 					n = n[:len(n)/2] // truncated
 				}
-				d.Decode(n, func(int, int, []byte) {})
+				d.Decode(n, picture)
 			}
 			frames := 0
 			for _, n := range units {
-				d.Decode(n, func(int, int, []byte) { frames++ })
+				if ok, _ := d.Decode(n, picture); ok {
+					frames++
+				}
 			}
 			if frames < 20 {
 				t.Errorf("after garbage, only %d frames of an intact pass", frames)
 			}
 		})
+	}
+}
+
+// TestIntoDecidesTheBuffer: the caller's buffer is where the picture goes;
+// no buffer (nil) skips the picture without an error, and a buffer of the
+// wrong size is refused rather than written past or left half empty.
+func TestIntoDecidesTheBuffer(t *testing.T) {
+	d, err := New(CodecH264, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	skipped, refused := 0, 0
+	for i, n := range stream(t, CodecH264) {
+		asked := false
+		ok, err := d.Decode(n, func(w, h int) []byte {
+			asked = true
+			switch i % 2 {
+			case 0:
+				skipped++
+				return nil
+			default:
+				refused++
+				return make([]byte, w*h*3-1)
+			}
+		})
+		if ok {
+			t.Fatalf("unit %d: a picture was reported without a buffer of the right size", i)
+		}
+		if asked && i%2 == 1 && err == nil {
+			t.Fatalf("unit %d: a short buffer was accepted", i)
+		}
+	}
+	if skipped == 0 || refused == 0 {
+		t.Fatalf("skipped %d, refused %d: the stream gave no pictures", skipped, refused)
 	}
 }
 
@@ -140,7 +189,7 @@ func TestRefusesPicturesAboveTheLimit(t *testing.T) {
 			defer d.Close()
 			errs, frames := 0, 0
 			for _, n := range stream(t, c) {
-				if _, err := d.Decode(n, func(int, int, []byte) { frames++ }); err != nil {
+				if _, err := d.Decode(n, func(w, h int) []byte { frames++; return picture(w, h) }); err != nil {
 					errs++
 				}
 			}
@@ -176,10 +225,11 @@ func FuzzDecode(f *testing.F) {
 			}
 			decs[c] = d // kept across inputs, as a camera's decoder is
 		}
-		d.Decode(unit, func(w, h int, bgr []byte) {
-			if w*h > 640*480 || len(bgr) != w*h*3 {
-				panic(fmt.Sprintf("%s: %dx%d with %d bytes", c, w, h, len(bgr)))
+		d.Decode(unit, func(w, h int) []byte {
+			if w*h > 640*480 {
+				panic(fmt.Sprintf("%s: %dx%d", c, w, h))
 			}
+			return make([]byte, w*h*3)
 		})
 	})
 }
@@ -197,7 +247,7 @@ func BenchmarkDecode(b *testing.B) {
 			defer d.Close()
 			n := 0
 			for b.Loop() {
-				d.Decode(units[n%len(units)], func(int, int, []byte) {})
+				d.Decode(units[n%len(units)], picture)
 				n++
 			}
 		})

@@ -133,7 +133,10 @@ func newViewer(url string, decodeIt bool, onPicture func([]byte)) (*webrtc.PeerC
 			sb.Push(p)
 			for s := sb.Pop(); s != nil; s = sb.Pop() {
 				if dec != nil {
-					dec.Decode(s.Data, func(w, h int, bgr []byte) { onPicture(bgr) })
+					var bgr []byte
+					if ok, _ := dec.Decode(s.Data, func(w, h int) []byte { bgr = make([]byte, w*h*3); return bgr }); ok {
+						onPicture(bgr)
+					}
 				}
 			}
 		}
