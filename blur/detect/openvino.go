@@ -232,7 +232,8 @@ type OpenVINOCenterFace struct {
 // ovNet is the network compiled for one input size.
 type ovNet struct {
 	compiled unsafe.Pointer
-	reqs     []unsafe.Pointer // one inference request per lane
+	reqs     []unsafe.Pointer // one inference request per lane, or one shared (turn)
+	turn     *sync.Mutex      // for a shared request: the lane holding it
 	running  string           // the precision it runs in
 	margin   float32
 	used     uint64
@@ -249,9 +250,13 @@ type ovLane struct {
 
 const maxNets = 8
 
-// maxStreamedPixels is the largest input compiled with a stream per lane
-// (the largest crop of region search, 640x640).
-const maxStreamedPixels = 640 * 640
+// maxStreamedPixels is the largest input compiled with a stream and a
+// request per lane: region search's common crops (up to 448x448). A
+// larger input (a 640-px crop, a whole frame) is rare, a few per camera
+// a second at most, and its memory is not: with two lanes a 640-px
+// network held 81 MB and a 720p one 124 MB, against 41 and 88 MB for
+// one stream and one request, which the lanes take turns on.
+const maxStreamedPixels = 448 * 448
 
 // NewOpenVINOCenterFace loads the runtime from libDir and the model at
 // path. precision is f32, bf16, or "" for OpenVINO's choice on this CPU;
@@ -339,22 +344,26 @@ func (c *OpenVINOCenterFace) acquire(in image.Point) (*ovNet, error) {
 			delete(c.nets, oldest)
 		}
 	}
-	threads := C.CString(strconv.Itoa(c.threads))
-	defer C.free(unsafe.Pointer(threads))
-	// A network for a whole frame runs a sweep a second per camera: one
-	// stream on every thread does it as fast and holds half the memory
-	// of a stream per lane (99 against 189 MB at 720p); lanes that meet
-	// on it take turns.
-	nstreams := len(c.lanes)
+	// A large network has one stream on every thread and one request:
+	// lanes that meet on it take turns. (On one lane's share of the
+	// threads a 720p sweep costs 52-55 ms of CPU against 59-64 on two,
+	// but at eight cameras the lanes then queued for it: 24% of frames
+	// answered against 26-28%.)
+	nstreams, nreqs, threads := len(c.lanes), len(c.lanes), c.threads
 	if in.X*in.Y > maxStreamedPixels {
-		nstreams = 1
+		nstreams, nreqs = 1, 1
 	}
+	cthreads := C.CString(strconv.Itoa(threads))
+	defer C.free(unsafe.Pointer(cthreads))
 	streams := C.CString(strconv.Itoa(nstreams))
 	defer C.free(unsafe.Pointer(streams))
 	prec := C.CString(c.precision)
 	defer C.free(unsafe.Pointer(prec))
-	n := &ovNet{used: c.tick, reqs: make([]unsafe.Pointer, len(c.lanes))}
-	if st := C.veil_ov_compile(c.core, c.model, C.int64_t(in.Y), C.int64_t(in.X), threads, streams, prec, &n.compiled); st != 0 {
+	n := &ovNet{used: c.tick, reqs: make([]unsafe.Pointer, nreqs)}
+	if nreqs < len(c.lanes) {
+		n.turn = new(sync.Mutex)
+	}
+	if st := C.veil_ov_compile(c.core, c.model, C.int64_t(in.Y), C.int64_t(in.X), cthreads, streams, prec, &n.compiled); st != 0 {
 		return nil, ovErr(fmt.Sprintf("compiling for %dx%d", in.X, in.Y), st)
 	}
 	for i := range n.reqs {
@@ -430,7 +439,13 @@ func (l *ovLane) Detect(ctx context.Context, img blur.Image) ([]blur.Detection, 
 		return nil, err
 	}
 	defer c.release(n)
-	req := n.reqs[l.i]
+	req := n.reqs[0]
+	if n.turn != nil {
+		n.turn.Lock()
+		defer n.turn.Unlock()
+	} else {
+		req = n.reqs[l.i]
+	}
 	src, err := gocv.NewMatFromBytes(img.Height, img.Width, gocv.MatTypeCV8UC3, img.Pix)
 	if err != nil {
 		return nil, fmt.Errorf("centerface: %w", err)
