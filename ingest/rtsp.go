@@ -330,7 +330,7 @@ func (r *RTSP) session(ctx context.Context, out *queue.Queue[*frame.Raw], start 
 			ok, err := dec.Decode(bs, func(w, h int) []byte {
 				now := time.Now()
 				info.frame(w, h, units.Load(), now)
-				raw = frame.NewRaw(frame.Meta{Camera: r.Camera, Seq: *seq, PTS: now.Sub(start), Captured: now}, w, h)
+				raw = frame.Reuse(frame.Meta{Camera: r.Camera, Seq: *seq, PTS: now.Sub(start), Captured: now}, w, h)
 				return raw.Pix
 			})
 			if ok {

@@ -276,7 +276,7 @@ func (w *WHIP) readVideo(track *webrtc.TrackRemote, cam *WHIPCamera, log *slog.L
 			ok, err := dec.Decode(s.Data, func(width, height int) []byte {
 				now := time.Now()
 				info.frame(width, height, units, now)
-				raw = frame.NewRaw(frame.Meta{Camera: cam.ID, PTS: now.Sub(w.start), Captured: now}, width, height)
+				raw = frame.Reuse(frame.Meta{Camera: cam.ID, PTS: now.Sub(w.start), Captured: now}, width, height)
 				return raw.Pix
 			})
 			if ok {

@@ -287,11 +287,15 @@ func (c *Camera) obscure(ctx context.Context, stage *blur.Stage, raws *queue.Que
 	}
 }
 
-// onDrop counts the frames a live queue in front of stage drops.
+// onDrop counts the frames a live queue in front of stage drops, and
+// gives a dropped raw frame's buffer back for the next decoded picture.
 func onDrop[T any](c *Camera, stage string) func(T) {
 	dropped := c.deps.Metrics.dropped.WithLabelValues(c.cfg.ID, stage, DropQueueFull)
-	return func(T) {
+	return func(v T) {
 		dropped.Inc()
+		if raw, ok := any(v).(*frame.Raw); ok {
+			raw.Release()
+		}
 		if stage == "blur" {
 			c.mu.Lock()
 			c.sum.Dropped++
