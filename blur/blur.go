@@ -202,6 +202,10 @@ type Deps struct {
 	Metrics *Metrics
 	// Logger defaults to discarding.
 	Logger *slog.Logger
+	// SweepPhase is where in each sweep interval this camera's sweeps
+	// fall, as a fraction of it (0 to 1). A service spreads its cameras
+	// over the interval (see Stage.sweepDue).
+	SweepPhase float64
 }
 
 // Stage obscures the frames of one camera. Obscure and Run must not be
@@ -221,6 +225,7 @@ type Stage struct {
 	motionHook func(Image) ([]image.Rectangle, bool, error)
 	swept      bool          // a full-frame search has succeeded
 	sweep      time.Duration // stream time of the last one
+	phase      time.Duration // where this camera's sweeps fall in the interval
 	ready      atomic.Bool
 
 	reqs    chan *request
@@ -277,6 +282,7 @@ func New(cfg Config, deps Deps) (*Stage, error) {
 		done:   make(chan struct{}),
 		warned: map[string]int{},
 	}
+	s.phase = time.Duration(math.Mod(math.Abs(deps.SweepPhase), 1) * float64(cfg.SweepInterval))
 	s.m.ready.Set(0)
 	s.idle <- struct{}{}
 	go s.worker()

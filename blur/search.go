@@ -34,7 +34,7 @@ func (s *Stage) search(ctx context.Context, img Image, now time.Duration) ([]Det
 		s.log.Error("motion detection failed; searching the whole frame", "err", err)
 		scene = true
 	}
-	full := scene || !s.swept || now-s.sweep >= s.cfg.SweepInterval || now < s.sweep
+	full := scene || !s.swept || s.sweepDue(now)
 	var crops []image.Rectangle
 	if !full {
 		crops, full = s.plan(boxes, img.Width, img.Height, now)
@@ -64,6 +64,22 @@ func (s *Stage) search(ctx context.Context, img Image, now time.Duration) ([]Det
 		}
 	}
 	return dets, ""
+}
+
+// sweepDue reports whether a sweep is due at stream time now: the
+// interval is cut into slots at the camera's phase (Deps.SweepPhase), and
+// a sweep is due in every slot that has not had one, so sweeps are never
+// further apart than the interval. Cameras started together (as veil run
+// starts them) would otherwise sweep in the same frame interval every
+// second: a whole-frame search per camera at once (33-50 ms each at 720p)
+// on the shared engine, a burst that dropped frames while the cores still
+// had time to spare.
+func (s *Stage) sweepDue(now time.Duration) bool {
+	if now < s.sweep {
+		return true // the stream's clock went back
+	}
+	slot := func(t time.Duration) time.Duration { return (t + s.phase) / s.cfg.SweepInterval }
+	return slot(now) != slot(s.sweep)
 }
 
 // findMotion runs the motion finder, turning a panic into an error: a

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/veilproject/veil/pipeline/frame"
@@ -279,5 +280,46 @@ func TestHolderKeepsOneBoxPerFace(t *testing.T) {
 	}
 	if cx, _ := centre(out[0]); cx-115 > 29+maxSpeed*30+1 {
 		t.Errorf("held box's centre moved %.0f px in 1 s, want at most %d", cx-115, 29+maxSpeed*30)
+	}
+}
+
+// TestCamerasSweepApart: cameras started together do not sweep in the
+// same frames (a whole-frame search each at once, on a shared engine),
+// and no camera's sweeps are ever further apart than the interval.
+func TestCamerasSweepApart(t *testing.T) {
+	const frames = 60 // 6 s at 10 fps
+	phases := map[uint64]bool{}
+	cams := []string{"cam1", "cam2", "cam3", "cam4"}
+	for i, cam := range cams {
+		det := &patternFinder{}
+		m, _ := NewMetrics(prometheus.NewRegistry())
+		s, err := New(Config{Mode: ModeFill}, Deps{Camera: cam, Detector: det, Metrics: m, SweepPhase: float64(i) / float64(len(cams))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sweeps []uint64
+		for i := uint64(0); i < frames; i++ {
+			before := det.fullSearches(640, 480)
+			if _, err := s.Obscure(context.Background(), scene(i, nil, 0)); err != nil {
+				t.Fatal(err)
+			}
+			if det.fullSearches(640, 480) > before {
+				sweeps = append(sweeps, i)
+			}
+		}
+		s.Close(context.Background())
+		if len(sweeps) < frames/10 {
+			t.Fatalf("%s: %d sweeps in %d frames at 10 fps: %v", cam, len(sweeps), frames, sweeps)
+		}
+		for k := 1; k < len(sweeps); k++ {
+			if gap := sweeps[k] - sweeps[k-1]; gap > 10 {
+				t.Errorf("%s: sweeps at frames %d and %d, more than the 1 s interval apart", cam, sweeps[k-1], sweeps[k])
+			}
+		}
+		phases[sweeps[len(sweeps)-1]%10] = true
+		t.Logf("%s sweeps at frames %v", cam, sweeps)
+	}
+	if len(phases) < len(cams) {
+		t.Errorf("four cameras sweep in only %d of the 10 frames of a second", len(phases))
 	}
 }

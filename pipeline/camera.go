@@ -52,6 +52,9 @@ type CameraConfig struct {
 	// still obscured, counted and written, and the outputs closed, within
 	// this time. It defaults to 10s.
 	Drain time.Duration
+	// SweepPhase places this camera's whole-frame sweeps in the sweep
+	// interval (blur.Deps.SweepPhase): a service spreads its cameras.
+	SweepPhase float64
 }
 
 // CameraDeps are the parts a camera is built from.
@@ -151,7 +154,7 @@ func (c *Camera) Summary() Summary {
 // CameraConfig.Drain) and returns. It returns the first error of the
 // source, an output or the counter; a context cancellation is a clean stop.
 func (c *Camera) Run(ctx context.Context) error {
-	stage, err := blur.New(c.cfg.Blur, blur.Deps{Camera: c.cfg.ID, Detector: c.deps.Detector, Metrics: c.deps.Metrics.Blur, Logger: c.deps.Logger})
+	stage, err := blur.New(c.cfg.Blur, blur.Deps{Camera: c.cfg.ID, Detector: c.deps.Detector, Metrics: c.deps.Metrics.Blur, Logger: c.deps.Logger, SweepPhase: c.cfg.SweepPhase})
 	if err != nil {
 		return err
 	}

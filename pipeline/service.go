@@ -178,8 +178,9 @@ func NewService(cfg config.Config, deps ServiceDeps) (_ *Service, err error) {
 	if s.eng, err = engine.New(detect.Lanes(s.det), deps.Metrics.Engine, deps.Logger); err != nil {
 		return nil, err
 	}
-	for _, cam := range cfg.Cameras {
-		c, err := s.newCamera(cam, deps)
+	for i, cam := range cfg.Cameras {
+		// The cameras' sweeps are spread evenly over the sweep interval.
+		c, err := s.newCamera(cam, float64(i)/float64(len(cfg.Cameras)), deps)
 		if err != nil {
 			return nil, err
 		}
@@ -257,7 +258,7 @@ func NewService(cfg config.Config, deps ServiceDeps) (_ *Service, err error) {
 }
 
 // newCamera builds one camera: its source, detector and recorder.
-func (s *Service) newCamera(cam config.Camera, deps ServiceDeps) (*Camera, error) {
+func (s *Service) newCamera(cam config.Camera, sweepPhase float64, deps ServiceDeps) (*Camera, error) {
 	var src Source
 	switch cam.Kind() {
 	case "whip":
@@ -292,7 +293,7 @@ func (s *Service) newCamera(cam config.Camera, deps ServiceDeps) (*Camera, error
 	st := live.NewStream(cam.ID, s.cfg.Recordings.Preset, rec, deps.Metrics.Live, deps.Logger)
 	s.streams[cam.ID] = st
 	outs := []Output{st}
-	ccfg := CameraConfig{ID: cam.ID, Blur: s.cfg.Blur, Live: !cam.Fast, Drain: cameraDrain}
+	ccfg := CameraConfig{ID: cam.ID, Blur: s.cfg.Blur, Live: !cam.Fast, Drain: cameraDrain, SweepPhase: sweepPhase}
 	if cam.Counted() {
 		counting := cam.Counting
 		ccfg.Counting = &counting
