@@ -254,7 +254,7 @@ const maxNets = 8
 // request per lane: region search's common crops (up to 448x448). A
 // larger input (a 640-px crop, a whole frame) is rare, a few per camera
 // a second at most, and its memory is not: with two lanes a 640-px
-// network held 81 MB and a 720p one 124 MB, against 41 and 88 MB for
+// network held 81 MB and a 720p one 124 MB, against 50 and 95 MB with
 // one stream and one request, which the lanes take turns on.
 const maxStreamedPixels = 448 * 448
 
@@ -349,11 +349,11 @@ func (c *OpenVINOCenterFace) acquire(in image.Point) (*ovNet, error) {
 	// threads a 720p sweep costs 52-55 ms of CPU against 59-64 on two,
 	// but at eight cameras the lanes then queued for it: 24% of frames
 	// answered against 26-28%.)
-	nstreams, nreqs, threads := len(c.lanes), len(c.lanes), c.threads
+	nstreams, nreqs := len(c.lanes), len(c.lanes)
 	if in.X*in.Y > maxStreamedPixels {
 		nstreams, nreqs = 1, 1
 	}
-	cthreads := C.CString(strconv.Itoa(threads))
+	cthreads := C.CString(strconv.Itoa(c.threads))
 	defer C.free(unsafe.Pointer(cthreads))
 	streams := C.CString(strconv.Itoa(nstreams))
 	defer C.free(unsafe.Pointer(streams))

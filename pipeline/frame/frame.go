@@ -44,7 +44,7 @@ func NewRaw(meta Meta, width, height int) *Raw {
 // Reuse returns a frame of the given size whose pixels are those of some
 // earlier frame that was Released, or black: for a decoder that writes
 // every byte. A live camera that is behind drops most of what it decodes
-// (at eight 720p15 cameras on two cores, four frames of five); those
+// (at eight 720p15 cameras on two cores, three frames of four); those
 // frames' buffers come back here instead of to the garbage collector,
 // which had let 2.7 MB a frame pile up as heap between collections. A
 // pooled buffer still holds raw pixels, so it is only ever handed out
@@ -67,13 +67,32 @@ func (r *Raw) Release() {
 	}
 	b := r.Pix
 	r.Pix = nil
-	v, _ := pools.LoadOrStore(len(b), new(sync.Pool))
-	v.(*sync.Pool).Put(&b)
+	v, ok := pools.Load(len(b))
+	if !ok {
+		poolsMu.Lock()
+		if v, ok = pools.Load(len(b)); !ok && poolSizes < maxPoolSizes {
+			v, ok = new(sync.Pool), true
+			pools.Store(len(b), v)
+			poolSizes++
+		}
+		poolsMu.Unlock()
+	}
+	if ok {
+		v.(*sync.Pool).Put(&b)
+	}
 }
 
-// pools holds released buffers by length (one pool per picture size; a
-// sync.Pool lets the collector free what stays unused).
-var pools sync.Map
+// pools holds released buffers by length, one sync.Pool per picture size
+// (the collector frees what stays unused). Sizes are bounded: a camera
+// that keeps changing its picture size does not grow the map; frames of
+// sizes past the bound go to the collector.
+var (
+	pools     sync.Map
+	poolsMu   sync.Mutex
+	poolSizes int
+)
+
+const maxPoolSizes = 32
 
 // Validate reports whether the pixel buffer matches the stated size.
 func (r *Raw) Validate() error {

@@ -6,6 +6,7 @@ import "testing"
 // picture of its size and never for another size; a released frame has
 // no pixels left to read.
 func TestReuseGivesBackReleasedBuffers(t *testing.T) {
+	resetPools(t)
 	for _, tc := range []struct {
 		name         string
 		relW, relH   int
@@ -47,6 +48,26 @@ func TestReuseGivesBackReleasedBuffers(t *testing.T) {
 	(&Raw{}).Release()
 }
 
+// TestReleaseBoundsItsSizes: a camera whose picture size keeps changing
+// cannot make the pool keep a pool per size without end.
+func TestReleaseBoundsItsSizes(t *testing.T) {
+	resetPools(t)
+	for i := 0; i < 2*maxPoolSizes; i++ {
+		NewRaw(Meta{}, 16+i, 16).Release()
+	}
+	poolsMu.Lock()
+	n := poolSizes
+	poolsMu.Unlock()
+	if n > maxPoolSizes {
+		t.Errorf("%d picture sizes pooled, at most %d wanted", n, maxPoolSizes)
+	}
+	r := NewRaw(Meta{}, 1000, 3)
+	r.Release() // a size past the bound: dropped, not pooled
+	if r.Pix != nil {
+		t.Error("a frame released past the bound kept its pixels")
+	}
+}
+
 // BenchmarkReuse is what a dropped-and-redecoded 720p frame costs with the
 // pool against a fresh allocation.
 func BenchmarkReuse(b *testing.B) {
@@ -61,4 +82,16 @@ func BenchmarkReuse(b *testing.B) {
 			r.Pix = nil
 		}
 	})
+}
+
+// resetPools empties the package's pools for a test and after it.
+func resetPools(t *testing.T) {
+	reset := func() {
+		poolsMu.Lock()
+		pools.Clear()
+		poolSizes = 0
+		poolsMu.Unlock()
+	}
+	reset()
+	t.Cleanup(reset)
 }
