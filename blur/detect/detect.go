@@ -79,9 +79,10 @@ type Config struct {
 	Threads int `yaml:"threads"`
 	// Lanes is how many inferences OpenVINO runs at once, each on its share
 	// of the threads. 0 (the default) lets the command choose: veil run
-	// takes one per camera up to one per core, since on a busy machine one
+	// takes one per camera up to two per core, since on a busy machine one
 	// thread per inference wastes less than several that wait for each
-	// other; a file job takes 1. The other runtimes have one lane.
+	// other, and a camera waiting for a lane can leave a core idle; a file
+	// job takes 1. The other runtimes have one lane.
 	Lanes int `yaml:"lanes"`
 }
 
