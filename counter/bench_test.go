@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/veilproject/veil/blur"
+	"github.com/veilproject/veil/blur/blurtest"
 	"github.com/veilproject/veil/pipeline/frame"
 )
 
@@ -23,7 +24,7 @@ func vtestFrames(b *testing.B, n, w, h int) []*blur.Frame {
 		b.Fatal(err)
 	}
 	m, _ := blur.NewMetrics(prometheus.NewRegistry())
-	st, err := blur.New(blur.Config{}, blur.Deps{Detector: noFaces{}, Metrics: m})
+	st, err := blur.New(blur.Config{}, blur.Deps{Detector: blurtest.NoFaces{}, Metrics: m})
 	if err != nil {
 		b.Fatal(err)
 	}

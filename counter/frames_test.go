@@ -8,15 +8,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/veilproject/veil/blur"
+	"github.com/veilproject/veil/blur/blurtest"
 	"github.com/veilproject/veil/pipeline/frame"
 )
-
-// noFaces vouches for every frame and finds nothing: the synthetic scenes
-// here have no faces, and the counter only needs blur.Frames.
-type noFaces struct{}
-
-func (noFaces) Detect(context.Context, blur.Image) ([]blur.Detection, error) { return nil, nil }
-func (noFaces) Name() string                                                 { return "none" }
 
 // syntheticWalk renders n frames (W x H) of a grey, lightly textured scene
 // with a dark 30x90 figure walking left to right across x = W/2, starting
@@ -35,7 +29,7 @@ func renderWalks(t *testing.T, n, fps int, size func(i int) (int, int), starts [
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := blur.New(blur.Config{}, blur.Deps{Detector: noFaces{}, Metrics: m})
+	st, err := blur.New(blur.Config{}, blur.Deps{Detector: blurtest.NoFaces{}, Metrics: m})
 	if err != nil {
 		t.Fatal(err)
 	}

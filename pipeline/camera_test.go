@@ -14,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/veilproject/veil/blur"
+	"github.com/veilproject/veil/blur/blurtest"
 	"github.com/veilproject/veil/counter"
 	"github.com/veilproject/veil/pipeline/counts/footfall"
 	"github.com/veilproject/veil/pipeline/frame"
@@ -21,12 +22,6 @@ import (
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// noFaces answers at once that the frame holds no face.
-type noFaces struct{}
-
-func (noFaces) Detect(context.Context, blur.Image) ([]blur.Detection, error) { return nil, nil }
-func (noFaces) Name() string                                                 { return "none" }
 
 // synthetic is a source of n grey 64x48 frames, 100 ms apart in stream
 // time, pushed every interval; after the last it waits for ctx if hold.
@@ -127,7 +122,7 @@ func TestOutputsDoNotWaitForEachOther(t *testing.T) {
 	stuck := &collect{name: "live", block: make(chan struct{})}
 	src := &synthetic{n: 60, interval: 5 * time.Millisecond, hold: true}
 	cam, err := NewCamera(CameraConfig{ID: "c", Live: true, Counting: counting(), Drain: 300 * time.Millisecond},
-		CameraDeps{Source: src, Detector: noFaces{}, Outputs: []Output{rec, stuck}, Events: events, Metrics: m})
+		CameraDeps{Source: src, Detector: blurtest.NoFaces{}, Outputs: []Output{rec, stuck}, Events: events, Metrics: m})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +172,7 @@ func TestShutdownDrains(t *testing.T) {
 	rec := &collect{name: "record", delay: 20 * time.Millisecond} // slower than the source: a backlog
 	src := &synthetic{n: 25, hold: true}
 	cam, err := NewCamera(CameraConfig{ID: "c", Counting: counting()},
-		CameraDeps{Source: src, Detector: noFaces{}, Outputs: []Output{rec}, Events: events, Metrics: m})
+		CameraDeps{Source: src, Detector: blurtest.NoFaces{}, Outputs: []Output{rec}, Events: events, Metrics: m})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +227,7 @@ func TestJobLeavesNoPartialOutput(t *testing.T) {
 			}
 			var evs int
 			sum, err := RunJob(ctx, CameraConfig{ID: "c", Counting: counting()},
-				CameraDeps{Source: tc.src, Detector: noFaces{}, Outputs: []Output{out}, Metrics: m},
+				CameraDeps{Source: tc.src, Detector: blurtest.NoFaces{}, Outputs: []Output{out}, Metrics: m},
 				func(footfall.Event) error { evs++; return nil })
 			if !errors.Is(err, tc.wantErr) {
 				t.Errorf("err %v, want %v", err, tc.wantErr)
@@ -255,10 +250,10 @@ func TestNewCameraNamesWhatIsMissing(t *testing.T) {
 		deps CameraDeps
 		want string
 	}{
-		{"source", CameraConfig{ID: "c"}, CameraDeps{Detector: noFaces{}, Metrics: m}, "no source"},
+		{"source", CameraConfig{ID: "c"}, CameraDeps{Detector: blurtest.NoFaces{}, Metrics: m}, "no source"},
 		{"detector", CameraConfig{ID: "c"}, CameraDeps{Source: &synthetic{}, Metrics: m}, "no detector"},
-		{"events", CameraConfig{ID: "c", Counting: counting()}, CameraDeps{Source: &synthetic{}, Detector: noFaces{}, Metrics: m}, "events queue"},
-		{"blur", CameraConfig{ID: "c", Blur: blur.Config{MosaicCells: 30}}, CameraDeps{Source: &synthetic{}, Detector: noFaces{}, Metrics: m}, "blur.mosaic_cells"},
+		{"events", CameraConfig{ID: "c", Counting: counting()}, CameraDeps{Source: &synthetic{}, Detector: blurtest.NoFaces{}, Metrics: m}, "events queue"},
+		{"blur", CameraConfig{ID: "c", Blur: blur.Config{MosaicCells: 30}}, CameraDeps{Source: &synthetic{}, Detector: blurtest.NoFaces{}, Metrics: m}, "blur.mosaic_cells"},
 	} {
 		if _, err := NewCamera(tc.cfg, tc.deps); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v", tc.name, err)

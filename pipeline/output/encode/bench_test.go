@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/veilproject/veil/blur"
+	"github.com/veilproject/veil/blur/blurtest"
 	"github.com/veilproject/veil/pipeline/frame"
 )
 
@@ -29,7 +30,7 @@ func realFrames(b *testing.B, n int) []*blur.Frame {
 	}
 	defer cmd.Wait()
 	m, _ := blur.NewMetrics(prometheus.NewRegistry())
-	st, err := blur.New(blur.Config{}, blur.Deps{Detector: noFaces{}, Metrics: m})
+	st, err := blur.New(blur.Config{}, blur.Deps{Detector: blurtest.NoFaces{}, Metrics: m})
 	if err != nil {
 		b.Fatal(err)
 	}

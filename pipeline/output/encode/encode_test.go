@@ -16,22 +16,18 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/veilproject/veil/blur"
+	"github.com/veilproject/veil/blur/blurtest"
 	"github.com/veilproject/veil/pipeline/frame"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-type noFaces struct{}
-
-func (noFaces) Detect(context.Context, blur.Image) ([]blur.Detection, error) { return nil, nil }
-func (noFaces) Name() string                                                 { return "none" }
 
 // camera obscures the frames of a 15 fps camera running for d whose frames
 // survive with probability keep (the rest dropped before blur, as a busy
 // detector makes a live queue drop them).
 func camera(t *testing.T, d time.Duration, keep float64, w, h int) []*blur.Frame {
 	m, _ := blur.NewMetrics(prometheus.NewRegistry())
-	st, err := blur.New(blur.Config{}, blur.Deps{Detector: noFaces{}, Metrics: m})
+	st, err := blur.New(blur.Config{}, blur.Deps{Detector: blurtest.NoFaces{}, Metrics: m})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/veilproject/veil/blur"
+	"github.com/veilproject/veil/blur/blurtest"
 	"github.com/veilproject/veil/ingest/decode"
 	"github.com/veilproject/veil/pipeline/frame"
 )
@@ -153,7 +154,7 @@ func liveRun(b *testing.B, n int, d time.Duration) (cpu, p50, p99 float64, decod
 	srv := httptest.NewServer(w)
 	defer srv.Close()
 	bm, _ := blur.NewMetrics(prometheus.NewRegistry())
-	bs, _ := blur.New(blur.Config{}, blur.Deps{Detector: noFaces{}, Metrics: bm})
+	bs, _ := blur.New(blur.Config{}, blur.Deps{Detector: blurtest.NoFaces{}, Metrics: bm})
 	bs.WarmUp(context.Background(), bw, bh)
 	defer bs.Close(context.Background())
 

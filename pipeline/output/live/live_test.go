@@ -21,21 +21,17 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/veilproject/veil/blur"
+	"github.com/veilproject/veil/blur/blurtest"
 	"github.com/veilproject/veil/pipeline/frame"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-type noFaces struct{}
-
-func (noFaces) Detect(context.Context, blur.Image) ([]blur.Detection, error) { return nil, nil }
-func (noFaces) Name() string                                                 { return "none" }
-
 // camera feeds st obscured 320x240 frames at 15 fps (a moving bar, so that
 // pictures differ) until ctx ends.
 func camera(t *testing.T, ctx context.Context, st *Stream) <-chan struct{} {
 	m, _ := blur.NewMetrics(prometheus.NewRegistry())
-	bs, err := blur.New(blur.Config{}, blur.Deps{Detector: noFaces{}, Metrics: m})
+	bs, err := blur.New(blur.Config{}, blur.Deps{Detector: blurtest.NoFaces{}, Metrics: m})
 	if err != nil {
 		t.Fatal(err)
 	}

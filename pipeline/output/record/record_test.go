@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/veilproject/veil/blur"
+	"github.com/veilproject/veil/blur/blurtest"
 	"github.com/veilproject/veil/pipeline/frame"
 	"github.com/veilproject/veil/pipeline/output/encode"
 	"go.uber.org/goleak"
@@ -22,15 +23,10 @@ import (
 // No test leaves a goroutine behind.
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-type noFaces struct{}
-
-func (noFaces) Detect(context.Context, blur.Image) ([]blur.Detection, error) { return nil, nil }
-func (noFaces) Name() string                                                 { return "none" }
-
 // frames makes n obscured 64x48 frames at 10 fps.
 func frames(t *testing.T, n int) []*blur.Frame {
 	m, _ := blur.NewMetrics(prometheus.NewRegistry())
-	st, err := blur.New(blur.Config{}, blur.Deps{Detector: noFaces{}, Metrics: m})
+	st, err := blur.New(blur.Config{}, blur.Deps{Detector: blurtest.NoFaces{}, Metrics: m})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +261,7 @@ func TestSegmentsLastTheirWallTime(t *testing.T) {
 // frames15 makes the obscured frames of a 320x240 camera at 15 fps.
 func frames15(t *testing.T, d time.Duration) []*blur.Frame {
 	m, _ := blur.NewMetrics(prometheus.NewRegistry())
-	st, err := blur.New(blur.Config{}, blur.Deps{Detector: noFaces{}, Metrics: m})
+	st, err := blur.New(blur.Config{}, blur.Deps{Detector: blurtest.NoFaces{}, Metrics: m})
 	if err != nil {
 		t.Fatal(err)
 	}

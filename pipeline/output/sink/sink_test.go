@@ -13,17 +13,11 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/veilproject/veil/blur"
+	"github.com/veilproject/veil/blur/blurtest"
 	"github.com/veilproject/veil/pipeline/frame"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// noFaces is a detector that vouches for every frame and finds nothing: the
-// sink tests care about encoding, not faces.
-type noFaces struct{}
-
-func (noFaces) Detect(context.Context, blur.Image) ([]blur.Detection, error) { return nil, nil }
-func (noFaces) Name() string                                                 { return "none" }
 
 func obscuredFrames(t *testing.T, n, w, h int) []*blur.Frame {
 	t.Helper()
@@ -31,7 +25,7 @@ func obscuredFrames(t *testing.T, n, w, h int) []*blur.Frame {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := blur.New(blur.Config{}, blur.Deps{Detector: noFaces{}, Metrics: m})
+	st, err := blur.New(blur.Config{}, blur.Deps{Detector: blurtest.NoFaces{}, Metrics: m})
 	if err != nil {
 		t.Fatal(err)
 	}
