@@ -54,7 +54,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	of.register(fs, &cfg, cfg.Blur.Deadline)
 	fs.StringVar(&cam.File, "input", cam.File, "sample video played as the camera")
 	countCfg := fs.String("count-config", "", "counting config for the camera (default: the built-in one for the sample)")
-	fs.StringVar(&cfg.Recordings.Dir, "out", cfg.Recordings.Dir, "directory for the obscured recording and the spool")
+	out := fs.String("out", cfg.Recordings.Dir, "directory for the obscured recording, the spool, the console's audit log and TLS keys")
 	fs.StringVar(&cfg.Metrics.Listen, "metrics-listen", cfg.Metrics.Listen, "address serving the status page and /metrics")
 	fs.StringVar(&cfg.HTTP.Listen, "listen", cfg.HTTP.Listen, "address serving the console (live view, recordings, counts)")
 	fs.BoolVar(&cam.Once, "once", false, "play the sample once and exit")
@@ -68,7 +68,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	if err := errors.Join(of.validate(), demoCounting(cam, *countCfg, *window)); err != nil {
 		return err
 	}
-	cfg.SpoolDir = filepath.Join(cfg.Recordings.Dir, "spool")
+	cfg.SetRecordingsDir(*out)
 	embedded := *brokers == ""
 	if embedded {
 		cluster, kc, err := kafkaconf.Embedded(ctx, cfg.Kafka.Topic)

@@ -258,11 +258,9 @@ func (c *Config) Defaults() {
 	c.Blur.Defaults()
 	c.Detector.Defaults()
 	c.Kafka.Defaults()
+	spool, tlsDir, audit := dataDirs(c.Recordings.Dir)
 	if c.SpoolDir == "" {
-		c.SpoolDir = "veil-spool"
-		if c.Recordings.Dir != "" {
-			c.SpoolDir = filepath.Join(c.Recordings.Dir, "spool")
-		}
+		c.SpoolDir = spool
 	}
 	if c.Exporter.GroupID == "" {
 		c.Exporter.GroupID = "veil-exporter"
@@ -270,14 +268,38 @@ func (c *Config) Defaults() {
 	if c.MaxFramePixels == 0 {
 		c.MaxFramePixels = 4096 * 2160
 	}
-	audit, tlsDir := "veil-audit", "veil-tls"
-	if c.Recordings.Dir != "" {
-		audit, tlsDir = filepath.Join(c.Recordings.Dir, "audit"), filepath.Join(c.Recordings.Dir, "tls")
-	}
 	if c.HTTP.TLS.Dir == "" {
 		c.HTTP.TLS.Dir = tlsDir
 	}
 	c.Console.Defaults(audit)
+}
+
+// dataDirs is where the spool, the console's TLS keys and its audit log go
+// when they are not configured: under recordings.dir, if there is one.
+func dataDirs(recordings string) (spool, tlsDir, audit string) {
+	if recordings == "" {
+		return "veil-spool", "veil-tls", "veil-audit"
+	}
+	return filepath.Join(recordings, "spool"), filepath.Join(recordings, "tls"), filepath.Join(recordings, "audit")
+}
+
+// SetRecordingsDir moves recordings.dir after Defaults (a command's flag),
+// and with it the directories Defaults put under it; those configured on
+// their own stay where they are.
+func (c *Config) SetRecordingsDir(dir string) {
+	spool, tlsDir, audit := dataDirs(c.Recordings.Dir)
+	c.Recordings.Dir = dir
+	nspool, ntls, naudit := dataDirs(dir)
+	for _, d := range []struct {
+		field    *string
+		was, now string
+	}{
+		{&c.SpoolDir, spool, nspool}, {&c.HTTP.TLS.Dir, tlsDir, ntls}, {&c.Console.Audit.Dir, audit, naudit},
+	} {
+		if *d.field == d.was {
+			*d.field = d.now
+		}
+	}
 }
 
 // ConsoleOn reports whether http.listen serves the console: users can log

@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/veilproject/veil/pipeline/console"
+	"github.com/veilproject/veil/pipeline/output/record"
 )
 
 // TestTestdata loads every testdata/*.good.yml (must load) and *.bad.yml
@@ -70,6 +73,34 @@ func TestDefaultsAndCounting(t *testing.T) {
 	cfg, _ = Load("testdata/minimal.good.yml")
 	if cfg.Metrics.Listen != "127.0.0.1:9108" || cfg.SpoolDir != "veil-spool" || cfg.Blur.Deadline.Seconds() != 2 || cfg.Cameras[0].Counted() || cfg.Exporter.GroupID != "veil-exporter" {
 		t.Errorf("defaults: %+v", cfg)
+	}
+}
+
+// TestSetRecordingsDirMovesWhatWasUnderIt: moving recordings.dir after
+// Defaults (veil demo -out) moves the spool, TLS and audit directories
+// that Defaults derived from it, and leaves those configured on their own.
+func TestSetRecordingsDirMovesWhatWasUnderIt(t *testing.T) {
+	for _, tc := range []struct {
+		name                    string
+		before                  Config
+		spool, tlsDir, auditDir string
+	}{
+		{"derived from the old dir", Config{Recordings: record.Config{Dir: "veil-demo"}},
+			"/data/spool", "/data/tls", "/data/audit"},
+		{"derived with no dir", Config{},
+			"/data/spool", "/data/tls", "/data/audit"},
+		{"configured on their own", Config{Recordings: record.Config{Dir: "veil-demo"}, SpoolDir: "/q", HTTP: HTTP{TLS: TLSFiles{Dir: "/k"}}, Console: console.Config{Audit: console.AuditConfig{Dir: "/a"}}},
+			"/q", "/k", "/a"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.before
+			c.Defaults()
+			c.SetRecordingsDir("/data")
+			if c.Recordings.Dir != "/data" || c.SpoolDir != tc.spool || c.HTTP.TLS.Dir != tc.tlsDir || c.Console.Audit.Dir != tc.auditDir {
+				t.Errorf("recordings %q, spool %q, tls %q, audit %q; want /data, %q, %q, %q",
+					c.Recordings.Dir, c.SpoolDir, c.HTTP.TLS.Dir, c.Console.Audit.Dir, tc.spool, tc.tlsDir, tc.auditDir)
+			}
+		})
 	}
 }
 
