@@ -172,10 +172,11 @@ func NewService(cfg config.Config, deps ServiceDeps) (_ *Service, err error) {
 		// obscuring between its inferences, and with a lane per core a
 		// tenth of the machine idled while frames were dropped (4
 		// cameras: 97.8%, 99.5% and 98.2% answered with 4 lanes against
-		// 84.1%, 92.8% and 91.8% with 2, alternated). Past two per core
-		// the lanes' networks cost memory for little: 8 cameras on 4
-		// lanes answered 32.1% and 31.0% against 31.0% and 25.1% on 2,
-		// for 100 MB more. README, Capacity.
+		// 84.1%, 92.8% and 91.8% with 2, alternated). Each lane's networks
+		// cost memory, and once the cores are saturated more lanes buy
+		// little: 8 cameras on 4 lanes answered 32.1% and 31.0% against
+		// 31.0% and 25.1% on 2, for 100 MB more; more than two per core
+		// was not measured. README, Capacity.
 		dcfg.Lanes = min(2*runtime.NumCPU(), max(1, len(cfg.Cameras)))
 	}
 	if s.det, err = detect.New(dcfg, deps.Logger); err != nil {

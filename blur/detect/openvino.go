@@ -232,8 +232,8 @@ type OpenVINOCenterFace struct {
 // ovNet is the network compiled for one input size.
 type ovNet struct {
 	compiled unsafe.Pointer
-	reqs     []unsafe.Pointer // one inference request per lane, or one shared (turn)
-	turn     *sync.Mutex      // for a shared request: the lane holding it
+	reqs     []unsafe.Pointer // one inference request per lane, or one that lanes share
+	turn     sync.Mutex       // held by the lane using a shared request
 	running  string           // the precision it runs in
 	margin   float32
 	used     uint64
@@ -360,9 +360,6 @@ func (c *OpenVINOCenterFace) acquire(in image.Point) (*ovNet, error) {
 	prec := C.CString(c.precision)
 	defer C.free(unsafe.Pointer(prec))
 	n := &ovNet{used: c.tick, reqs: make([]unsafe.Pointer, nreqs)}
-	if nreqs < len(c.lanes) {
-		n.turn = new(sync.Mutex)
-	}
 	if st := C.veil_ov_compile(c.core, c.model, C.int64_t(in.Y), C.int64_t(in.X), cthreads, streams, prec, &n.compiled); st != 0 {
 		return nil, ovErr(fmt.Sprintf("compiling for %dx%d", in.X, in.Y), st)
 	}
@@ -440,7 +437,7 @@ func (l *ovLane) Detect(ctx context.Context, img blur.Image) ([]blur.Detection, 
 	}
 	defer c.release(n)
 	req := n.reqs[0]
-	if n.turn != nil {
+	if len(n.reqs) == 1 { // shared (or one lane: the lock is then uncontended)
 		n.turn.Lock()
 		defer n.turn.Unlock()
 	} else {
