@@ -129,12 +129,15 @@ func (c *Config) Validate(prefix string) error {
 	return nil
 }
 
+// passwordCost is the bcrypt cost of the hashes `veil passwd` makes.
+const passwordCost = 12
+
 // HashPassword is the bcrypt hash of a password, for users[].password_hash.
 func HashPassword(password string) (string, error) {
 	if len(password) < 10 {
 		return "", errors.New("use a password of at least 10 characters")
 	}
-	h, err := bcrypt.GenerateFromPassword([]byte(password), 12)
+	h, err := bcrypt.GenerateFromPassword([]byte(password), passwordCost)
 	return string(h), err
 }
 

@@ -3,6 +3,7 @@ package console
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -276,5 +277,20 @@ func TestChartsByHour(t *testing.T) {
 	}
 	if ch[0].Total != want || ch[1].Total != "peak 5 today" {
 		t.Errorf("totals %q %q, want %q and peak 5", ch[0].Total, ch[1].Total, want)
+	}
+}
+
+// TestDummyHashCostsWhatUsersCost: the hash checked for an unknown name is
+// a well-formed bcrypt hash at the cost of users' own, so a login takes as
+// long whether or not the name exists, and no password matches it.
+func TestDummyHashCostsWhatUsersCost(t *testing.T) {
+	cost, err := bcrypt.Cost(dummyHash)
+	if err != nil || cost != passwordCost {
+		t.Fatalf("dummy hash cost %d (%v), users' %d", cost, err, passwordCost)
+	}
+	for _, pw := range []string{"", "no such user, no such password!", "hunter2"} {
+		if err := bcrypt.CompareHashAndPassword(dummyHash, []byte(pw)); !errors.Is(err, bcrypt.ErrMismatchedHashAndPassword) {
+			t.Errorf("password %q against the dummy hash: %v", pw, err)
+		}
 	}
 }
