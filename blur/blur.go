@@ -206,6 +206,12 @@ type Deps struct {
 	// fall, as a fraction of it (0 to 1). A service spreads its cameras
 	// over the interval (see Stage.sweepDue).
 	SweepPhase float64
+	// Parallel is how many detector calls the stage may have at once (1 if
+	// unset): the lanes of the engine behind Detector, which must then be
+	// safe for that many concurrent calls. A frame's crops are searched
+	// side by side, and in full search a file job detects frames ahead
+	// (Ahead).
+	Parallel int
 }
 
 // Stage obscures the frames of one camera. Obscure and Run must not be
@@ -229,9 +235,10 @@ type Stage struct {
 	ready      atomic.Bool
 
 	reqs    chan *request
-	idle    chan struct{} // holds a token while the worker is free
+	idle    chan struct{} // a token per worker that is free
 	stop    chan struct{}
-	done    chan struct{}
+	done    chan struct{} // closed when every worker has stopped
+	running atomic.Int32  // workers not yet stopped
 	closing sync.Once
 
 	lastWarn time.Time
@@ -240,6 +247,7 @@ type Stage struct {
 
 type request struct {
 	img    Image
+	rect   image.Rectangle // the part of img to search; empty: all of it
 	ctx    context.Context
 	copied chan struct{}
 	res    chan result
@@ -277,15 +285,18 @@ func New(cfg Config, deps Deps) (*Stage, error) {
 		ob:     obscurer{mode: cfg.Mode, mosaicCells: cfg.MosaicCells, blurKernel: cfg.BlurKernel},
 		hold:   holder{hold: max(cfg.Hold, 0), grow: cfg.HoldGrow},
 		reqs:   make(chan *request),
-		idle:   make(chan struct{}, 1),
+		idle:   make(chan struct{}, max(1, deps.Parallel)),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 		warned: map[string]int{},
 	}
 	s.phase = time.Duration(math.Mod(math.Abs(deps.SweepPhase), 1) * float64(cfg.SweepInterval))
 	s.m.ready.Set(0)
-	s.idle <- struct{}{}
-	go s.worker()
+	s.running.Store(int32(cap(s.idle)))
+	for range cap(s.idle) {
+		s.idle <- struct{}{}
+		go s.worker()
+	}
 	return s, nil
 }
 
@@ -336,28 +347,87 @@ func (s *Stage) markReady() {
 // on_failure: drop, and an error for a frame whose buffer does not match its
 // size (which is then discarded).
 func (s *Stage) Obscure(ctx context.Context, raw *frame.Raw) (*Frame, error) {
+	return s.Finish(s.Begin(ctx, raw))
+}
+
+// Pending is a frame whose search Begin started and Finish ends. It holds
+// raw pixels: only this package sees inside.
+type Pending struct {
+	raw    *frame.Raw
+	pix    []byte
+	err    error // the frame was invalid
+	start  time.Time
+	dctx   context.Context
+	cancel context.CancelFunc
+	full   *request // full search: the whole frame's detection, started
+	reason string   // why it could not be started
+}
+
+// Ahead is how many frames a caller may Begin before it Finishes the
+// oldest. In full search each frame's detection stands alone, so a file
+// job keeps every worker busy with the frames after the one being
+// obscured; in region search a frame's crops depend on the answers for
+// the frame before (the faces held and moving), so frames go one at a
+// time and their crops side by side instead.
+func (s *Stage) Ahead() int {
+	if s.cfg.Search == SearchFull {
+		return cap(s.idle)
+	}
+	return 1
+}
+
+// Begin takes ownership of raw (its Pix is nil afterwards) and, in full
+// search, starts its detection. Every Pending must be Finished, in the
+// order begun.
+func (s *Stage) Begin(ctx context.Context, raw *frame.Raw) *Pending {
+	p := &Pending{raw: raw}
 	if err := raw.Validate(); err != nil {
 		if raw != nil {
 			raw.Pix = nil
 		}
-		s.m.frames.invalid.Inc()
-		return nil, err
+		p.err = err
+		return p
 	}
-	pix := raw.Pix
-	raw.Pix = nil
+	p.pix, raw.Pix = raw.Pix, nil
+	p.start = time.Now()
+	p.dctx, p.cancel = context.WithTimeout(ctx, s.cfg.Deadline)
+	if s.cfg.Search == SearchFull {
+		if !s.take() {
+			p.reason = s.notReady(ReasonBusy)
+		} else {
+			p.full, p.reason = s.send(p.dctx, Image{Width: raw.Width, Height: raw.Height, Pix: p.pix}, image.Rectangle{})
+		}
+	}
+	return p
+}
+
+// Finish waits for p's search and returns the obscured frame, as Obscure.
+func (s *Stage) Finish(p *Pending) (*Frame, error) {
+	if p.err != nil {
+		s.m.frames.invalid.Inc()
+		return nil, p.err
+	}
+	raw, pix := p.raw, p.pix
+	p.pix = nil
 	w, h := raw.Width, raw.Height
 	if size := image.Pt(w, h); size != s.size {
 		s.hold.rescale(s.size, size)
 		s.size = size
 	}
+	dets, reason := []Detection(nil), p.reason
+	switch {
+	case reason != "":
+	case p.full != nil:
+		if dets, reason = s.answer(p.dctx, p.full, w, h); reason == "" {
+			s.m.searches.full.Inc()
+		}
+	default:
+		dets, reason = s.search(p.dctx, Image{Width: w, Height: h, Pix: pix}, raw.PTS)
+	}
+	p.cancel()
+	s.m.detectSeconds.Observe(time.Since(p.start).Seconds())
 
 	start := time.Now()
-	dctx, cancel := context.WithTimeout(ctx, s.cfg.Deadline)
-	dets, reason := s.search(dctx, Image{Width: w, Height: h, Pix: pix}, raw.PTS)
-	cancel()
-	s.m.detectSeconds.Observe(time.Since(start).Seconds())
-
-	start = time.Now()
 	out := &Frame{meta: raw.Meta, width: w, height: h, pix: pix}
 	if reason != "" {
 		s.m.failClosed[reason].Inc()
@@ -388,24 +458,49 @@ func (s *Stage) Obscure(ctx context.Context, raw *frame.Raw) (*Frame, error) {
 	return out, nil
 }
 
-// detect asks the worker for faces and returns them, or the reason it could
-// not vouch for the frame.
+// detect asks a worker for the faces of img and returns them, or the
+// reason it could not vouch for the frame.
 func (s *Stage) detect(dctx context.Context, img Image) ([]Detection, string) {
-	r := &request{img: img, ctx: dctx, copied: make(chan struct{}), res: make(chan result, 1)}
-	select {
-	case <-s.idle:
-	default:
+	if !s.take() {
 		return nil, s.notReady(ReasonBusy)
 	}
+	r, reason := s.send(dctx, img, image.Rectangle{})
+	if reason != "" {
+		return nil, reason
+	}
+	return s.answer(dctx, r, img.Width, img.Height)
+}
+
+// take takes a free worker's token, without waiting. None is free while
+// every worker is busy: with this frame's other searches, or still stuck
+// on an older frame's.
+func (s *Stage) take() bool {
+	select {
+	case <-s.idle:
+		return true
+	default:
+		return false
+	}
+}
+
+// send hands the part rect of img (all of it if rect is empty) to a
+// worker, whose token the caller took, and returns once the worker has
+// copied those pixels: from then on the frame can be obscured even if the
+// detector hangs.
+func (s *Stage) send(dctx context.Context, img Image, rect image.Rectangle) (*request, string) {
+	r := &request{img: img, rect: rect, ctx: dctx, copied: make(chan struct{}), res: make(chan result, 1)}
 	select {
 	case s.reqs <- r:
 	case <-s.done: // closed: no detector to ask
 		s.idle <- struct{}{}
 		return nil, s.notReady(ReasonError)
 	}
-	// The worker copies the pixels before detecting, so that once it has
-	// done so this frame can be obscured even if the detector hangs.
 	<-r.copied
+	return r, ""
+}
+
+// answer waits for r's answer, for an image of w x h.
+func (s *Stage) answer(dctx context.Context, r *request, w, h int) ([]Detection, string) {
 	select {
 	case res := <-r.res:
 		switch {
@@ -415,7 +510,7 @@ func (s *Stage) detect(dctx context.Context, img Image) ([]Detection, string) {
 		case res.err != nil:
 			return nil, s.notReady(ReasonError)
 		}
-		if !validDetections(res.dets, img.Width, img.Height) {
+		if !validDetections(res.dets, w, h) {
 			return nil, s.notReady(ReasonInvalid)
 		}
 		s.markReady()
@@ -456,22 +551,46 @@ func validDetections(dets []Detection, w, h int) bool {
 	return true
 }
 
+// keptCopy is the largest copy a worker keeps for the next request: a
+// region search crop up to 448 px. A whole frame (a sweep) or a 640-px
+// crop is copied into a buffer of its own, left to the collector: eight
+// cameras with four workers each would otherwise keep 32 frame-sized
+// buffers (88 MB at 720p) for a search each does once a second.
+const keptCopy = 448 * 448 * 3
+
 func (s *Stage) worker() {
-	defer close(s.done)
+	defer func() {
+		if s.running.Add(-1) == 0 {
+			close(s.done)
+		}
+	}()
 	buf := []byte(nil)
 	for {
 		select {
 		case <-s.stop:
 			return
 		case r := <-s.reqs:
-			if cap(buf) < len(r.img.Pix) {
-				buf = make([]byte, len(r.img.Pix))
+			img := r.img
+			if !r.rect.Empty() {
+				img = Image{Width: r.rect.Dx(), Height: r.rect.Dy()}
 			}
-			buf = buf[:len(r.img.Pix)]
-			copy(buf, r.img.Pix)
+			n := img.Width * img.Height * 3
+			if cap(buf) < n {
+				buf = make([]byte, n)
+			}
+			buf = buf[:n]
+			keep := n <= keptCopy
+			if r.rect.Empty() {
+				copy(buf, r.img.Pix)
+			} else {
+				cropInto(buf, r.img, r.rect)
+			}
 			close(r.copied)
-			res := s.call(r.ctx, Image{Width: r.img.Width, Height: r.img.Height, Pix: buf})
+			res := s.call(r.ctx, Image{Width: img.Width, Height: img.Height, Pix: buf})
 			clear(buf) // the copy held raw pixels: none outlives its frame
+			if !keep {
+				buf = nil
+			}
 			// The token goes back before the answer, so that whoever reads
 			// the answer finds the worker free.
 			s.idle <- struct{}{}

@@ -7,6 +7,7 @@ import (
 	"image"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -79,12 +80,18 @@ func detail(pix []byte, width int, r image.Rectangle) float64 {
 
 func newStage(t *testing.T, cfg Config, det Detector) (*Stage, *prometheus.Registry) {
 	t.Helper()
+	return newParallelStage(t, cfg, det, 1)
+}
+
+// newParallelStage is a stage with n workers (Deps.Parallel).
+func newParallelStage(t *testing.T, cfg Config, det Detector, n int) (*Stage, *prometheus.Registry) {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	m, err := NewMetrics(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(cfg, Deps{Camera: "cam", Detector: det, Metrics: m})
+	s, err := New(cfg, Deps{Camera: "cam", Detector: det, Metrics: m, Parallel: n})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,6 +235,42 @@ func TestPoisonedDetectorNeverPassesAFace(t *testing.T) {
 			}
 			if n, err := testutil.GatherAndCount(reg, "veil_blur_fail_closed_frames_total"); err != nil || n != len(reasons) {
 				t.Errorf("fail-closed series: %d, %v", n, err)
+			}
+		})
+	}
+}
+
+// TestStuckWorkersFailClosedNotQueued: with two workers and a detector
+// that never answers, the first two frames fail closed on their deadline
+// (each on its own worker), the third finds no worker free and fails
+// closed at once; nothing is queued behind the stuck calls.
+func TestStuckWorkersFailClosedNotQueued(t *testing.T) {
+	for _, search := range []string{SearchFull, SearchRegions} {
+		t.Run(search, func(t *testing.T) {
+			release := make(chan struct{})
+			det := &scriptedDetector{fn: func(ctx context.Context, _ Image) ([]Detection, error) {
+				<-release
+				return nil, nil
+			}}
+			s, _ := newParallelStage(t, Config{Search: search, Deadline: 20 * time.Millisecond}, det, 2)
+			t.Cleanup(func() { close(release) })
+			s.markReady()
+			var got []string
+			for i := range uint64(3) {
+				f, err := s.Obscure(context.Background(), testFrame(i))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d := detail(f.Pix(), 320, image.Rect(0, 0, 320, 240)); d > 5 {
+					t.Errorf("frame %d not obscured whole: detail %.1f", i, d)
+				}
+				got = append(got, f.FailClosed())
+			}
+			if want := []string{ReasonDeadline, ReasonDeadline, ReasonBusy}; !slices.Equal(got, want) {
+				t.Errorf("reasons %q, want %q", got, want)
+			}
+			if n := det.calls.Load(); n != 2 {
+				t.Errorf("detector called %d times; a stuck worker must not be queued on", n)
 			}
 		})
 	}

@@ -25,10 +25,9 @@ const maxRegionShare = 0.6
 // that moved is in a motion region, which is searched; one that did not
 // move was there at the last sweep and is held until the next; one the
 // detector missed is a recall miss, which the recall test measures.
+//
+// Full search does not come here: Begin starts the whole frame's detection.
 func (s *Stage) search(ctx context.Context, img Image, now time.Duration) ([]Detection, string) {
-	if s.cfg.Search == SearchFull {
-		return s.detect(ctx, img)
-	}
 	boxes, scene, err := s.findMotion(img)
 	if err != nil {
 		s.log.Error("motion detection failed; searching the whole frame", "err", err)
@@ -48,16 +47,43 @@ func (s *Stage) search(ctx context.Context, img Image, now time.Duration) ([]Det
 		return dets, reason
 	}
 	s.m.searches.regions.Inc()
+	return s.searchCrops(ctx, img, crops)
+}
+
+// searchCrops searches the crops side by side, on as many workers as are
+// free, and returns their faces in frame pixels. A frame's crops used to
+// go one after another, so a camera with five of them waited for five
+// inferences in a row while other lanes of the engine could sit idle.
+func (s *Stage) searchCrops(ctx context.Context, img Image, crops []image.Rectangle) ([]Detection, string) {
+	type inFlight struct {
+		r *request
+		c image.Rectangle
+	}
+	var flight []inFlight
 	var dets []Detection
-	for _, c := range crops {
-		ci := crop(img, c)
-		found, reason := s.detect(ctx, ci)
-		clear(ci.Pix) // raw pixels: none outlives the search
+	for next := 0; next < len(crops) || len(flight) > 0; {
+		for next < len(crops) && s.take() {
+			r, reason := s.send(ctx, img, crops[next])
+			if reason != "" {
+				return nil, reason
+			}
+			flight = append(flight, inFlight{r, crops[next]})
+			next++
+		}
+		if len(flight) == 0 {
+			return nil, s.notReady(ReasonBusy) // every worker is stuck on an older frame
+		}
+		f := flight[0]
+		flight = flight[1:]
+		// On a failure the crops still in flight are left to finish: the
+		// caller's deadline is cancelled when this returns, which withdraws
+		// those not yet started.
+		found, reason := s.answer(ctx, f.r, f.c.Dx(), f.c.Dy())
 		if reason != "" {
 			return nil, reason
 		}
 		for _, d := range found {
-			d.Box = d.Box.Add(c.Min).Intersect(image.Rect(0, 0, img.Width, img.Height))
+			d.Box = d.Box.Add(f.c.Min).Intersect(image.Rect(0, 0, img.Width, img.Height))
 			if !d.Box.Empty() {
 				dets = append(dets, d)
 			}
@@ -218,13 +244,12 @@ func square(r image.Rectangle, side int, frame image.Rectangle) image.Rectangle 
 	return image.Rect(x0, y0, x0+side, y0+side)
 }
 
-// crop copies the pixels of c (inside img) into an image of its own.
-func crop(img Image, c image.Rectangle) Image {
-	out := Image{Width: c.Dx(), Height: c.Dy(), Pix: make([]byte, c.Dx()*c.Dy()*3)}
+// cropInto copies the pixels of c (inside img) into dst, which holds
+// exactly c's pixels.
+func cropInto(dst []byte, img Image, c image.Rectangle) {
 	row := 3 * c.Dx()
 	for y := 0; y < c.Dy(); y++ {
 		o := ((c.Min.Y+y)*img.Width + c.Min.X) * 3
-		copy(out.Pix[y*row:(y+1)*row], img.Pix[o:o+row])
+		copy(dst[y*row:(y+1)*row], img.Pix[o:o+row])
 	}
-	return out
 }

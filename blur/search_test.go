@@ -3,8 +3,10 @@ package blur
 import (
 	"context"
 	"errors"
+	"fmt"
 	"image"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -114,8 +116,14 @@ func faceDetail(f *Frame, at image.Point) float64 {
 // still from the start and a face that walks in are never shown, while
 // the detector sees the whole frame only at start-up and once a second.
 func TestRegionsObscureEveryFrame(t *testing.T) {
+	for _, workers := range []int{1, 3} {
+		t.Run(fmt.Sprintf("%d-workers", workers), func(t *testing.T) { testRegionsObscureEveryFrame(t, workers) })
+	}
+}
+
+func testRegionsObscureEveryFrame(t *testing.T, workers int) {
 	det := &patternFinder{}
-	s, reg := newStage(t, Config{Mode: ModeFill}, det)
+	s, reg := newParallelStage(t, Config{Mode: ModeFill}, det, workers)
 	still := image.Pt(500, 60)
 	for i := uint64(0); i < 50; i++ {
 		var walker *image.Point
@@ -321,5 +329,158 @@ func TestCamerasSweepApart(t *testing.T) {
 	}
 	if len(phases) < len(cams) {
 		t.Errorf("four cameras sweep in only %d of the 10 frames of a second", len(phases))
+	}
+}
+
+// gatedFinder is a patternFinder that holds every call on an image of
+// size gate until n such calls are in progress at once (or a second has
+// passed), and records the most that ever were.
+type gatedFinder struct {
+	patternFinder
+	gate image.Point
+	n    int32
+	in   atomic.Int32
+	peak atomic.Int32
+	all  chan struct{} // closed when n calls have met
+	once sync.Once
+}
+
+func (g *gatedFinder) Detect(ctx context.Context, img Image) ([]Detection, error) {
+	if image.Pt(img.Width, img.Height) == g.gate {
+		n := g.in.Add(1)
+		defer g.in.Add(-1)
+		for p := g.peak.Load(); n > p && !g.peak.CompareAndSwap(p, n); p = g.peak.Load() {
+		}
+		if n >= g.n {
+			g.once.Do(func() { close(g.all) })
+		}
+		select {
+		case <-g.all:
+		case <-time.After(time.Second):
+		}
+	}
+	return g.patternFinder.Detect(ctx, img)
+}
+
+// paint puts the test's checkerboard face at each of at on raw.
+func paint(raw *frame.Raw, at ...image.Point) {
+	for _, p := range at {
+		for y := p.Y; y < p.Y+48; y++ {
+			for x := p.X; x < p.X+40; x++ {
+				v := byte(0)
+				if (x/2+y/2)%2 == 0 {
+					v = 255
+				}
+				j := (y*raw.Width + x) * 3
+				raw.Pix[j], raw.Pix[j+1], raw.Pix[j+2] = v, v, v
+			}
+		}
+	}
+}
+
+// TestCropsAreSearchedSideBySide: three faces that appear apart on one
+// frame give three crops, which a stage with three workers has searched
+// at once; each face is found in its crop, put back at its place in the
+// frame and obscured.
+func TestCropsAreSearchedSideBySide(t *testing.T) {
+	det := &gatedFinder{gate: image.Pt(160, 160), n: 3, all: make(chan struct{})}
+	s, _ := newParallelStage(t, Config{Mode: ModeFill, Deadline: 5 * time.Second}, det, 3)
+	s.Obscure(context.Background(), scene(0, nil, 0)) // the start-up sweep
+	at := []image.Point{{40, 40}, {400, 60}, {220, 200}}
+	raw := scene(1, nil, 0)
+	paint(raw, at...)
+	f, err := s.Obscure(context.Background(), raw)
+	if err != nil || f.FailClosed() != "" {
+		t.Fatal(err, f.FailClosed())
+	}
+	if p := det.peak.Load(); p != 3 {
+		t.Errorf("at most %d crops searched at once, want 3", p)
+	}
+	if f.Detected() != 3 {
+		t.Errorf("%d faces found, want 3", f.Detected())
+	}
+	for _, p := range at {
+		if d := faceDetail(f, p); d > 5 {
+			t.Errorf("face at %v shows (detail %.1f)", p, d)
+		}
+	}
+	if n := det.fullSearches(640, 480); n != 1 {
+		t.Errorf("%d whole-frame searches, want the start-up one", n)
+	}
+}
+
+// TestOnePoisonedCropFailsTheFrame: when one crop of several searched
+// side by side gets no good answer, the whole frame fails closed, whatever
+// the other crops found.
+func TestOnePoisonedCropFailsTheFrame(t *testing.T) {
+	cases := []struct {
+		name   string
+		answer func() ([]Detection, error)
+		reason string
+	}{
+		{"error", func() ([]Detection, error) { return nil, errors.New("boom") }, ReasonError},
+		{"hangs", func() ([]Detection, error) { time.Sleep(300 * time.Millisecond); return nil, nil }, ReasonDeadline},
+		{"inverted box", func() ([]Detection, error) {
+			return []Detection{{Box: image.Rectangle{Min: image.Pt(50, 50), Max: image.Pt(10, 10)}, Score: 0.9}}, nil
+		}, ReasonInvalid},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			finder := &patternFinder{}
+			var crops atomic.Int32
+			det := &scriptedDetector{fn: func(ctx context.Context, img Image) ([]Detection, error) {
+				if img.Width < 640 && crops.Add(1) == 2 {
+					return tc.answer()
+				}
+				return finder.Detect(ctx, img)
+			}}
+			s, _ := newParallelStage(t, Config{Mode: ModeFill, Deadline: 100 * time.Millisecond}, det, 3)
+			s.Obscure(context.Background(), scene(0, nil, 0))
+			at := []image.Point{{40, 40}, {400, 60}, {220, 200}}
+			raw := scene(1, nil, 0)
+			paint(raw, at...)
+			f, err := s.Obscure(context.Background(), raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.FailClosed() != tc.reason {
+				t.Errorf("reason %q, want %q", f.FailClosed(), tc.reason)
+			}
+			if d := detail(f.Pix(), 640, image.Rect(0, 0, 640, 480)); d > 5 {
+				t.Errorf("frame not obscured whole: detail %.1f", d)
+			}
+		})
+	}
+}
+
+// TestFullSearchDetectsAhead: in full search a stage with two workers
+// detects two begun frames at once, and Finish gives them back in the
+// order begun, each with its own face obscured.
+func TestFullSearchDetectsAhead(t *testing.T) {
+	det := &gatedFinder{gate: image.Pt(640, 480), n: 2, all: make(chan struct{})}
+	s, _ := newParallelStage(t, Config{Mode: ModeFill, Search: SearchFull, Deadline: 5 * time.Second}, det, 2)
+	if s.Ahead() != 2 {
+		t.Fatalf("Ahead %d, want 2", s.Ahead())
+	}
+	at := []image.Point{{100, 100}, {400, 300}}
+	p0 := s.Begin(context.Background(), scene(0, &at[0], 0))
+	p1 := s.Begin(context.Background(), scene(1, &at[1], 0))
+	for i, p := range []*Pending{p0, p1} {
+		f, err := s.Finish(p)
+		if err != nil || f.FailClosed() != "" {
+			t.Fatal(err, f.FailClosed())
+		}
+		if f.Meta().Seq != uint64(i) || f.Detected() != 1 {
+			t.Errorf("frame %d: seq %d, %d faces", i, f.Meta().Seq, f.Detected())
+		}
+		if d := faceDetail(f, at[i]); d > 5 {
+			t.Errorf("frame %d: face shows (detail %.1f)", i, d)
+		}
+	}
+	if p := det.peak.Load(); p != 2 {
+		t.Errorf("at most %d frames detected at once, want 2", p)
+	}
+	if regions, _ := newParallelStage(t, Config{}, det, 2); regions.Ahead() != 1 {
+		t.Errorf("region search: Ahead %d, want 1 (a frame's crops depend on the frame before)", regions.Ahead())
 	}
 }

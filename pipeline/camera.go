@@ -64,6 +64,11 @@ type CameraDeps struct {
 	// Detector finds faces for this camera's blur stage. Required. The
 	// caller closes it after Run.
 	Detector blur.Detector
+	// Parallel is how many calls Detector takes at once (the lanes of the
+	// engine behind it; 1 if unset): the blur stage searches a frame's
+	// crops side by side, and a file job in full search detects frames
+	// ahead.
+	Parallel int
 	// Outputs take every obscured frame, each from its own queue, so none
 	// waits for another or for the counter.
 	Outputs []Output
@@ -154,7 +159,7 @@ func (c *Camera) Summary() Summary {
 // CameraConfig.Drain) and returns. It returns the first error of the
 // source, an output or the counter; a context cancellation is a clean stop.
 func (c *Camera) Run(ctx context.Context) error {
-	stage, err := blur.New(c.cfg.Blur, blur.Deps{Camera: c.cfg.ID, Detector: c.deps.Detector, Metrics: c.deps.Metrics.Blur, Logger: c.deps.Logger, SweepPhase: c.cfg.SweepPhase})
+	stage, err := blur.New(c.cfg.Blur, blur.Deps{Camera: c.cfg.ID, Detector: c.deps.Detector, Metrics: c.deps.Metrics.Blur, Logger: c.deps.Logger, SweepPhase: c.cfg.SweepPhase, Parallel: c.deps.Parallel})
 	if err != nil {
 		return err
 	}
@@ -247,22 +252,39 @@ func (c *Camera) Run(ctx context.Context) error {
 }
 
 // obscure runs blur on every frame from raws and hands each obscured frame
-// to every consumer, until raws is closed and drained or ctx ends.
+// to every consumer, in order, until raws is closed and drained or ctx
+// ends. Up to stage.Ahead() frames are begun before the oldest is
+// finished, but only while more are already waiting: a live camera's
+// frame is never held back for the next one to arrive.
 func (c *Camera) obscure(ctx context.Context, stage *blur.Stage, raws *queue.Queue[*frame.Raw], consumers []*queue.Queue[*blur.Frame]) error {
 	delivered := c.deps.Metrics.delivered.WithLabelValues(c.cfg.ID)
 	warm := !c.cfg.Job
+	var begun []*blur.Pending
+	defer func() {
+		for _, p := range begun { // ctx ended: each is still obscured (or failed closed), then let go
+			stage.Finish(p)
+		}
+	}()
 	for {
-		raw, ok := raws.Pop(ctx)
-		if !ok {
-			return nil
-		}
-		if !warm {
-			if err := stage.WarmUp(ctx, raw.Width, raw.Height); err != nil {
-				return fmt.Errorf("camera %s: %w", c.cfg.ID, err)
+		if len(begun) < stage.Ahead() && (len(begun) == 0 || raws.Len() > 0) {
+			raw, ok := raws.Pop(ctx)
+			if ok && !warm {
+				if err := stage.WarmUp(ctx, raw.Width, raw.Height); err != nil {
+					return fmt.Errorf("camera %s: %w", c.cfg.ID, err)
+				}
+				warm = true
 			}
-			warm = true
+			if ok {
+				begun = append(begun, stage.Begin(ctx, raw))
+				continue
+			}
+			if len(begun) == 0 {
+				return nil
+			}
 		}
-		f, err := stage.Obscure(ctx, raw)
+		p := begun[0]
+		begun = begun[1:]
+		f, err := stage.Finish(p)
 		if err != nil {
 			c.mu.Lock()
 			c.sum.Dropped++

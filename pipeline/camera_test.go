@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -239,6 +240,65 @@ func TestJobLeavesNoPartialOutput(t *testing.T) {
 				t.Errorf("summary %+v, %d events", sum, evs)
 			}
 		})
+	}
+}
+
+// jitter answers no faces after a random few milliseconds, so that calls
+// made together finish in any order. Safe for concurrent use.
+type jitter struct{ calls, peak, in atomic.Int32 }
+
+func (j *jitter) Name() string { return "jitter" }
+func (j *jitter) Detect(ctx context.Context, _ blur.Image) ([]blur.Detection, error) {
+	j.calls.Add(1)
+	n := j.in.Add(1)
+	defer j.in.Add(-1)
+	for p := j.peak.Load(); n > p && !j.peak.CompareAndSwap(p, n); p = j.peak.Load() {
+	}
+	time.Sleep(time.Duration(rand.IntN(4000)) * time.Microsecond)
+	return nil, nil
+}
+
+// sequence is an output that records the order of the frames it gets.
+type sequence struct {
+	mu   sync.Mutex
+	seqs []uint64
+}
+
+func (s *sequence) Name() string { return "file" }
+func (s *sequence) Write(f *blur.Frame) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seqs = append(s.seqs, f.Meta().Seq)
+	return nil
+}
+func (s *sequence) Close(context.Context) error { return nil }
+
+// TestJobDetectsAheadInOrder: a file job in full search with three
+// detector calls at a time detects frames side by side, answered in any
+// order, and still writes every frame once, in order.
+func TestJobDetectsAheadInOrder(t *testing.T) {
+	m, _ := testMetrics(t)
+	det := &jitter{}
+	out := &sequence{}
+	const n = 60
+	sum, err := RunJob(context.Background(), CameraConfig{ID: "c", Blur: blur.Config{Search: blur.SearchFull}},
+		CameraDeps{Source: &synthetic{n: n}, Detector: det, Parallel: 3, Outputs: []Output{out}, Metrics: m}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Frames != n || sum.FailClosed != 0 || int(det.calls.Load()) != n+1 { // and the warm-up
+		t.Errorf("summary %+v, %d detector calls", sum, det.calls.Load())
+	}
+	for i, seq := range out.seqs {
+		if seq != uint64(i) {
+			t.Fatalf("frame %d written as the %dth: %v", seq, i, out.seqs)
+		}
+	}
+	if len(out.seqs) != n {
+		t.Errorf("%d frames written, want %d", len(out.seqs), n)
+	}
+	if p := det.peak.Load(); p < 2 {
+		t.Errorf("at most %d frames detected at once: the job did not detect ahead", p)
 	}
 }
 

@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/veilproject/veil/blur"
 	"github.com/veilproject/veil/blur/detect"
+	"github.com/veilproject/veil/blur/engine"
 	"github.com/veilproject/veil/counter"
 	"github.com/veilproject/veil/ingest"
 	"github.com/veilproject/veil/pipeline/config"
@@ -102,7 +105,14 @@ func (j FileJob) Run(ctx context.Context, cfg config.Config, log *slog.Logger) (
 			outs = append(outs, NewProgress(j.Progress, info.Frames))
 		}
 	}
-	det, err := detect.New(cfg.Detector, log)
+	dcfg := cfg.Detector
+	if dcfg.Lanes == 0 && cfg.Blur.Search == blur.SearchFull {
+		// Every frame is searched whole: a lane per core, each with its
+		// own whole-frame network, so that the next frames are detected
+		// while one is obscured and written (blur.Stage.Ahead).
+		dcfg.Lanes, dcfg.LargePerLane = runtime.NumCPU(), true
+	}
+	det, err := detect.New(dcfg, log)
 	if err != nil {
 		ended, cancel := context.WithCancel(ctx)
 		cancel()
@@ -116,8 +126,17 @@ func (j FileJob) Run(ctx context.Context, cfg config.Config, log *slog.Logger) (
 	if err != nil {
 		return Summary{}, err
 	}
+	lanes := detect.Lanes(det)
+	eng, err := engine.New(lanes, m.Engine, log)
+	if err != nil {
+		return Summary{}, err
+	}
+	engCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
+	engDone := make(chan struct{})
+	go func() { eng.Run(engCtx); close(engDone) }()
+	defer func() { stopEngine(); <-engDone }()
 	return RunJob(ctx, CameraConfig{ID: camera, Blur: cfg.Blur, Counting: j.Counting},
-		CameraDeps{Source: src, Detector: det, Outputs: outs, OnCrossing: j.OnCrossing, Metrics: m, Logger: log}, j.OnEvent)
+		CameraDeps{Source: src, Detector: eng.For(camera), Parallel: len(lanes), Outputs: outs, OnCrossing: j.OnCrossing, Metrics: m, Logger: log}, j.OnEvent)
 }
 
 // Line is the summary as one line, for a job that took elapsed.

@@ -305,7 +305,7 @@ func (s *Service) newCamera(cam config.Camera, sweepPhase float64, deps ServiceD
 		counting := cam.Counting
 		ccfg.Counting = &counting
 	}
-	return NewCamera(ccfg, CameraDeps{Source: src, Detector: s.eng.For(cam.ID), Outputs: outs, Events: s.events, Metrics: deps.Metrics, Logger: deps.Logger})
+	return NewCamera(ccfg, CameraDeps{Source: src, Detector: s.eng.For(cam.ID), Parallel: len(detect.Lanes(s.det)), Outputs: outs, Events: s.events, Metrics: deps.Metrics, Logger: deps.Logger})
 }
 
 func (s *Service) listen(key, addr string, h http.Handler) (string, error) {

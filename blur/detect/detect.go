@@ -82,8 +82,14 @@ type Config struct {
 	// takes one per camera up to two per core, since on a busy machine one
 	// thread per inference wastes less than several that wait for each
 	// other, and a camera waiting for a lane can leave a core idle; a file
-	// job takes 1. The other runtimes have one lane.
+	// job that searches every whole frame takes one per core, each with its
+	// own whole-frame network, and detects the next frames while one is
+	// obscured and written. The other runtimes have one lane.
 	Lanes int `yaml:"lanes"`
+	// LargePerLane gives every lane its own network for inputs over
+	// 448x448 (OpenVINO), where they otherwise share one: a file job sets
+	// it, since there every input is a whole frame. Not configurable.
+	LargePerLane bool `yaml:"-"`
 }
 
 // Defaults fills unset fields.
@@ -198,7 +204,12 @@ func New(cfg Config, log *slog.Logger) (Detector, error) {
 		if prec == "auto" {
 			prec = ""
 		}
-		return NewOpenVINOCenterFace(cfg.RuntimeDir, path, float32(cfg.Threshold), cfg.Scale, prec, cfg.Threads, cfg.Lanes)
+		d, err := NewOpenVINOCenterFace(cfg.RuntimeDir, path, float32(cfg.Threshold), cfg.Scale, prec, cfg.Threads, cfg.Lanes)
+		if err != nil {
+			return nil, err
+		}
+		d.largePerLane = cfg.LargePerLane
+		return d, nil
 	}
 }
 

@@ -223,6 +223,9 @@ type OpenVINOCenterFace struct {
 	precision   string // asked for; "" lets OpenVINO choose
 	threads     int
 	lanes       []*ovLane
+	// largePerLane compiles large inputs like small ones, a stream and a
+	// request per lane (detect.Config.LargePerLane).
+	largePerLane bool
 
 	mu   sync.Mutex // guards nets and tick
 	nets map[image.Point]*ovNet
@@ -350,7 +353,7 @@ func (c *OpenVINOCenterFace) acquire(in image.Point) (*ovNet, error) {
 	// but at eight cameras the lanes then queued for it: 24% of frames
 	// answered against 26-28%.)
 	nstreams, nreqs := len(c.lanes), len(c.lanes)
-	if in.X*in.Y > maxStreamedPixels {
+	if in.X*in.Y > maxStreamedPixels && !c.largePerLane {
 		nstreams, nreqs = 1, 1
 	}
 	cthreads := C.CString(strconv.Itoa(c.threads))

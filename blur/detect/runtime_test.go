@@ -145,6 +145,14 @@ func TestLanesFindTheSameFaces(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the CNN three times on the labelled photos")
 	}
+	// Large inputs (the full-size photos) take turns on one shared
+	// network, or run on a network per lane, as a file job has them.
+	for _, perLane := range []bool{false, true} {
+		t.Run(fmt.Sprintf("large-per-lane=%v", perLane), func(t *testing.T) { testLanesFindTheSameFaces(t, perLane) })
+	}
+}
+
+func testLanesFindTheSameFaces(t *testing.T, perLane bool) {
 	dir := modelDir(t)
 	l := loadLabels(t)
 	one, err := New(Config{ModelDir: dir}, nil)
@@ -152,7 +160,7 @@ func TestLanesFindTheSameFaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer one.Close()
-	two, err := New(Config{ModelDir: dir, Lanes: 2}, nil)
+	two, err := New(Config{ModelDir: dir, Lanes: 2, LargePerLane: perLane}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

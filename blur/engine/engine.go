@@ -3,10 +3,12 @@
 // every camera, with a scheduler that serves cameras in turn.
 //
 // Each camera's blur stage asks through its own handle (For), which is a
-// blur.Detector. A camera has at most one request in the engine at a time
-// (its stage waits for the answer), and the workers take the cameras with
-// a request round-robin, so with C cameras waiting each gets every C-th
-// inference: one busy camera cannot starve another. There is a worker per
+// blur.Detector. A camera may have several requests in the engine at once
+// (the crops of one frame, or the frames a file job detects ahead), queued
+// in its own first-in first-out line; the workers take the cameras with a
+// request round-robin, one request per turn, so with C cameras waiting
+// each gets every C-th inference: one busy camera cannot starve another,
+// however many requests it has queued. There is a worker per
 // lane of the detector (lanes are inferences that may run at once, each on
 // its share of the cores). A request whose deadline (its context) passes
 // before a worker reaches it is answered with that error at once and never
@@ -72,7 +74,7 @@ type Engine struct {
 
 type slot struct {
 	camera  string
-	pending *request
+	pending []*request // oldest first
 	wait    prometheus.Observer
 	infer   prometheus.Observer
 	expired prometheus.Counter
@@ -127,10 +129,10 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.mu.Lock()
 	e.stopped = true
 	for _, s := range e.slots {
-		if r := s.pending; r != nil {
-			s.pending = nil
+		for _, r := range s.pending {
 			r.done <- result{err: ErrStopped}
 		}
+		s.pending = nil
 	}
 	e.mu.Unlock()
 	return nil
@@ -161,9 +163,10 @@ func (e *Engine) work(ctx context.Context, det blur.Detector) {
 	}
 }
 
-// take removes the next pending request, going round the cameras. When
-// another is still pending it wakes another worker for it: a request's
-// wake-up may have been absorbed while the workers were all busy.
+// take removes the next pending request, the oldest of the next camera
+// round that has one. When another is still pending it wakes another
+// worker for it: a request's wake-up may have been absorbed while the
+// workers were all busy.
 func (e *Engine) take() (*request, *slot) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -172,16 +175,21 @@ func (e *Engine) take() (*request, *slot) {
 	more := false
 	for i := range e.slots {
 		c := e.slots[(e.next+i)%len(e.slots)]
-		if c.pending == nil {
+		if len(c.pending) == 0 {
 			continue
 		}
 		if r != nil {
 			more = true
 			break
 		}
-		r, s = c.pending, c
-		c.pending = nil
+		r, s = c.pending[0], c
+		c.pending[0] = nil
+		c.pending = c.pending[1:]
+		more = len(c.pending) > 0
 		e.next = (e.next + i + 1) % len(e.slots)
+		if more {
+			break
+		}
 	}
 	if more {
 		select {
@@ -221,10 +229,7 @@ func (h *handle) Detect(ctx context.Context, img blur.Image) ([]blur.Detection, 
 		h.e.mu.Unlock()
 		return nil, ErrStopped
 	}
-	if old := h.s.pending; old != nil { // a stage waits for each answer, so only after a withdrawal race
-		old.done <- result{err: errors.New("engine: replaced by a newer frame")}
-	}
-	h.s.pending = r
+	h.s.pending = append(h.s.pending, r)
 	h.e.mu.Unlock()
 	select {
 	case h.e.wake <- struct{}{}:
@@ -236,8 +241,8 @@ func (h *handle) Detect(ctx context.Context, img blur.Image) ([]blur.Detection, 
 	case <-ctx.Done():
 	}
 	h.e.mu.Lock()
-	if h.s.pending == r { // not taken: withdraw it
-		h.s.pending = nil
+	if i := slices.Index(h.s.pending, r); i >= 0 { // not taken: withdraw it
+		h.s.pending = slices.Delete(h.s.pending, i, i+1)
 		h.e.mu.Unlock()
 		h.s.expired.Inc()
 		return nil, ctx.Err()

@@ -66,34 +66,37 @@ func run(e *Engine) (stop func()) {
 
 func img(w int) blur.Image { return blur.Image{Width: w, Height: 2, Pix: make([]byte, w*2*3)} }
 
-// TestOneCameraCannotStarveAnother: camera a asks without pause; camera
-// b, asking now and then, is still answered within about two inferences,
-// every time, with one lane or two.
+// TestOneCameraCannotStarveAnother: camera a asks without pause, with
+// one request or six at a time (a frame's crops); camera b, asking now and
+// then, is still answered within about two inferences, every time, with
+// one lane or two.
 func TestOneCameraCannotStarveAnother(t *testing.T) {
 	for _, lanes := range []int{1, 2} {
-		t.Run(fmt.Sprintf("%d-lanes", lanes), func(t *testing.T) { testNoStarving(t, lanes) })
+		for _, hogs := range []int{1, 6} {
+			t.Run(fmt.Sprintf("%d-lanes-%d-at-once", lanes, hogs), func(t *testing.T) { testNoStarving(t, lanes, hogs) })
+		}
 	}
 }
 
-func testNoStarving(t *testing.T, lanes int) {
+func testNoStarving(t *testing.T, lanes, hogs int) {
 	det := &slowDetector{d: 10 * time.Millisecond, calls: map[int]int{}}
 	e, _, _ := newEngine(t, slices.Repeat([]blur.Detector{det}, lanes)...) // slowDetector is safe for concurrent use
 	defer run(e)()
 	a, b := e.For("a"), e.For("b")
 	stop := make(chan struct{})
 	var hog sync.WaitGroup
-	hog.Add(1)
-	go func() {
-		defer hog.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
+	for range hogs {
+		hog.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				a.Detect(context.Background(), img(10))
 			}
-			a.Detect(context.Background(), img(10))
-		}
-	}()
+		})
+	}
 	var worst time.Duration
 	for range 20 {
 		time.Sleep(15 * time.Millisecond)
@@ -206,6 +209,57 @@ func TestWithdrawnRequestIsNeverRun(t *testing.T) {
 	defer det.mu.Unlock()
 	if det.calls[20] != 0 || !ran.Load() {
 		t.Errorf("calls %v, a answered %v", det.calls, ran.Load())
+	}
+}
+
+// orderDetector records the widths it is asked about, in order.
+type orderDetector struct {
+	d     time.Duration
+	mu    sync.Mutex
+	order []int
+}
+
+func (o *orderDetector) Name() string { return "order" }
+func (o *orderDetector) Detect(ctx context.Context, img blur.Image) ([]blur.Detection, error) {
+	time.Sleep(o.d)
+	o.mu.Lock()
+	o.order = append(o.order, img.Width)
+	o.mu.Unlock()
+	return nil, nil
+}
+
+// TestCameraRequestsRunInOrder: a camera's requests queued together (a
+// frame's crops) are run oldest first, and one withdrawn from the middle
+// of its line is skipped, the rest still answered.
+func TestCameraRequestsRunInOrder(t *testing.T) {
+	det := &orderDetector{d: 30 * time.Millisecond}
+	e, _, _ := newEngine(t, det)
+	defer run(e)()
+	a := e.For("a")
+	var wg sync.WaitGroup
+	errs := make([]error, 5)
+	for i := range 5 {
+		ctx, cancel := context.WithCancel(context.Background())
+		if i == 2 {
+			ctx, cancel = context.WithTimeout(context.Background(), 40*time.Millisecond)
+		}
+		wg.Go(func() {
+			defer cancel()
+			_, errs[i] = a.Detect(ctx, img(10*(i+1)))
+		})
+		time.Sleep(2 * time.Millisecond) // queued in this order
+	}
+	wg.Wait()
+	if !errors.Is(errs[2], context.DeadlineExceeded) {
+		t.Errorf("the request whose deadline passed in the line: %v", errs[2])
+	}
+	for i, err := range errs {
+		if i != 2 && err != nil {
+			t.Errorf("request %d: %v", i, err)
+		}
+	}
+	if want := []int{10, 20, 40, 50}; !slices.Equal(det.order, want) {
+		t.Errorf("ran %v, want %v", det.order, want)
 	}
 }
 
