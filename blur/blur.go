@@ -553,9 +553,10 @@ func validDetections(dets []Detection, w, h int) bool {
 
 // keptCopy is the largest copy a worker keeps for the next request: a
 // region search crop up to 448 px. A whole frame (a sweep) or a 640-px
-// crop is copied into a buffer of its own, left to the collector: eight
-// cameras with four workers each would otherwise keep 32 frame-sized
-// buffers (88 MB at 720p) for a search each does once a second.
+// crop is copied into one of the decoders' picture buffers
+// (frame.Bytes), which goes back among them after: eight cameras with
+// four workers each would otherwise keep 32 frame-sized buffers (88 MB at
+// 720p) for a search each does once a second.
 const keptCopy = 448 * 448 * 3
 
 func (s *Stage) worker() {
@@ -575,11 +576,14 @@ func (s *Stage) worker() {
 				img = Image{Width: r.rect.Dx(), Height: r.rect.Dy()}
 			}
 			n := img.Width * img.Height * 3
-			if cap(buf) < n {
+			keep := n <= keptCopy
+			switch {
+			case !keep:
+				buf = frame.Bytes(n)
+			case cap(buf) < n:
 				buf = make([]byte, n)
 			}
 			buf = buf[:n]
-			keep := n <= keptCopy
 			if r.rect.Empty() {
 				copy(buf, r.img.Pix)
 			} else {
@@ -587,8 +591,10 @@ func (s *Stage) worker() {
 			}
 			close(r.copied)
 			res := s.call(r.ctx, Image{Width: img.Width, Height: img.Height, Pix: buf})
-			clear(buf) // the copy held raw pixels: none outlives its frame
-			if !keep {
+			if keep {
+				clear(buf) // the copy held raw pixels: none outlives its frame
+			} else {
+				frame.Recycle(buf) // raw pixels, back among the decoders' buffers
 				buf = nil
 			}
 			// The token goes back before the answer, so that whoever reads

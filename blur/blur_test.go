@@ -601,3 +601,28 @@ func TestColumnBlurMatchesLineBlur(t *testing.T) {
 		}
 	}
 }
+
+// TestDoneGivesTheBufferBackAfterTheLastHolder: a frame shared with two
+// holders keeps its pixels until both are done; one never shared keeps
+// them whatever Done is called.
+func TestDoneGivesTheBufferBackAfterTheLastHolder(t *testing.T) {
+	s, _ := newStage(t, Config{}, &scriptedDetector{fn: func(context.Context, Image) ([]Detection, error) { return nil, nil }})
+	f, err := s.Obscure(context.Background(), testFrame(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Share(2)
+	f.Done()
+	if !f.Valid() {
+		t.Fatal("pixels gone after the first of two holders")
+	}
+	f.Done()
+	if f.Valid() || f.Pix() != nil {
+		t.Error("pixels still held after the last holder")
+	}
+	g, _ := s.Obscure(context.Background(), testFrame(2))
+	g.Done()
+	if !g.Valid() {
+		t.Error("a frame never shared lost its pixels")
+	}
+}

@@ -301,7 +301,9 @@ func (c *Counter) Run(ctx context.Context, in *queue.Queue[*blur.Frame], out *qu
 			}
 			return ctx.Err()
 		}
-		if err := push(c.Process(f)); err != nil {
+		evs := c.Process(f)
+		f.Done()
+		if err := push(evs); err != nil {
 			return err
 		}
 	}

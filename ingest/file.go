@@ -240,8 +240,11 @@ func (f *File) pass(parent context.Context, out *queue.Queue[*frame.Raw], seq *u
 	n := 0
 	var readErr error
 	for {
-		raw := frame.NewRaw(frame.Meta{Camera: f.Camera, Seq: *seq}, f.info.Width, f.info.Height)
+		// ReadFull fills every byte or the frame is not used, so a buffer
+		// given back by a frame done with (frame.Reuse) will do.
+		raw := frame.Reuse(frame.Meta{Camera: f.Camera, Seq: *seq}, f.info.Width, f.info.Height)
 		if _, err := io.ReadFull(r, raw.Pix); err != nil {
+			raw.Release()
 			if !errors.Is(err, io.EOF) {
 				readErr = fmt.Errorf("input %s: truncated frame %d: %w", f.Path, n, err)
 			}

@@ -209,7 +209,8 @@ func (c *Camera) Run(ctx context.Context) error {
 		consumers = append(consumers, q)
 		g.Go(func() error {
 			err := c.cnt.Run(drain, q, c.deps.Events)
-			for range q.C() { // after a failure, keep blur from waiting on this queue
+			for f := range q.C() { // after a failure, keep blur from waiting on this queue
+				f.Done()
 			}
 			return fail(err)
 		})
@@ -221,13 +222,13 @@ func (c *Camera) Run(ctx context.Context) error {
 		g.Go(func() error {
 			var werr error
 			for f := range q.C() {
-				if werr != nil {
-					continue
+				if werr == nil {
+					latency.Observe(time.Since(f.Meta().Captured).Seconds())
+					if werr = out.Write(f); werr != nil {
+						fail(werr)
+					}
 				}
-				latency.Observe(time.Since(f.Meta().Captured).Seconds())
-				if werr = out.Write(f); werr != nil {
-					fail(werr)
-				}
+				f.Done()
 			}
 			<-closed
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.Drain)
@@ -304,6 +305,7 @@ func (c *Camera) obscure(ctx context.Context, stage *blur.Stage, raws *queue.Que
 		}
 		c.mu.Unlock()
 		delivered.Inc()
+		f.Share(len(consumers)) // each consumer's goroutine, or its queue's drop, calls Done
 		for _, q := range consumers {
 			if err := q.Push(ctx, f); err != nil {
 				return nil // shutdown ran out of time
@@ -318,8 +320,11 @@ func onDrop[T any](c *Camera, stage string) func(T) {
 	dropped := c.deps.Metrics.dropped.WithLabelValues(c.cfg.ID, stage, DropQueueFull)
 	return func(v T) {
 		dropped.Inc()
-		if raw, ok := any(v).(*frame.Raw); ok {
-			raw.Release()
+		switch f := any(v).(type) {
+		case *frame.Raw:
+			f.Release()
+		case *blur.Frame:
+			f.Done()
 		}
 		if stage == "blur" {
 			c.mu.Lock()

@@ -320,3 +320,85 @@ func TestNewCameraNamesWhatIsMissing(t *testing.T) {
 		}
 	}
 }
+
+// stamped is a live source whose frames are every byte their sequence
+// number, in buffers given back by frames done with (frame.Reuse).
+type stamped struct{ n int }
+
+func (s *stamped) Run(ctx context.Context, out *queue.Queue[*frame.Raw]) error {
+	defer out.Close()
+	for i := range s.n {
+		raw := frame.Reuse(frame.Meta{Camera: "c", Seq: uint64(i), PTS: time.Duration(i) * 10 * time.Millisecond, Captured: time.Now()}, 64, 48)
+		for j := range raw.Pix {
+			raw.Pix[j] = byte(i)
+		}
+		if err := out.Push(ctx, raw); err != nil {
+			return err
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return nil
+}
+
+// stampCheck is an output that reads each frame's pixels twice, a while
+// apart, and counts frames whose pixels were not all their stamp: a
+// buffer handed back to the source while this output still read it.
+type stampCheck struct {
+	delay   time.Duration
+	frames  atomic.Int32
+	torn    atomic.Int32
+	invalid atomic.Int32
+}
+
+func (s *stampCheck) Name() string { return "check" }
+func (s *stampCheck) Write(f *blur.Frame) error {
+	s.frames.Add(1)
+	if !f.Valid() {
+		s.invalid.Add(1)
+		return nil
+	}
+	want := byte(f.Meta().Seq)
+	for range 2 {
+		for _, v := range f.Pix() {
+			if v != want {
+				s.torn.Add(1)
+				return nil
+			}
+		}
+		time.Sleep(s.delay)
+	}
+	return nil
+}
+func (s *stampCheck) Close(context.Context) error { return nil }
+
+// TestRecycledBuffersAreNotReadAfterReuse: obscured frames' buffers go
+// back to the source once every output and the counter are done with
+// them; a slow output and a fast one, frames dropped on the way, and no
+// output ever sees a frame's pixels change under it.
+func TestRecycledBuffersAreNotReadAfterReuse(t *testing.T) {
+	m, _ := testMetrics(t)
+	events := queue.New[footfall.Event](1024, queue.Block, nil)
+	slow, fast := &stampCheck{delay: 3 * time.Millisecond}, &stampCheck{}
+	cam, err := NewCamera(CameraConfig{ID: "c", Live: true, Counting: counting()},
+		CameraDeps{Source: &stamped{n: 400}, Detector: blurtest.NoFaces{}, Outputs: []Output{slow, fast}, Events: events, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for range events.C() {
+		}
+	}()
+	if err := cam.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	events.Close()
+	for name, o := range map[string]*stampCheck{"slow": slow, "fast": fast} {
+		if o.torn.Load() != 0 || o.invalid.Load() != 0 {
+			t.Errorf("%s output: %d of %d frames changed while read, %d without pixels", name, o.torn.Load(), o.frames.Load(), o.invalid.Load())
+		}
+	}
+	if slow.frames.Load() == 0 || fast.frames.Load() < slow.frames.Load() {
+		t.Errorf("frames: slow %d, fast %d", slow.frames.Load(), fast.frames.Load())
+	}
+	t.Logf("slow output %d frames, fast %d, of 400", slow.frames.Load(), fast.frames.Load())
+}

@@ -59,6 +59,18 @@ func Reuse(meta Meta, width, height int) *Raw {
 	return NewRaw(meta, width, height)
 }
 
+// Bytes is a buffer of n bytes, one given back (Recycle) if there is one:
+// it then holds some earlier raw picture, so it is for raw pixels only
+// and must be written whole before it is read.
+func Bytes(n int) []byte {
+	if v, ok := pools.Load(n); ok {
+		if b, _ := v.(*sync.Pool).Get().(*[]byte); b != nil {
+			return *b
+		}
+	}
+	return make([]byte, n)
+}
+
 // Release gives r's buffer back for Reuse. It is for frames nothing will
 // read again (a queue dropped them); r has no pixels afterwards.
 func (r *Raw) Release() {
@@ -67,6 +79,18 @@ func (r *Raw) Release() {
 	}
 	b := r.Pix
 	r.Pix = nil
+	Recycle(b)
+}
+
+// Recycle gives a picture buffer that nothing will read again back for
+// Reuse: a dropped raw frame's (Release), or an obscured frame's once every
+// holder is done with it (blur.Frame.Done). The next decoder to Reuse it
+// overwrites it with raw pixels, so only a buffer no reader still holds
+// may come here.
+func Recycle(b []byte) {
+	if len(b) == 0 {
+		return
+	}
 	v, ok := pools.Load(len(b))
 	if !ok {
 		poolsMu.Lock()
