@@ -50,15 +50,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	if err := noCoreDumps(); err != nil {
+	if err := errors.Join(noCoreDumps(), tuneMemory(os.Getenv)); err != nil {
 		fmt.Fprintf(stderr, "veil: %v\n", err)
 		return 1
 	}
-	if err := limitMallocArenas(os.Getenv("MALLOC_ARENA_MAX")); err != nil {
-		fmt.Fprintf(stderr, "veil: %v\n", err)
-		return 1
-	}
-	lowerGCPercent(os.Getenv("GOGC"))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
