@@ -392,11 +392,7 @@ func (s *Stage) Begin(ctx context.Context, raw *frame.Raw) *Pending {
 	p.start = time.Now()
 	p.dctx, p.cancel = context.WithTimeout(ctx, s.cfg.Deadline)
 	if s.cfg.Search == SearchFull {
-		if !s.take() {
-			p.reason = s.notReady(ReasonBusy)
-		} else {
-			p.full, p.reason = s.send(p.dctx, Image{Width: raw.Width, Height: raw.Height, Pix: p.pix}, image.Rectangle{})
-		}
+		p.full, p.reason = s.start(p.dctx, Image{Width: raw.Width, Height: raw.Height, Pix: p.pix})
 	}
 	return p
 }
@@ -461,14 +457,20 @@ func (s *Stage) Finish(p *Pending) (*Frame, error) {
 // detect asks a worker for the faces of img and returns them, or the
 // reason it could not vouch for the frame.
 func (s *Stage) detect(dctx context.Context, img Image) ([]Detection, string) {
-	if !s.take() {
-		return nil, s.notReady(ReasonBusy)
-	}
-	r, reason := s.send(dctx, img, image.Rectangle{})
+	r, reason := s.start(dctx, img)
 	if reason != "" {
 		return nil, reason
 	}
 	return s.answer(dctx, r, img.Width, img.Height)
+}
+
+// start hands the whole of img to a free worker, or says why it cannot:
+// none is free (busy), or the stage is closed.
+func (s *Stage) start(dctx context.Context, img Image) (*request, string) {
+	if !s.take() {
+		return nil, s.notReady(ReasonBusy)
+	}
+	return s.send(dctx, img, image.Rectangle{})
 }
 
 // take takes a free worker's token, without waiting. None is free while

@@ -50,13 +50,7 @@ func NewRaw(meta Meta, width, height int) *Raw {
 // pooled buffer still holds raw pixels, so it is only ever handed out
 // inside a Raw: raw pixels stay with blur's input.
 func Reuse(meta Meta, width, height int) *Raw {
-	n := width * height * 3
-	if v, ok := pools.Load(n); ok {
-		if b, _ := v.(*sync.Pool).Get().(*[]byte); b != nil {
-			return &Raw{Meta: meta, Width: width, Height: height, Pix: *b}
-		}
-	}
-	return NewRaw(meta, width, height)
+	return &Raw{Meta: meta, Width: width, Height: height, Pix: Bytes(width * height * 3)}
 }
 
 // Bytes is a buffer of n bytes, one given back (Recycle) if there is one:
