@@ -37,8 +37,6 @@ test: models runtimes testdata
 test-go:
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
-	# No gocv.Mat left open (gocv counts live Mats under this tag).
-	$(GO) test -count=1 -tags matprofile -run 'NoMatLeft' ./blur/detect/
 	docker-compose -f docker-compose.yml config -q
 	promtool check config dashboards/prometheus.yml
 	promtool check rules dashboards/alerts.yml

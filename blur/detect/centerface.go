@@ -9,8 +9,6 @@ import (
 	"os"
 	"sort"
 
-	"gocv.io/x/gocv"
-
 	"github.com/veilproject/veil/blur"
 )
 
@@ -25,7 +23,7 @@ import (
 // one load per file or camera.
 type CenterFace struct {
 	model     []byte
-	net       gocv.Net
+	net       cvNet
 	netSize   image.Point // input size the net has run at; zero when fresh
 	loaded    bool
 	threshold float32
@@ -50,20 +48,12 @@ func NewCenterFace(path string, threshold float32, scale float64) (*CenterFace, 
 // load builds a fresh net, replacing the current one. A fresh net takes
 // any input size once (netSize zero).
 func (c *CenterFace) load() error {
-	net, err := gocv.ReadNetFromONNXBytes(c.model)
-	if err != nil || net.Empty() {
+	net, err := readNet(c.model)
+	if err != nil {
 		return fmt.Errorf("OpenCV could not load the model: %v", err)
 	}
-	if err := net.SetPreferableBackend(gocv.NetBackendDefault); err != nil {
-		net.Close()
-		return err
-	}
-	if err := net.SetPreferableTarget(gocv.NetTargetCPU); err != nil {
-		net.Close()
-		return err
-	}
 	if c.loaded {
-		c.net.Close()
+		c.net.free()
 	}
 	c.net, c.netSize, c.loaded = net, image.Point{}, true
 	return nil
@@ -78,7 +68,8 @@ func (c *CenterFace) Close() error {
 		return nil
 	}
 	c.loaded = false
-	return c.net.Close()
+	c.net.free()
+	return nil
 }
 
 // Detect implements blur.Detector.
@@ -89,12 +80,6 @@ func (c *CenterFace) Detect(ctx context.Context, img blur.Image) ([]blur.Detecti
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	src, err := gocv.NewMatFromBytes(img.Height, img.Width, gocv.MatTypeCV8UC3, img.Pix)
-	if err != nil {
-		return nil, fmt.Errorf("centerface: %w", err)
-	}
-	defer src.Close()
-
 	s := c.scale
 	inW := int(math.Ceil(float64(img.Width)*s/32)) * 32
 	inH := int(math.Ceil(float64(img.Height)*s/32)) * 32
@@ -106,29 +91,23 @@ func (c *CenterFace) Detect(ctx context.Context, img blur.Image) ([]blur.Detecti
 		}
 		c.netSize = in
 	}
-	blob := gocv.BlobFromImage(src, 1.0, image.Pt(inW, inH), gocv.NewScalar(0, 0, 0, 0), true, false)
-	defer blob.Close()
-	c.net.SetInput(blob, "")
-	outs := c.net.ForwardLayers(c.outs)
+	outs, err := c.net.forward(img.Pix, img.Width, img.Height, inW, inH, c.outs)
+	if err != nil {
+		return nil, fmt.Errorf("centerface: %w", err)
+	}
 	defer func() {
 		for i := range outs {
-			outs[i].Close()
+			outs[i].free()
 		}
 	}()
 	if len(outs) != 3 {
 		return nil, fmt.Errorf("centerface: %d outputs, want 3", len(outs))
 	}
-	hs, ss, fs := outs[0].Size(), outs[1].Size(), outs[2].Size()
-	if len(hs) != 4 || len(ss) != 4 || len(fs) != 4 || ss[1] != 2 || fs[1] != 2 || hs[2] != ss[2] || hs[3] != ss[3] || fs[2] != hs[2] || fs[3] != hs[3] {
+	hs, ss, fs := outs[0].Dims, outs[1].Dims, outs[2].Dims
+	if ss[1] != 2 || fs[1] != 2 || hs[2] != ss[2] || hs[3] != ss[3] || fs[2] != hs[2] || fs[3] != hs[3] {
 		return nil, fmt.Errorf("centerface: unexpected output shapes %v %v %v", hs, ss, fs)
 	}
-	var maps [3][]float32
-	for i := range outs {
-		if maps[i], err = outs[i].DataPtrFloat32(); err != nil {
-			return nil, err
-		}
-	}
-	dets := decodeMaps(maps[0], maps[1], maps[2], hs[2], hs[3], c.threshold, inW, inH)
+	dets := decodeMaps(outs[0].Data, outs[1].Data, outs[2].Data, hs[2], hs[3], c.threshold, inW, inH)
 	return toFrame(dets, inW, inH, img.Width, img.Height), ctx.Err()
 }
 

@@ -4,8 +4,9 @@
 // builds without it) or by OpenCV's DNN module (the fallback), and OpenCV's
 // Haar cascade (a named, weaker fallback).
 //
-// Every gocv.Mat made here is closed here; tests built with -tags
-// matprofile assert that none is left open.
+// OpenCV is reached through opencv.cpp's small C interface, which links
+// only the modules veil uses; every object it hands out is freed here, and
+// TestNativeMemoryIsFreed counts them.
 package detect
 
 import (

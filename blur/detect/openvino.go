@@ -156,8 +156,6 @@ import (
 	"sync"
 	"unsafe"
 
-	"gocv.io/x/gocv"
-
 	"github.com/veilproject/veil/blur"
 )
 
@@ -446,17 +444,12 @@ func (l *ovLane) Detect(ctx context.Context, img blur.Image) ([]blur.Detection, 
 	} else {
 		req = n.reqs[l.i]
 	}
-	src, err := gocv.NewMatFromBytes(img.Height, img.Width, gocv.MatTypeCV8UC3, img.Pix)
+	blob, err := newBlob(img.Pix, img.Width, img.Height, inW, inH)
 	if err != nil {
-		return nil, fmt.Errorf("centerface: %w", err)
+		return nil, fmt.Errorf("centerface: input blob: %w", err)
 	}
-	defer src.Close()
-	blob := gocv.BlobFromImage(src, 1.0, image.Pt(inW, inH), gocv.NewScalar(0, 0, 0, 0), true, false)
-	defer blob.Close()
-	in, err := blob.DataPtrFloat32()
-	if err != nil || len(in) != 3*inW*inH {
-		return nil, fmt.Errorf("centerface: input blob: %v", err)
-	}
+	defer blob.free()
+	in := blob.Data
 	if st := C.veil_ov_infer(req, (*C.float)(unsafe.Pointer(&in[0])), C.int64_t(inH), C.int64_t(inW)); st != 0 {
 		return nil, ovErr("infer", st)
 	}
