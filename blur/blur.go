@@ -251,7 +251,19 @@ type request struct {
 	ctx    context.Context
 	copied chan struct{}
 	res    chan result
+	// A whole-frame search reads the frame's own pixels, lent, not a
+	// copy: copying 2.7 MB at 720p for every sweep (and, in a file job,
+	// every frame) cost a frame-sized buffer per search in flight, 19 MB
+	// at eight cameras. The worker and the frame's Finish agree on who
+	// owns the pixels after (lent, then done or abandoned; takeBack).
+	lent atomic.Int32
 }
+
+const (
+	lentOut       = iota // the detector may be reading the pixels
+	lentDone             // it has returned: they are the stage's again
+	lentAbandoned        // the stage gave up on it: the worker puts them away
+)
 
 type result struct {
 	dets []Detection
@@ -410,7 +422,7 @@ func (s *Stage) Finish(p *Pending) (*Frame, error) {
 		s.hold.rescale(s.size, size)
 		s.size = size
 	}
-	dets, reason := []Detection(nil), p.reason
+	dets, reason, lent := []Detection(nil), p.reason, p.full
 	switch {
 	case reason != "":
 	case p.full != nil:
@@ -418,9 +430,10 @@ func (s *Stage) Finish(p *Pending) (*Frame, error) {
 			s.m.searches.full.Inc()
 		}
 	default:
-		dets, reason = s.search(p.dctx, Image{Width: w, Height: h, Pix: pix}, raw.PTS)
+		dets, reason, lent = s.search(p.dctx, Image{Width: w, Height: h, Pix: pix}, raw.PTS)
 	}
 	p.cancel()
+	pix = takeBack(lent, pix)
 	s.m.detectSeconds.Observe(time.Since(p.start).Seconds())
 
 	start := time.Now()
@@ -455,13 +468,34 @@ func (s *Stage) Finish(p *Pending) (*Frame, error) {
 }
 
 // detect asks a worker for the faces of img and returns them, or the
-// reason it could not vouch for the frame.
-func (s *Stage) detect(dctx context.Context, img Image) ([]Detection, string) {
+// reason it could not vouch for the frame, and the request img's pixels
+// were lent to (nil if none was sent), for takeBack.
+func (s *Stage) detect(dctx context.Context, img Image) ([]Detection, string, *request) {
 	r, reason := s.start(dctx, img)
 	if reason != "" {
-		return nil, reason
+		return nil, reason, nil
 	}
-	return s.answer(dctx, r, img.Width, img.Height)
+	dets, reason := s.answer(dctx, r, img.Width, img.Height)
+	return dets, reason, r
+}
+
+// takeBack returns the frame's pixels for Finish to obscure, after a
+// whole-frame search r (nil: none) that was lent them: pix itself once
+// r's detector has returned, else a copy, and pix is then the worker's to
+// put away when its detector returns (a hung detector keeps it). The copy
+// is made before pix is given up, so that the worker cannot recycle pix
+// (to a decoder, which writes another raw picture into it) under it.
+func takeBack(r *request, pix []byte) []byte {
+	if r == nil || r.lent.Load() == lentDone {
+		return pix
+	}
+	dst := frame.Bytes(len(pix))
+	copy(dst, pix)
+	if r.lent.CompareAndSwap(lentOut, lentAbandoned) {
+		return dst
+	}
+	frame.Recycle(dst) // the detector returned meanwhile
+	return pix
 }
 
 // start hands the whole of img to a free worker, or says why it cannot:
@@ -487,8 +521,8 @@ func (s *Stage) take() bool {
 
 // send hands the part rect of img (all of it if rect is empty) to a
 // worker, whose token the caller took, and returns once the worker has
-// copied those pixels: from then on the frame can be obscured even if the
-// detector hangs.
+// copied a crop's pixels (from then on the frame can be obscured even if
+// the detector hangs) or taken the whole frame, lent (takeBack).
 func (s *Stage) send(dctx context.Context, img Image, rect image.Rectangle) (*request, string) {
 	r := &request{img: img, rect: rect, ctx: dctx, copied: make(chan struct{}), res: make(chan result, 1)}
 	select {
@@ -554,11 +588,11 @@ func validDetections(dets []Detection, w, h int) bool {
 }
 
 // keptCopy is the largest copy a worker keeps for the next request: a
-// region search crop up to 448 px. A whole frame (a sweep) or a 640-px
-// crop is copied into one of the decoders' picture buffers
-// (frame.Bytes), which goes back among them after: eight cameras with
-// four workers each would otherwise keep 32 frame-sized buffers (88 MB at
-// 720p) for a search each does once a second.
+// region search crop up to 448 px. A 640-px crop is copied into one of
+// the decoders' picture buffers (frame.Bytes), which goes back among them
+// after: eight cameras with four workers each would otherwise keep 32
+// large buffers for crops that are rare. (A whole frame is not copied:
+// see request.lent.)
 const keptCopy = 448 * 448 * 3
 
 func (s *Stage) worker() {
@@ -573,10 +607,20 @@ func (s *Stage) worker() {
 		case <-s.stop:
 			return
 		case r := <-s.reqs:
-			img := r.img
-			if !r.rect.Empty() {
-				img = Image{Width: r.rect.Dx(), Height: r.rect.Dy()}
+			if r.rect.Empty() {
+				close(r.copied)
+				res := s.call(r.ctx, r.img)
+				if !r.lent.CompareAndSwap(lentOut, lentDone) {
+					// Its frame was given up (takeBack copied it): the
+					// pixels are raw and no one else will read them.
+					frame.Recycle(r.img.Pix)
+				}
+				s.idle <- struct{}{}
+				r.res <- res
+				continue
 			}
+			// A crop is copied: the detector takes a picture of its own.
+			img := Image{Width: r.rect.Dx(), Height: r.rect.Dy()}
 			n := img.Width * img.Height * 3
 			keep := n <= keptCopy
 			switch {
@@ -586,11 +630,7 @@ func (s *Stage) worker() {
 				buf = make([]byte, n)
 			}
 			buf = buf[:n]
-			if r.rect.Empty() {
-				copy(buf, r.img.Pix)
-			} else {
-				cropInto(buf, r.img, r.rect)
-			}
+			cropInto(buf, r.img, r.rect)
 			close(r.copied)
 			res := s.call(r.ctx, Image{Width: img.Width, Height: img.Height, Pix: buf})
 			if keep {

@@ -626,3 +626,64 @@ func TestDoneGivesTheBufferBackAfterTheLastHolder(t *testing.T) {
 		t.Error("a frame never shared lost its pixels")
 	}
 }
+
+// TestWholeFrameSearchReadsTheFrameUntouched: a whole-frame search reads
+// the frame's own pixels, not a copy. When it answers in time the frame
+// is obscured in that same buffer; when it misses the deadline the frame
+// is obscured whole in another buffer, and the one the detector is still
+// reading is not written under it.
+func TestWholeFrameSearchReadsTheFrameUntouched(t *testing.T) {
+	sum := func(p []byte) (s uint64) {
+		for i, b := range p {
+			s += uint64(b) * uint64(i%251+1)
+		}
+		return s
+	}
+	for _, search := range []string{SearchFull, SearchRegions} {
+		t.Run(search, func(t *testing.T) {
+			release := make(chan struct{})
+			var slow atomic.Bool
+			changed := make(chan bool, 1)
+			det := &scriptedDetector{fn: func(ctx context.Context, img Image) ([]Detection, error) {
+				if !slow.Load() {
+					return nil, nil
+				}
+				before := sum(img.Pix)
+				<-release
+				changed <- sum(img.Pix) != before
+				return nil, nil
+			}}
+			s, _ := newStage(t, Config{Search: search, Deadline: 50 * time.Millisecond}, det)
+			s.markReady()
+
+			raw := testFrame(1)
+			lent := &raw.Pix[0]
+			f, err := s.Obscure(context.Background(), raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.FailClosed() != "" || &f.Pix()[0] != lent {
+				t.Errorf("answered in time: fail-closed %q, same buffer %v; want it obscured where it was", f.FailClosed(), &f.Pix()[0] == lent)
+			}
+
+			slow.Store(true)
+			raw = testFrame(2)
+			raw.PTS += 2 * time.Second // a sweep is due in region search
+			lent = &raw.Pix[0]
+			f, err = s.Obscure(context.Background(), raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.FailClosed() != ReasonDeadline || &f.Pix()[0] == lent {
+				t.Errorf("past the deadline: fail-closed %q, same buffer %v; want deadline, in another buffer", f.FailClosed(), &f.Pix()[0] == lent)
+			}
+			if d := detail(f.Pix(), 320, image.Rect(0, 0, 320, 240)); d > 5 {
+				t.Errorf("not obscured whole: detail %.1f", d)
+			}
+			close(release)
+			if <-changed {
+				t.Error("the frame's pixels changed while the detector was reading them")
+			}
+		})
+	}
+}

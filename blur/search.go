@@ -27,7 +27,9 @@ const maxRegionShare = 0.6
 // detector missed is a recall miss, which the recall test measures.
 //
 // Full search does not come here: Begin starts the whole frame's detection.
-func (s *Stage) search(ctx context.Context, img Image, now time.Duration) ([]Detection, string) {
+// A whole-frame search is lent img's pixels: its request is returned, for
+// takeBack.
+func (s *Stage) search(ctx context.Context, img Image, now time.Duration) ([]Detection, string, *request) {
 	boxes, scene, err := s.findMotion(img)
 	if err != nil {
 		s.log.Error("motion detection failed; searching the whole frame", "err", err)
@@ -39,15 +41,16 @@ func (s *Stage) search(ctx context.Context, img Image, now time.Duration) ([]Det
 		crops, full = s.plan(boxes, img.Width, img.Height, now)
 	}
 	if full {
-		dets, reason := s.detect(ctx, img)
+		dets, reason, lent := s.detect(ctx, img)
 		if reason == "" {
 			s.swept, s.sweep = true, now
 			s.m.searches.full.Inc()
 		}
-		return dets, reason
+		return dets, reason, lent
 	}
 	s.m.searches.regions.Inc()
-	return s.searchCrops(ctx, img, crops)
+	dets, reason := s.searchCrops(ctx, img, crops)
+	return dets, reason, nil
 }
 
 // searchCrops searches the crops side by side, on as many workers as are
