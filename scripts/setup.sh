@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install what veil needs on Debian 12: OpenCV 4.6 (gocv v0.32.0 builds
-# against it), the Haar fallback cascade and the sample videos, ffmpeg for
+# Install what veil needs on Debian 12: OpenCV 4.6 (blur/detect/opencv.cpp
+# links its core, imgproc, dnn and objdetect), the Haar fallback cascade and the sample videos, ffmpeg for
 # file decode/encode, Prometheus' promtool, and for the tests Java and Maven
 # (the real Kafka broker, fetched from Maven Central) and kcat; FFmpeg's
 # libav* headers for in-process H.264 decoding (go-astiav v0.16.0, the last
