@@ -607,37 +607,11 @@ func (s *Stage) worker() {
 		case <-s.stop:
 			return
 		case r := <-s.reqs:
+			var res result
 			if r.rect.Empty() {
-				close(r.copied)
-				res := s.call(r.ctx, r.img)
-				if !r.lent.CompareAndSwap(lentOut, lentDone) {
-					// Its frame was given up (takeBack copied it): the
-					// pixels are raw and no one else will read them.
-					frame.Recycle(r.img.Pix)
-				}
-				s.idle <- struct{}{}
-				r.res <- res
-				continue
-			}
-			// A crop is copied: the detector takes a picture of its own.
-			img := Image{Width: r.rect.Dx(), Height: r.rect.Dy()}
-			n := img.Width * img.Height * 3
-			keep := n <= keptCopy
-			switch {
-			case !keep:
-				buf = frame.Bytes(n)
-			case cap(buf) < n:
-				buf = make([]byte, n)
-			}
-			buf = buf[:n]
-			cropInto(buf, r.img, r.rect)
-			close(r.copied)
-			res := s.call(r.ctx, Image{Width: img.Width, Height: img.Height, Pix: buf})
-			if keep {
-				clear(buf) // the copy held raw pixels: none outlives its frame
+				res = s.searchLent(r)
 			} else {
-				frame.Recycle(buf) // raw pixels, back among the decoders' buffers
-				buf = nil
+				res, buf = s.searchCopy(r, buf)
 			}
 			// The token goes back before the answer, so that whoever reads
 			// the answer finds the worker free.
@@ -645,6 +619,45 @@ func (s *Stage) worker() {
 			r.res <- res
 		}
 	}
+}
+
+// searchLent runs the detector on a whole frame's own pixels (see
+// request.lent), and puts them away if the frame was given up meanwhile.
+func (s *Stage) searchLent(r *request) result {
+	close(r.copied)
+	res := s.call(r.ctx, r.img)
+	if !r.lent.CompareAndSwap(lentOut, lentDone) {
+		// Its frame was given up (takeBack copied it): the pixels are raw
+		// and no one else will read them.
+		frame.Recycle(r.img.Pix)
+	}
+	return res
+}
+
+// searchCopy runs the detector on a copy of a crop, in buf (kept for the
+// next crop if small enough, keptCopy) or in a decoder's buffer; it
+// returns the answer and the buffer to keep.
+func (s *Stage) searchCopy(r *request, buf []byte) (result, []byte) {
+	img := Image{Width: r.rect.Dx(), Height: r.rect.Dy()}
+	n := img.Width * img.Height * 3
+	keep := n <= keptCopy
+	switch {
+	case !keep:
+		buf = frame.Bytes(n)
+	case cap(buf) < n:
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	cropInto(buf, r.img, r.rect)
+	close(r.copied)
+	img.Pix = buf
+	res := s.call(r.ctx, img)
+	if !keep {
+		frame.Recycle(buf) // raw pixels, back among the decoders' buffers
+		return res, nil
+	}
+	clear(buf) // the copy held raw pixels: none outlives its frame
+	return res, buf
 }
 
 func (s *Stage) call(ctx context.Context, img Image) (res result) {
