@@ -14,22 +14,34 @@ typedef int ov_status;
 typedef struct { int64_t rank; int64_t* dims; } ov_shape_t;
 typedef struct { int64_t min; int64_t max; } ov_dimension_t;
 typedef struct { ov_dimension_t rank; ov_dimension_t* dims; } ov_partial_shape_t;
-enum { OV_F32 = 4 };
+enum { OV_F32 = 4, OV_U8 = 16 };
 
-static void* ov_sym[20];
 enum {
 	S_core_create, S_core_free, S_core_read_model, S_core_compile_model, S_model_free,
 	S_model_reshape_single_input, S_partial_shape_create_static, S_partial_shape_free,
 	S_compiled_model_create_infer_request, S_compiled_model_free, S_infer_request_set_input_tensor,
 	S_infer_request_infer, S_infer_request_get_tensor, S_infer_request_free, S_tensor_create_from_host_ptr,
-	S_tensor_data, S_tensor_get_shape, S_tensor_free, S_shape_create, S_shape_free, S_count
+	S_tensor_data, S_tensor_get_shape, S_tensor_free, S_shape_create, S_shape_free,
+	S_ppp_create, S_ppp_free, S_ppp_input, S_ppp_input_free, S_ppp_tensor_info, S_ppp_tensor_info_free,
+	S_ppp_tensor_type, S_ppp_tensor_layout, S_ppp_tensor_spatial, S_ppp_steps, S_ppp_steps_free,
+	S_ppp_convert_type, S_ppp_reverse_channels, S_ppp_resize, S_ppp_model_info,
+	S_ppp_model_info_free, S_ppp_model_layout, S_ppp_build, S_layout_create, S_layout_free, S_count
 };
+static void* ov_sym[S_count];
 static const char* ov_names[] = {
 	"ov_core_create", "ov_core_free", "ov_core_read_model", "ov_core_compile_model", "ov_model_free",
 	"ov_model_reshape_single_input", "ov_partial_shape_create_static", "ov_partial_shape_free",
 	"ov_compiled_model_create_infer_request", "ov_compiled_model_free", "ov_infer_request_set_input_tensor",
 	"ov_infer_request_infer", "ov_infer_request_get_tensor", "ov_infer_request_free", "ov_tensor_create_from_host_ptr",
 	"ov_tensor_data", "ov_tensor_get_shape", "ov_tensor_free", "ov_shape_create", "ov_shape_free",
+	"ov_preprocess_prepostprocessor_create", "ov_preprocess_prepostprocessor_free", "ov_preprocess_prepostprocessor_get_input_info",
+	"ov_preprocess_input_info_free", "ov_preprocess_input_info_get_tensor_info", "ov_preprocess_input_tensor_info_free",
+	"ov_preprocess_input_tensor_info_set_element_type", "ov_preprocess_input_tensor_info_set_layout",
+	"ov_preprocess_input_tensor_info_set_spatial_static_shape", "ov_preprocess_input_info_get_preprocess_steps",
+	"ov_preprocess_preprocess_steps_free", "ov_preprocess_preprocess_steps_convert_element_type",
+	"ov_preprocess_preprocess_steps_reverse_channels", "ov_preprocess_preprocess_steps_resize",
+	"ov_preprocess_input_info_get_model_info", "ov_preprocess_input_model_info_free", "ov_preprocess_input_model_info_set_layout",
+	"ov_preprocess_prepostprocessor_build", "ov_layout_create", "ov_layout_free",
 };
 static const char* (*ov_last_err)(void);
 static int (*ov_get_prop)(void*, const char*, char**);
@@ -60,19 +72,63 @@ static ov_status veil_ov_read_model(void* core, const char* path, void** model) 
 }
 static void veil_ov_model_free(void* m) { ((void(*)(void*))ov_sym[S_model_free])(m); }
 
-// veil_ov_compile reshapes model to [1,3,h,w] and compiles it for the CPU
-// with thread and precision hints (precision "" leaves OpenVINO's own
+// veil_ov_preprocess builds, from model (input [1,3,h,w], RGB floats),
+// a model whose input is the picture as veil holds it: [1,sh,sw,3] BGR
+// bytes. Converting to floats, swapping to RGB and resizing to h x w (as
+// OpenCV's blobFromImage did, bilinear) then run inside the compiled
+// network, on the frame's own bytes: no float copy of the picture is made
+// (11 MB for a 720p sweep, allocated per call).
+static ov_status veil_ov_preprocess(void* model, int64_t h, int64_t w, int64_t sh, int64_t sw, void** out) {
+	void *ppp = NULL, *in = NULL, *ti = NULL, *steps = NULL, *mi = NULL, *nhwc = NULL, *nchw = NULL;
+	ov_status st = ((ov_status(*)(void*, void**))ov_sym[S_ppp_create])(model, &ppp);
+	if (!st) st = ((ov_status(*)(void*, void**))ov_sym[S_ppp_input])(ppp, &in);
+	if (!st) st = ((ov_status(*)(void*, void**))ov_sym[S_ppp_tensor_info])(in, &ti);
+	if (!st) st = ((ov_status(*)(void*, int))ov_sym[S_ppp_tensor_type])(ti, OV_U8);
+	if (!st) st = ((ov_status(*)(const char*, void**))ov_sym[S_layout_create])("NHWC", &nhwc);
+	if (!st) st = ((ov_status(*)(void*, void*))ov_sym[S_ppp_tensor_layout])(ti, nhwc);
+	if (!st) st = ((ov_status(*)(void*, size_t, size_t))ov_sym[S_ppp_tensor_spatial])(ti, (size_t)sh, (size_t)sw);
+	if (!st) st = ((ov_status(*)(void*, void**))ov_sym[S_ppp_steps])(in, &steps);
+	if (!st) st = ((ov_status(*)(void*, int))ov_sym[S_ppp_convert_type])(steps, OV_F32);
+	if (!st) st = ((ov_status(*)(void*))ov_sym[S_ppp_reverse_channels])(steps);
+	if (!st && (sh != h || sw != w)) st = ((ov_status(*)(void*, int))ov_sym[S_ppp_resize])(steps, 0); // RESIZE_LINEAR
+	if (!st) st = ((ov_status(*)(void*, void**))ov_sym[S_ppp_model_info])(in, &mi);
+	if (!st) st = ((ov_status(*)(const char*, void**))ov_sym[S_layout_create])("NCHW", &nchw);
+	if (!st) st = ((ov_status(*)(void*, void*))ov_sym[S_ppp_model_layout])(mi, nchw);
+	if (!st) st = ((ov_status(*)(void*, void**))ov_sym[S_ppp_build])(ppp, out);
+	if (nchw) ((void(*)(void*))ov_sym[S_layout_free])(nchw);
+	if (nhwc) ((void(*)(void*))ov_sym[S_layout_free])(nhwc);
+	if (mi) ((void(*)(void*))ov_sym[S_ppp_model_info_free])(mi);
+	if (steps) ((void(*)(void*))ov_sym[S_ppp_steps_free])(steps);
+	if (ti) ((void(*)(void*))ov_sym[S_ppp_tensor_info_free])(ti);
+	if (in) ((void(*)(void*))ov_sym[S_ppp_input_free])(in);
+	if (ppp) ((void(*)(void*))ov_sym[S_ppp_free])(ppp);
+	return st;
+}
+
+// veil_ov_compile reads the model at path, reshapes it to [1,3,h,w], puts
+// veil_ov_preprocess in front for pictures of sh x sw, and compiles it for
+// the CPU with thread and precision hints (precision "" leaves OpenVINO's own
 // choice for this CPU): for latency (one stream: one inference at a time
 // on every thread) when streams is "1", else with that many streams, which
 // run that many inferences at once, each on its share of the threads.
-static ov_status veil_ov_compile(void* core, void* model, int64_t h, int64_t w, const char* threads, const char* streams, const char* precision, void** compiled) {
+static ov_status veil_ov_compile(void* core, const char* path, int64_t h, int64_t w, int64_t sh, int64_t sw, const char* threads, const char* streams, const char* precision, void** compiled) {
+	// The model is read afresh: reshaping and preprocessing change it in place.
+	void* model = NULL;
+	ov_status st = veil_ov_read_model(core, path, &model);
+	if (st) return st;
 	int64_t dims[4] = {1, 3, h, w};
 	ov_partial_shape_t ps;
-	ov_status st = ((ov_status(*)(int64_t, const int64_t*, ov_partial_shape_t*))ov_sym[S_partial_shape_create_static])(4, dims, &ps);
-	if (st) return st;
-	st = ((ov_status(*)(void*, ov_partial_shape_t))ov_sym[S_model_reshape_single_input])(model, ps);
-	((void(*)(ov_partial_shape_t*))ov_sym[S_partial_shape_free])(&ps);
-	if (st) return st;
+	st = ((ov_status(*)(int64_t, const int64_t*, ov_partial_shape_t*))ov_sym[S_partial_shape_create_static])(4, dims, &ps);
+	if (!st) {
+		st = ((ov_status(*)(void*, ov_partial_shape_t))ov_sym[S_model_reshape_single_input])(model, ps);
+		((void(*)(ov_partial_shape_t*))ov_sym[S_partial_shape_free])(&ps);
+	}
+	void* ppm = NULL;
+	if (!st) st = veil_ov_preprocess(model, h, w, sh, sw, &ppm);
+	if (st) {
+		veil_ov_model_free(model);
+		return st;
+	}
 	typedef ov_status (*compile_fn)(void*, void*, const char*, size_t, void**, ...);
 	compile_fn f = (compile_fn)ov_sym[S_core_compile_model];
 	const char* k = "PERFORMANCE_HINT";
@@ -82,8 +138,12 @@ static ov_status veil_ov_compile(void* core, void* model, int64_t h, int64_t w, 
 		v = streams;
 	}
 	if (precision[0])
-		return f(core, model, "CPU", 6, compiled, k, v, "INFERENCE_NUM_THREADS", threads, "INFERENCE_PRECISION_HINT", precision);
-	return f(core, model, "CPU", 4, compiled, k, v, "INFERENCE_NUM_THREADS", threads);
+		st = f(core, model, "CPU", 6, compiled, k, v, "INFERENCE_NUM_THREADS", threads, "INFERENCE_PRECISION_HINT", precision);
+	else
+		st = f(core, model, "CPU", 4, compiled, k, v, "INFERENCE_NUM_THREADS", threads);
+	veil_ov_model_free(ppm);
+	veil_ov_model_free(model);
+	return st;
 }
 // veil_ov_precision copies the compiled model's inference precision
 // (e.g. "bf16") into out.
@@ -102,14 +162,14 @@ static ov_status veil_ov_request(void* compiled, void** req) {
 }
 static void veil_ov_request_free(void* r) { ((void(*)(void*))ov_sym[S_infer_request_free])(r); }
 
-// veil_ov_infer runs req on a float32 NCHW [1,3,h,w] input at data.
-static ov_status veil_ov_infer(void* req, float* data, int64_t h, int64_t w) {
-	int64_t dims[4] = {1, 3, h, w};
+// veil_ov_infer runs req on the BGR picture [1,h,w,3] at data.
+static ov_status veil_ov_infer(void* req, uint8_t* data, int64_t h, int64_t w) {
+	int64_t dims[4] = {1, h, w, 3};
 	ov_shape_t shape;
 	ov_status st = ((ov_status(*)(int64_t, const int64_t*, ov_shape_t*))ov_sym[S_shape_create])(4, dims, &shape);
 	if (st) return st;
 	void* t = NULL;
-	st = ((ov_status(*)(int, ov_shape_t, void*, void**))ov_sym[S_tensor_create_from_host_ptr])(OV_F32, shape, data, &t);
+	st = ((ov_status(*)(int, ov_shape_t, void*, void**))ov_sym[S_tensor_create_from_host_ptr])(OV_U8, shape, data, &t);
 	((ov_status(*)(ov_shape_t*))ov_sym[S_shape_free])(&shape);
 	if (st) return st;
 	st = ((ov_status(*)(void*, void*))ov_sym[S_infer_request_set_input_tensor])(req, t);
@@ -203,24 +263,27 @@ func ovErr(op string, st C.ov_status) error {
 	return fmt.Errorf("openvino: %s: status %d: %s", op, int(st), C.GoString(C.veil_ov_err()))
 }
 
-// OpenVINOCenterFace runs CenterFace on OpenVINO's CPU plugin. The input is
-// prepared exactly as for OpenCV's DNN (the same blob), so both runtimes
-// see the same numbers; only the network runs elsewhere. One detector
-// serves cameras of several sizes: it keeps a compiled network per input
-// size (at most maxNets, the least recently used idle one freed first):
-// the whole frame and the five crop sides of region search fit.
+// OpenVINOCenterFace runs CenterFace on OpenVINO's CPU plugin. It is
+// handed the picture's BGR bytes, which the compiled network itself turns
+// into the input OpenCV's DNN gets from blobFromImage (RGB floats,
+// resized bilinearly to multiples of 32), so both runtimes find the same
+// faces (the recall test runs both). One detector serves cameras of
+// several sizes: it keeps a compiled network per picture size (at most
+// maxNets, the least recently used idle one freed first): the whole frame
+// and the five crop sides of region search fit.
 //
 // With lanes > 1 each network is compiled with that many streams and an
 // inference request per lane, and Lanes returns one Detector per lane;
 // the lanes may run at the same time, each on its share of the threads.
 // A lane's Detect is not itself safe for concurrent use.
 type OpenVINOCenterFace struct {
-	core, model unsafe.Pointer
-	threshold   float32
-	scale       float64
-	precision   string // asked for; "" lets OpenVINO choose
-	threads     int
-	lanes       []*ovLane
+	core      unsafe.Pointer
+	modelPath string
+	threshold float32
+	scale     float64
+	precision string // asked for; "" lets OpenVINO choose
+	threads   int
+	lanes     []*ovLane
 	// largePerLane compiles large inputs like small ones, a stream and a
 	// request per lane (detect.Config.LargePerLane).
 	largePerLane bool
@@ -233,6 +296,7 @@ type OpenVINOCenterFace struct {
 // ovNet is the network compiled for one input size.
 type ovNet struct {
 	compiled unsafe.Pointer
+	in       image.Point      // its input size; pictures are resized to it
 	reqs     []unsafe.Pointer // one inference request per lane, or one that lanes share
 	turn     sync.Mutex       // held by the lane using a shared request
 	running  string           // the precision it runs in
@@ -272,11 +336,15 @@ func NewOpenVINOCenterFace(libDir, path string, threshold float32, scale float64
 	for i := range max(1, lanes) {
 		c.lanes = append(c.lanes, &ovLane{c: c, i: i})
 	}
+	// Read once here so that a bad model fails now, not at the first frame.
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
-	if st := C.veil_ov_read_model(c.core, cpath, &c.model); st != 0 {
+	var model unsafe.Pointer
+	if st := C.veil_ov_read_model(c.core, cpath, &model); st != 0 {
 		return nil, ovErr("reading "+path, st)
 	}
+	C.veil_ov_model_free(model)
+	c.modelPath = path
 	return c, nil
 }
 
@@ -301,10 +369,6 @@ func (c *OpenVINOCenterFace) Close() error {
 		n.free()
 		delete(c.nets, in)
 	}
-	if c.model != nil {
-		C.veil_ov_model_free(c.model)
-		c.model = nil
-	}
 	return nil
 }
 
@@ -321,13 +385,13 @@ func (n *ovNet) free() {
 	n.compiled = nil
 }
 
-// acquire returns the network for an input of in (multiples of 32),
-// compiled on first use, marked busy until release.
-func (c *OpenVINOCenterFace) acquire(in image.Point) (*ovNet, error) {
+// acquire returns the network for pictures of size src, compiled on
+// first use, marked busy until release.
+func (c *OpenVINOCenterFace) acquire(src image.Point) (*ovNet, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.tick++
-	if n := c.nets[in]; n != nil {
+	if n := c.nets[src]; n != nil {
 		n.used = c.tick
 		n.busy++
 		return n, nil
@@ -350,6 +414,7 @@ func (c *OpenVINOCenterFace) acquire(in image.Point) (*ovNet, error) {
 	// threads a 720p sweep costs 52-55 ms of CPU against 59-64 on two,
 	// but at eight cameras the lanes then queued for it: 24% of frames
 	// answered against 26-28%.)
+	in := image.Pt(int(math.Ceil(float64(src.X)*c.scale/32))*32, int(math.Ceil(float64(src.Y)*c.scale/32))*32)
 	nstreams, nreqs := len(c.lanes), len(c.lanes)
 	if in.X*in.Y > maxStreamedPixels && !c.largePerLane {
 		nstreams, nreqs = 1, 1
@@ -360,8 +425,10 @@ func (c *OpenVINOCenterFace) acquire(in image.Point) (*ovNet, error) {
 	defer C.free(unsafe.Pointer(streams))
 	prec := C.CString(c.precision)
 	defer C.free(unsafe.Pointer(prec))
-	n := &ovNet{used: c.tick, reqs: make([]unsafe.Pointer, nreqs)}
-	if st := C.veil_ov_compile(c.core, c.model, C.int64_t(in.Y), C.int64_t(in.X), cthreads, streams, prec, &n.compiled); st != 0 {
+	n := &ovNet{used: c.tick, reqs: make([]unsafe.Pointer, nreqs), in: in}
+	cpath := C.CString(c.modelPath)
+	defer C.free(unsafe.Pointer(cpath))
+	if st := C.veil_ov_compile(c.core, cpath, C.int64_t(in.Y), C.int64_t(in.X), C.int64_t(src.Y), C.int64_t(src.X), cthreads, streams, prec, &n.compiled); st != 0 {
 		return nil, ovErr(fmt.Sprintf("compiling for %dx%d", in.X, in.Y), st)
 	}
 	for i := range n.reqs {
@@ -382,7 +449,7 @@ func (c *OpenVINOCenterFace) acquire(in image.Point) (*ovNet, error) {
 		n.margin = ReducedPrecisionMargin
 	}
 	n.busy = 1
-	c.nets[in] = n
+	c.nets[src] = n
 	return n, nil
 }
 
@@ -430,12 +497,12 @@ func (l *ovLane) Detect(ctx context.Context, img blur.Image) ([]blur.Detection, 
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	inW := int(math.Ceil(float64(img.Width)*c.scale/32)) * 32
-	inH := int(math.Ceil(float64(img.Height)*c.scale/32)) * 32
-	n, err := c.acquire(image.Pt(inW, inH))
+	src := image.Pt(img.Width, img.Height)
+	n, err := c.acquire(src)
 	if err != nil {
 		return nil, err
 	}
+	inW, inH := n.in.X, n.in.Y
 	defer c.release(n)
 	req := n.reqs[0]
 	if len(n.reqs) == 1 { // shared (or one lane: the lock is then uncontended)
@@ -444,13 +511,7 @@ func (l *ovLane) Detect(ctx context.Context, img blur.Image) ([]blur.Detection, 
 	} else {
 		req = n.reqs[l.i]
 	}
-	blob, err := newBlob(img.Pix, img.Width, img.Height, inW, inH)
-	if err != nil {
-		return nil, fmt.Errorf("centerface: input blob: %w", err)
-	}
-	defer blob.free()
-	in := blob.Data
-	if st := C.veil_ov_infer(req, (*C.float)(unsafe.Pointer(&in[0])), C.int64_t(inH), C.int64_t(inW)); st != 0 {
+	if st := C.veil_ov_infer(req, (*C.uint8_t)(unsafe.Pointer(&img.Pix[0])), C.int64_t(img.Height), C.int64_t(img.Width)); st != 0 {
 		return nil, ovErr("infer", st)
 	}
 	gh, gw := inH/4, inW/4
