@@ -2,13 +2,15 @@ package detect
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/veilproject/veil/blur"
 )
 
 // TestNativeMemoryIsFreed: every OpenCV object veil makes (networks,
-// blobs, outputs, cascades, box arrays) is freed by whoever made it, on
+// outputs, cascades, box arrays) is freed by whoever made it, on
 // success and on error, with every runtime, over pictures of several sizes
 // (the OpenCV network is rebuilt when the size changes).
 func TestNativeMemoryIsFreed(t *testing.T) {
@@ -38,9 +40,18 @@ func TestNativeMemoryIsFreed(t *testing.T) {
 			t.Errorf("loadCascade(%s) took it", path)
 		}
 	}
-	if _, err := newBlob(make([]byte, 3*4*4), 4, 4, 0, 32); err == nil {
-		t.Error("a blob of width 0 was made")
+	model, err := os.ReadFile(filepath.Join(modelDir(t), "centerface.onnx"))
+	if err != nil {
+		t.Fatal(err)
 	}
+	net, err := readNet(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := net.forward(make([]byte, 3*4*4), 4, 4, 0, 32, []string{"537"}); err == nil {
+		t.Error("a network input of width 0 was run")
+	}
+	net.free()
 	if n := cvLive() - before; n != 0 {
 		t.Errorf("%d OpenCV objects left after errors", n)
 	}

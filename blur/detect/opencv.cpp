@@ -42,20 +42,6 @@ static cv::Mat blob(const uint8_t* bgr, int h, int w, int inH, int inW) {
 
 extern "C" {
 
-char* veil_cv_blob(const uint8_t* bgr, int h, int w, int inH, int inW, void** mat, float** data) {
-	*mat = nullptr;
-	return guard([&] {
-		cv::Mat* m = new cv::Mat(blob(bgr, h, w, inH, inW));
-		if (!m->isContinuous() || m->type() != CV_32F || m->total() != size_t(3) * inH * inW) {
-			delete m;
-			throw std::runtime_error("blob has the wrong shape");
-		}
-		live++;
-		*mat = m;
-		*data = m->ptr<float>();
-	});
-}
-
 char* veil_cv_net_read(const void* model, size_t n, void** net) {
 	*net = nullptr;
 	return guard([&] {

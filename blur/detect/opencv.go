@@ -29,27 +29,6 @@ func cvLive() int { return int(C.veil_cv_live()) }
 
 func bgrPtr(img []byte) *C.uint8_t { return (*C.uint8_t)(unsafe.Pointer(&img[0])) }
 
-// cvBlob is a network input: the picture resized to the input's size, RGB,
-// float32, NCHW. It holds native memory until free.
-type cvBlob struct {
-	mat  unsafe.Pointer
-	Data []float32
-}
-
-func newBlob(pix []byte, w, h, inW, inH int) (*cvBlob, error) {
-	var mat unsafe.Pointer
-	var data *C.float
-	if err := cvError(C.veil_cv_blob(bgrPtr(pix), C.int(h), C.int(w), C.int(inH), C.int(inW), &mat, &data)); err != nil {
-		return nil, err
-	}
-	return &cvBlob{mat: mat, Data: unsafe.Slice((*float32)(unsafe.Pointer(data)), 3*inW*inH)}, nil
-}
-
-func (b *cvBlob) free() {
-	C.veil_cv_mat_free(b.mat)
-	b.mat, b.Data = nil, nil
-}
-
 // cvNet is a network loaded by OpenCV's DNN module.
 type cvNet struct{ p unsafe.Pointer }
 

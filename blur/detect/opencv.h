@@ -21,15 +21,12 @@ typedef struct {
 	int dims[4];
 } veil_cv_tensor;
 
-// veil_cv_blob writes the network input for a packed BGR picture (h x w):
-// resized to inH x inW, RGB, float32 NCHW, as cv::dnn::blobFromImage with
-// scale 1, no mean and swapRB. *mat owns *data.
-char* veil_cv_blob(const uint8_t* bgr, int h, int w, int inH, int inW, void** mat, float** data);
-
 char* veil_cv_net_read(const void* model, size_t n, void** net);
 void veil_cv_net_free(void* net);
-// veil_cv_net_forward runs net on the blob of bgr (as veil_cv_blob) and
-// returns the outputs called names[0..n-1] in outs.
+// veil_cv_net_forward runs net on the packed BGR picture bgr (h x w),
+// resized to inH x inW, RGB, float32 NCHW (cv::dnn::blobFromImage with
+// scale 1, no mean and swapRB), and returns the outputs called
+// names[0..n-1] in outs.
 char* veil_cv_net_forward(void* net, const uint8_t* bgr, int h, int w, int inH, int inW, const char** names, int n, veil_cv_tensor* outs);
 void veil_cv_mat_free(void* mat);
 
