@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"image"
 	"math"
-	"os"
 	"sort"
 
 	"github.com/veilproject/veil/blur"
@@ -31,16 +30,12 @@ type CenterFace struct {
 	outs      []string
 }
 
-// NewCenterFace loads the ONNX model at path; scale resizes frames before
-// inference (see Config.Scale).
-func NewCenterFace(path string, threshold float32, scale float64) (*CenterFace, error) {
-	model, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("face model %s: %w", path, err)
-	}
+// NewCenterFace loads the ONNX model (its bytes, checked by ReadModel);
+// scale resizes frames before inference (see Config.Scale).
+func NewCenterFace(model []byte, threshold float32, scale float64) (*CenterFace, error) {
 	c := &CenterFace{model: model, threshold: threshold, scale: scale, outs: []string{"537", "538", "539"}}
 	if err := c.load(); err != nil {
-		return nil, fmt.Errorf("face model %s: %w", path, err)
+		return nil, fmt.Errorf("face model: %w", err)
 	}
 	return c, nil
 }

@@ -14,7 +14,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -195,17 +194,18 @@ func New(cfg Config, log *slog.Logger) (Detector, error) {
 		return NewHaar(cfg.HaarPath)
 	default:
 		path := filepath.Join(cfg.ModelDir, "centerface.onnx")
-		if err := VerifyModel(path, CenterFaceSHA256); err != nil {
+		model, err := ReadModel(path, CenterFaceSHA256)
+		if err != nil {
 			return nil, err
 		}
 		if cfg.Runtime == RuntimeOpenCV {
-			return NewCenterFace(path, float32(cfg.Threshold), cfg.Scale)
+			return NewCenterFace(model, float32(cfg.Threshold), cfg.Scale)
 		}
 		prec := cfg.Precision
 		if prec == "auto" {
 			prec = ""
 		}
-		d, err := NewOpenVINOCenterFace(cfg.RuntimeDir, path, float32(cfg.Threshold), cfg.Scale, prec, cfg.Threads, cfg.Lanes)
+		d, err := NewOpenVINOCenterFace(cfg.RuntimeDir, model, float32(cfg.Threshold), cfg.Scale, prec, cfg.Threads, cfg.Lanes)
 		if err != nil {
 			return nil, err
 		}
@@ -228,20 +228,24 @@ var ErrModelMissing = errors.New("model missing")
 
 // VerifyModel checks that path exists and has the expected SHA-256.
 func VerifyModel(path, want string) error {
-	f, err := os.Open(path)
+	_, err := ReadModel(path, want)
+	return err
+}
+
+// ReadModel reads the model at path and checks the SHA-256 of the bytes
+// read, which are the ones the detector then uses: a file swapped after
+// the check is never loaded, however late a network is compiled.
+func ReadModel(path, want string) ([]byte, error) {
+	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("face model %s: %w (run `make models` to fetch it)", path, ErrModelMissing)
+		return nil, fmt.Errorf("face model %s: %w (run `make models` to fetch it)", path, ErrModelMissing)
 	}
 	if err != nil {
-		return fmt.Errorf("face model %s: %w", path, err)
+		return nil, fmt.Errorf("face model %s: %w", path, err)
 	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return fmt.Errorf("face model %s: %w", path, err)
+	sum := sha256.Sum256(b)
+	if got := hex.EncodeToString(sum[:]); got != want {
+		return nil, fmt.Errorf("face model %s: checksum %s, want %s (delete it and run `make models`)", path, got, want)
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != want {
-		return fmt.Errorf("face model %s: checksum %s, want %s (delete it and run `make models`)", path, got, want)
-	}
-	return nil
+	return b, nil
 }

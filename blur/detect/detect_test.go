@@ -34,6 +34,45 @@ func TestNewRefusesMissingOrWrongModel(t *testing.T) {
 	}
 }
 
+// TestSwappedModelIsNeverLoaded: the checksum is taken on the bytes the
+// detector uses. A model file replaced after start (a weaker network, or
+// garbage) is not read again when a network is compiled later (a new
+// crop size, a camera that changed resolution), with either runtime.
+func TestSwappedModelIsNeverLoaded(t *testing.T) {
+	model, err := os.ReadFile(filepath.Join(modelDir(t), "centerface.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	messi := loadBGR(t, "messi5.jpg")
+	for _, rt := range []string{RuntimeOpenVINO, RuntimeOpenCV} {
+		t.Run(rt, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "centerface.onnx")
+			if err := os.WriteFile(path, model, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			det, err := New(Config{ModelDir: dir, Runtime: rt}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer det.Close()
+			if _, err := det.Detect(context.Background(), blur.Image{Width: 64, Height: 64, Pix: make([]byte, 64*64*3)}); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, []byte("not a model"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			dets, err := det.Detect(context.Background(), blur.Image{Width: messi.Width, Height: messi.Height, Pix: messi.Pix})
+			if err != nil {
+				t.Fatalf("a new input size after the file was swapped: %v", err)
+			}
+			if len(dets) == 0 {
+				t.Error("no face found in messi5.jpg after the file was swapped")
+			}
+		})
+	}
+}
+
 func TestConfigValidateNamesKey(t *testing.T) {
 	cases := []struct {
 		cfg  Config

@@ -17,7 +17,7 @@ typedef struct { ov_dimension_t rank; ov_dimension_t* dims; } ov_partial_shape_t
 enum { OV_F32 = 4, OV_U8 = 16 };
 
 enum {
-	S_core_create, S_core_free, S_core_read_model, S_core_compile_model, S_model_free,
+	S_core_create, S_core_free, S_core_read_model_mem, S_core_compile_model, S_model_free,
 	S_model_reshape_single_input, S_partial_shape_create_static, S_partial_shape_free,
 	S_compiled_model_create_infer_request, S_compiled_model_free, S_infer_request_set_input_tensor,
 	S_infer_request_infer, S_infer_request_get_tensor, S_infer_request_free, S_tensor_create_from_host_ptr,
@@ -29,7 +29,7 @@ enum {
 };
 static void* ov_sym[S_count];
 static const char* ov_names[] = {
-	"ov_core_create", "ov_core_free", "ov_core_read_model", "ov_core_compile_model", "ov_model_free",
+	"ov_core_create", "ov_core_free", "ov_core_read_model_from_memory_buffer", "ov_core_compile_model", "ov_model_free",
 	"ov_model_reshape_single_input", "ov_partial_shape_create_static", "ov_partial_shape_free",
 	"ov_compiled_model_create_infer_request", "ov_compiled_model_free", "ov_infer_request_set_input_tensor",
 	"ov_infer_request_infer", "ov_infer_request_get_tensor", "ov_infer_request_free", "ov_tensor_create_from_host_ptr",
@@ -67,8 +67,9 @@ static const char* veil_ov_err(void) { return ov_last_err ? ov_last_err() : ""; 
 
 static ov_status veil_ov_core_create(void** core) { return ((ov_status(*)(void**))ov_sym[S_core_create])(core); }
 static void veil_ov_core_free(void* core) { ((void(*)(void*))ov_sym[S_core_free])(core); }
-static ov_status veil_ov_read_model(void* core, const char* path, void** model) {
-	return ((ov_status(*)(void*, const char*, const char*, void**))ov_sym[S_core_read_model])(core, path, NULL, model);
+// veil_ov_read_model parses the ONNX model in buf (n bytes).
+static ov_status veil_ov_read_model(void* core, const char* buf, size_t n, void** model) {
+	return ((ov_status(*)(void*, const char*, size_t, const void*, void**))ov_sym[S_core_read_model_mem])(core, buf, n, NULL, model);
 }
 static void veil_ov_model_free(void* m) { ((void(*)(void*))ov_sym[S_model_free])(m); }
 
@@ -106,16 +107,16 @@ static ov_status veil_ov_preprocess(void* model, int64_t h, int64_t w, int64_t s
 	return st;
 }
 
-// veil_ov_compile reads the model at path, reshapes it to [1,3,h,w], puts
+// veil_ov_compile reads the model in buf, reshapes it to [1,3,h,w], puts
 // veil_ov_preprocess in front for pictures of sh x sw, and compiles it for
 // the CPU with thread and precision hints (precision "" leaves OpenVINO's own
 // choice for this CPU): for latency (one stream: one inference at a time
 // on every thread) when streams is "1", else with that many streams, which
 // run that many inferences at once, each on its share of the threads.
-static ov_status veil_ov_compile(void* core, const char* path, int64_t h, int64_t w, int64_t sh, int64_t sw, const char* threads, const char* streams, const char* precision, void** compiled) {
+static ov_status veil_ov_compile(void* core, const char* buf, size_t n, int64_t h, int64_t w, int64_t sh, int64_t sw, const char* threads, const char* streams, const char* precision, void** compiled) {
 	// The model is read afresh: reshaping and preprocessing change it in place.
 	void* model = NULL;
-	ov_status st = veil_ov_read_model(core, path, &model);
+	ov_status st = veil_ov_read_model(core, buf, n, &model);
 	if (st) return st;
 	int64_t dims[4] = {1, 3, h, w};
 	ov_partial_shape_t ps;
@@ -279,7 +280,7 @@ func ovErr(op string, st C.ov_status) error {
 // A lane's Detect is not itself safe for concurrent use.
 type OpenVINOCenterFace struct {
 	core      unsafe.Pointer
-	modelPath string
+	model     []byte // the ONNX file's bytes
 	threshold float32
 	scale     float64
 	precision string // asked for; "" lets OpenVINO choose
@@ -324,28 +325,29 @@ const maxNets = 8
 // one stream and one request, which the lanes take turns on.
 const maxStreamedPixels = 448 * 448
 
-// NewOpenVINOCenterFace loads the runtime from libDir and the model at
-// path. precision is f32, bf16, or "" for OpenVINO's choice on this CPU;
-// threads bounds inference threads in all (0: one per core); lanes is how
-// many inferences may run at once (at least 1).
-func NewOpenVINOCenterFace(libDir, path string, threshold float32, scale float64, precision string, threads, lanes int) (*OpenVINOCenterFace, error) {
+// NewOpenVINOCenterFace loads the runtime from libDir and the model (its
+// bytes, checked by ReadModel; every network is compiled from them, never
+// from the file again). precision is f32, bf16, or "" for OpenVINO's
+// choice on this CPU; threads bounds inference threads in all (0: one per
+// core); lanes is how many inferences may run at once (at least 1).
+func NewOpenVINOCenterFace(libDir string, model []byte, threshold float32, scale float64, precision string, threads, lanes int) (*OpenVINOCenterFace, error) {
 	core, err := loadOpenVINO(libDir)
 	if err != nil {
 		return nil, err
 	}
-	c := &OpenVINOCenterFace{core: core, nets: map[image.Point]*ovNet{}, threshold: threshold, scale: scale, precision: precision, threads: threads}
+	if len(model) == 0 {
+		return nil, errors.New("openvino: empty model")
+	}
+	c := &OpenVINOCenterFace{core: core, model: model, nets: map[image.Point]*ovNet{}, threshold: threshold, scale: scale, precision: precision, threads: threads}
 	for i := range max(1, lanes) {
 		c.lanes = append(c.lanes, &ovLane{c: c, i: i})
 	}
-	// Read once here so that a bad model fails now, not at the first frame.
-	cpath := C.CString(path)
-	defer C.free(unsafe.Pointer(cpath))
-	var model unsafe.Pointer
-	if st := C.veil_ov_read_model(c.core, cpath, &model); st != 0 {
-		return nil, ovErr("reading "+path, st)
+	// Parsed once here so that a bad model fails now, not at the first frame.
+	var m unsafe.Pointer
+	if st := C.veil_ov_read_model(c.core, (*C.char)(unsafe.Pointer(&model[0])), C.size_t(len(model)), &m); st != 0 {
+		return nil, ovErr("reading the model", st)
 	}
-	C.veil_ov_model_free(model)
-	c.modelPath = path
+	C.veil_ov_model_free(m)
 	return c, nil
 }
 
@@ -427,9 +429,7 @@ func (c *OpenVINOCenterFace) acquire(src image.Point) (*ovNet, error) {
 	prec := C.CString(c.precision)
 	defer C.free(unsafe.Pointer(prec))
 	n := &ovNet{used: c.tick, reqs: make([]unsafe.Pointer, nreqs), in: in}
-	cpath := C.CString(c.modelPath)
-	defer C.free(unsafe.Pointer(cpath))
-	if st := C.veil_ov_compile(c.core, cpath, C.int64_t(in.Y), C.int64_t(in.X), C.int64_t(src.Y), C.int64_t(src.X), cthreads, streams, prec, &n.compiled); st != 0 {
+	if st := C.veil_ov_compile(c.core, (*C.char)(unsafe.Pointer(&c.model[0])), C.size_t(len(c.model)), C.int64_t(in.Y), C.int64_t(in.X), C.int64_t(src.Y), C.int64_t(src.X), cthreads, streams, prec, &n.compiled); st != 0 {
 		return nil, ovErr(fmt.Sprintf("compiling for %dx%d", in.X, in.Y), st)
 	}
 	for i := range n.reqs {
