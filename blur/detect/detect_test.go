@@ -3,6 +3,7 @@ package detect
 import (
 	"context"
 	"errors"
+	"image"
 	"os"
 	"path/filepath"
 	"strings"
@@ -117,6 +118,38 @@ func TestCenterFaceFindsMessiAcrossSizeChanges(t *testing.T) {
 		if len(dets) > 200 {
 			t.Errorf("run %d (%s): %d boxes: stale network shapes", i, raw.name, len(dets))
 		}
+	}
+}
+
+// TestOddPictureSizes: a picture of any size, down to one pixel, is
+// resized to the network's multiple of 32 (inside OpenVINO's network, or
+// by OpenCV), and the boxes come back inside the picture.
+func TestOddPictureSizes(t *testing.T) {
+	messi := loadBGR(t, "messi5.jpg")
+	for _, rt := range []string{RuntimeOpenVINO, RuntimeOpenCV} {
+		det, err := New(Config{ModelDir: modelDir(t), Runtime: rt}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sz := range []image.Point{{1, 1}, {3, 5}, {33, 17}, {641, 479}, {1279, 721}} {
+			// The top-left of messi5.jpg, repeated to fill the size.
+			pix := make([]byte, sz.X*sz.Y*3)
+			for y := 0; y < sz.Y; y++ {
+				for x := 0; x < sz.X; x++ {
+					copy(pix[(y*sz.X+x)*3:][:3], messi.Pix[((y%messi.Height)*messi.Width+x%messi.Width)*3:])
+				}
+			}
+			dets, err := det.Detect(context.Background(), blur.Image{Width: sz.X, Height: sz.Y, Pix: pix})
+			if err != nil {
+				t.Errorf("%s %dx%d: %v", rt, sz.X, sz.Y, err)
+			}
+			for _, d := range dets {
+				if !d.Box.In(image.Rect(0, 0, sz.X, sz.Y)) || d.Box.Empty() {
+					t.Errorf("%s %dx%d: box %v outside the picture", rt, sz.X, sz.Y, d.Box)
+				}
+			}
+		}
+		det.Close()
 	}
 }
 
