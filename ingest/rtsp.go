@@ -31,6 +31,7 @@ type Metrics struct {
 	reconnects *prometheus.CounterVec
 	received   *prometheus.CounterVec
 	decoded    *prometheus.CounterVec
+	decodeTime *prometheus.HistogramVec
 	dropped    *prometheus.CounterVec
 	info       *prometheus.GaugeVec
 }
@@ -60,10 +61,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Compressed frames (access units) received from the camera."}, []string{"camera"}),
 		decoded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "veil_ingest_frames_decoded_total",
 			Help: "Frames decoded from a source."}, []string{"camera"}),
+		decodeTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "veil_ingest_decode_duration_seconds",
+			Help:    "Time to decode one compressed frame into a picture (to BGR), on one core: the decoding stage's CPU.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 10)}, []string{"camera"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "veil_ingest_access_units_dropped_total",
 			Help: "Compressed frames not decoded, by reason: await_keyframe, decode_queue_full, corrupt."}, []string{"camera", "reason"}),
 	}
-	for _, c := range []prometheus.Collector{m.up, m.reconnects, m.received, m.decoded, m.dropped} {
+	for _, c := range []prometheus.Collector{m.up, m.reconnects, m.received, m.decoded, m.decodeTime, m.dropped} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -269,6 +273,7 @@ func (r *RTSP) session(ctx context.Context, out *queue.Queue[*frame.Raw], start 
 	received := r.Metrics.received.WithLabelValues(r.Camera)
 	dropped := func(reason string) prometheus.Counter { return r.Metrics.dropped.WithLabelValues(r.Camera, reason) }
 	decoded := r.Metrics.decoded.WithLabelValues(r.Camera)
+	decodeTime := r.Metrics.decodeTime.WithLabelValues(r.Camera)
 
 	// The packet callback runs on gortsplib's reader goroutine: it only
 	// depacketizes and hands units to a bounded channel. On overflow the
@@ -327,12 +332,14 @@ func (r *RTSP) session(ctx context.Context, out *queue.Queue[*frame.Raw], start 
 				continue
 			}
 			var raw *frame.Raw
+			t0 := time.Now()
 			ok, err := dec.Decode(bs, func(w, h int) []byte {
 				now := time.Now()
 				info.frame(w, h, units.Load(), now)
 				raw = frame.Reuse(frame.Meta{Camera: r.Camera, Seq: *seq, PTS: now.Sub(start), Captured: now}, w, h)
 				return raw.Pix
 			})
+			decodeTime.Observe(time.Since(t0).Seconds())
 			if ok {
 				*seq++
 				decoded.Inc()

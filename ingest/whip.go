@@ -250,6 +250,7 @@ func (w *WHIP) readVideo(track *webrtc.TrackRemote, cam *WHIPCamera, log *slog.L
 	defer up.Set(0)
 	received := w.Metrics.received.WithLabelValues(cam.ID)
 	decoded := w.Metrics.decoded.WithLabelValues(cam.ID)
+	decodeTime := w.Metrics.decodeTime.WithLabelValues(cam.ID)
 	awaitKey := w.Metrics.dropped.WithLabelValues(cam.ID, DropAwaitKeyframe)
 	corrupt := w.Metrics.dropped.WithLabelValues(cam.ID, DropCorrupt)
 	info := w.Metrics.stream(cam.ID, codec.String(), log)
@@ -273,12 +274,14 @@ func (w *WHIP) readVideo(track *webrtc.TrackRemote, cam *WHIPCamera, log *slog.L
 				gotKey = true
 			}
 			var raw *frame.Raw
+			t0 := time.Now()
 			ok, err := dec.Decode(s.Data, func(width, height int) []byte {
 				now := time.Now()
 				info.frame(width, height, units, now)
 				raw = frame.Reuse(frame.Meta{Camera: cam.ID, PTS: now.Sub(w.start), Captured: now}, width, height)
 				return raw.Pix
 			})
+			decodeTime.Observe(time.Since(t0).Seconds())
 			if ok {
 				w.mu.Lock()
 				seq := w.seq[cam.ID]

@@ -23,8 +23,10 @@ import (
 // H.264 clip of vtest.avi without re-encoding, so the server costs almost
 // nothing), `veil run` with counting and recording on, for N = 1, 2, 3, 4, 8.
 // Per N, over a 30 s window after 10 s of warm-up: frames decoded, obscured
-// with a detector answer, obscured whole (fail-closed), dropped; CPU;
-// latency from decode to the recorder; RSS. It prints the largest N at
+// with a detector answer, obscured whole (fail-closed), dropped; CPU, in
+// all and per stage (time spent decoding, in the engine, obscuring,
+// counting, encoding, per second of the window); latency from decode to
+// the recorder; RSS. It prints the largest N at
 // which at least 99% of decoded frames were obscured with a detector
 // answer. Run with -benchtime 1x. VEIL_CAPACITY_N lists the Ns;
 // VEIL_CAPACITY_CONFIG adds top-level YAML to every run (e.g.
@@ -47,14 +49,14 @@ func BenchmarkCapacity(b *testing.B) {
 		}
 		best := 0
 		var out strings.Builder
-		fmt.Fprintf(&out, "\n| cameras | decoded | obscured, detector answer | obscured whole | dropped | answered %% | whole-frame searches | CPU cores | engine busy | obscuring | latency p50 / p99 ms | RSS MiB | of which Go heap MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		fmt.Fprintf(&out, "\n| cameras | decoded | obscured, detector answer | obscured whole | dropped | answered %% | whole-frame searches | CPU cores | engine busy | decoding | obscuring | counting | encoding | latency p50 / p99 ms | RSS MiB | of which Go heap MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, r := range rows {
 			share := r.answered / math.Max(1, r.decoded)
 			if share >= 0.99 {
 				best = r.n
 			}
-			fmt.Fprintf(&out, "| %d | %.0f | %.0f | %.0f | %.0f | %.1f | %.0f%% | %.2f | %.2f | %.2f | %.0f / %.0f | %.0f | %.0f |\n",
-				r.n, r.decoded, r.answered, r.failClosed, r.dropped, 100*share, 100*r.full/math.Max(1, r.full+r.regions), r.cpu, r.engine, r.obscure, 1000*r.p50, 1000*r.p99, r.rss/(1<<20), r.heap/(1<<20))
+			fmt.Fprintf(&out, "| %d | %.0f | %.0f | %.0f | %.0f | %.1f | %.0f%% | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f / %.0f | %.0f | %.0f |\n",
+				r.n, r.decoded, r.answered, r.failClosed, r.dropped, 100*share, 100*r.full/math.Max(1, r.full+r.regions), r.cpu, r.engine, r.decode, r.obscure, r.count, r.encode, 1000*r.p50, 1000*r.p99, r.rss/(1<<20), r.heap/(1<<20))
 			b.ReportMetric(100*share, fmt.Sprintf("answered%%/%dcam", r.n))
 		}
 		fmt.Fprintf(&out, "\nlargest N with >= 99%% of decoded frames obscured with a detector answer: **%d** (1280x720, 15 fps each)\n", best)
@@ -67,6 +69,7 @@ type capRow struct {
 	n                                      int
 	decoded, answered, failClosed, dropped float64
 	cpu, engine, obscure, p50, p99, rss    float64
+	decode, count, encode                  float64 // stage time per second: cores
 	heap                                   float64 // Go heap in use
 	full, regions                          float64
 }
@@ -128,6 +131,9 @@ func runCapacity(b *testing.B, port, n int) capRow {
 		cpu:        d("process_cpu_seconds_total", nil) / sec,
 		engine:     d("veil_engine_inference_duration_seconds_sum", nil) / sec,
 		obscure:    d("veil_blur_obscure_duration_seconds_sum", nil) / sec,
+		decode:     d("veil_ingest_decode_duration_seconds_sum", nil) / sec,
+		count:      d("veil_people_process_duration_seconds_sum", nil) / sec,
+		encode:     d("veil_live_encode_duration_seconds_sum", nil) / sec,
 		rss:        sum(z, "process_resident_memory_bytes", nil),
 		heap:       sum(z, "go_memstats_heap_inuse_bytes", nil),
 		full:       d("veil_blur_searches_total", map[string]string{"kind": "full"}),

@@ -96,6 +96,13 @@ recordings: {dir: ` + filepath.Join(dir, "rec") + `, segment: 2s, keep: 1h}
 					t.Errorf("/metrics lacks %s", want)
 				}
 			}
+			// Each stage's time is measured: decoding and encoding, as
+			// the capacity benchmark reports them per stage.
+			for _, name := range []string{"veil_ingest_decode_duration_seconds_count", "veil_live_encode_duration_seconds_count"} {
+				if m := regexp.MustCompile(name + `\{camera="lobby"\} (\d+)`).FindStringSubmatch(body); m == nil || m[1] == "0" {
+					t.Errorf("/metrics: %s is %v, want frames timed", name, m)
+				}
+			}
 			if !regexp.MustCompile(`veil_camera_stream_info\{camera="lobby",codec="` + regexp.QuoteMeta(tc.codec) + `",fps="(10)?",height="576",width="768"\} 1`).MatchString(body) {
 				t.Errorf("/metrics lacks the stream's info")
 			}

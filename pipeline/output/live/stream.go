@@ -29,6 +29,7 @@ type Metrics struct {
 	refused  *prometheus.CounterVec
 	dropped  *prometheus.CounterVec
 	encoded  *prometheus.CounterVec
+	encode   *prometheus.HistogramVec
 }
 
 // NewMetrics registers the live view's metrics on reg.
@@ -44,8 +45,11 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Encoded pictures not sent to a viewer that was behind (it resumes at the next keyframe)."}, []string{"camera"}),
 		encoded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "veil_live_frames_encoded_total",
 			Help: "Obscured frames encoded (once for the recording and every viewer)."}, []string{"camera"}),
+		encode: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "veil_live_encode_duration_seconds",
+			Help:    "Time to convert and encode one obscured frame (x264, one thread): the recording's and live view's CPU.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 10)}, []string{"camera"}),
 	}
-	for _, c := range []prometheus.Collector{m.viewers, m.sessions, m.refused, m.dropped, m.encoded} {
+	for _, c := range []prometheus.Collector{m.viewers, m.sessions, m.refused, m.dropped, m.encoded, m.encode} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -152,10 +156,12 @@ func (s *Stream) Write(f *blur.Frame) error {
 	if keyReq {
 		s.enc.RequestKeyframe()
 	}
+	t0 := time.Now()
 	pkts, err := s.enc.Encode(f)
 	if err != nil {
 		return fmt.Errorf("live %s: %w", s.camera, err)
 	}
+	s.m.encode.WithLabelValues(s.camera).Observe(time.Since(t0).Seconds())
 	s.m.encoded.WithLabelValues(s.camera).Inc()
 	s.deliver(pkts, f.Meta().Captured)
 	return nil
