@@ -89,6 +89,17 @@ func Operations() (dashboard.Dashboard, error) {
 			query(`histogram_quantile(0.95, sum by (camera, le) (rate(veil_blur_detect_duration_seconds_bucket{camera=~"$camera"}[$__rate_interval])))`, "{{camera}} p95"))).
 		WithPanel(stat.NewPanelBuilder().Title("Detector ready").Datasource(ds).Height(5).Span(8).
 			WithTarget(query(`veil_blur_detector_ready{camera=~"$camera"}`, "{{camera}}"))).
+		// Where the CPU goes: seconds spent per second in each stage, over
+		// all cameras (the capacity benchmark's split), against the
+		// process's CPU. With more work than cores these include waiting
+		// for one. A file camera decodes in ffmpeg, outside veil.
+		WithPanel(series("Time per stage, all cameras (cores)", "short",
+			query(`sum(rate(veil_engine_inference_duration_seconds_sum[$__rate_interval]))`, "detector"),
+			query(`sum(rate(veil_ingest_decode_duration_seconds_sum[$__rate_interval]))`, "decoding"),
+			query(`sum(rate(veil_blur_obscure_duration_seconds_sum[$__rate_interval]))`, "obscuring"),
+			query(`sum(rate(veil_people_process_duration_seconds_sum[$__rate_interval]))`, "counting"),
+			query(`sum(rate(veil_live_encode_duration_seconds_sum[$__rate_interval]))`, "encoding"),
+			query(`sum(rate(process_cpu_seconds_total{job="veil"}[$__rate_interval]))`, "veil's CPU"))).
 		WithRow(dashboard.NewRowBuilder("Kafka and recordings")).
 		WithPanel(series("Count events waiting in the spool", "short",
 			query(`veil_publish_spool_events`, "events"))).
