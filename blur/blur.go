@@ -229,6 +229,8 @@ type Stage struct {
 	mot    motion
 	// motionHook replaces the motion finder (tests: one that errs).
 	motionHook func(Image) ([]image.Rectangle, bool, error)
+	lastSeq    uint64 // of the last frame searched in regions mode
+	seqSeen    bool
 	swept      bool          // a full-frame search has succeeded
 	sweep      time.Duration // stream time of the last one
 	phase      time.Duration // where this camera's sweeps fall in the interval
@@ -430,7 +432,7 @@ func (s *Stage) Finish(p *Pending) (*Frame, error) {
 			s.m.searches.full.Inc()
 		}
 	default:
-		dets, reason, lent = s.search(p.dctx, Image{Width: w, Height: h, Pix: pix}, raw.PTS)
+		dets, reason, lent = s.search(p.dctx, Image{Width: w, Height: h, Pix: pix}, raw.PTS, raw.Seq)
 	}
 	p.cancel()
 	pix = takeBack(lent, pix)

@@ -23,10 +23,17 @@ const (
 	motionAlpha     = 0.1  // weight of the new frame in the running average
 	sceneChange     = 0.45 // changed fraction of the picture that is a scene change
 	minBlob         = 3    // small pixels; less is noise
+	maxMotionSteps  = 30   // a longer gap counts as this many frames (the average is then nearly the frame)
 )
 
 // update takes a BGR frame and returns the changed boxes, or scene true.
-func (m *motion) update(pix []byte, w, h int) (boxes []image.Rectangle, scene bool) {
+// steps is how many decoded frames it stands for: 1, or more when the
+// frames before it were dropped before blur. The average then learns as
+// much as those frames would have taught it, so that it forgets a moving
+// person's past positions at the same pace in time whether or not frames
+// are dropped; learning once per frame received made the trails, and the
+// regions searched, a third larger with every other frame dropped.
+func (m *motion) update(pix []byte, w, h, steps int) (boxes []image.Rectangle, scene bool) {
 	if w != m.w || h != m.h {
 		m.w, m.h = w, h
 		m.sw = min(motionWidth, w)
@@ -39,6 +46,10 @@ func (m *motion) update(pix []byte, w, h int) (boxes []image.Rectangle, scene bo
 		return nil, true
 	}
 	m.shrink(pix)
+	alpha := float32(motionAlpha)
+	if steps > 1 {
+		alpha = float32(1 - math.Pow(1-motionAlpha, float64(min(steps, maxMotionSteps))))
+	}
 	changed := 0
 	for i, g := range m.grey {
 		d := g - m.bg[i]
@@ -46,7 +57,7 @@ func (m *motion) update(pix []byte, w, h int) (boxes []image.Rectangle, scene bo
 		if m.mask[i] {
 			changed++
 		}
-		m.bg[i] += motionAlpha * d
+		m.bg[i] += alpha * d
 	}
 	if float64(changed) > sceneChange*float64(len(m.grey)) {
 		copy(m.bg, m.grey)
