@@ -199,6 +199,10 @@ func (f *File) Run(ctx context.Context, out *queue.Queue[*frame.Raw]) error {
 		up := f.Metrics.Up(f.Camera)
 		up.Set(1)
 		defer up.Set(0)
+		// A file decodes in an ffmpeg process, not in veil's: its decode
+		// time series exists (so that per-camera panels and the capacity
+		// split cover it) and stays at zero.
+		f.Metrics.decodeTime.WithLabelValues(f.Camera)
 	}
 	start := time.Now()
 	var seq uint64

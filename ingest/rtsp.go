@@ -62,7 +62,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		decoded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "veil_ingest_frames_decoded_total",
 			Help: "Frames decoded from a source."}, []string{"camera"}),
 		decodeTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "veil_ingest_decode_duration_seconds",
-			Help:    "Time to decode one compressed frame into a picture (to BGR), on one core: the decoding stage's CPU.",
+			Help:    "Time to decode one compressed frame into a picture (to BGR) in veil's process, on one core: the decoding stage's CPU. A file camera decodes in an ffmpeg process and stays at zero.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 10)}, []string{"camera"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "veil_ingest_access_units_dropped_total",
 			Help: "Compressed frames not decoded, by reason: await_keyframe, decode_queue_full, corrupt."}, []string{"camera", "reason"}),
