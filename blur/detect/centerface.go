@@ -75,10 +75,9 @@ func (c *CenterFace) Detect(ctx context.Context, img blur.Image) ([]blur.Detecti
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	s := c.scale
-	inW := int(math.Ceil(float64(img.Width)*s/32)) * 32
-	inH := int(math.Ceil(float64(img.Height)*s/32)) * 32
-	if in := image.Pt(inW, inH); in != c.netSize {
+	in := netInput(image.Pt(img.Width, img.Height), c.scale)
+	inW, inH := in.X, in.Y
+	if in != c.netSize {
 		if c.netSize != (image.Point{}) {
 			if err := c.load(); err != nil {
 				return nil, fmt.Errorf("centerface: %w", err)
@@ -104,6 +103,14 @@ func (c *CenterFace) Detect(ctx context.Context, img blur.Image) ([]blur.Detecti
 	}
 	dets := decodeMaps(outs[0].Data, outs[1].Data, outs[2].Data, hs[2], hs[3], c.threshold, inW, inH)
 	return toFrame(dets, inW, inH, img.Width, img.Height), ctx.Err()
+}
+
+// netInput is the network's input size for a picture of size src: src
+// scaled, rounded up to multiples of 32 (CenterFace's coarsest stride).
+// Both runtimes resize the picture to it.
+func netInput(src image.Point, scale float64) image.Point {
+	up := func(v int) int { return int(math.Ceil(float64(v)*scale/32)) * 32 }
+	return image.Pt(up(src.X), up(src.Y))
 }
 
 // toFrame maps boxes from the network's input (inW x inH, the frame

@@ -211,7 +211,6 @@ import (
 	"errors"
 	"fmt"
 	"image"
-	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -417,7 +416,7 @@ func (c *OpenVINOCenterFace) acquire(src image.Point) (*ovNet, error) {
 	// threads a 720p sweep costs 52-55 ms of CPU against 59-64 on two,
 	// but at eight cameras the lanes then queued for it: 24% of frames
 	// answered against 26-28%.)
-	in := image.Pt(int(math.Ceil(float64(src.X)*c.scale/32))*32, int(math.Ceil(float64(src.Y)*c.scale/32))*32)
+	in := netInput(src, c.scale)
 	nstreams, nreqs := len(c.lanes), len(c.lanes)
 	if in.X*in.Y > maxStreamedPixels && !c.largePerLane {
 		nstreams, nreqs = 1, 1
