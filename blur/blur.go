@@ -229,8 +229,6 @@ type Stage struct {
 	mot    motion
 	// motionHook replaces the motion finder (tests: one that errs).
 	motionHook func(Image) ([]image.Rectangle, bool, error)
-	lastSeq    uint64 // of the last frame searched in regions mode
-	seqSeen    bool
 	swept      bool          // a full-frame search has succeeded
 	sweep      time.Duration // stream time of the last one
 	phase      time.Duration // where this camera's sweeps fall in the interval

@@ -15,6 +15,7 @@ type motion struct {
 	grey, bg     []float32
 	mask, seen   []bool
 	queue        []int
+	seq          uint64 // of the frame the average last learned from
 }
 
 const (
@@ -26,15 +27,20 @@ const (
 	maxMotionSteps  = 30   // a longer gap counts as this many frames (the average is then nearly the frame)
 )
 
-// update takes a BGR frame and returns the changed boxes, or scene true.
-// steps is how many decoded frames it stands for: 1, or more when the
-// frames before it were dropped before blur. The average then learns as
-// much as those frames would have taught it, so that it forgets a moving
-// person's past positions at the same pace in time whether or not frames
-// are dropped; learning once per frame received made the trails, and the
-// regions searched, a third larger with every other frame dropped.
-func (m *motion) update(pix []byte, w, h, steps int) (boxes []image.Rectangle, scene bool) {
-	if w != m.w || h != m.h {
+// update takes the BGR frame numbered seq (the decoder's count) and
+// returns the changed boxes, or scene true. A frame that follows frames
+// dropped before blur stands for them too: the average learns as much as
+// they would have taught it, so that it forgets a moving person's past
+// positions at the same pace in time whether or not frames are dropped;
+// learning once per frame received made the trails, and the regions
+// searched, a third larger with every other frame dropped.
+func (m *motion) update(pix []byte, w, h int, seq uint64) (boxes []image.Rectangle, scene bool) {
+	steps := 1
+	if seq > m.seq {
+		steps = int(min(seq-m.seq, maxMotionSteps))
+	}
+	m.seq = seq
+	if w != m.w || h != m.h { // the first frame, or a new size: steps do not matter
 		m.w, m.h = w, h
 		m.sw = min(motionWidth, w)
 		m.sh = max(1, int(math.Round(float64(h)*float64(m.sw)/float64(w))))

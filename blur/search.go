@@ -34,12 +34,7 @@ const maxRegionShare = 1.0
 // A whole-frame search is lent img's pixels: its request is returned, for
 // takeBack.
 func (s *Stage) search(ctx context.Context, img Image, now time.Duration, seq uint64) ([]Detection, string, *request) {
-	steps := 1
-	if s.seqSeen && seq > s.lastSeq {
-		steps = int(min(seq-s.lastSeq, maxMotionSteps))
-	}
-	s.lastSeq, s.seqSeen = seq, true
-	boxes, scene, err := s.findMotion(img, steps)
+	boxes, scene, err := s.findMotion(img, seq)
 	if err != nil {
 		s.log.Error("motion detection failed; searching the whole frame", "err", err)
 		scene = true
@@ -122,7 +117,7 @@ func (s *Stage) sweepDue(now time.Duration) bool {
 
 // findMotion runs the motion finder, turning a panic into an error: a
 // broken motion finder must not pass a frame unsearched.
-func (s *Stage) findMotion(img Image, steps int) (boxes []image.Rectangle, scene bool, err error) {
+func (s *Stage) findMotion(img Image, seq uint64) (boxes []image.Rectangle, scene bool, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("motion: panic: %v", p)
@@ -131,7 +126,7 @@ func (s *Stage) findMotion(img Image, steps int) (boxes []image.Rectangle, scene
 	if s.motionHook != nil {
 		return s.motionHook(img)
 	}
-	boxes, scene = s.mot.update(img.Pix, img.Width, img.Height, steps)
+	boxes, scene = s.mot.update(img.Pix, img.Width, img.Height, seq)
 	return boxes, scene, nil
 }
 

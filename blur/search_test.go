@@ -215,18 +215,18 @@ func TestBrokenMotionFinderSearchesWhole(t *testing.T) {
 
 func TestMotionFinder(t *testing.T) {
 	var m motion
-	if _, scene0 := m.update(scene(0, nil, 0).Pix, 640, 480, 1); !scene0 {
+	if _, scene0 := m.update(scene(0, nil, 0).Pix, 640, 480, 0); !scene0 {
 		t.Error("the first frame is not a scene change")
 	}
 	if boxes, sc := m.update(scene(1, nil, 0).Pix, 640, 480, 1); len(boxes) != 0 || sc {
 		t.Errorf("a still picture moved: %v %v", boxes, sc)
 	}
 	at := image.Pt(200, 150)
-	boxes, sc := m.update(scene(2, &at, 0).Pix, 640, 480, 1)
+	boxes, sc := m.update(scene(2, &at, 0).Pix, 640, 480, 2)
 	if sc || len(boxes) != 1 || !image.Rect(200, 150, 240, 198).In(boxes[0].Inset(-8)) {
 		t.Errorf("a face appearing at %v: boxes %v, scene %v", at, boxes, sc)
 	}
-	if _, sc := m.update(scene(3, nil, 120).Pix, 640, 480, 1); !sc {
+	if _, sc := m.update(scene(3, nil, 120).Pix, 640, 480, 3); !sc {
 		t.Error("lights switched on is not a scene change")
 	}
 }
@@ -244,12 +244,13 @@ func TestMotionLearnsFromDroppedFrames(t *testing.T) {
 		still bool // the face, seen again, no longer counts as motion
 	}{{1, false}, {30, true}} {
 		var m motion
-		m.update(scene(0, nil, 0).Pix, 640, 480, 1)
+		m.update(scene(0, nil, 0).Pix, 640, 480, 0)
 		m.update(scene(1, nil, 0).Pix, 640, 480, 1)
-		if boxes, _ := m.update(scene(2, &at, 0).Pix, 640, 480, tc.steps); len(boxes) != 1 {
+		// The frames between 1 and 1+steps were dropped.
+		if boxes, _ := m.update(scene(2, &at, 0).Pix, 640, 480, uint64(1+tc.steps)); len(boxes) != 1 {
 			t.Fatalf("steps %d: the face appearing was not motion: %v", tc.steps, boxes)
 		}
-		boxes, _ := m.update(scene(2, &at, 0).Pix, 640, 480, 1)
+		boxes, _ := m.update(scene(2, &at, 0).Pix, 640, 480, uint64(2+tc.steps))
 		if still := len(boxes) == 0; still != tc.still {
 			t.Errorf("steps %d: the face seen again gave boxes %v, want still=%v", tc.steps, boxes, tc.still)
 		}
