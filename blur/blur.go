@@ -430,7 +430,7 @@ func (s *Stage) Finish(p *Pending) (*Frame, error) {
 			s.m.searches.full.Inc()
 		}
 	default:
-		dets, reason, lent = s.search(p.dctx, Image{Width: w, Height: h, Pix: pix}, raw.PTS, raw.Seq)
+		dets, reason, lent = s.search(p.dctx, Image{Width: w, Height: h, Pix: pix}, raw.PTS)
 	}
 	p.cancel()
 	pix = takeBack(lent, pix)

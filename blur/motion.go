@@ -5,74 +5,101 @@ import (
 	"math"
 )
 
-// motion finds where a camera's picture changed, cheaply: on a small grey
-// copy of each frame (160 px wide) against a running average of the
-// previous ones, as Frigate does. It reports the changed areas as boxes in
-// frame pixels, and a scene change (lights switched, camera moved, first
-// frame) when too much changed to say where.
+// motion finds where a camera's picture changed since the detector last
+// searched it, cheaply: on a small grey copy of each frame (160 px wide).
+// It keeps, for each small pixel, the grey it had when a search last
+// covered it (ref), and reports the changed areas as boxes in frame
+// pixels, or a scene change (lights switched, camera moved, first frame)
+// when too much changed to say where. A change stays reported until a
+// search covers it (searched): a frame that failed closed, or was dropped
+// before blur, leaves it pending for the next.
+//
+// A running average of past frames (as Frigate keeps) was used first: it
+// reported where the picture differed from its recent past, so a walking
+// person left a trail of "motion" where they had been for a second or
+// more, already searched; on a busy street the regions searched were 40%
+// larger than those of what changed since the last search, and a slow
+// drift (a face turning by a few grey levels a frame) never differed
+// enough from an average that followed it.
 type motion struct {
 	sw, sh, w, h int
-	grey, bg     []float32
+	grey, ref    []float32
 	mask, seen   []bool
 	queue        []int
-	seq          uint64 // of the frame the average last learned from
 }
 
 const (
 	motionWidth     = 160
-	motionThreshold = 18   // grey levels a pixel must differ from the average by
-	motionAlpha     = 0.1  // weight of the new frame in the running average
+	motionThreshold = 18   // grey levels a pixel must differ from what was searched there
 	sceneChange     = 0.45 // changed fraction of the picture that is a scene change
 	minBlob         = 3    // small pixels; less is noise
-	maxMotionSteps  = 30   // a longer gap counts as this many frames (the average is then nearly the frame)
 )
 
-// update takes the BGR frame numbered seq (the decoder's count) and
-// returns the changed boxes, or scene true. A frame that follows frames
-// dropped before blur stands for them too: the average learns as much as
-// they would have taught it, so that it forgets a moving person's past
-// positions at the same pace in time whether or not frames are dropped;
-// learning once per frame received made the trails, and the regions
-// searched, a third larger with every other frame dropped.
-func (m *motion) update(pix []byte, w, h int, seq uint64) (boxes []image.Rectangle, scene bool) {
-	steps := 1
-	if seq > m.seq {
-		steps = int(min(seq-m.seq, maxMotionSteps))
-	}
-	m.seq = seq
-	if w != m.w || h != m.h { // the first frame, or a new size: steps do not matter
+// update takes a BGR frame and returns the boxes where it differs from
+// what the searches saw, or scene true. It does not mark anything
+// searched: searched and searchedAll do, once a search has succeeded.
+func (m *motion) update(pix []byte, w, h int) (boxes []image.Rectangle, scene bool) {
+	if w != m.w || h != m.h { // the first frame, or a new size: nothing searched yet
 		m.w, m.h = w, h
 		m.sw = min(motionWidth, w)
 		m.sh = max(1, int(math.Round(float64(h)*float64(m.sw)/float64(w))))
 		n := m.sw * m.sh
-		m.grey, m.bg = make([]float32, n), make([]float32, n)
+		m.grey, m.ref = make([]float32, n), nil
 		m.mask, m.seen = make([]bool, n), make([]bool, n)
 		m.shrink(pix)
-		copy(m.bg, m.grey)
 		return nil, true
 	}
 	m.shrink(pix)
-	alpha := float32(motionAlpha)
-	if steps > 1 {
-		alpha = float32(1 - math.Pow(1-motionAlpha, float64(min(steps, maxMotionSteps))))
+	if m.ref == nil { // no search has succeeded at this size yet
+		return nil, true
 	}
 	changed := 0
 	for i, g := range m.grey {
-		d := g - m.bg[i]
+		d := g - m.ref[i]
 		m.mask[i] = d > motionThreshold || d < -motionThreshold
 		if m.mask[i] {
 			changed++
 		}
-		m.bg[i] += alpha * d
 	}
 	if float64(changed) > sceneChange*float64(len(m.grey)) {
-		copy(m.bg, m.grey)
 		return nil, true
 	}
 	if changed == 0 {
 		return nil, false
 	}
 	return m.blobs(), false
+}
+
+// searchedAll records that the last frame given to update was searched
+// whole.
+func (m *motion) searchedAll() {
+	if m.ref == nil {
+		m.ref = make([]float32, len(m.grey))
+	}
+	copy(m.ref, m.grey)
+}
+
+// searched records that the crops (frame pixels) of the last frame given to
+// update were searched: the small pixels wholly inside one of them now
+// read as that frame. One only partly inside keeps its old grey, so a
+// change there is searched again.
+func (m *motion) searched(crops []image.Rectangle) {
+	if m.ref == nil {
+		return
+	}
+	for _, c := range crops {
+		// Small pixel x spans frame columns [x*w/sw, (x+1)*w/sw).
+		x0 := (c.Min.X*m.sw + m.w - 1) / m.w
+		y0 := (c.Min.Y*m.sh + m.h - 1) / m.h
+		x1 := c.Max.X * m.sw / m.w
+		y1 := c.Max.Y * m.sh / m.h
+		x1, y1 = min(x1, m.sw), min(y1, m.sh)
+		for y := max(y0, 0); y < y1; y++ {
+			if x0 < x1 {
+				copy(m.ref[y*m.sw+x0:y*m.sw+x1], m.grey[y*m.sw+x0:y*m.sw+x1])
+			}
+		}
+	}
 }
 
 // shrink samples the frame into grey at the small size: the mean of four

@@ -25,16 +25,18 @@ const maxRegionShare = 1.0
 
 // search finds the faces of the frame at now: on the whole frame, or, in
 // regions mode between sweeps, only in the crops where a face can newly
-// be. Why no face is shown between sweeps (see ARCHITECTURE.md): a face
-// that moved is in a motion region, which is searched; one that did not
-// move was there at the last sweep and is held until the next; one the
-// detector missed is a recall miss, which the recall test measures.
+// be. Why no face is shown between sweeps (see ARCHITECTURE.md): where
+// the picture changed since a search last covered it is a motion region,
+// which is searched, and only then counts as searched; a face where
+// nothing changed was found by that search (or the sweep) and is held
+// until the next sweep; one the detector missed is a recall miss, which
+// the recall test measures.
 //
 // Full search does not come here: Begin starts the whole frame's detection.
 // A whole-frame search is lent img's pixels: its request is returned, for
 // takeBack.
-func (s *Stage) search(ctx context.Context, img Image, now time.Duration, seq uint64) ([]Detection, string, *request) {
-	boxes, scene, err := s.findMotion(img, seq)
+func (s *Stage) search(ctx context.Context, img Image, now time.Duration) ([]Detection, string, *request) {
+	boxes, scene, err := s.findMotion(img)
 	if err != nil {
 		s.log.Error("motion detection failed; searching the whole frame", "err", err)
 		scene = true
@@ -49,11 +51,17 @@ func (s *Stage) search(ctx context.Context, img Image, now time.Duration, seq ui
 		if reason == "" {
 			s.swept, s.sweep = true, now
 			s.m.searches.full.Inc()
+			if err == nil {
+				s.mot.searchedAll()
+			}
 		}
 		return dets, reason, lent
 	}
 	s.m.searches.regions.Inc()
 	dets, reason := s.searchCrops(ctx, img, crops)
+	if reason == "" {
+		s.mot.searched(crops)
+	}
 	return dets, reason, nil
 }
 
@@ -117,7 +125,7 @@ func (s *Stage) sweepDue(now time.Duration) bool {
 
 // findMotion runs the motion finder, turning a panic into an error: a
 // broken motion finder must not pass a frame unsearched.
-func (s *Stage) findMotion(img Image, seq uint64) (boxes []image.Rectangle, scene bool, err error) {
+func (s *Stage) findMotion(img Image) (boxes []image.Rectangle, scene bool, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("motion: panic: %v", p)
@@ -126,7 +134,7 @@ func (s *Stage) findMotion(img Image, seq uint64) (boxes []image.Rectangle, scen
 	if s.motionHook != nil {
 		return s.motionHook(img)
 	}
-	boxes, scene = s.mot.update(img.Pix, img.Width, img.Height, seq)
+	boxes, scene = s.mot.update(img.Pix, img.Width, img.Height)
 	return boxes, scene, nil
 }
 

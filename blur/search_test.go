@@ -215,45 +215,61 @@ func TestBrokenMotionFinderSearchesWhole(t *testing.T) {
 
 func TestMotionFinder(t *testing.T) {
 	var m motion
-	if _, scene0 := m.update(scene(0, nil, 0).Pix, 640, 480, 0); !scene0 {
+	if _, scene0 := m.update(scene(0, nil, 0).Pix, 640, 480); !scene0 {
 		t.Error("the first frame is not a scene change")
 	}
-	if boxes, sc := m.update(scene(1, nil, 0).Pix, 640, 480, 1); len(boxes) != 0 || sc {
+	m.searchedAll()
+	if boxes, sc := m.update(scene(1, nil, 0).Pix, 640, 480); len(boxes) != 0 || sc {
 		t.Errorf("a still picture moved: %v %v", boxes, sc)
 	}
 	at := image.Pt(200, 150)
-	boxes, sc := m.update(scene(2, &at, 0).Pix, 640, 480, 2)
+	boxes, sc := m.update(scene(2, &at, 0).Pix, 640, 480)
 	if sc || len(boxes) != 1 || !image.Rect(200, 150, 240, 198).In(boxes[0].Inset(-8)) {
 		t.Errorf("a face appearing at %v: boxes %v, scene %v", at, boxes, sc)
 	}
-	if _, sc := m.update(scene(3, nil, 120).Pix, 640, 480, 3); !sc {
+	if _, sc := m.update(scene(3, nil, 120).Pix, 640, 480); !sc {
 		t.Error("lights switched on is not a scene change")
 	}
 }
 
-// TestMotionLearnsFromDroppedFrames: a frame that stands for several
-// decoded ones (those before it were dropped) teaches the running average
-// as much as they would have: a face that has sat still for 30 frames'
-// worth of time has faded into the background, as it would have with
-// every frame seen, while one frame's worth leaves it moving. The frame
-// itself is still compared with the average before it learns.
-func TestMotionLearnsFromDroppedFrames(t *testing.T) {
+// TestMotionKeepsChangeUntilSearched: the motion finder compares a frame
+// with what the searches saw, not with the frame before: a face that
+// appeared stays reported, frame after frame and whatever was dropped,
+// until a search covers it; a search that covers only part of it leaves
+// the rest reported; a slow drift, a few grey levels a frame, adds up
+// until it is reported.
+func TestMotionKeepsChangeUntilSearched(t *testing.T) {
 	at := image.Pt(200, 150)
-	for _, tc := range []struct {
-		steps int
-		still bool // the face, seen again, no longer counts as motion
-	}{{1, false}, {30, true}} {
-		var m motion
-		m.update(scene(0, nil, 0).Pix, 640, 480, 0)
-		m.update(scene(1, nil, 0).Pix, 640, 480, 1)
-		// The frames between 1 and 1+steps were dropped.
-		if boxes, _ := m.update(scene(2, &at, 0).Pix, 640, 480, uint64(1+tc.steps)); len(boxes) != 1 {
-			t.Fatalf("steps %d: the face appearing was not motion: %v", tc.steps, boxes)
+	face := image.Rect(200, 150, 240, 198)
+	var m motion
+	m.update(scene(0, nil, 0).Pix, 640, 480)
+	if _, sc := m.update(scene(1, nil, 0).Pix, 640, 480); !sc {
+		t.Fatal("before any search the whole frame is unsearched: want a scene change")
+	}
+	m.searchedAll()
+	for i := range 3 { // no search covers it: it stays reported
+		if boxes, _ := m.update(scene(2, &at, 0).Pix, 640, 480); len(boxes) != 1 || !face.In(boxes[0].Inset(-8)) {
+			t.Fatalf("frame %d: the face that appeared at %v was not reported: %v", i, at, boxes)
 		}
-		boxes, _ := m.update(scene(2, &at, 0).Pix, 640, 480, uint64(2+tc.steps))
-		if still := len(boxes) == 0; still != tc.still {
-			t.Errorf("steps %d: the face seen again gave boxes %v, want still=%v", tc.steps, boxes, tc.still)
+	}
+	m.searched([]image.Rectangle{image.Rect(0, 0, 220, 480)}) // its left half
+	if boxes, _ := m.update(scene(2, &at, 0).Pix, 640, 480); len(boxes) != 1 || boxes[0].Min.X < 216 || boxes[0].Max.X < 240 {
+		t.Errorf("a crop covering the face's left half: the right half should stay reported, got %v", boxes)
+	}
+	m.searched([]image.Rectangle{image.Rect(160, 96, 320, 256)})
+	if boxes, sc := m.update(scene(2, &at, 0).Pix, 640, 480); len(boxes) != 0 || sc {
+		t.Errorf("searched and unchanged since: reported %v %v", boxes, sc)
+	}
+	// Lights rising by 3 grey levels a frame: the running average this
+	// replaced followed such a drift and never reported it.
+	reported := -1
+	for i := 1; i <= 12 && reported < 0; i++ {
+		if boxes, sc := m.update(scene(2, &at, 3*i).Pix, 640, 480); len(boxes) > 0 || sc {
+			reported = i
 		}
+	}
+	if reported < 0 || reported > 7 {
+		t.Errorf("a drift of 3 grey levels a frame was reported after %d frames, want by 7 (18 levels)", reported)
 	}
 }
 
