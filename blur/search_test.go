@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -270,6 +271,37 @@ func TestMotionKeepsChangeUntilSearched(t *testing.T) {
 	}
 	if reported < 0 || reported > 7 {
 		t.Errorf("a drift of 3 grey levels a frame was reported after %d frames, want by 7 (18 levels)", reported)
+	}
+}
+
+// TestJoinCheaper: regions are joined only where one box's crops cost no
+// more than theirs apart, and nothing is lost.
+func TestJoinCheaper(t *testing.T) {
+	frame := image.Rect(0, 0, 1280, 720)
+	for _, tc := range []struct {
+		name string
+		in   []image.Rectangle
+		want int
+	}{
+		// A figure's head and feet: two 160-px squares (51k px and two
+		// calls) or one 224 (50k px, one call).
+		{"one figure", []image.Rectangle{image.Rect(500, 100, 560, 150), image.Rect(500, 260, 560, 310)}, 1},
+		{"far apart", []image.Rectangle{image.Rect(0, 0, 60, 60), image.Rect(1000, 600, 1060, 660)}, 2},
+		{"outside the frame", []image.Rectangle{image.Rect(-50, -50, -10, -10), image.Rect(10, 10, 50, 50)}, 1},
+	} {
+		out := joinCheaper(slices.Clone(tc.in), frame)
+		if len(out) != tc.want {
+			t.Errorf("%s: %v joined into %v, want %d regions", tc.name, tc.in, out, tc.want)
+		}
+		for _, r := range tc.in {
+			r = r.Intersect(frame)
+			if r.Empty() {
+				continue
+			}
+			if !slices.ContainsFunc(out, func(o image.Rectangle) bool { return r.In(o) }) {
+				t.Errorf("%s: %v is in no region of %v", tc.name, r, out)
+			}
+		}
 	}
 }
 
