@@ -22,7 +22,7 @@ var benchSizes = []struct {
 
 // resized stretches a real photo (t1.jpg: six faces) to w x h with
 // nearest-neighbour sampling, so the detector works on real content.
-func resized(b *testing.B, w, h int) *frame.Raw {
+func resized(b testing.TB, w, h int) *frame.Raw {
 	src := loadBGR(b, "t1.jpg")
 	out := frame.NewRaw(frame.Meta{}, w, h)
 	for y := 0; y < h; y++ {

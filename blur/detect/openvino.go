@@ -288,6 +288,9 @@ type OpenVINOCenterFace struct {
 	// largePerLane compiles large inputs like small ones, a stream and a
 	// request per lane (detect.Config.LargePerLane).
 	largePerLane bool
+	// compileHook, if set, runs before each network is compiled (tests:
+	// one that holds a compile back).
+	compileHook func(image.Point)
 
 	mu   sync.Mutex // guards nets and tick
 	nets map[image.Point]*ovNet
@@ -303,7 +306,9 @@ type ovNet struct {
 	running  string           // the precision it runs in
 	margin   float32
 	used     uint64
-	busy     int // lanes inferring on it: it is not freed while any is
+	busy     int           // lanes inferring on it (or waiting for it): it is not freed while any is
+	ready    chan struct{} // closed once compiled, or failed (err)
+	err      error
 }
 
 // ovLane is one lane: its own inference requests (one per network) and
@@ -388,14 +393,22 @@ func (n *ovNet) free() {
 }
 
 // acquire returns the network for pictures of size src, compiled on
-// first use, marked busy until release.
+// first use, marked busy until release. A network is compiled outside the
+// detector's lock (125-195 ms on this CPU, more on a busy one): with it
+// held, one camera's first crop of a new size stalled every lane, and so
+// every camera, for that long.
 func (c *OpenVINOCenterFace) acquire(src image.Point) (*ovNet, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.tick++
 	if n := c.nets[src]; n != nil {
 		n.used = c.tick
 		n.busy++
+		c.mu.Unlock()
+		<-n.ready
+		if n.err != nil {
+			c.release(n)
+			return nil, n.err
+		}
 		return n, nil
 	}
 	if len(c.nets) >= maxNets {
@@ -411,12 +424,37 @@ func (c *OpenVINOCenterFace) acquire(src image.Point) (*ovNet, error) {
 			delete(c.nets, oldest)
 		}
 	}
+	// Busy from the start: a network being compiled is never evicted.
+	n := &ovNet{used: c.tick, in: netInput(src, c.scale), busy: 1, ready: make(chan struct{})}
+	c.nets[src] = n
+	c.mu.Unlock()
+	if err := c.compile(n, src); err != nil {
+		c.mu.Lock()
+		n.err = err
+		n.busy--
+		if c.nets[src] == n {
+			delete(c.nets, src) // the next picture of this size tries again
+		}
+		c.mu.Unlock()
+		close(n.ready)
+		return nil, err
+	}
+	close(n.ready)
+	return n, nil
+}
+
+// compile compiles n for pictures of size src, with its requests, and
+// reads the precision it runs in.
+func (c *OpenVINOCenterFace) compile(n *ovNet, src image.Point) error {
+	if c.compileHook != nil {
+		c.compileHook(src)
+	}
 	// A large network has one stream on every thread and one request:
 	// lanes that meet on it take turns. (On one lane's share of the
 	// threads a 720p sweep costs 52-55 ms of CPU against 59-64 on two,
 	// but at eight cameras the lanes then queued for it: 24% of frames
 	// answered against 26-28%.)
-	in := netInput(src, c.scale)
+	in := n.in
 	nstreams, nreqs := len(c.lanes), len(c.lanes)
 	if in.X*in.Y > maxStreamedPixels && !c.largePerLane {
 		nstreams, nreqs = 1, 1
@@ -427,30 +465,28 @@ func (c *OpenVINOCenterFace) acquire(src image.Point) (*ovNet, error) {
 	defer C.free(unsafe.Pointer(streams))
 	prec := C.CString(c.precision)
 	defer C.free(unsafe.Pointer(prec))
-	n := &ovNet{used: c.tick, reqs: make([]unsafe.Pointer, nreqs), in: in}
+	n.reqs = make([]unsafe.Pointer, nreqs)
 	if st := C.veil_ov_compile(c.core, (*C.char)(unsafe.Pointer(&c.model[0])), C.size_t(len(c.model)), C.int64_t(in.Y), C.int64_t(in.X), C.int64_t(src.Y), C.int64_t(src.X), cthreads, streams, prec, &n.compiled); st != 0 {
-		return nil, ovErr(fmt.Sprintf("compiling for %dx%d", in.X, in.Y), st)
+		return ovErr(fmt.Sprintf("compiling for %dx%d", in.X, in.Y), st)
 	}
 	for i := range n.reqs {
 		if st := C.veil_ov_request(n.compiled, &n.reqs[i]); st != 0 {
 			err := ovErr("infer request", st)
 			n.free()
-			return nil, err
+			return err
 		}
 	}
 	var buf [16]C.char
 	if st := C.veil_ov_precision(n.compiled, &buf[0], C.size_t(len(buf))); st != 0 {
 		err := ovErr("precision", st)
 		n.free()
-		return nil, err
+		return err
 	}
 	n.running = C.GoString(&buf[0])
 	if n.running == "bf16" || n.running == "f16" {
 		n.margin = ReducedPrecisionMargin
 	}
-	n.busy = 1
-	c.nets[src] = n
-	return n, nil
+	return nil
 }
 
 func (c *OpenVINOCenterFace) release(n *ovNet) {
@@ -473,6 +509,11 @@ func (c *OpenVINOCenterFace) Precision() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, n := range c.nets {
+		select {
+		case <-n.ready: // compiled: running is set
+		default:
+			continue
+		}
 		if n.used == c.tick {
 			return n.running
 		}

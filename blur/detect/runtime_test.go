@@ -208,6 +208,63 @@ func testLanesFindTheSameFaces(t *testing.T, perLane bool) {
 	t.Logf("%d boxes above 0.5 found alike by two lanes at once and by one lane", n)
 }
 
+// TestCompilingDoesNotStallOtherLanes: while one lane waits for a network
+// of a new size to compile, another lane detects on a network already
+// compiled (a compile used to hold the detector's lock: every camera
+// stalled for it), and a third lane asking for the size being compiled
+// waits for that compile instead of starting its own.
+func TestCompilingDoesNotStallOtherLanes(t *testing.T) {
+	det, err := New(Config{ModelDir: modelDir(t), Lanes: 3}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer det.Close()
+	ov := det.(*OpenVINOCenterFace)
+	lanes := Lanes(det)
+	small, big := resized(t, 160, 160), resized(t, 320, 320)
+	smallImg := blur.Image{Width: 160, Height: 160, Pix: small.Pix}
+	bigImg := blur.Image{Width: 320, Height: 320, Pix: big.Pix}
+	if _, err := lanes[0].Detect(context.Background(), smallImg); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	compiles := map[image.Point]int{}
+	entered, release := make(chan struct{}), make(chan struct{})
+	ov.compileHook = func(p image.Point) {
+		mu.Lock()
+		compiles[p]++
+		mu.Unlock()
+		if p == image.Pt(320, 320) {
+			close(entered)
+			<-release
+		}
+	}
+	var wg sync.WaitGroup
+	var bigErr [2]error
+	wg.Go(func() { _, bigErr[0] = lanes[1].Detect(context.Background(), bigImg) })
+	<-entered
+	wg.Go(func() { _, bigErr[1] = lanes[2].Detect(context.Background(), bigImg) })
+	done := make(chan error, 1)
+	go func() { _, err := lanes[0].Detect(context.Background(), smallImg); done <- err }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		close(release)
+		t.Fatal("a lane on a compiled network waited for another size's compile")
+	}
+	close(release)
+	wg.Wait()
+	if bigErr[0] != nil || bigErr[1] != nil {
+		t.Fatal(bigErr)
+	}
+	if compiles[image.Pt(320, 320)] != 1 {
+		t.Errorf("the 320-px network was compiled %d times, want once", compiles[image.Pt(320, 320)])
+	}
+}
+
 func sizeName(n int) string {
 	if n == 0 {
 		return "photo"
