@@ -558,3 +558,102 @@ func TestFullSearchDetectsAhead(t *testing.T) {
 		t.Errorf("region search: Ahead %d, want 1 (a frame's crops depend on the frame before)", regions.Ahead())
 	}
 }
+
+// sweepGate is a patternFinder whose whole-frame searches after the first
+// (the start-up sweep) wait until open is closed, or fail at once.
+type sweepGate struct {
+	patternFinder
+	whole image.Point
+	calls atomic.Int32
+	open  chan struct{}
+	fail  bool
+}
+
+func (g *sweepGate) Detect(ctx context.Context, img Image) ([]Detection, error) {
+	if image.Pt(img.Width, img.Height) == g.whole && g.calls.Add(1) > 1 {
+		if g.fail {
+			return nil, errors.New("sweep failed")
+		}
+		select {
+		case <-g.open:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return g.patternFinder.Detect(ctx, img)
+}
+
+// TestLateSweepLetsFramesGoOn: a sweep answers late while the frames after
+// it go on with region search, up to lateBy (250 ms with the defaults)
+// after its frame; a frame later than that waits for it. The faces it
+// finds are held from its frame's time: a face that sits still, which
+// only sweeps see, never shows, though the start-up sweep's hold (1.5 s)
+// ends before the next sweep after the late one.
+func TestLateSweepLetsFramesGoOn(t *testing.T) {
+	det := &sweepGate{whole: image.Pt(640, 480), open: make(chan struct{})}
+	s, _ := newParallelStage(t, Config{Mode: ModeFill, Deadline: time.Minute}, det, 3)
+	still := image.Pt(500, 60)
+	frameAt := func(i uint64) *frame.Raw {
+		raw := scene(i, &image.Point{X: 40 + int(i)*12, Y: 300}, 0) // a face walking
+		paint(raw, still)
+		return raw
+	}
+	check := func(i uint64, f *Frame, err error) {
+		t.Helper()
+		if err != nil || f.FailClosed() != "" {
+			t.Fatalf("frame %d: %v %q", i, err, f.FailClosed())
+		}
+		if d := faceDetail(f, still); d > 5 {
+			t.Errorf("frame %d: the still face shows (detail %.1f)", i, d)
+		}
+	}
+	for i := uint64(0); i <= 12; i++ { // 0: start-up; 10 (1.0 s): the sweep that waits
+		f, err := s.Obscure(context.Background(), frameAt(i))
+		check(i, f, err)
+	}
+	if s.late == nil {
+		t.Fatal("the sweep due at 1.0 s is not in flight: frames waited for it")
+	}
+	type out struct {
+		f   *Frame
+		err error
+	}
+	got := make(chan out, 1)
+	go func() { f, err := s.Obscure(context.Background(), frameAt(13)); got <- out{f, err} }()
+	select {
+	case o := <-got:
+		t.Fatalf("frame 13, 300 ms after the late sweep's frame, went on without it: %v %v", o.f, o.err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(det.open)
+	o := <-got
+	check(13, o.f, o.err)
+	for i := uint64(14); i <= 30; i++ {
+		f, err := s.Obscure(context.Background(), frameAt(i))
+		check(i, f, err)
+	}
+	if n := testutil.ToFloat64(s.m.searches.full); n != 3 {
+		t.Errorf("%v whole-frame searches answered in 3 s, want 3 (start-up, 1 s, 2 s)", n)
+	}
+}
+
+// TestFailedLateSweepsSearchWhole: when late sweeps fail, frames go on
+// with region search only until the last sweep that answered is
+// SweepInterval + lateBy old; the next frame is searched whole, here, and
+// fails closed with it.
+func TestFailedLateSweepsSearchWhole(t *testing.T) {
+	det := &sweepGate{whole: image.Pt(640, 480), fail: true}
+	s, _ := newParallelStage(t, Config{Mode: ModeFill}, det, 3)
+	for i := uint64(0); i <= 14; i++ {
+		raw := scene(i, &image.Point{X: 40 + int(i)*12, Y: 300}, 0)
+		f, err := s.Obscure(context.Background(), raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Frames 10-12 (1.0-1.2 s) start late sweeps that fail; 13 (1.3 s)
+		// is past 1.25 s.
+		if want := i >= 13; (f.FailClosed() != "") != want {
+			t.Errorf("frame %d (%v): failed closed %q, want %v", i, raw.PTS, f.FailClosed(), want)
+		}
+	}
+}
