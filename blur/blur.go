@@ -229,7 +229,6 @@ type Stage struct {
 	mot    motion
 	// motionHook replaces the motion finder (tests: one that errs).
 	motionHook func(Image) ([]image.Rectangle, bool, error)
-	late       *lateSweep    // a sweep answering late, if one is in flight
 	swept      bool          // a full-frame search has succeeded
 	sweep      time.Duration // stream time of the last one
 	phase      time.Duration // where this camera's sweeps fall in the interval
@@ -696,10 +695,6 @@ func (s *Stage) Close(ctx context.Context) error {
 	s.closing.Do(func() { close(s.stop) })
 	select {
 	case <-s.done:
-		if s.late != nil {
-			s.putLate(s.late)
-			s.late = nil
-		}
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("blur: detector %s did not stop: %w", s.det.Name(), ctx.Err())

@@ -79,19 +79,6 @@ func (h *holder) update(dets []image.Rectangle, now time.Duration) []image.Recta
 	return out
 }
 
-// late holds the faces a whole-frame search of the frame at at found,
-// which answered while later frames went on: each from at, still (its
-// velocity unknown; a face that moves is in a motion region anyway, and a
-// fresh detection of it retires or continues the box as any other).
-func (h *holder) late(dets []image.Rectangle, at time.Duration) {
-	if h.hold <= 0 {
-		return
-	}
-	for _, d := range dets {
-		h.boxes = append(h.boxes, held{box: d, at: at})
-	}
-}
-
 // rescale moves the held boxes from pictures of size from to pictures of
 // size to (the camera changed its resolution): a face held at the old size
 // stays obscured where it is in the new picture.

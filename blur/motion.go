@@ -24,8 +24,6 @@ import (
 type motion struct {
 	sw, sh, w, h int
 	grey, ref    []float32
-	refAt        []uint64 // the frame (n) each ref pixel was taken from
-	n            uint64   // frames given to update
 	mask, seen   []bool
 	queue        []int
 }
@@ -41,13 +39,12 @@ const (
 // what the searches saw, or scene true. It does not mark anything
 // searched: searched and searchedAll do, once a search has succeeded.
 func (m *motion) update(pix []byte, w, h int) (boxes []image.Rectangle, scene bool) {
-	m.n++
 	if w != m.w || h != m.h { // the first frame, or a new size: nothing searched yet
 		m.w, m.h = w, h
 		m.sw = min(motionWidth, w)
 		m.sh = max(1, int(math.Round(float64(h)*float64(m.sw)/float64(w))))
 		n := m.sw * m.sh
-		m.grey, m.ref, m.refAt = make([]float32, n), nil, nil
+		m.grey, m.ref = make([]float32, n), nil
 		m.mask, m.seen = make([]bool, n), make([]bool, n)
 		m.shrink(pix)
 		return nil, true
@@ -77,32 +74,9 @@ func (m *motion) update(pix []byte, w, h int) (boxes []image.Rectangle, scene bo
 // whole.
 func (m *motion) searchedAll() {
 	if m.ref == nil {
-		m.ref, m.refAt = make([]float32, len(m.grey)), make([]uint64, len(m.grey))
+		m.ref = make([]float32, len(m.grey))
 	}
 	copy(m.ref, m.grey)
-	for i := range m.refAt {
-		m.refAt[i] = m.n
-	}
-}
-
-// snapshot is the last frame's grey and number, for a search of it that
-// answers after later frames (searchedLate).
-func (m *motion) snapshot() ([]float32, uint64) {
-	return append([]float32(nil), m.grey...), m.n
-}
-
-// searchedLate records that frame n, whose grey is grey, was searched
-// whole: each small pixel last searched before it now reads as it. One a
-// later frame's search covered keeps that frame's grey.
-func (m *motion) searchedLate(grey []float32, n uint64) {
-	if m.ref == nil || len(grey) != len(m.ref) {
-		return
-	}
-	for i, at := range m.refAt {
-		if at < n {
-			m.ref[i], m.refAt[i] = grey[i], n
-		}
-	}
 }
 
 // searched records that the crops (frame pixels) of the last frame given to
@@ -121,8 +95,8 @@ func (m *motion) searched(crops []image.Rectangle) {
 		y1 := c.Max.Y * m.sh / m.h
 		x1, y1 = min(x1, m.sw), min(y1, m.sh)
 		for y := max(y0, 0); y < y1; y++ {
-			for x := x0; x < x1; x++ {
-				m.ref[y*m.sw+x], m.refAt[y*m.sw+x] = m.grey[y*m.sw+x], m.n
+			if x0 < x1 {
+				copy(m.ref[y*m.sw+x0:y*m.sw+x1], m.grey[y*m.sw+x0:y*m.sw+x1])
 			}
 		}
 	}

@@ -6,8 +6,6 @@ import (
 	"image"
 	"slices"
 	"time"
-
-	"github.com/veilproject/veil/pipeline/frame"
 )
 
 // Crop sides the detector runs on in regions mode: a few fixed squares, so
@@ -44,15 +42,7 @@ func (s *Stage) search(ctx context.Context, img Image, now time.Duration) ([]Det
 		s.log.Error("motion detection failed; searching the whole frame", "err", err)
 		scene = true
 	}
-	s.landLate(ctx, img.Width, img.Height, now)
-	// A frame is searched whole here at start-up, on a scene change, when
-	// a sweep is due and cannot be started to answer late, and when the
-	// last sweep that answered is too old (late ones failed): its faces
-	// must not have outlived their hold before the next one lands.
-	full := scene || !s.swept || now-s.sweep > s.cfg.SweepInterval+s.lateBy()
-	if !full && s.late == nil && s.sweepDue(now) {
-		full = !s.startLate(img, now)
-	}
+	full := scene || !s.swept || s.sweepDue(now)
 	var crops []image.Rectangle
 	if !full {
 		crops, full = s.plan(boxes, img.Width, img.Height, now)
@@ -74,107 +64,6 @@ func (s *Stage) search(ctx context.Context, img Image, now time.Duration) ([]Det
 		s.mot.searched(crops)
 	}
 	return dets, reason, nil
-}
-
-// lateSweep is a sweep that answers late: the whole of one frame,
-// searched on a copy while the frames after it go on with region search.
-// A whole 720p frame is the longest search there is (30 ms alone, 150-350
-// ms on two cores busy with four cameras); making its frame wait for it
-// made the camera's next frames wait too, and the queue before blur
-// dropped one to three of them a second per camera.
-type lateSweep struct {
-	r      *request
-	pix    []byte
-	cancel context.CancelFunc
-	at     time.Duration // the swept frame's stream time
-	size   image.Point
-	grey   []float32 // the motion finder's view of it
-	n      uint64
-}
-
-// lateBy is how long after its frame a late sweep's answer may come. The
-// faces of the sweep before must still be held until it does: that one
-// was at most SweepInterval before, so lateBy stays under Hold -
-// SweepInterval (half of it; 250 ms by default).
-func (s *Stage) lateBy() time.Duration {
-	return (s.cfg.Hold - s.cfg.SweepInterval) / 2
-}
-
-// startLate starts a late sweep of img, the frame at now, if a worker is
-// free and another is left for the frame's crops; false means it is
-// searched whole now, as before.
-func (s *Stage) startLate(img Image, now time.Duration) bool {
-	if cap(s.idle) < 2 || !s.take() {
-		return false
-	}
-	pix := frame.Bytes(len(img.Pix))
-	copy(pix, img.Pix)
-	dctx, cancel := context.WithTimeout(context.Background(), s.cfg.Deadline)
-	r, reason := s.send(dctx, Image{Width: img.Width, Height: img.Height, Pix: pix}, image.Rectangle{})
-	if reason != "" {
-		cancel()
-		clear(pix)
-		frame.Recycle(pix)
-		return false
-	}
-	grey, n := s.mot.snapshot()
-	s.late = &lateSweep{r: r, pix: pix, cancel: cancel, at: now, size: image.Pt(img.Width, img.Height), grey: grey, n: n}
-	return true
-}
-
-// landLate takes in the late sweep's answer if it has come, or waits for
-// it if the frame at now is lateBy after it (or the stream's clock went
-// back): its faces are held from its frame's time and its frame counts as
-// searched (where no later search covered it). A sweep that failed is
-// dropped; the next frame starts another, and a frame too long without
-// one is searched whole.
-func (s *Stage) landLate(ctx context.Context, w, h int, now time.Duration) {
-	l := s.late
-	if l == nil {
-		return
-	}
-	var res result
-	select {
-	case res = <-l.r.res:
-	default:
-		if now >= l.at && now-l.at < s.lateBy() {
-			return
-		}
-		select {
-		case res = <-l.r.res:
-		case <-ctx.Done():
-			res = result{err: ctx.Err()}
-		}
-	}
-	s.late = nil
-	s.putLate(l)
-	switch {
-	case res.pan:
-		s.log.Error("detector panicked on a sweep", "err", res.err)
-		return
-	case res.err != nil, l.size != image.Pt(w, h), !validDetections(res.dets, w, h):
-		return
-	}
-	s.markReady()
-	s.swept, s.sweep = true, max(s.sweep, l.at) // a scene change may have swept since
-	s.m.searches.full.Inc()
-	s.mot.searchedLate(l.grey, l.n)
-	boxes := make([]image.Rectangle, 0, len(res.dets))
-	for _, d := range res.dets {
-		boxes = append(boxes, enlarge(d.Box, s.cfg.Margin))
-	}
-	s.hold.late(boxes, l.at)
-}
-
-// putLate ends a late sweep's request and wipes its copy of the frame, or
-// leaves that to its worker if the detector has not returned.
-func (s *Stage) putLate(l *lateSweep) {
-	l.cancel()
-	if l.r.lent.CompareAndSwap(lentOut, lentAbandoned) {
-		return // the worker puts the pixels away when its detector returns
-	}
-	clear(l.pix)
-	frame.Recycle(l.pix)
 }
 
 // searchCrops searches the crops side by side, on as many workers as are
