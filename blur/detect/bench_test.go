@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/veilproject/veil/blur"
 	"github.com/veilproject/veil/pipeline/frame"
 )
@@ -109,14 +107,7 @@ func BenchmarkRegionSearch(b *testing.B) {
 	defer inner.Close()
 	det := &timedDetector{Detector: inner}
 	for b.Loop() {
-		m, err := blur.NewMetrics(prometheus.NewRegistry())
-		if err != nil {
-			b.Fatal(err)
-		}
-		st, err := blur.New(blur.Config{Search: blur.SearchRegions, Deadline: time.Minute}, blur.Deps{Camera: "vtest", Detector: det, Metrics: m})
-		if err != nil {
-			b.Fatal(err)
-		}
+		st := regionStage(b, det)
 		for i, pix := range clip {
 			raw := &frame.Raw{Meta: frame.Meta{Seq: uint64(i), PTS: time.Duration(i) * time.Second / 15}, Width: w, Height: h, Pix: append([]byte(nil), pix...)}
 			if f, err := st.Obscure(context.Background(), raw); err != nil || f.FailClosed() != "" {

@@ -16,6 +16,20 @@ import (
 	"github.com/veilproject/veil/pipeline/frame"
 )
 
+// regionStage is a regions-mode stage (the cameras' default) around det,
+// with a deadline no test machine misses.
+func regionStage(tb testing.TB, det blur.Detector) *blur.Stage {
+	m, err := blur.NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	st, err := blur.New(blur.Config{Search: blur.SearchRegions, Deadline: time.Minute}, blur.Deps{Camera: "vtest", Detector: det, Metrics: m})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return st
+}
+
 // TestRegionSearchCoversWhatFullSearchFinds: on real footage (vtest.avi,
 // people walking, scaled to 1280x720 as a camera would send it), a stage
 // in regions mode (the cameras' default: motion crops, held faces, a
@@ -60,14 +74,7 @@ func regionSearchCovers(t *testing.T, every int) {
 		t.Fatal(err)
 	}
 	defer det.Close()
-	m, err := blur.NewMetrics(prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := blur.New(blur.Config{Search: blur.SearchRegions, Deadline: time.Minute}, blur.Deps{Camera: "vtest", Detector: det, Metrics: m})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := regionStage(t, det)
 	defer st.Close(context.Background())
 	faces, covered := 0, 0
 	for i := 0; i < frames; i++ {
