@@ -264,6 +264,12 @@ func coverCost(r, frame image.Rectangle) int {
 	return n
 }
 
+// maxJoined is the most regions joinCheaper tries to join: pairs are
+// tried again after every join, so its cost grows with the cube of their
+// number (a noisy night picture can give hundreds of small blobs, whose
+// crops then mostly add up to a whole-frame search anyway).
+const maxJoined = 32
+
 // joinCheaper joins two regions wherever the crops of the box around both
 // cost no more than those of each: two pieces of one walking figure (its
 // head and its feet, where the picture changed) in one 224-px square
@@ -273,6 +279,9 @@ func joinCheaper(rs []image.Rectangle, frame image.Rectangle) []image.Rectangle 
 		rs[i] = rs[i].Intersect(frame)
 	}
 	rs = slices.DeleteFunc(rs, image.Rectangle.Empty)
+	if len(rs) > maxJoined {
+		return rs
+	}
 	for changed := true; changed; {
 		changed = false
 		for i := 0; i < len(rs) && !changed; i++ {

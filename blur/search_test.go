@@ -288,6 +288,7 @@ func TestJoinCheaper(t *testing.T) {
 		{"one figure", []image.Rectangle{image.Rect(500, 100, 560, 150), image.Rect(500, 260, 560, 310)}, 1},
 		{"far apart", []image.Rectangle{image.Rect(0, 0, 60, 60), image.Rect(1000, 600, 1060, 660)}, 2},
 		{"outside the frame", []image.Rectangle{image.Rect(-50, -50, -10, -10), image.Rect(10, 10, 50, 50)}, 1},
+		{"too many to try", grid(maxJoined + 1), maxJoined + 1},
 	} {
 		out := joinCheaper(slices.Clone(tc.in), frame)
 		if len(out) != tc.want {
@@ -303,6 +304,16 @@ func TestJoinCheaper(t *testing.T) {
 			}
 		}
 	}
+}
+
+// grid is n small regions 40 px apart, any two of which would join.
+func grid(n int) []image.Rectangle {
+	var rs []image.Rectangle
+	for i := range n {
+		x, y := 40*(i%16), 40*(i/16)
+		rs = append(rs, image.Rect(x, y, x+10, y+10))
+	}
+	return rs
 }
 
 // TestCoverUsesTheCheapestSquares: a region is covered by the square size
