@@ -89,15 +89,15 @@ func (m *motion) searched(crops []image.Rectangle) {
 	}
 	for _, c := range crops {
 		// Small pixel x spans frame columns [x*w/sw, (x+1)*w/sw).
-		x0 := (c.Min.X*m.sw + m.w - 1) / m.w
-		y0 := (c.Min.Y*m.sh + m.h - 1) / m.h
-		x1 := c.Max.X * m.sw / m.w
-		y1 := c.Max.Y * m.sh / m.h
-		x1, y1 = min(x1, m.sw), min(y1, m.sh)
-		for y := max(y0, 0); y < y1; y++ {
-			if x0 < x1 {
-				copy(m.ref[y*m.sw+x0:y*m.sw+x1], m.grey[y*m.sw+x0:y*m.sw+x1])
-			}
+		x0 := max(0, (c.Min.X*m.sw+m.w-1)/m.w)
+		y0 := max(0, (c.Min.Y*m.sh+m.h-1)/m.h)
+		x1 := min(m.sw, c.Max.X*m.sw/m.w)
+		y1 := min(m.sh, c.Max.Y*m.sh/m.h)
+		if x0 >= x1 {
+			continue
+		}
+		for y := y0; y < y1; y++ {
+			copy(m.ref[y*m.sw+x0:y*m.sw+x1], m.grey[y*m.sw+x0:y*m.sw+x1])
 		}
 	}
 }

@@ -166,10 +166,6 @@ func (s *Stage) plan(motion []image.Rectangle, w, h int, now time.Duration) (cro
 	regions = joinCheaper(merge(regions), frame)
 	area := 0
 	for _, r := range regions {
-		r = r.Intersect(frame)
-		if r.Empty() {
-			continue
-		}
 		for _, c := range cover(r, frame) {
 			if c.Empty() {
 				return nil, true // the frame is smaller than a crop
@@ -270,10 +266,11 @@ func coverCost(r, frame image.Rectangle) int {
 // crops then mostly add up to a whole-frame search anyway).
 const maxJoined = 32
 
-// joinCheaper joins two regions wherever the crops of the box around both
-// cost no more than those of each: two pieces of one walking figure (its
-// head and its feet, where the picture changed) in one 224-px square
-// instead of two 160-px ones.
+// joinCheaper clips rs to the frame, drops those outside it, and joins two
+// regions wherever the crops of the box around both cost no more than
+// those of each: two pieces of one walking figure (its head and its feet,
+// where the picture changed) in one 224-px square instead of two 160-px
+// ones.
 func joinCheaper(rs []image.Rectangle, frame image.Rectangle) []image.Rectangle {
 	for i := range rs {
 		rs[i] = rs[i].Intersect(frame)
@@ -282,14 +279,19 @@ func joinCheaper(rs []image.Rectangle, frame image.Rectangle) []image.Rectangle 
 	if len(rs) > maxJoined {
 		return rs
 	}
+	cost := make([]int, len(rs))
+	for i, r := range rs {
+		cost[i] = coverCost(r, frame)
+	}
 	for changed := true; changed; {
 		changed = false
 		for i := 0; i < len(rs) && !changed; i++ {
 			for j := i + 1; j < len(rs); j++ {
 				u := rs[i].Union(rs[j])
-				if coverCost(u, frame) <= coverCost(rs[i], frame)+coverCost(rs[j], frame) {
-					rs[i] = u
-					rs = append(rs[:j], rs[j+1:]...)
+				if c := coverCost(u, frame); c <= cost[i]+cost[j] {
+					rs[i], cost[i] = u, c
+					rs = slices.Delete(rs, j, j+1)
+					cost = slices.Delete(cost, j, j+1)
 					changed = true
 					break
 				}
