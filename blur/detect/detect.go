@@ -69,10 +69,11 @@ type Config struct {
 	// RuntimeDir holds the OpenVINO libraries `make runtimes` unpacks. It
 	// defaults to $VEIL_CACHE/runtimes/openvino-2026.4.1.
 	RuntimeDir string `yaml:"runtime_dir"`
-	// Precision is OpenVINO's inference precision: auto (OpenVINO's choice
-	// for this CPU: bf16 where the CPU has AVX512_BF16 or AMX, else f32; the
-	// default), f32 or bf16. The recall test checks bf16 finds the same
-	// faces as f32.
+	// Precision is OpenVINO's inference precision: auto (the default: the
+	// faster, measured at start-up, of f32 and OpenVINO's reduced choice
+	// for this CPU, bf16 where it has AVX512_BF16 or AMX; see
+	// ChoosePrecision), f32 or bf16. The recall test checks bf16 finds the
+	// same faces as f32.
 	Precision string `yaml:"precision"`
 	// Threads bounds OpenVINO's inference threads in all; 0 (the default)
 	// uses one per core.
@@ -203,7 +204,12 @@ func New(cfg Config, log *slog.Logger) (Detector, error) {
 		}
 		prec := cfg.Precision
 		if prec == "auto" {
-			prec = ""
+			ch, err := ChoosePrecision(cfg.RuntimeDir, model, cfg.Threads)
+			if err != nil {
+				return nil, err
+			}
+			logPrecision(log, ch)
+			prec = ch.Precision
 		}
 		d, err := NewOpenVINOCenterFace(cfg.RuntimeDir, model, float32(cfg.Threshold), cfg.Scale, prec, cfg.Threads, cfg.Lanes)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"image"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -134,6 +135,74 @@ func TestReducedPrecisionKeepsRecall(t *testing.T) {
 		}
 	}
 	t.Logf("bf16 found all %d boxes f32 found", n)
+}
+
+// TestAutoPrecisionIsNotSlower: precision auto runs what ChoosePrecision
+// measured, and that precision is not clearly slower than the other on a
+// picture of another size (640x384, timed here independently): auto must
+// not pick bf16 where it is emulated slowly (an Intel Xeon without AMX) nor
+// f32 where bf16 units make it several times faster (an AMD EPYC).
+func TestAutoPrecisionIsNotSlower(t *testing.T) {
+	if testing.Short() {
+		t.Skip("times the CNN in two precisions")
+	}
+	dir := modelDir(t)
+	det, err := New(Config{ModelDir: dir}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer det.Close()
+	cfg := Config{ModelDir: dir}
+	cfg.Defaults()
+	model, err := ReadModel(filepath.Join(dir, "centerface.onnx"), CenterFaceSHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := ChoosePrecision(cfg.RuntimeDir, model, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := blur.Image{Width: 640, Height: 384, Pix: make([]byte, 640*384*3)}
+	for i := range img.Pix {
+		img.Pix[i] = byte(i * 5 / 3)
+	}
+	if _, err := det.Detect(context.Background(), img); err != nil {
+		t.Fatal(err)
+	}
+	if ran := det.(*OpenVINOCenterFace).Precision(); ran != ch.Precision {
+		t.Fatalf("auto chose %s (%+v) but the detector runs %s", ch.Precision, ch, ran)
+	}
+	t.Logf("chosen: %+v", ch)
+	if ch.Offered == "f32" {
+		return // nothing to choose between on this CPU
+	}
+	fastest := func(prec string) time.Duration {
+		d, err := New(Config{ModelDir: dir, Precision: prec}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		best := time.Hour
+		for i := range 6 {
+			start := time.Now()
+			if _, err := d.Detect(context.Background(), img); err != nil {
+				t.Fatal(err)
+			}
+			if took := time.Since(start); i > 0 {
+				best = min(best, took)
+			}
+		}
+		return best
+	}
+	other := "f32"
+	if ch.Precision == "f32" {
+		other = ch.Offered
+	}
+	mine, theirs := fastest(ch.Precision), fastest(other)
+	t.Logf("640x384: %s (chosen) %v, %s %v", ch.Precision, mine, other, theirs)
+	if float64(mine) > 1.15*float64(theirs) {
+		t.Errorf("auto chose %s, %v a picture, where %s takes %v", ch.Precision, mine, other, theirs)
+	}
 }
 
 // TestLanesFindTheSameFaces runs two OpenVINO lanes at the same time on
