@@ -1,6 +1,6 @@
 # veil: the two commands a user needs are `make demo` and `make test`; each
-# installs what it needs first (Debian packages, the face model and the
-# OpenVINO runtime that runs it, test images).
+# installs what it needs first (Debian packages, the face model, its int8
+# version and the OpenVINO runtime that runs them, test images).
 
 GO      ?= go
 BIN     := bin/veil
@@ -11,8 +11,11 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 deps:
 	bash scripts/setup.sh
 
+# The checked f32 CenterFace, and the int8 one made from it on this machine
+# (pinned tools in a venv, setup time only).
 models: deps
 	bash scripts/fetch-models.sh
+	bash scripts/quantize-model.sh
 
 # OpenVINO's C libraries from the PyPI wheel, pinned and checksummed.
 runtimes: deps

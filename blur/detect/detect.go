@@ -70,10 +70,11 @@ type Config struct {
 	// defaults to $VEIL_CACHE/runtimes/openvino-2026.4.1.
 	RuntimeDir string `yaml:"runtime_dir"`
 	// Precision is OpenVINO's inference precision: auto (the default: the
-	// faster, measured at start-up, of f32 and OpenVINO's reduced choice
-	// for this CPU, bf16 where it has AVX512_BF16 or AMX; see
-	// ChoosePrecision), f32 or bf16. The recall test checks bf16 finds the
-	// same faces as f32.
+	// fastest, measured at start-up, of f32, OpenVINO's reduced choice for
+	// this CPU (bf16 where it has AVX512_BF16 or AMX) and the int8 model
+	// where `make models` made it; see ChoosePrecision), f32, bf16 or int8
+	// (Int8Model). The recall test checks bf16 and int8 find the faces f32
+	// finds.
 	Precision string `yaml:"precision"`
 	// Threads bounds OpenVINO's inference threads in all; 0 (the default)
 	// uses one per core.
@@ -140,9 +141,9 @@ func (c *Config) Validate(prefix string) error {
 		return fmt.Errorf("%s.runtime: %q (want openvino or opencv)", prefix, c.Runtime)
 	}
 	switch c.Precision {
-	case "auto", "f32", "bf16":
+	case "auto", "f32", "bf16", "int8":
 	default:
-		return fmt.Errorf("%s.precision: %q (want auto, f32 or bf16)", prefix, c.Precision)
+		return fmt.Errorf("%s.precision: %q (want auto, f32, bf16 or int8)", prefix, c.Precision)
 	}
 	if c.Threads < 0 || c.Threads > 256 {
 		return fmt.Errorf("%s.threads: %d is outside [0, 256]", prefix, c.Threads)
@@ -204,12 +205,17 @@ func New(cfg Config, log *slog.Logger) (Detector, error) {
 		}
 		prec := cfg.Precision
 		if prec == "auto" {
-			ch, err := ChoosePrecision(cfg.RuntimeDir, model, cfg.Threads)
+			ch, err := ChoosePrecision(cfg.RuntimeDir, cfg.ModelDir, model, cfg.Threads, log)
 			if err != nil {
 				return nil, err
 			}
 			logPrecision(log, ch)
 			prec = ch.Precision
+		}
+		if prec == "int8" {
+			if model, err = ReadInt8Model(cfg.ModelDir); err != nil {
+				return nil, err
+			}
 		}
 		d, err := NewOpenVINOCenterFace(cfg.RuntimeDir, model, float32(cfg.Threshold), cfg.Scale, prec, cfg.Threads, cfg.Lanes)
 		if err != nil {

@@ -2,6 +2,8 @@ package detect
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"image"
 	"os"
@@ -162,4 +164,92 @@ func TestDetectRejectsBadBuffer(t *testing.T) {
 	if _, err := det.Detect(context.Background(), blur.Image{Width: 10, Height: 10, Pix: make([]byte, 7)}); err == nil {
 		t.Error("short buffer accepted")
 	}
+}
+
+// TestInt8ModelIsChecked: the int8 model is made on the machine, so it is
+// checked against the checksum file made with it, which must also name the
+// checked f32 model and the recipe. Asked for by name, a bad one is an
+// error naming the file; under auto it is left out, with f32 and bf16
+// still measured.
+func TestInt8ModelIsChecked(t *testing.T) {
+	f32, err := os.ReadFile(filepath.Join(modelDir(t), "centerface.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := ReadInt8Model(modelDir(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := func(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
+	side := func(file, from, recipe string) string {
+		return file + "  " + Int8Model + "\nfrom " + from + "\nrecipe " + recipe + "\n"
+	}
+	for _, tc := range []struct {
+		name  string
+		model []byte
+		side  string // "" writes no checksum file
+		want  string // in the error; "" for none
+	}{
+		{"missing", nil, "", "make models"},
+		{"no checksum file", good, "", "checksum file"},
+		{"edited", append(append([]byte(nil), good...), 0), side(sum(good), CenterFaceSHA256, Int8Recipe), "checksum file says"},
+		{"from another model", good, side(sum(good), strings.Repeat("0", 64), Int8Recipe), "checksum file says"},
+		{"another recipe", good, side(sum(good), CenterFaceSHA256, "by hand"), "checksum file says"},
+		{"intact", good, side(sum(good), CenterFaceSHA256, Int8Recipe), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "centerface.onnx"), f32, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if tc.model != nil {
+				if err := os.WriteFile(filepath.Join(dir, Int8Model), tc.model, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.side != "" {
+				if err := os.WriteFile(filepath.Join(dir, Int8Model+".sha256"), []byte(tc.side), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := ReadInt8Model(dir)
+			det, nerr := New(Config{ModelDir: dir, Precision: "int8"}, nil)
+			if tc.want == "" {
+				if err != nil || nerr != nil {
+					t.Fatalf("intact model refused: %v, %v", err, nerr)
+				}
+				det.Close()
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), Int8Model) {
+				t.Errorf("ReadInt8Model: %v, want an error naming %s and saying %q", err, Int8Model, tc.want)
+			}
+			if nerr == nil || !strings.Contains(nerr.Error(), Int8Model) {
+				t.Errorf("precision int8: %v", nerr)
+			}
+			if det != nil {
+				det.Close()
+			}
+		})
+	}
+	t.Run("auto leaves a bad one out", func(t *testing.T) {
+		dir := t.TempDir()
+		for name, b := range map[string][]byte{"centerface.onnx": f32, Int8Model: append(append([]byte(nil), good...), 0),
+			Int8Model + ".sha256": []byte(side(sum(good), CenterFaceSHA256, Int8Recipe))} {
+			if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		det, err := New(Config{ModelDir: dir}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer det.Close()
+		if _, err := det.Detect(context.Background(), blur.Image{Width: 64, Height: 64, Pix: make([]byte, 64*64*3)}); err != nil {
+			t.Fatal(err)
+		}
+		if p := det.(*OpenVINOCenterFace).Precision(); p == "int8" {
+			t.Errorf("auto runs the edited int8 model")
+		}
+	})
 }

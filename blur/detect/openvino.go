@@ -282,7 +282,7 @@ type OpenVINOCenterFace struct {
 	model     []byte // the ONNX file's bytes
 	threshold float32
 	scale     float64
-	precision string // asked for; "" lets OpenVINO choose
+	precision string // asked for; "" lets OpenVINO choose; int8: the model is quantized
 	threads   int
 	lanes     []*ovLane
 	// largePerLane compiles large inputs like small ones, a stream and a
@@ -331,8 +331,8 @@ const maxStreamedPixels = 448 * 448
 
 // NewOpenVINOCenterFace loads the runtime from libDir and the model (its
 // bytes, checked by ReadModel; every network is compiled from them, never
-// from the file again). precision is f32, bf16, or "" for OpenVINO's
-// choice on this CPU; threads bounds inference threads in all (0: one per
+// from the file again). precision is f32, bf16, int8 (model is then the
+// int8 model, ReadInt8Model), or "" for OpenVINO's choice on this CPU; threads bounds inference threads in all (0: one per
 // core); lanes is how many inferences may run at once (at least 1).
 func NewOpenVINOCenterFace(libDir string, model []byte, threshold float32, scale float64, precision string, threads, lanes int) (*OpenVINOCenterFace, error) {
 	core, err := loadOpenVINO(libDir)
@@ -463,7 +463,11 @@ func (c *OpenVINOCenterFace) compile(n *ovNet, src image.Point) error {
 	defer C.free(unsafe.Pointer(cthreads))
 	streams := C.CString(strconv.Itoa(nstreams))
 	defer C.free(unsafe.Pointer(streams))
-	prec := C.CString(c.precision)
+	hint := c.precision
+	if hint == "int8" {
+		hint = "f32" // for the layers the quantized model keeps in floats
+	}
+	prec := C.CString(hint)
 	defer C.free(unsafe.Pointer(prec))
 	n.reqs = make([]unsafe.Pointer, nreqs)
 	if st := C.veil_ov_compile(c.core, (*C.char)(unsafe.Pointer(&c.model[0])), C.size_t(len(c.model)), C.int64_t(in.Y), C.int64_t(in.X), C.int64_t(src.Y), C.int64_t(src.X), cthreads, streams, prec, &n.compiled); st != 0 {
@@ -483,7 +487,10 @@ func (c *OpenVINOCenterFace) compile(n *ovNet, src image.Point) error {
 		return err
 	}
 	n.running = C.GoString(&buf[0])
-	if n.running == "bf16" || n.running == "f16" {
+	switch {
+	case c.precision == "int8":
+		n.running, n.margin = "int8", Int8Margin
+	case n.running == "bf16" || n.running == "f16":
 		n.margin = ReducedPrecisionMargin
 	}
 	return nil
@@ -504,7 +511,7 @@ func (c *OpenVINOCenterFace) release(n *ovNet) {
 const ReducedPrecisionMargin = 0.02
 
 // Precision is what the most recently used network runs in ("f32",
-// "bf16"), empty before the first frame.
+// "bf16", "int8"), empty before the first frame.
 func (c *OpenVINOCenterFace) Precision() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()

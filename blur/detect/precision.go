@@ -2,9 +2,11 @@ package detect
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"image"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,111 +18,164 @@ import (
 // the 2-core AMD EPYC this project was first measured on it was 3.75x
 // faster than f32 at 720p (32 against 120 ms), on a 2-core Intel Xeon
 // without AMX (avx512_bf16 only) it was 20-35% slower (116 against 95 ms
-// at 720p, 30 against 23 at 640x384). So auto measures: it times OpenVINO's
-// own choice against f32 on one picture and keeps the reduced precision
-// only where it is clearly faster. f32 is the reference the recall floors
-// were set with; bf16 keeps them with its threshold margin
-// (TestReducedPrecisionKeepsRecall), so either choice keeps recall.
+// at 720p, 30 against 23 at 640x384). The int8 model, where made, was
+// 1.5-2x faster than f32 on that Xeon (VNNI) and hardly faster than bf16
+// on the EPYC. So auto measures: it times each candidate on one picture
+// and keeps a reduced precision only where it is clearly faster than f32.
+// f32 is the reference the recall floors were set with; bf16 and int8
+// keep them with their threshold margins (TestReducedPrecisionKeepsRecall),
+// so any choice keeps recall.
 
 // precisionProbe is the picture size timed: between the crops region
 // search mostly runs (160-224 px) and a 720p sweep, whose ratios bracket
 // it on the Xeon above (bf16 0.91x and 0.81x as fast as f32 there).
 var precisionProbe = image.Pt(320, 320)
 
-// precisionRuns is how many timed inferences each precision gets; the
+// precisionRuns is how many timed inferences each candidate gets; the
 // fastest counts, since a busy machine only ever makes a run slower.
 const precisionRuns = 5
 
-// reducedPrecisionGain is how much faster the reduced precision must be
-// to be chosen: within noise, f32 (the reference) wins.
+// reducedPrecisionGain is how much faster a reduced precision must be to
+// be chosen: within noise, f32 (the reference) wins.
 const reducedPrecisionGain = 0.9
 
 // PrecisionChoice is what precision: auto chose, and why.
 type PrecisionChoice struct {
-	Precision string        // "f32" or OpenVINO's reduced choice ("bf16")
-	Offered   string        // what OpenVINO runs when left to choose
-	F32, Auto time.Duration // fastest of precisionRuns on the probe picture
+	Precision string                   // "f32", "bf16" or "int8"
+	Times     map[string]time.Duration // fastest of precisionRuns per candidate, on the probe picture
+	Offered   string                   // what OpenVINO runs the f32 model in when left to choose
+	NoInt8    string                   // why int8 was not a candidate, if it was not
 }
 
 var precisionMemo struct {
 	sync.Mutex
-	done map[int]PrecisionChoice // by inference threads
+	done map[string]PrecisionChoice // by thread count and model directory
 }
 
-// ChoosePrecision measures, once per process and thread count, whether
-// OpenVINO's own precision choice is faster than f32 on this CPU.
-func ChoosePrecision(libDir string, model []byte, threads int) (PrecisionChoice, error) {
+// ChoosePrecision measures, once per process, thread count and model
+// directory, which of f32, OpenVINO's own choice for the f32 model (bf16
+// on CPUs with bf16 instructions) and the int8 model in modelDir (if
+// there and intact) is fastest on this CPU.
+func ChoosePrecision(libDir, modelDir string, model []byte, threads int, log *slog.Logger) (PrecisionChoice, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	key := fmt.Sprint(threads, "\x00", modelDir)
 	precisionMemo.Lock()
 	defer precisionMemo.Unlock()
-	if c, ok := precisionMemo.done[threads]; ok {
+	if c, ok := precisionMemo.done[key]; ok {
 		return c, nil
 	}
-	ch, err := choosePrecision(libDir, model, threads)
+	int8Model, err := ReadInt8Model(modelDir)
+	noInt8 := ""
+	if err != nil {
+		noInt8 = err.Error()
+		if !errors.Is(err, ErrModelMissing) {
+			log.Warn("int8 face model unusable; auto chooses between f32 and bf16", "component", "detect", "err", err)
+		}
+	}
+	ch, err := choosePrecision(libDir, model, int8Model, threads)
 	if err != nil {
 		return PrecisionChoice{}, err
 	}
+	ch.NoInt8 = noInt8
 	if precisionMemo.done == nil {
-		precisionMemo.done = map[int]PrecisionChoice{}
+		precisionMemo.done = map[string]PrecisionChoice{}
 	}
-	precisionMemo.done[threads] = ch
+	precisionMemo.done[key] = ch
 	return ch, nil
 }
 
-func choosePrecision(libDir string, model []byte, threads int) (PrecisionChoice, error) {
+func choosePrecision(libDir string, model, int8Model []byte, threads int) (PrecisionChoice, error) {
 	img := blur.Image{Width: precisionProbe.X, Height: precisionProbe.Y, Pix: make([]byte, precisionProbe.X*precisionProbe.Y*3)}
 	for i := range img.Pix {
 		img.Pix[i] = byte(i * 7 / 3) // not flat: a flat picture could take shortcuts a real one cannot
 	}
-	var dets [2]*OpenVINOCenterFace // OpenVINO's choice, f32
-	for i, prec := range []string{"", "f32"} {
-		d, err := NewOpenVINOCenterFace(libDir, model, 0.5, 1, prec, threads, 1)
-		if err != nil {
-			return PrecisionChoice{}, err
-		}
-		defer d.Close()
-		dets[i] = d
+	type candidate struct {
+		prec string
+		d    *OpenVINOCenterFace
 	}
+	var cands []candidate
+	add := func(m []byte, prec string) error {
+		d, err := NewOpenVINOCenterFace(libDir, m, 0.5, 1, prec, threads, 1)
+		if err != nil {
+			return err
+		}
+		cands = append(cands, candidate{prec, d})
+		return nil
+	}
+	defer func() {
+		for _, c := range cands {
+			c.d.Close()
+		}
+	}()
 	infer := func(d *OpenVINOCenterFace) (time.Duration, error) {
 		start := time.Now()
 		_, err := d.Detect(context.Background(), img)
+		if err != nil {
+			err = fmt.Errorf("timing the detector's precision: %w", err)
+		}
 		return time.Since(start), err
+	}
+	if err := add(model, "f32"); err != nil {
+		return PrecisionChoice{}, err
+	}
+	if err := add(model, ""); err != nil {
+		return PrecisionChoice{}, err
+	}
+	if int8Model != nil {
+		if err := add(int8Model, "int8"); err != nil {
+			return PrecisionChoice{}, err
+		}
 	}
 	// Two warm-up runs each (compiling, then the first inferences of a
 	// process ran 1.5x slow), then turns taken, so that a moment of load
-	// falls on both.
-	for _, d := range dets {
+	// falls on all.
+	for _, c := range cands {
 		for range 2 {
-			if _, err := infer(d); err != nil {
-				return PrecisionChoice{}, fmt.Errorf("timing the detector's precision: %w", err)
+			if _, err := infer(c.d); err != nil {
+				return PrecisionChoice{}, err
 			}
 		}
 	}
-	ch := PrecisionChoice{Precision: "f32", Offered: dets[0].Precision(), Auto: time.Hour, F32: time.Hour}
+	ch := PrecisionChoice{Precision: "f32", Offered: cands[1].d.Precision(), Times: map[string]time.Duration{}}
 	if ch.Offered == "f32" {
-		return ch, nil
+		cands = append(cands[:1], cands[2:]...) // the same network twice
+	} else {
+		cands[1].prec = ch.Offered
 	}
 	for range precisionRuns {
-		for i, best := range []*time.Duration{&ch.Auto, &ch.F32} {
-			took, err := infer(dets[i])
+		for _, c := range cands {
+			took, err := infer(c.d)
 			if err != nil {
-				return PrecisionChoice{}, fmt.Errorf("timing the detector's precision: %w", err)
+				return PrecisionChoice{}, err
 			}
-			*best = min(*best, took)
+			if best, ok := ch.Times[c.prec]; !ok || took < best {
+				ch.Times[c.prec] = took
+			}
 		}
 	}
-	if float64(ch.Auto) <= reducedPrecisionGain*float64(ch.F32) {
-		ch.Precision = ch.Offered
+	for _, c := range cands[1:] {
+		if t := ch.Times[c.prec]; float64(t) <= reducedPrecisionGain*float64(ch.Times["f32"]) && t < ch.Times[ch.Precision] {
+			ch.Precision = c.prec
+		}
 	}
 	return ch, nil
 }
 
 // logPrecision says what auto chose, with the figures it chose on.
 func logPrecision(log *slog.Logger, ch PrecisionChoice) {
-	if ch.Offered == "f32" {
-		log.Info("detector precision: f32 (OpenVINO offers no reduced precision on this CPU)", "component", "detect")
-		return
+	args := []any{"component", "detect", "precision", ch.Precision,
+		"probe", fmt.Sprintf("%dx%d", precisionProbe.X, precisionProbe.Y)}
+	var times []string
+	for _, p := range []string{"f32", "bf16", "f16", "int8"} {
+		if t, ok := ch.Times[p]; ok {
+			times = append(times, fmt.Sprintf("%s %.1f ms", p, float64(t.Microseconds())/1000))
+		}
 	}
-	log.Info("detector precision chosen by measurement", "component", "detect", "precision", ch.Precision,
-		"f32_ms", float64(ch.F32.Microseconds())/1000, ch.Offered+"_ms", float64(ch.Auto.Microseconds())/1000,
-		"probe", fmt.Sprintf("%dx%d", precisionProbe.X, precisionProbe.Y))
+	args = append(args, "times", strings.Join(times, ", "))
+	if ch.NoInt8 != "" {
+		args = append(args, "int8", ch.NoInt8)
+	}
+	log.Info("detector precision chosen by measurement", args...)
 }
