@@ -26,6 +26,7 @@ import (
 	"github.com/veilproject/veil/blur/blurtest"
 	"github.com/veilproject/veil/ingest/decode"
 	"github.com/veilproject/veil/pipeline/frame"
+	"github.com/veilproject/veil/pipeline/output/encode"
 )
 
 // BenchmarkLiveViewers: one 1280x720 15 fps camera watched by 1 and by 10
@@ -148,7 +149,7 @@ func newViewer(url string, decodeIt bool, onPicture func([]byte)) (*webrtc.PeerC
 
 func liveRun(b *testing.B, n int, d time.Duration) (cpu, p50, p99 float64, decoded int) {
 	m, _ := NewMetrics(prometheus.NewRegistry())
-	st := NewStream("lobby", "veryfast", nil, m, nil)
+	st := NewStream("lobby", encode.DefaultPreset, nil, m, nil)
 	w := &WHEP{Streams: map[string]*Stream{"lobby": st}, IncludeLoopback: true, MaxPerCamera: 20, Logger: slog.New(slog.DiscardHandler), Metrics: m,
 		Authorize: func(r *http.Request, c string) (Viewer, bool) { return Viewer{Who: "bench"}, true }}
 	srv := httptest.NewServer(w)

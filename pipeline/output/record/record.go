@@ -37,7 +37,8 @@ type Config struct {
 	// MaxBytes deletes the oldest segments (of all cameras) while the total
 	// is above it. It defaults to 50 GiB.
 	MaxBytes int64 `yaml:"max_bytes"`
-	// Preset is libx264's preset. It defaults to veryfast.
+	// Preset is libx264's preset. It defaults to encode.DefaultPreset
+	// (superfast).
 	Preset string `yaml:"preset"`
 }
 
@@ -53,7 +54,7 @@ func (c *Config) Defaults() {
 		c.MaxBytes = 50 << 30
 	}
 	if c.Preset == "" {
-		c.Preset = "veryfast"
+		c.Preset = encode.DefaultPreset
 	}
 }
 
