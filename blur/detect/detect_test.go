@@ -114,8 +114,16 @@ func TestCenterFaceFindsMessiAcrossSizeChanges(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if raw.want > 0 && len(dets) != raw.want {
-			t.Errorf("run %d (%s): %d faces, want %d: %v", i, raw.name, len(dets), raw.want, dets)
+		// Faces the detector is sure of: a reduced precision's lower
+		// threshold (int8: 0.15) may add a doubtful box at a frame's edge.
+		sure := 0
+		for _, d := range dets {
+			if d.Score >= 0.5 {
+				sure++
+			}
+		}
+		if raw.want > 0 && sure != raw.want {
+			t.Errorf("run %d (%s): %d faces scored 0.5 or more, want %d: %v", i, raw.name, sure, raw.want, dets)
 		}
 		if len(dets) > 200 {
 			t.Errorf("run %d (%s): %d boxes: stale network shapes", i, raw.name, len(dets))

@@ -291,13 +291,7 @@ func TestDemoServesMetricsCountsAndRecords(t *testing.T) {
 			t.Fatalf("no 3 count events in 3 minutes: %s", stderr.String())
 		}
 	}
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, want := range []string{
+	wants := []string{
 		`veil_blur_frames_total{camera="sample",result="obscured"}`,
 		`veil_blur_fail_closed_frames_total{camera="sample",reason="deadline"}`,
 		`veil_blur_detector_ready{camera="sample"} 1`,
@@ -317,10 +311,32 @@ func TestDemoServesMetricsCountsAndRecords(t *testing.T) {
 		`veil_exporter_events_total{result="applied"}`,
 		`veil_exporter_partitions_owned 3`,
 		`veil_recording_disk_free_bytes`,
-	} {
-		if !strings.Contains(string(body), want) {
-			t.Errorf("/metrics lacks %s", want)
+	}
+	// The footfall series appear once the exporter has read the first
+	// events back from the embedded broker, which on a slow or busy
+	// machine can be seconds after they were printed: scrape until every
+	// series is there, or a minute has passed.
+	var body []byte
+	var missing []string
+	for end := time.Now().Add(time.Minute); ; time.Sleep(500 * time.Millisecond) {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
 		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		missing = missing[:0]
+		for _, want := range wants {
+			if !strings.Contains(string(body), want) {
+				missing = append(missing, want)
+			}
+		}
+		if len(missing) == 0 || time.Now().After(end) {
+			break
+		}
+	}
+	for _, m := range missing {
+		t.Errorf("/metrics lacks %s", m)
 	}
 	// Every metric the alert rules and dashboards name is in this real
 	// exposition.
