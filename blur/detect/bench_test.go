@@ -42,6 +42,7 @@ func BenchmarkDetect(b *testing.B) {
 		{"centerface-opencv", Config{Runtime: RuntimeOpenCV}},
 		{"centerface-openvino-f32", Config{Precision: "f32"}},
 		{"centerface-openvino-bf16", Config{Precision: "bf16"}},
+		{"centerface-openvino-int8", Config{Precision: "int8"}},
 		{"haar", Config{Kind: KindHaar}},
 	} {
 		c.cfg.ModelDir = DefaultModelDir()
