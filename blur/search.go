@@ -16,6 +16,17 @@ import (
 // of vtest went from 97% to 99.8% of frames answered).
 var cropSides = []int{160, 224, 320, 448, 640}
 
+// CropSizes is the picture sizes region search hands the detector besides
+// whole frames: a runtime that compiles a network per size can prepare
+// them before the first frame (detect's Prepare).
+func CropSizes() []image.Point {
+	out := make([]image.Point, len(cropSides))
+	for i, s := range cropSides {
+		out[i] = image.Pt(s, s)
+	}
+	return out
+}
+
 // A region search whose crops would add up to more pixels than the frame
 // is done as one full-frame search instead. A crop costs no more per pixel
 // than a whole 720p frame (50-63 against 60-68 ns a pixel on one thread),

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image"
 	"io"
 	"log/slog"
 	"net"
@@ -19,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/veilproject/veil/blur"
 	"github.com/veilproject/veil/blur/detect"
 	"github.com/veilproject/veil/blur/engine"
 	"github.com/veilproject/veil/ingest"
@@ -366,6 +368,22 @@ func (s *Service) Run(ctx context.Context) error {
 		<-engDone
 		s.det.Close()
 	}()
+	if p, ok := s.det.(interface {
+		Prepare(context.Context, []image.Point) error
+	}); ok && s.cfg.Blur.Search == blur.SearchRegions {
+		// Compiled while the cameras connect; a crop that comes first waits
+		// for its network as it would have anyway. A failure here is the
+		// same a frame would meet, and fails that frame closed: logged only.
+		g.Go(func() error {
+			start := time.Now()
+			if err := p.Prepare(camCtx, blur.CropSizes()); err != nil && !errors.Is(err, context.Canceled) {
+				s.log.Warn("preparing the detector's crop networks", "component", "detect", "err", err)
+			} else if err == nil {
+				s.log.Info("detector's crop networks compiled", "component", "detect", "took", time.Since(start).Round(time.Millisecond))
+			}
+			return nil
+		})
+	}
 	stopServers := make(chan struct{})
 	for _, sv := range s.servers {
 		stop := (<-chan struct{})(stopServers)

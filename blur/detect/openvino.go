@@ -496,6 +496,27 @@ func (c *OpenVINOCenterFace) compile(n *ovNet, src image.Point) error {
 	return nil
 }
 
+// Prepare compiles, now, the networks for pictures of these sizes, so
+// that the first crop of each size does not wait for its compile. On the
+// 2-core Xeon a compile took 0.5-1 s under load, and one camera's first
+// crop of a new size, often after the capacity benchmark's 10 s of
+// warm-up, dropped about ten frames waiting for it: a single 720p15
+// camera answered 96.9-98.4% of its frames. It stops between sizes when
+// ctx ends.
+func (c *OpenVINOCenterFace) Prepare(ctx context.Context, sizes []image.Point) error {
+	for _, p := range sizes {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, err := c.acquire(p)
+		if err != nil {
+			return err
+		}
+		c.release(n)
+	}
+	return nil
+}
+
 func (c *OpenVINOCenterFace) release(n *ovNet) {
 	c.mu.Lock()
 	n.busy--

@@ -2,6 +2,7 @@ package detect
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"image"
 	"os"
@@ -410,4 +411,43 @@ func rssBytes(t *testing.T) int64 {
 	var size, res int64
 	fmt.Sscan(string(b), &size, &res)
 	return res * int64(os.Getpagesize())
+}
+
+// TestPrepareCompilesAhead: Prepare compiles the networks for the sizes
+// region search will ask for, and a crop of a prepared size then runs on
+// it without compiling; a cancelled Prepare stops.
+func TestPrepareCompilesAhead(t *testing.T) {
+	det, err := New(Config{ModelDir: modelDir(t), Lanes: 2}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer det.Close()
+	ov := det.(*OpenVINOCenterFace)
+	var mu sync.Mutex
+	compiles := map[image.Point]int{}
+	ov.compileHook = func(p image.Point) {
+		mu.Lock()
+		compiles[p]++
+		mu.Unlock()
+	}
+	sizes := blur.CropSizes()
+	if err := ov.Prepare(context.Background(), sizes); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range sizes {
+		if compiles[p] != 1 {
+			t.Errorf("%v compiled %d times by Prepare, want once", p, compiles[p])
+		}
+		if _, err := Lanes(det)[1].Detect(context.Background(), blur.Image{Width: p.X, Height: p.Y, Pix: make([]byte, p.X*p.Y*3)}); err != nil {
+			t.Fatal(err)
+		}
+		if compiles[p] != 1 {
+			t.Errorf("%v compiled again on its first crop", p)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := ov.Prepare(ctx, []image.Point{{96, 96}}); !errors.Is(err, context.Canceled) || compiles[image.Pt(96, 96)] != 0 {
+		t.Errorf("cancelled Prepare: %v, %d compiles", err, compiles[image.Pt(96, 96)])
+	}
 }
