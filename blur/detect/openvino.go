@@ -332,8 +332,9 @@ const maxStreamedPixels = 448 * 448
 // NewOpenVINOCenterFace loads the runtime from libDir and the model (its
 // bytes, checked by ReadModel; every network is compiled from them, never
 // from the file again). precision is f32, bf16, int8 (model is then the
-// int8 model, ReadInt8Model), or "" for OpenVINO's choice on this CPU; threads bounds inference threads in all (0: one per
-// core); lanes is how many inferences may run at once (at least 1).
+// int8 model, ReadInt8Model), or "" for OpenVINO's choice on this CPU;
+// threads bounds inference threads in all (0: one per core); lanes is how
+// many inferences may run at once (at least 1).
 func NewOpenVINOCenterFace(libDir string, model []byte, threshold float32, scale float64, precision string, threads, lanes int) (*OpenVINOCenterFace, error) {
 	core, err := loadOpenVINO(libDir)
 	if err != nil {
