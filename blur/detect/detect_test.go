@@ -115,7 +115,7 @@ func TestCenterFaceFindsMessiAcrossSizeChanges(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Faces the detector is sure of: a reduced precision's lower
-		// threshold (int8: 0.15) may add a doubtful box at a frame's edge.
+		// threshold (int8: 0.12) may add a doubtful box at a frame's edge.
 		sure := 0
 		for _, d := range dets {
 			if d.Score >= 0.5 {

@@ -20,12 +20,16 @@ const Int8Model = "centerface-int8.onnx"
 const Int8Recipe = "nncf-3.4.0-vtest128-faceapi12-v2"
 
 // Int8Margin lowers the score threshold when the int8 model runs: its
-// scores are lower than f32's (on the labelled photos and the ~16 px set,
-// the most a face f32 scored at or above 0.2 lost below it was 0.027,
-// though high scores lost up to 0.37), so at the f32 threshold it would
-// lose faces f32 keeps. With the margin it finds every face f32 finds
-// there (TestReducedPrecisionKeepsRecall).
-const Int8Margin = 0.05
+// scores are lower than f32's. On the labelled photos and the ~16 px set,
+// the most a face f32 scored at or above 0.2 lost below it was 0.027
+// (high scores lost up to 0.37); on 16 unlabelled pictures (Megamind
+// frames, insightface's sample faces, vtest frames; 28 boxes) a box f32
+// scored 0.224 scored 0.145, 0.055 below the threshold. The margin is
+// half again that: with it int8 finds every face f32 finds on both
+// (TestReducedPrecisionKeepsRecall), for a few more doubtful boxes (at
+// ~16 px 9 against f32's 4, 95.9% of the scene kept against 98.7%; a
+// margin of 0.1 kept 94.0%).
+const Int8Margin = 0.08
 
 // ReadInt8Model reads the int8 model in dir and checks it against the
 // checksum file the script wrote with it (dir/centerface-int8.onnx.sha256:
