@@ -22,7 +22,7 @@ const Int8Recipe = "nncf-3.4.0-vtest128-faceapi12-v2"
 // Int8Margin lowers the score threshold when the int8 model runs: its
 // scores are lower than f32's. On the labelled photos and the ~16 px set,
 // the most a face f32 scored at or above 0.2 lost below it was 0.027
-// (high scores lost up to 0.37); on 16 unlabelled pictures (Megamind
+// (high scores lost up to 0.37); on 14 unlabelled pictures (Megamind
 // frames, insightface's sample faces, vtest frames; 28 boxes) a box f32
 // scored 0.224 scored 0.145, 0.055 below the threshold. The margin is
 // half again that: with it int8 finds every face f32 finds on both
