@@ -51,11 +51,11 @@ func ReadInt8Model(dir string) ([]byte, error) {
 		return nil, fmt.Errorf("int8 face model %s: its checksum file: %w (run scripts/quantize-model.sh)", path, err)
 	}
 	sum := sha256.Sum256(b)
-	want := fmt.Sprintf("%s  %s\nfrom %s\nrecipe %s\n", hex.EncodeToString(sum[:]), Int8Model, CenterFaceSHA256, Int8Recipe)
-	if string(side) != want {
+	file := hex.EncodeToString(sum[:])
+	if want := fmt.Sprintf("%s  %s\nfrom %s\nrecipe %s\n", file, Int8Model, CenterFaceSHA256, Int8Recipe); string(side) != want {
 		got := strings.ReplaceAll(strings.TrimSpace(string(side)), "\n", "; ")
 		return nil, fmt.Errorf("int8 face model %s: checksum file says %q, want the file's SHA-256 %s made from %s by %s (delete it and run scripts/quantize-model.sh)",
-			path, got, hex.EncodeToString(sum[:]), CenterFaceSHA256[:12], Int8Recipe)
+			path, got, file, CenterFaceSHA256[:12], Int8Recipe)
 	}
 	return b, nil
 }

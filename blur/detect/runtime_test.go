@@ -172,13 +172,11 @@ func TestAutoPrecisionIsNotSlower(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer det.Close()
-	cfg := Config{ModelDir: dir}
-	cfg.Defaults()
 	model, err := ReadModel(filepath.Join(dir, "centerface.onnx"), CenterFaceSHA256)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch, err := ChoosePrecision(cfg.RuntimeDir, dir, model, 0, nil)
+	ch, err := ChoosePrecision(DefaultRuntimeDir(), dir, model, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
