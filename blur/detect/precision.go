@@ -41,10 +41,14 @@ const reducedPrecisionGain = 0.9
 
 // PrecisionChoice is what precision: auto chose, and why.
 type PrecisionChoice struct {
-	Precision string                   // "f32", "bf16" or "int8"
-	Times     map[string]time.Duration // fastest of precisionRuns per candidate, on the probe picture
-	Offered   string                   // what OpenVINO runs the f32 model in when left to choose
-	NoInt8    string                   // why int8 was not a candidate, if it was not
+	Precision string                   `json:"precision"` // "f32", "bf16" or "int8"
+	Times     map[string]time.Duration `json:"times_ns"`  // fastest of precisionRuns per candidate, on the probe picture
+	Offered   string                   `json:"offered"`   // what OpenVINO runs the f32 model in when left to choose
+	NoInt8    string                   `json:"no_int8"`   // why int8 was not a candidate, if it was not
+	Measured  time.Time                `json:"measured"`
+	// From is the file the choice was remembered in, or "" where it
+	// was measured by this process.
+	From string `json:"-"`
 }
 
 var precisionMemo struct {
@@ -52,10 +56,11 @@ var precisionMemo struct {
 	done map[string]PrecisionChoice // by thread count and model directory
 }
 
-// ChoosePrecision measures, once per process, thread count and model
-// directory, which of f32, OpenVINO's own choice for the f32 model (bf16
-// on CPUs with bf16 instructions) and the int8 model in modelDir (if
-// there and intact) is fastest on this CPU.
+// ChoosePrecision measures which of f32, OpenVINO's own choice for the
+// f32 model (bf16 on CPUs with bf16 instructions) and the int8 model in
+// modelDir (if there and intact) is fastest on this CPU: once per
+// process, thread count and model directory, and once per machine where
+// the choice can be kept (precision_store.go).
 func ChoosePrecision(libDir, modelDir string, model []byte, threads int, log *slog.Logger) (PrecisionChoice, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -74,17 +79,42 @@ func ChoosePrecision(libDir, modelDir string, model []byte, threads int, log *sl
 			log.Warn("int8 face model unusable; auto chooses between f32 and bf16", "component", "detect", "err", err)
 		}
 	}
-	ch, err := choosePrecision(libDir, model, int8Model, threads)
-	if err != nil {
-		return PrecisionChoice{}, err
+	file := precisionFile()
+	pk, keep := newPrecisionKey(libDir, model, int8Model, noInt8, threads)
+	var ch PrecisionChoice
+	found := false
+	if keep {
+		var old rememberedChoice
+		old, found, err = recallChoice(file, pk)
+		if err != nil {
+			log.Warn("remembered detector precisions unreadable; measuring again", "component", "detect", "err", err)
+		}
+		if found {
+			ch = old.Choice
+			ch.From = file
+		}
 	}
-	ch.NoInt8 = noInt8
+	if !found {
+		if ch, err = measurePrecision(libDir, model, int8Model, threads); err != nil {
+			return PrecisionChoice{}, err
+		}
+		ch.NoInt8, ch.Measured = noInt8, time.Now().UTC().Truncate(time.Second)
+		if keep {
+			if err := rememberChoice(file, rememberedChoice{Key: pk, Choice: ch}); err != nil {
+				log.Info("cannot keep the measured detector precision; the next process measures again", "component", "detect", "err", err)
+			}
+		}
+	}
 	if precisionMemo.done == nil {
 		precisionMemo.done = map[string]PrecisionChoice{}
 	}
 	precisionMemo.done[key] = ch
 	return ch, nil
 }
+
+// measurePrecision is choosePrecision; a variable so that tests can count
+// the measurements made.
+var measurePrecision = choosePrecision
 
 func choosePrecision(libDir string, model, int8Model []byte, threads int) (PrecisionChoice, error) {
 	img := blur.Image{Width: precisionProbe.X, Height: precisionProbe.Y, Pix: make([]byte, precisionProbe.X*precisionProbe.Y*3)}
@@ -177,5 +207,10 @@ func logPrecision(log *slog.Logger, ch PrecisionChoice) {
 	if ch.NoInt8 != "" {
 		args = append(args, "int8", ch.NoInt8)
 	}
-	log.Info("detector precision chosen by measurement", args...)
+	msg := "detector precision chosen by measurement"
+	if ch.From != "" {
+		msg = "detector precision as measured before on this machine"
+		args = append(args, "measured", ch.Measured.Format(time.RFC3339), "file", ch.From)
+	}
+	log.Info(msg, args...)
 }

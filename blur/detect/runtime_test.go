@@ -167,6 +167,7 @@ func TestAutoPrecisionIsNotSlower(t *testing.T) {
 		t.Skip("times the CNN in each precision")
 	}
 	dir := modelDir(t)
+	keepChoicesIn(t, filepath.Join(t.TempDir(), "precision.json"), nil) // measured here, not remembered
 	det, err := New(Config{ModelDir: dir}, nil)
 	if err != nil {
 		t.Fatal(err)
