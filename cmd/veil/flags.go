@@ -33,7 +33,7 @@ func (o *obscureFlags) register(fs *flag.FlagSet, cfg *config.Config, deadline t
 	fs.Float64Var(&d.Scale, "scale", d.Scale, "resize factor before detection; 2 finds faces under ~16 px at 3-4x the cost")
 	fs.StringVar(&d.ModelDir, "model-dir", d.ModelDir, "directory holding centerface.onnx (make models fills it; $VEIL_MODEL_DIR)")
 	fs.StringVar(&d.Runtime, "runtime", d.Runtime, "what runs CenterFace: openvino (fast; make runtimes fetches it) or opencv (fallback)")
-	fs.StringVar(&d.Precision, "precision", d.Precision, "OpenVINO precision: auto (bf16 where the CPU has it), f32 or bf16")
+	fs.StringVar(&d.Precision, "precision", d.Precision, "OpenVINO precision: auto (the fastest of f32, bf16 and int8, measured once per machine), f32, bf16 or int8")
 }
 
 func (o *obscureFlags) validate() error {
