@@ -40,6 +40,7 @@ func BenchmarkDetect(b *testing.B) {
 		cfg  Config
 	}{
 		{"centerface-opencv", Config{Runtime: RuntimeOpenCV}},
+		{"centerface-onnxruntime", Config{Runtime: RuntimeONNXRuntime}},
 		{"centerface-openvino-f32", Config{Precision: "f32"}},
 		{"centerface-openvino-bf16", Config{Precision: "bf16"}},
 		{"centerface-openvino-int8", Config{Precision: "int8"}},

@@ -29,8 +29,9 @@ const (
 
 // Runtimes that run CenterFace.
 const (
-	RuntimeOpenVINO = "openvino"
-	RuntimeOpenCV   = "opencv"
+	RuntimeOpenVINO    = "openvino"
+	RuntimeONNXRuntime = "onnxruntime"
+	RuntimeOpenCV      = "opencv"
 )
 
 // CenterFaceSHA256 is the checksum of centerface.onnx as shipped in the
@@ -63,11 +64,13 @@ type Config struct {
 	// DefaultHaarPath.
 	HaarPath string `yaml:"haar_path"`
 	// Runtime runs CenterFace: openvino (OpenVINO's CPU plugin, loaded from
-	// RuntimeDir; the default, 4-9x faster here) or opencv (OpenCV's DNN
+	// RuntimeDir; the default, the fastest measured here), onnxruntime
+	// (ONNX Runtime's CPU provider, f32 only) or opencv (OpenCV's DNN
 	// module, the fallback that needs nothing fetched).
 	Runtime string `yaml:"runtime"`
-	// RuntimeDir holds the OpenVINO libraries `make runtimes` unpacks. It
-	// defaults to $VEIL_CACHE/runtimes/openvino-2026.4.1.
+	// RuntimeDir holds the runtime's libraries `make runtimes` unpacks. It
+	// defaults to $VEIL_CACHE/runtimes/openvino-2026.4.1, or
+	// onnxruntime-1.32.0 for that runtime.
 	RuntimeDir string `yaml:"runtime_dir"`
 	// Precision is OpenVINO's inference precision: auto (the default: the
 	// fastest, measured at start-up, of f32, OpenVINO's reduced choice for
@@ -116,6 +119,9 @@ func (c *Config) Defaults() {
 	}
 	if c.RuntimeDir == "" {
 		c.RuntimeDir = DefaultRuntimeDir()
+		if c.Runtime == RuntimeONNXRuntime {
+			c.RuntimeDir = DefaultONNXRuntimeDir()
+		}
 	}
 	if c.Precision == "" {
 		c.Precision = "auto"
@@ -136,14 +142,17 @@ func (c *Config) Validate(prefix string) error {
 		return fmt.Errorf("%s.scale: %v is outside [0.25, 4]", prefix, c.Scale)
 	}
 	switch c.Runtime {
-	case RuntimeOpenVINO, RuntimeOpenCV:
+	case RuntimeOpenVINO, RuntimeONNXRuntime, RuntimeOpenCV:
 	default:
-		return fmt.Errorf("%s.runtime: %q (want openvino or opencv)", prefix, c.Runtime)
+		return fmt.Errorf("%s.runtime: %q (want openvino, onnxruntime or opencv)", prefix, c.Runtime)
 	}
 	switch c.Precision {
 	case "auto", "f32", "bf16", "int8":
 	default:
 		return fmt.Errorf("%s.precision: %q (want auto, f32, bf16 or int8)", prefix, c.Precision)
+	}
+	if c.Runtime != RuntimeOpenVINO && c.Precision != "auto" && c.Precision != "f32" {
+		return fmt.Errorf("%s.precision: %s runs on OpenVINO only, not on runtime %s (want auto or f32)", prefix, c.Precision, c.Runtime)
 	}
 	if c.Threads < 0 || c.Threads > 256 {
 		return fmt.Errorf("%s.threads: %d is outside [0, 256]", prefix, c.Threads)
@@ -174,6 +183,11 @@ func DefaultRuntimeDir() string {
 	return filepath.Join(filepath.Dir(DefaultModelDir()), "runtimes", "openvino-"+OpenVINOVersion)
 }
 
+// DefaultONNXRuntimeDir is where `make runtimes` unpacks ONNX Runtime.
+func DefaultONNXRuntimeDir() string {
+	return filepath.Join(filepath.Dir(DefaultModelDir()), "runtimes", "onnxruntime-"+ONNXRuntimeVersion)
+}
+
 // Detector is a blur.Detector that must be closed.
 type Detector interface {
 	blur.Detector
@@ -200,8 +214,11 @@ func New(cfg Config, log *slog.Logger) (Detector, error) {
 		if err != nil {
 			return nil, err
 		}
-		if cfg.Runtime == RuntimeOpenCV {
+		switch cfg.Runtime {
+		case RuntimeOpenCV:
 			return NewCenterFace(model, float32(cfg.Threshold), cfg.Scale)
+		case RuntimeONNXRuntime:
+			return NewORTCenterFace(cfg.RuntimeDir, model, float32(cfg.Threshold), cfg.Scale, cfg.Threads)
 		}
 		prec := cfg.Precision
 		if prec == "auto" {

@@ -40,14 +40,14 @@ func TestNewRefusesMissingOrWrongModel(t *testing.T) {
 // TestSwappedModelIsNeverLoaded: the checksum is taken on the bytes the
 // detector uses. A model file replaced after start (a weaker network, or
 // garbage) is not read again when a network is compiled later (a new
-// crop size, a camera that changed resolution), with either runtime.
+// crop size, a camera that changed resolution), with any runtime.
 func TestSwappedModelIsNeverLoaded(t *testing.T) {
 	model, err := os.ReadFile(filepath.Join(modelDir(t), "centerface.onnx"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	messi := loadBGR(t, "messi5.jpg")
-	for _, rt := range []string{RuntimeOpenVINO, RuntimeOpenCV} {
+	for _, rt := range []string{RuntimeOpenVINO, RuntimeONNXRuntime, RuntimeOpenCV} {
 		t.Run(rt, func(t *testing.T) {
 			dir := t.TempDir()
 			path := filepath.Join(dir, "centerface.onnx")
@@ -132,11 +132,11 @@ func TestCenterFaceFindsMessiAcrossSizeChanges(t *testing.T) {
 }
 
 // TestOddPictureSizes: a picture of any size, down to one pixel, is
-// resized to the network's multiple of 32 (inside OpenVINO's network, or
-// by OpenCV), and the boxes come back inside the picture.
+// resized to the network's multiple of 32 (inside OpenVINO's network, by
+// OpenCV, or by veil for ONNX Runtime), and the boxes come back inside the picture.
 func TestOddPictureSizes(t *testing.T) {
 	messi := loadBGR(t, "messi5.jpg")
-	for _, rt := range []string{RuntimeOpenVINO, RuntimeOpenCV} {
+	for _, rt := range []string{RuntimeOpenVINO, RuntimeONNXRuntime, RuntimeOpenCV} {
 		det, err := New(Config{ModelDir: modelDir(t), Runtime: rt}, nil)
 		if err != nil {
 			t.Fatal(err)

@@ -253,6 +253,7 @@ func TestRecallOnLabelledPhotos(t *testing.T) {
 		{"cf-ov-bf16", Config{Kind: KindCenterFace, ModelDir: dir, Precision: "bf16"}, 0, 0.95},
 		{"cf-ov-int8", Config{Kind: KindCenterFace, ModelDir: dir, Precision: "int8"}, 0, 0.95},
 		{"cf-opencv", Config{Kind: KindCenterFace, ModelDir: dir, Runtime: RuntimeOpenCV}, 0, 0.95},
+		{"cf-onnxrt", Config{Kind: KindCenterFace, ModelDir: dir, Runtime: RuntimeONNXRuntime}, 0, 0.95},
 		{"centerface-2x", Config{Kind: KindCenterFace, ModelDir: dir, Scale: 2}, 0, 0},
 		{"haar", Config{Kind: KindHaar}, 0, 0},
 		{"centerface", Config{Kind: KindCenterFace, ModelDir: dir}, 16, 0.9},
@@ -260,6 +261,7 @@ func TestRecallOnLabelledPhotos(t *testing.T) {
 		{"cf-ov-bf16", Config{Kind: KindCenterFace, ModelDir: dir, Precision: "bf16"}, 16, 0.9},
 		{"cf-ov-int8", Config{Kind: KindCenterFace, ModelDir: dir, Precision: "int8"}, 16, 0.9},
 		{"cf-opencv", Config{Kind: KindCenterFace, ModelDir: dir, Runtime: RuntimeOpenCV}, 16, 0.9},
+		{"cf-onnxrt", Config{Kind: KindCenterFace, ModelDir: dir, Runtime: RuntimeONNXRuntime}, 16, 0.9},
 		{"centerface-2x", Config{Kind: KindCenterFace, ModelDir: dir, Scale: 2}, 16, 0},
 		{"haar", Config{Kind: KindHaar}, 16, 0},
 	}

@@ -21,8 +21,8 @@ import (
 	"github.com/veilproject/veil/pipeline/frame"
 )
 
-// TestRuntimesFindTheSameFaces runs CenterFace on OpenCV's DNN and on
-// OpenVINO (f32, and bf16, which OpenVINO picks on CPUs with bf16 units)
+// TestRuntimesFindTheSameFaces runs CenterFace on OpenCV's DNN, on ONNX
+// Runtime and on OpenVINO (f32, bf16, int8 and auto's choice)
 // over the labelled photos, as they are and shrunk to ~16 px faces, and
 // requires every face box one finds above 0.5 to be found by the others
 // (IoU >= 0.7): a faster runtime must not find fewer faces.
@@ -36,6 +36,7 @@ func TestRuntimesFindTheSameFaces(t *testing.T) {
 		cfg  Config
 	}{
 		{"opencv", Config{ModelDir: dir, Runtime: RuntimeOpenCV}},
+		{"onnxruntime", Config{ModelDir: dir, Runtime: RuntimeONNXRuntime}},
 		{"openvino-f32", Config{ModelDir: dir, Runtime: RuntimeOpenVINO, Precision: "f32"}},
 		{"openvino-bf16", Config{ModelDir: dir, Runtime: RuntimeOpenVINO, Precision: "bf16"}},
 		{"openvino-int8", Config{ModelDir: dir, Runtime: RuntimeOpenVINO, Precision: "int8"}},

@@ -1,0 +1,263 @@
+package detect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/veilproject/veil/blur"
+)
+
+// ONNXRuntimeVersion is the ONNX Runtime `make runtimes` fetches (the
+// shared library inside the PyPI wheel onnxruntime==1.32.0).
+const ONNXRuntimeVersion = "1.32.0"
+
+// onnxRuntimeLib is the library's file name inside the runtime directory.
+const onnxRuntimeLib = "libonnxruntime.so." + ONNXRuntimeVersion
+
+// ONNX Runtime keeps one environment per process: the library is loaded
+// once, from the first directory asked for.
+var ortEnv struct {
+	sync.Mutex
+	dir string
+	err error
+}
+
+func loadONNXRuntime(dir string) error {
+	path := filepath.Join(dir, onnxRuntimeLib)
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("onnxruntime runtime %s: not found (run `make runtimes`, or scripts/fetch-runtimes.sh, to fetch it)", path)
+	}
+	ortEnv.Lock()
+	defer ortEnv.Unlock()
+	if ortEnv.dir != "" {
+		if ortEnv.dir != dir {
+			return fmt.Errorf("onnxruntime runtime %s: this process already loaded the one in %s", path, ortEnv.dir)
+		}
+		return ortEnv.err
+	}
+	ort.SetSharedLibraryPath(path)
+	ortEnv.dir = dir
+	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
+		ortEnv.err = fmt.Errorf("onnxruntime runtime %s: %w", path, err)
+	}
+	return ortEnv.err
+}
+
+// ORTCenterFace runs CenterFace on ONNX Runtime's CPU provider, in f32.
+// The model's declared sizes are made symbolic at load (symbolicSizes);
+// the picture is resized (bilinear, pixel centres aligned as OpenCV's
+// resize does) to multiples of 32 and handed over as RGB floats, the
+// input OpenCV's blobFromImage makes, so all three runtimes find the same
+// faces (the recall test runs each). One session; Detect is not safe for
+// concurrent use (the stage and the engine call it from one goroutine at
+// a time).
+type ORTCenterFace struct {
+	sess      *ort.DynamicAdvancedSession
+	threshold float32
+	scale     float64
+	io        *ortIO // tensors for the current input size
+	xs        []bilinearTap
+	xsFor     [2]int // source and target width xs was made for
+}
+
+// ortIO is the input and output tensors for one network input size. Their
+// data is Go memory the runtime reads and writes in place (nothing is
+// copied per call); the runtime's wrappers around it are native and are
+// freed when the size changes or the detector closes.
+type ortIO struct {
+	size  image.Point
+	input []float32
+	in    *ort.Tensor[float32]
+	out   [3]*ort.Tensor[float32] // heatmap, scales, offsets
+}
+
+// ortLive counts the runtime objects veil holds (sessions and tensors),
+// for the test that shows each is freed.
+var ortLive atomic.Int64
+
+func newORTTensor(shape ort.Shape, data []float32) (*ort.Tensor[float32], error) {
+	t, err := ort.NewTensor(shape, data)
+	if err == nil {
+		ortLive.Add(1)
+	}
+	return t, err
+}
+
+func (io *ortIO) free() {
+	for _, t := range append([]*ort.Tensor[float32]{io.in}, io.out[:]...) {
+		if t != nil {
+			t.Destroy()
+			ortLive.Add(-1)
+		}
+	}
+	*io = ortIO{}
+}
+
+// newORTIO makes the tensors for input size in (multiples of 32).
+func newORTIO(in image.Point) (_ *ortIO, err error) {
+	io := &ortIO{size: in, input: make([]float32, 3*in.X*in.Y)}
+	defer func() {
+		if err != nil {
+			io.free()
+		}
+	}()
+	if io.in, err = newORTTensor(ort.NewShape(1, 3, int64(in.Y), int64(in.X)), io.input); err != nil {
+		return nil, fmt.Errorf("onnxruntime: input: %w", err)
+	}
+	gh, gw := int64(in.Y/4), int64(in.X/4)
+	for i, ch := range []int64{1, 2, 2} {
+		if io.out[i], err = newORTTensor(ort.NewShape(1, ch, gh, gw), make([]float32, ch*gh*gw)); err != nil {
+			return nil, fmt.Errorf("onnxruntime: output: %w", err)
+		}
+	}
+	return io, nil
+}
+
+type bilinearTap struct {
+	i0, i1 int // byte offsets of the two source pixels
+	w1     float32
+}
+
+// NewORTCenterFace loads ONNX Runtime from libDir and the model (its
+// bytes, checked by ReadModel), on threads threads (0: one per core).
+func NewORTCenterFace(libDir string, model []byte, threshold float32, scale float64, threads int) (*ORTCenterFace, error) {
+	if err := loadONNXRuntime(libDir); err != nil {
+		return nil, err
+	}
+	m, err := symbolicSizes(model)
+	if err != nil {
+		return nil, fmt.Errorf("onnxruntime: face model: %w", err)
+	}
+	opts, err := ort.NewSessionOptions()
+	if err != nil {
+		return nil, fmt.Errorf("onnxruntime: %w", err)
+	}
+	defer opts.Destroy()
+	if threads <= 0 {
+		threads = runtime.NumCPU()
+	}
+	if err := opts.SetIntraOpNumThreads(threads); err != nil {
+		return nil, fmt.Errorf("onnxruntime: %w", err)
+	}
+	if err := opts.SetInterOpNumThreads(1); err != nil {
+		return nil, fmt.Errorf("onnxruntime: %w", err)
+	}
+	sess, err := ort.NewDynamicAdvancedSessionWithONNXData(m, []string{"input.1"}, []string{"537", "538", "539"}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("onnxruntime: face model: %w", err)
+	}
+	ortLive.Add(1)
+	return &ORTCenterFace{sess: sess, threshold: threshold, scale: scale}, nil
+}
+
+// Name implements blur.Detector.
+func (c *ORTCenterFace) Name() string { return KindCenterFace + "/onnxruntime" }
+
+// Close frees the session. Safe to call twice.
+func (c *ORTCenterFace) Close() error {
+	if c.sess == nil {
+		return nil
+	}
+	if c.io != nil {
+		c.io.free()
+		c.io = nil
+	}
+	err := c.sess.Destroy()
+	ortLive.Add(-1)
+	c.sess = nil
+	return err
+}
+
+// Detect implements blur.Detector.
+func (c *ORTCenterFace) Detect(ctx context.Context, img blur.Image) ([]blur.Detection, error) {
+	if c.sess == nil {
+		return nil, errors.New("centerface: detector closed")
+	}
+	if img.Width <= 0 || img.Height <= 0 || len(img.Pix) != img.Width*img.Height*3 {
+		return nil, errors.New("centerface: bad image buffer")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	in := netInput(image.Pt(img.Width, img.Height), c.scale)
+	if c.io == nil || c.io.size != in {
+		if c.io != nil {
+			c.io.free()
+			c.io = nil
+		}
+		io, err := newORTIO(in)
+		if err != nil {
+			return nil, err
+		}
+		c.io = io
+	}
+	c.blob(img, in.X, in.Y)
+	out := c.io.out
+	if err := c.sess.Run([]ort.Value{c.io.in}, []ort.Value{out[0], out[1], out[2]}); err != nil {
+		return nil, fmt.Errorf("onnxruntime: %w", err)
+	}
+	gh, gw := in.Y/4, in.X/4
+	dets := decodeMaps(out[0].GetData(), out[1].GetData(), out[2].GetData(), gh, gw, c.threshold, in.X, in.Y)
+	return toFrame(dets, in.X, in.Y, img.Width, img.Height), ctx.Err()
+}
+
+// blob fills the input tensor with img resized to w x h, as RGB floats in planes
+// (NCHW): bilinear with pixel centres aligned, as OpenCV's INTER_LINEAR.
+func (c *ORTCenterFace) blob(img blur.Image, w, h int) {
+	plane := w * h
+	input := c.io.input
+	r, g, b := input[:plane], input[plane:2*plane], input[2*plane:]
+	if c.xsFor != [2]int{img.Width, w} {
+		c.xs = taps(img.Width, w, 3)
+		c.xsFor = [2]int{img.Width, w}
+	}
+	ys := taps(img.Height, h, 3*img.Width)
+	for y, ty := range ys {
+		r0, r1 := img.Pix[ty.i0:], img.Pix[ty.i1:]
+		wy1 := ty.w1
+		wy0 := 1 - wy1
+		o := y * w
+		for x, tx := range c.xs {
+			wx1 := tx.w1
+			wx0 := 1 - wx1
+			for ch, dst := range [3][]float32{b, g, r} { // BGR bytes into RGB planes
+				p00, p01 := float32(r0[tx.i0+ch]), float32(r0[tx.i1+ch])
+				p10, p11 := float32(r1[tx.i0+ch]), float32(r1[tx.i1+ch])
+				dst[o+x] = wy0*(wx0*p00+wx1*p01) + wy1*(wx0*p10+wx1*p11)
+			}
+		}
+	}
+}
+
+// taps maps each of n target positions to the two source positions (of
+// src) it blends, as byte offsets (stride bytes a position), and the
+// weight of the second.
+func taps(src, n, stride int) []bilinearTap {
+	out := make([]bilinearTap, n)
+	s := float64(src) / float64(n)
+	for i := range out {
+		f := (float64(i)+0.5)*s - 0.5
+		if f < 0 {
+			f = 0
+		}
+		i0 := int(math.Floor(f))
+		if i0 >= src-1 {
+			out[i] = bilinearTap{i0: (src - 1) * stride, i1: (src - 1) * stride}
+			continue
+		}
+		out[i] = bilinearTap{i0: i0 * stride, i1: (i0 + 1) * stride, w1: float32(f - float64(i0))}
+	}
+	return out
+}
+
+var _ blur.Detector = (*ORTCenterFace)(nil)
