@@ -32,7 +32,7 @@ func (o *obscureFlags) register(fs *flag.FlagSet, cfg *config.Config, deadline t
 	fs.Float64Var(&d.Threshold, "threshold", d.Threshold, "detection score threshold in (0, 1); lower finds more faces")
 	fs.Float64Var(&d.Scale, "scale", d.Scale, "resize factor before detection; 2 finds faces under ~16 px at 3-4x the cost")
 	fs.StringVar(&d.ModelDir, "model-dir", d.ModelDir, "directory holding centerface.onnx (make models fills it; $VEIL_MODEL_DIR)")
-	fs.StringVar(&d.Runtime, "runtime", d.Runtime, "what runs CenterFace: openvino (fast; make runtimes fetches it) or opencv (fallback)")
+	fs.StringVar(&d.Runtime, "runtime", d.Runtime, "what runs CenterFace: openvino (fastest here; make runtimes fetches it), onnxruntime (make runtimes too; f32) or opencv (fallback)")
 	fs.StringVar(&d.Precision, "precision", d.Precision, "OpenVINO precision: auto (the fastest of f32, bf16 and int8, measured once per machine), f32, bf16 or int8")
 }
 
