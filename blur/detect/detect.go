@@ -117,12 +117,6 @@ func (c *Config) Defaults() {
 	if c.Runtime == "" {
 		c.Runtime = RuntimeOpenVINO
 	}
-	if c.RuntimeDir == "" {
-		c.RuntimeDir = DefaultRuntimeDir()
-		if c.Runtime == RuntimeONNXRuntime {
-			c.RuntimeDir = DefaultONNXRuntimeDir()
-		}
-	}
 	if c.Precision == "" {
 		c.Precision = "auto"
 	}
@@ -183,6 +177,19 @@ func DefaultRuntimeDir() string {
 	return filepath.Join(filepath.Dir(DefaultModelDir()), "runtimes", "openvino-"+OpenVINOVersion)
 }
 
+// libDir is where the runtime's libraries are: RuntimeDir, or where
+// `make runtimes` unpacks the chosen runtime. (Defaults leaves RuntimeDir
+// empty: a command's -runtime flag may change the runtime after them.)
+func (c *Config) libDir() string {
+	switch {
+	case c.RuntimeDir != "":
+		return c.RuntimeDir
+	case c.Runtime == RuntimeONNXRuntime:
+		return DefaultONNXRuntimeDir()
+	}
+	return DefaultRuntimeDir()
+}
+
 // DefaultONNXRuntimeDir is where `make runtimes` unpacks ONNX Runtime.
 func DefaultONNXRuntimeDir() string {
 	return filepath.Join(filepath.Dir(DefaultModelDir()), "runtimes", "onnxruntime-"+ONNXRuntimeVersion)
@@ -218,11 +225,11 @@ func New(cfg Config, log *slog.Logger) (Detector, error) {
 		case RuntimeOpenCV:
 			return NewCenterFace(model, float32(cfg.Threshold), cfg.Scale)
 		case RuntimeONNXRuntime:
-			return NewORTCenterFace(cfg.RuntimeDir, model, float32(cfg.Threshold), cfg.Scale, cfg.Threads)
+			return NewORTCenterFace(cfg.libDir(), model, float32(cfg.Threshold), cfg.Scale, cfg.Threads)
 		}
 		prec := cfg.Precision
 		if prec == "auto" {
-			ch, err := ChoosePrecision(cfg.RuntimeDir, cfg.ModelDir, model, cfg.Threads, log)
+			ch, err := ChoosePrecision(cfg.libDir(), cfg.ModelDir, model, cfg.Threads, log)
 			if err != nil {
 				return nil, err
 			}
@@ -234,7 +241,7 @@ func New(cfg Config, log *slog.Logger) (Detector, error) {
 				return nil, err
 			}
 		}
-		d, err := NewOpenVINOCenterFace(cfg.RuntimeDir, model, float32(cfg.Threshold), cfg.Scale, prec, cfg.Threads, cfg.Lanes)
+		d, err := NewOpenVINOCenterFace(cfg.libDir(), model, float32(cfg.Threshold), cfg.Scale, prec, cfg.Threads, cfg.Lanes)
 		if err != nil {
 			return nil, err
 		}

@@ -95,14 +95,16 @@ func faceScores(t *testing.T, path string) []float32 {
 
 func TestAnonymizeGroupPhotosLeavesNoFace(t *testing.T) {
 	for _, tc := range []struct {
-		img, mode string
-		faces     int
+		img, mode, runtime string
+		faces              int
 	}{
-		{"t1.jpg", "blur", 6},
-		{"face-api-sample5.jpg", "mosaic", 5},
-		{"bus.jpg", "fill", 2},
+		{"t1.jpg", "blur", "openvino", 6},
+		{"face-api-sample5.jpg", "mosaic", "openvino", 5},
+		{"bus.jpg", "fill", "openvino", 2},
+		{"t1.jpg", "blur", "onnxruntime", 6},
+		{"face-api-sample5.jpg", "fill", "opencv", 5},
 	} {
-		t.Run(tc.img+"/"+tc.mode, func(t *testing.T) {
+		t.Run(tc.img+"/"+tc.mode+"/"+tc.runtime, func(t *testing.T) {
 			in := cached(t, tc.img)
 			before := 0
 			for _, s := range faceScores(t, in) {
@@ -114,7 +116,7 @@ func TestAnonymizeGroupPhotosLeavesNoFace(t *testing.T) {
 				t.Fatalf("input: detector sees %d faces, labelled %d", before, tc.faces)
 			}
 			out := filepath.Join(t.TempDir(), "out.png")
-			stdout, stderr, code := veil(t, nil, "anonymize", "-mode", tc.mode, in, out)
+			stdout, stderr, code := veil(t, nil, "anonymize", "-mode", tc.mode, "-runtime", tc.runtime, in, out)
 			if code != 0 {
 				t.Fatalf("exit %d: %s", code, stderr)
 			}
