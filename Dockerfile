@@ -16,7 +16,7 @@ RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends \
     && rm -rf /var/lib/apt/lists/*
 COPY scripts/fetch-models.sh scripts/quantize-model.sh scripts/fetch-runtimes.sh /usr/local/share/veil/
 # Models under /var/lib/veil/models (the int8 one made at build time, its
-# tools removed after), OpenVINO under /var/lib/veil/runtimes.
+# tools removed after), OpenVINO and ONNX Runtime under /var/lib/veil/runtimes.
 ENV VEIL_CACHE=/var/lib/veil
 RUN bash /usr/local/share/veil/fetch-models.sh && bash /usr/local/share/veil/quantize-model.sh \
     && rm -rf /var/lib/veil/tools /var/lib/veil/testdata && bash /usr/local/share/veil/fetch-runtimes.sh
