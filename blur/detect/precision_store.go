@@ -9,19 +9,21 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 )
 
 // What precision: auto measured is kept on disk, so that only the first
 // process on a machine pays for the measurement: compiling three networks
-// and timing each, 2.3-2.9 s on the 2-core Intel Xeon, which was most of
-// the time `veil anonymize` took on one photo (3.7-4.3 s against 1.3-1.5
-// s with the precision given). A choice is reused only for the same CPU
-// (its model name and instruction-set flags), thread count, runtime (the
-// wheel's checksum) and model files (their SHA-256), measured the same
-// way (precisionMethod): any of those changed, it is measured again. A
-// remembered choice that is stale in speed is still safe for privacy:
-// every candidate keeps the recall floors with its threshold margin.
+// and timing each, about 1.4 s on the 2-core Intel Xeon, which was most
+// of the time `veil anonymize` took on one photo (2.66 s measuring
+// against 1.25-1.29 s remembering). A choice is reused only for the same
+// CPU (its model name and instruction-set flags) and core count, thread
+// count, runtime (the wheel's checksum) and model files (their SHA-256),
+// measured the same way (precisionMethod): any of those changed, it is
+// measured again. A remembered choice that is stale in speed is still
+// safe for privacy: every candidate keeps the recall floors with its
+// threshold margin.
 
 // precisionMethod names how choosePrecision measures; a change to the
 // probe, the runs or the rule must change it, so that choices made the
@@ -41,6 +43,7 @@ var precisionFile = func() string {
 // precisionKey is what a measured choice holds for.
 type precisionKey struct {
 	CPU     string `json:"cpu"`     // model name and a hash of the flags
+	Cores   int    `json:"cores"`   // the CPUs this process may use
 	Threads int    `json:"threads"` // as configured (0: the runtime's choice)
 	Runtime string `json:"runtime"` // the runtime's directory and wheel checksum
 	Model   string `json:"model"`   // SHA-256 of the f32 model
@@ -97,7 +100,7 @@ func newPrecisionKey(libDir string, model, int8Model []byte, noInt8 string, thre
 		abs = libDir
 	}
 	sum := sha256.Sum256(model)
-	k := precisionKey{CPU: cpu, Threads: threads, Runtime: abs + " " + strings.TrimSpace(string(wheel)),
+	k := precisionKey{CPU: cpu, Cores: runtime.NumCPU(), Threads: threads, Runtime: abs + " " + strings.TrimSpace(string(wheel)),
 		Model: hex.EncodeToString(sum[:]), Method: precisionMethod}
 	if int8Model != nil {
 		s := sha256.Sum256(int8Model)
