@@ -1,7 +1,7 @@
 # veil on Debian 12, with OpenCV 4.6 from Debian (gocv v0.32.0 pins to it).
 FROM golang:1.26-bookworm AS build
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends libopencv-dev pkg-config \
-      libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavdevice-dev libavfilter-dev libswresample-dev \
+      libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavdevice-dev libavfilter-dev libswresample-dev libyuv-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY go.mod go.sum ./
@@ -11,7 +11,7 @@ RUN go build -o /out/veil ./cmd/veil
 
 FROM debian:bookworm-slim
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends \
-      libopencv-dnn406 libopencv-objdetect406 libopencv-imgcodecs406 libopencv-videoio406 \
+      libopencv-dnn406 libopencv-objdetect406 libopencv-imgcodecs406 libopencv-videoio406 libyuv0 \
       opencv-data opencv-doc ffmpeg python3-pip python3-venv curl ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 COPY scripts/fetch-models.sh scripts/quantize-model.sh scripts/fetch-runtimes.sh /usr/local/share/veil/

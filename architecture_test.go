@@ -64,8 +64,9 @@ func TestPrivacyBoundaries(t *testing.T) {
 		if imports(p, "pipeline/frame") && !rawAllowed[name] {
 			t.Errorf("%s imports pipeline/frame (un-obscured frames); only ingest, blur and the camera pipeline may", name)
 		}
-		if len(p.CgoFiles) > 0 && name != "blur/detect" && !(name == "cmd/veil" && slices.Equal(p.CgoFiles, []string{"process.go"})) {
-			t.Errorf("%s has cgo in %v; native code stays in blur/detect (and cmd/veil/process.go)", name, p.CgoFiles)
+		if len(p.CgoFiles) > 0 && name != "blur/detect" && !(name == "cmd/veil" && slices.Equal(p.CgoFiles, []string{"process.go"})) &&
+			!(name == "pipeline/output/encode" && slices.Equal(p.CgoFiles, []string{"yuv.go"})) {
+			t.Errorf("%s has cgo in %v; native code stays in blur/detect (and cmd/veil/process.go, pipeline/output/encode/yuv.go)", name, p.CgoFiles)
 		}
 		if imports(p, "github.com/asticode/go-astiav") && name != "ingest/decode" && name != "pipeline/output/encode" {
 			t.Errorf("%s imports go-astiav; libav stays in ingest/decode (raw frames in) and pipeline/output/encode (obscured frames out)", name)

@@ -74,8 +74,7 @@ type Packet struct {
 type Encoder struct {
 	opts     Options
 	cc       *astiav.CodecContext
-	sws      *astiav.SoftwareScaleContext
-	bgr, yuv *astiav.Frame
+	yuv      *astiav.Frame
 	pkt      *astiav.Packet
 	start    time.Duration // PTS of the first frame
 	last     int64         // last pts encoded, in timeBase
@@ -136,22 +135,12 @@ func NewEncoder(opts Options) (_ *Encoder, err error) {
 	if err := e.cc.Open(codec, d); err != nil {
 		return nil, fmt.Errorf("encode: opening libx264: %w", err)
 	}
-	e.bgr, e.yuv, e.pkt = astiav.AllocFrame(), astiav.AllocFrame(), astiav.AllocPacket()
-	e.bgr.SetWidth(ew)
-	e.bgr.SetHeight(eh)
-	e.bgr.SetPixelFormat(astiav.PixelFormatBgr24)
-	if err := e.bgr.AllocBuffer(0); err != nil {
-		return nil, fmt.Errorf("encode: %w", err)
-	}
+	e.yuv, e.pkt = astiav.AllocFrame(), astiav.AllocPacket()
 	e.yuv.SetWidth(ew)
 	e.yuv.SetHeight(eh)
 	e.yuv.SetPixelFormat(astiav.PixelFormatYuv420P)
 	if err := e.yuv.AllocBuffer(0); err != nil {
 		return nil, fmt.Errorf("encode: %w", err)
-	}
-	if e.sws, err = astiav.CreateSoftwareScaleContext(ew, eh, astiav.PixelFormatBgr24, ew, eh,
-		astiav.PixelFormatYuv420P, astiav.NewSoftwareScaleContextFlags(astiav.SoftwareScaleContextFlagBilinear)); err != nil {
-		return nil, fmt.Errorf("encode: scaler: %w", err)
 	}
 	return e, nil
 }
@@ -171,11 +160,11 @@ func (e *Encoder) RequestKeyframe() { e.forceKey.Store(true) }
 // keyframe: where the recorder's next segment is to start.
 func (e *Encoder) KeyframeAt(pts time.Duration) { e.keyAt.Store(int64(pts)) }
 
-// plane0 is the frame's first data plane, writable: AVFrame starts with
+// planes is the frame's first three data planes: AVFrame starts with
 // uint8_t *data[8] (FFmpeg's public, ABI-stable layout).
-func plane0(f *astiav.Frame) []byte {
+func planes(f *astiav.Frame) [3]unsafe.Pointer {
 	data := (*[8]unsafe.Pointer)(f.UnsafePointer())
-	return unsafe.Slice((*byte)(data[0]), f.Linesize()[0]*f.Height())
+	return [3]unsafe.Pointer{data[0], data[1], data[2]}
 }
 
 // Encode encodes f at its timestamp and returns the packets that came out
@@ -198,16 +187,12 @@ func (e *Encoder) Encode(f *blur.Frame) ([]Packet, error) {
 	if pts <= e.last {
 		return nil, nil
 	}
-	// The two frames are reused for every picture: only swscale reads bgr,
-	// and libx264 copies each input picture into its own buffers while
-	// encoding it, keeping no reference to yuv.
-	dst, stride, src := plane0(e.bgr), e.bgr.Linesize()[0], f.Pix()
-	row, srcRow := 3*e.bgr.Width(), 3*e.opts.Width
-	for y := 0; y < e.bgr.Height(); y++ {
-		copy(dst[y*stride:y*stride+row], src[y*srcRow:y*srcRow+row])
-	}
-	if err := e.sws.ScaleFrame(e.bgr, e.yuv); err != nil {
-		return nil, fmt.Errorf("encode: %w", err)
+	// One frame is reused for every picture: libx264 copies each input
+	// picture into its own buffers while encoding it, keeping no
+	// reference to yuv.
+	p, ls := planes(e.yuv), e.yuv.Linesize()
+	if err := bgrToI420(f.Pix(), 3*e.opts.Width, p[0], p[1], p[2], ls[0], ls[1], ls[2], e.yuv.Width(), e.yuv.Height()); err != nil {
+		return nil, err
 	}
 	e.yuv.SetPts(pts)
 	at := int64(f.Meta().PTS) >= e.keyAt.Load()
@@ -262,15 +247,9 @@ func (e *Encoder) send(frame *astiav.Frame) ([]Packet, error) {
 // Free releases everything libav allocated for the encoder. Safe to call
 // twice.
 func (e *Encoder) Free() {
-	if e.sws != nil {
-		e.sws.Free()
-		e.sws = nil
-	}
-	for _, f := range []**astiav.Frame{&e.bgr, &e.yuv} {
-		if *f != nil {
-			(*f).Free()
-			*f = nil
-		}
+	if e.yuv != nil {
+		e.yuv.Free()
+		e.yuv = nil
 	}
 	if e.pkt != nil {
 		e.pkt.Free()
