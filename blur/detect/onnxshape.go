@@ -9,20 +9,19 @@ import (
 
 // Field numbers of the ONNX protobuf messages touched here (onnx.proto3).
 const (
-	onnxModelGraph        = 7  // ModelProto.graph
-	onnxGraphInitializer  = 5  // GraphProto.initializer
-	onnxGraphInput        = 11 // GraphProto.input
-	onnxGraphOutput       = 12 // GraphProto.output
-	onnxGraphValueInfo    = 13 // GraphProto.value_info
-	onnxTensorName        = 8  // TensorProto.name
-	onnxValueInfoName     = 1  // ValueInfoProto.name
-	onnxValueInfoType     = 2  // ValueInfoProto.type
-	onnxTypeTensor        = 1  // TypeProto.tensor_type
-	onnxTensorTypeShape   = 2  // TypeProto.Tensor.shape
-	onnxShapeDim          = 1  // TensorShapeProto.dim
-	onnxDimParam          = 2  // TensorShapeProto.Dimension.dim_param
-	onnxDimValue          = 1  // TensorShapeProto.Dimension.dim_value
-	maxONNXRewriteNesting = 64 // no message here nests deeper
+	onnxModelGraph       = 7  // ModelProto.graph
+	onnxGraphInitializer = 5  // GraphProto.initializer
+	onnxGraphInput       = 11 // GraphProto.input
+	onnxGraphOutput      = 12 // GraphProto.output
+	onnxGraphValueInfo   = 13 // GraphProto.value_info
+	onnxTensorName       = 8  // TensorProto.name
+	onnxValueInfoName    = 1  // ValueInfoProto.name
+	onnxValueInfoType    = 2  // ValueInfoProto.type
+	onnxTypeTensor       = 1  // TypeProto.tensor_type
+	onnxTensorTypeShape  = 2  // TypeProto.Tensor.shape
+	onnxShapeDim         = 1  // TensorShapeProto.dim
+	onnxDimParam         = 2  // TensorShapeProto.Dimension.dim_param
+	onnxDimValue         = 1  // TensorShapeProto.Dimension.dim_value
 )
 
 // symbolicSizes rewrites CenterFace's ONNX file for a runtime that takes
@@ -36,27 +35,15 @@ const (
 // ONNX Runtime treat them as overridable, blocking constant folding) are
 // listed as weights only. Nothing else in the file changes.
 func symbolicSizes(model []byte) ([]byte, error) {
-	var out []byte
-	graphs := 0
-	err := eachField(model, func(num protowire.Number, typ protowire.Type, raw, val []byte) error {
-		if num != onnxModelGraph || typ != protowire.BytesType {
-			out = append(out, raw...)
-			return nil
-		}
-		graphs++
-		g, err := symbolicGraph(val)
+	out, err := rewritePath(model, []protowire.Number{onnxModelGraph}, func(g []byte) ([]byte, error) {
+		out, err := symbolicGraph(g)
 		if err != nil {
-			return fmt.Errorf("graph: %w", err)
+			err = fmt.Errorf("graph: %w", err)
 		}
-		out = protowire.AppendTag(out, num, protowire.BytesType)
-		out = protowire.AppendBytes(out, g)
-		return nil
+		return out, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("onnx model: %w", err)
-	}
-	if graphs != 1 {
-		return nil, fmt.Errorf("onnx model: %d graphs, want 1", graphs)
 	}
 	return out, nil
 }
@@ -144,22 +131,19 @@ func symbolicShape(shape []byte) ([]byte, error) {
 }
 
 // rewritePath applies f to the message at path (field numbers, each a
-// singular message field) inside msg.
+// singular message field, so present exactly once) inside msg.
 func rewritePath(msg []byte, path []protowire.Number, f func([]byte) ([]byte, error)) ([]byte, error) {
 	if len(path) == 0 {
 		return f(msg)
 	}
-	if len(path) > maxONNXRewriteNesting {
-		return nil, errors.New("path too deep")
-	}
 	var out []byte
-	found := false
+	found := 0
 	err := eachField(msg, func(num protowire.Number, typ protowire.Type, raw, val []byte) error {
 		if num != path[0] || typ != protowire.BytesType {
 			out = append(out, raw...)
 			return nil
 		}
-		found = true
+		found++
 		v, err := rewritePath(val, path[1:], f)
 		if err != nil {
 			return err
@@ -168,8 +152,8 @@ func rewritePath(msg []byte, path []protowire.Number, f func([]byte) ([]byte, er
 		out = protowire.AppendBytes(out, v)
 		return nil
 	})
-	if err == nil && !found {
-		err = fmt.Errorf("no field %d", path[0])
+	if err == nil && found != 1 {
+		err = fmt.Errorf("field %d present %d times, want once", path[0], found)
 	}
 	return out, err
 }
