@@ -65,11 +65,11 @@ type ORTCenterFace struct {
 	sess      *ort.DynamicAdvancedSession
 	threshold float32
 	scale     float64
-	io        *ortIO // tensors for the current input size
-	xs        []bilinearTap
-	xsFor     [2]int       // source and target width xs was made for
-	rows      [2][]float32 // source rows interpolated across, for blob
-	rowOf     [2]int       // which source row each holds (-1: none)
+	io        *ortIO        // tensors for the current input size
+	xs, ys    []bilinearTap // blob's taps across and down
+	tapsFor   [4]int        // source and target sizes they were made for
+	rows      [2][]float32  // source rows interpolated across, for blob
+	rowOf     [2]int        // which source row each holds (-1: none)
 }
 
 // ortIO is the input and output tensors for one network input size. Their
@@ -228,9 +228,9 @@ func (c *ORTCenterFace) blob(img blur.Image, w, h int) {
 	plane := w * h
 	input := c.io.input
 	r, g, b := input[:plane], input[plane:2*plane], input[2*plane:]
-	if c.xsFor != [2]int{img.Width, w} {
-		c.xs = taps(img.Width, w, 3)
-		c.xsFor = [2]int{img.Width, w}
+	if c.tapsFor != [4]int{img.Width, img.Height, w, h} {
+		c.xs, c.ys = taps(img.Width, w, 3), taps(img.Height, h, 3*img.Width)
+		c.tapsFor = [4]int{img.Width, img.Height, w, h}
 		c.rows = [2][]float32{make([]float32, 3*w), make([]float32, 3*w)}
 	}
 	c.rowOf = [2]int{-1, -1}
@@ -256,7 +256,7 @@ func (c *ORTCenterFace) blob(img blur.Image, w, h int) {
 		}
 		return dst
 	}
-	for y, ty := range taps(img.Height, h, 3*img.Width) {
+	for y, ty := range c.ys {
 		top, bot := row(ty.i0), row(ty.i1)
 		wy := ty.w1
 		rr, gg, bb := r[y*w:(y+1)*w], g[y*w:(y+1)*w], b[y*w:(y+1)*w]
