@@ -235,16 +235,28 @@ func FuzzDecode(f *testing.F) {
 }
 
 // BenchmarkDecode is the cost of decoding one 1280x720 picture to BGR, per
-// codec a camera may send (30 pictures, a keyframe every 10).
+// codec a camera may send (30 pictures, a keyframe every 10), and for
+// H.264 also with swscale converting it, as before libyuv did.
 func BenchmarkDecode(b *testing.B) {
+	type variant struct {
+		name    string
+		c       Codec
+		swscale bool
+	}
+	var vs []variant
 	for _, c := range allCodecs {
-		b.Run(c.String(), func(b *testing.B) {
-			units := streamSized(b, c, "1280x720")
-			d, err := New(c, 0)
+		vs = append(vs, variant{c.String(), c, false})
+	}
+	vs = append(vs, variant{"H.264-swscale", CodecH264, true})
+	for _, v := range vs {
+		b.Run(v.name, func(b *testing.B) {
+			units := streamSized(b, v.c, "1280x720")
+			d, err := New(v.c, 0)
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer d.Close()
+			d.swscaleOnly = v.swscale
 			n := 0
 			for b.Loop() {
 				d.Decode(units[n%len(units)], picture)
