@@ -3,7 +3,9 @@ package detect
 /*
 #cgo LDFLAGS: -ldl
 #include <dlfcn.h>
+#include <errno.h>
 #include <stdint.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,7 +27,8 @@ enum {
 	S_ppp_create, S_ppp_free, S_ppp_input, S_ppp_input_free, S_ppp_tensor_info, S_ppp_tensor_info_free,
 	S_ppp_tensor_type, S_ppp_tensor_layout, S_ppp_tensor_spatial, S_ppp_steps, S_ppp_steps_free,
 	S_ppp_convert_type, S_ppp_reverse_channels, S_ppp_resize, S_ppp_model_info,
-	S_ppp_model_info_free, S_ppp_model_layout, S_ppp_build, S_layout_create, S_layout_free, S_count
+	S_ppp_model_info_free, S_ppp_model_layout, S_ppp_build, S_layout_create, S_layout_free,
+	S_infer_request_start_async, S_infer_request_wait, S_infer_request_set_callback, S_count
 };
 static void* ov_sym[S_count];
 static const char* ov_names[] = {
@@ -42,6 +45,7 @@ static const char* ov_names[] = {
 	"ov_preprocess_preprocess_steps_reverse_channels", "ov_preprocess_preprocess_steps_resize",
 	"ov_preprocess_input_info_get_model_info", "ov_preprocess_input_model_info_free", "ov_preprocess_input_model_info_set_layout",
 	"ov_preprocess_prepostprocessor_build", "ov_layout_create", "ov_layout_free",
+	"ov_infer_request_start_async", "ov_infer_request_wait", "ov_infer_request_set_callback",
 };
 static const char* (*ov_last_err)(void);
 static int (*ov_get_prop)(void*, const char*, char**);
@@ -164,8 +168,29 @@ static ov_status veil_ov_request(void* compiled, void** req) {
 }
 static void veil_ov_request_free(void* r) { ((void(*)(void*))ov_sym[S_infer_request_free])(r); }
 
-// veil_ov_infer runs req on the BGR picture [1,h,w,3] at data.
-static ov_status veil_ov_infer(void* req, uint8_t* data, int64_t h, int64_t w) {
+// ov_callback_t as OpenVINO's C API declares it. OpenVINO keeps the
+// pointer it is given, not a copy: each lane owns one (veil_ov_signal_new)
+// for as long as any request may call it.
+typedef struct { void (*callback_func)(void* args); void* args; } ov_callback_t;
+
+// veil_ov_done runs on OpenVINO's thread when an inference ends: it tells
+// the lane's eventfd, which the lane's goroutine waits on through Go's
+// poller, so no Go thread sits in a native call holding a P meanwhile.
+static void veil_ov_done(void* args) {
+	uint64_t one = 1;
+	while (write((int)(intptr_t)args, &one, sizeof one) < 0 && errno == EINTR) {}
+}
+static ov_callback_t* veil_ov_signal_new(int fd) {
+	ov_callback_t* cb = malloc(sizeof *cb);
+	if (cb) { cb->callback_func = veil_ov_done; cb->args = (void*)(intptr_t)fd; }
+	return cb;
+}
+
+// veil_ov_start starts req on the BGR picture [1,h,w,3] at data; cb is
+// called when it ends. On success *tensor holds the input tensor, which
+// veil_ov_finish frees once the inference has ended; data must stay put
+// until then.
+static ov_status veil_ov_start(void* req, uint8_t* data, int64_t h, int64_t w, ov_callback_t* cb, void** tensor) {
 	int64_t dims[4] = {1, h, w, 3};
 	ov_shape_t shape;
 	ov_status st = ((ov_status(*)(int64_t, const int64_t*, ov_shape_t*))ov_sym[S_shape_create])(4, dims, &shape);
@@ -175,8 +200,21 @@ static ov_status veil_ov_infer(void* req, uint8_t* data, int64_t h, int64_t w) {
 	((ov_status(*)(ov_shape_t*))ov_sym[S_shape_free])(&shape);
 	if (st) return st;
 	st = ((ov_status(*)(void*, void*))ov_sym[S_infer_request_set_input_tensor])(req, t);
-	if (!st) st = ((ov_status(*)(void*))ov_sym[S_infer_request_infer])(req);
-	((void(*)(void*))ov_sym[S_tensor_free])(t);
+	if (!st) st = ((ov_status(*)(void*, const ov_callback_t*))ov_sym[S_infer_request_set_callback])(req, cb);
+	if (!st) st = ((ov_status(*)(void*))ov_sym[S_infer_request_start_async])(req);
+	if (st) {
+		((void(*)(void*))ov_sym[S_tensor_free])(t);
+		return st;
+	}
+	*tensor = t;
+	return 0;
+}
+
+// veil_ov_finish waits for req's inference (already signalled: this only
+// collects its status) and frees its input tensor.
+static ov_status veil_ov_finish(void* req, void* tensor) {
+	ov_status st = ((ov_status(*)(void*))ov_sym[S_infer_request_wait])(req);
+	((void(*)(void*))ov_sym[S_tensor_free])(tensor);
 	return st;
 }
 
@@ -211,11 +249,15 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/veilproject/veil/blur"
 )
@@ -317,6 +359,14 @@ type ovLane struct {
 	c   *OpenVINOCenterFace
 	i   int
 	out []float32 // output staging, reused
+	// An inference runs asynchronously on OpenVINO's threads and ends by
+	// signalling ev (an eventfd, through sig), which the lane waits on in
+	// Go's poller. Waiting inside a native call instead (the synchronous
+	// ov_infer_request_infer) parked a Go thread holding a P for every
+	// inference, and Go's monitor thread then woke every 20 us to take
+	// the P back: 7,900 context switches a second at three cameras.
+	ev  *os.File
+	sig *C.ov_callback_t
 }
 
 const maxNets = 8
@@ -344,15 +394,26 @@ func NewOpenVINOCenterFace(libDir string, model []byte, threshold float32, scale
 		return nil, errors.New("openvino: empty model")
 	}
 	c := &OpenVINOCenterFace{core: core, model: model, nets: map[image.Point]*ovNet{}, threshold: threshold, scale: scale, precision: precision, threads: threads}
-	for i := range max(1, lanes) {
-		c.lanes = append(c.lanes, &ovLane{c: c, i: i})
-	}
 	// Parsed once here so that a bad model fails now, not at the first frame.
 	var m unsafe.Pointer
 	if st := C.veil_ov_read_model(c.core, (*C.char)(unsafe.Pointer(&model[0])), C.size_t(len(model)), &m); st != 0 {
 		return nil, ovErr("reading the model", st)
 	}
 	C.veil_ov_model_free(m)
+	for i := range max(1, lanes) {
+		l := &ovLane{c: c, i: i}
+		c.lanes = append(c.lanes, l)
+		fd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("openvino: lane %d: eventfd: %w", i, err)
+		}
+		l.ev = os.NewFile(uintptr(fd), fmt.Sprintf("openvino lane %d", i))
+		if l.sig = C.veil_ov_signal_new(C.int(fd)); l.sig == nil {
+			c.Close()
+			return nil, errors.New("openvino: out of memory")
+		}
+	}
 	return c, nil
 }
 
@@ -376,6 +437,17 @@ func (c *OpenVINOCenterFace) Close() error {
 	for in, n := range c.nets {
 		n.free()
 		delete(c.nets, in)
+	}
+	// After the requests: none can signal a lane any more.
+	for _, l := range c.lanes {
+		if l.ev != nil {
+			l.ev.Close()
+			l.ev = nil
+		}
+		if l.sig != nil {
+			C.free(unsafe.Pointer(l.sig))
+			l.sig = nil
+		}
 	}
 	return nil
 }
@@ -581,8 +653,8 @@ func (l *ovLane) Detect(ctx context.Context, img blur.Image) ([]blur.Detection, 
 	} else {
 		req = n.reqs[l.i]
 	}
-	if st := C.veil_ov_infer(req, (*C.uint8_t)(unsafe.Pointer(&img.Pix[0])), C.int64_t(img.Height), C.int64_t(img.Width)); st != 0 {
-		return nil, ovErr("infer", st)
+	if err := l.infer(req, img); err != nil {
+		return nil, err
 	}
 	gh, gw := inH/4, inW/4
 	if need := 5 * gh * gw; cap(l.out) < need {
@@ -608,6 +680,33 @@ func (l *ovLane) Detect(ctx context.Context, img blur.Image) ([]blur.Detection, 
 	}
 	dets := decodeMaps(heat, scale, offset, gh, gw, c.threshold-n.margin, inW, inH)
 	return toFrame(dets, inW, inH, img.Width, img.Height), ctx.Err()
+}
+
+// infer runs req on img and returns once the inference has ended, with or
+// without an error: OpenVINO reads img's pixels (pinned meanwhile) until
+// then.
+func (l *ovLane) infer(req unsafe.Pointer, img blur.Image) error {
+	if l.ev == nil {
+		return errors.New("openvino: detector closed")
+	}
+	var pin runtime.Pinner
+	pin.Pin(&img.Pix[0])
+	defer pin.Unpin()
+	var tensor unsafe.Pointer
+	if st := C.veil_ov_start(req, (*C.uint8_t)(unsafe.Pointer(&img.Pix[0])), C.int64_t(img.Height), C.int64_t(img.Width), l.sig, &tensor); st != 0 {
+		return ovErr("infer", st)
+	}
+	var b [8]byte
+	_, werr := io.ReadFull(l.ev, b[:])
+	// Even if the wait failed, finish waits in OpenVINO itself: the
+	// picture is not given back while an inference may still read it.
+	if st := C.veil_ov_finish(req, tensor); st != 0 {
+		return ovErr("infer", st)
+	}
+	if werr != nil {
+		return fmt.Errorf("openvino: waiting for an inference: %w", werr)
+	}
+	return nil
 }
 
 var (

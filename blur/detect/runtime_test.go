@@ -387,6 +387,7 @@ func TestOpenVINOFreesWhatItAllocates(t *testing.T) {
 		sizes = append(sizes, s)
 	}
 	cycle := func() {
+		fds := openFiles(t)
 		det, err := New(Config{ModelDir: dir, Lanes: 2}, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -399,6 +400,10 @@ func TestOpenVINOFreesWhatItAllocates(t *testing.T) {
 			}
 		}
 		det.Close()
+		// Each lane waits on an eventfd of its own, closed with it.
+		if now := openFiles(t); now > fds {
+			t.Errorf("%d files open after a detector closed, %d before it was made: lanes leak their eventfds", now, fds)
+		}
 	}
 	for range 3 { // the runtime's one-time allocations
 		cycle()
@@ -413,6 +418,15 @@ func TestOpenVINOFreesWhatItAllocates(t *testing.T) {
 	if grew > 100<<20 {
 		t.Errorf("RSS grew %.0f MiB over %d make-use-close cycles: OpenVINO objects leak", float64(grew)/(1<<20), n)
 	}
+}
+
+// openFiles is how many file descriptors the process has open.
+func openFiles(t *testing.T) int {
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(fds)
 }
 
 // rssBytes is the process's resident set size.
