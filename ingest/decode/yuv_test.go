@@ -1,6 +1,7 @@
 package decode
 
 import (
+	"fmt"
 	"testing"
 )
 
@@ -12,9 +13,21 @@ import (
 // two round differently (libyuv's coefficients have 6 fractional bits):
 // measured, up to 4 levels, and 0.7% of values (H.264) by more than 2.
 func TestLibyuvMatchesSwscale(t *testing.T) {
+	type stream struct {
+		c    Codec
+		w, h int
+	}
+	var streams []stream
 	for _, c := range allCodecs {
-		t.Run(c.String(), func(t *testing.T) {
-			units := streamSized(t, c, "1280x720")
+		streams = append(streams, stream{c, 1280, 720})
+	}
+	// JPEG may have odd sides (H.264 and H.265 4:2:0 may not): the last
+	// column and row have chroma of their own.
+	streams = append(streams, stream{CodecMJPEG, 321, 241})
+	for _, st := range streams {
+		c, size := st.c, fmt.Sprintf("%dx%d", st.w, st.h)
+		t.Run(c.String()+"/"+size, func(t *testing.T) {
+			units := streamSized(t, c, size)
 			fast, err := New(c, 0)
 			if err != nil {
 				t.Fatal(err)
@@ -50,8 +63,9 @@ func TestLibyuvMatchesSwscale(t *testing.T) {
 			if pictures == 0 {
 				t.Fatal("no pictures decoded")
 			}
-			t.Logf("%d pictures: largest difference %d levels, %d of %d values differ by more than 2", pictures, worst, off, pictures*1280*720*3)
-			if worst > 4 || off > pictures*1280*720*3/100 {
+			values := pictures * st.w * st.h * 3
+			t.Logf("%d pictures: largest difference %d levels, %d of %d values differ by more than 2", pictures, worst, off, values)
+			if worst > 4 || off > values/100 {
 				t.Errorf("libyuv's BGR differs from swscale's: up to %d levels, %d values by more than 2", worst, off)
 			}
 		})
