@@ -112,7 +112,7 @@ BEGIN {
 	sed -n '/^| cameras/,/^largest N/p' "$OUT/capacity.txt"
 	echo
 	echo "## live view: one 720p15 camera, 1 and 10 WebRTC viewers"
-	sed -n '/^| viewers/,/^$/p' "$OUT/live-bench.txt"
+	awk '/^\| viewers/ {p = 1} p && !/^\|/ {exit} p' "$OUT/live-bench.txt" # the table alone
 	echo
 	echo "## decoding per codec, 1280x720 (ms/picture)"
 	echo
