@@ -14,23 +14,36 @@ import "C"
 import (
 	"fmt"
 	"unsafe"
+
+	"github.com/asticode/go-astiav"
 )
 
-// i420ToBGR converts the w x h picture in the three planes (y, u, v, with
-// their strides) into dst (packed BGR, 3*w bytes a row). full is the
-// JPEG range (yuvj420p); otherwise limited range. Both BT.601, as
-// swscale reads them by default. The planes are read during the call only.
-func i420ToBGR(y, u, v unsafe.Pointer, ys, us, vs int, dst []byte, w, h int, full bool) error {
+// libyuvFormat reports whether i420ToBGR takes pictures of format pf.
+func libyuvFormat(pf astiav.PixelFormat) bool {
+	return pf == astiav.PixelFormatYuv420P || pf == astiav.PixelFormatYuvj420P
+}
+
+// i420ToBGR converts the decoder's picture f (libyuvFormat) into dst
+// (packed BGR, 3*width bytes a row): yuvj420p as the JPEG (full) range,
+// yuv420p as limited range, both BT.601, as swscale reads them by default.
+// f's planes are read during the call only.
+func i420ToBGR(f *astiav.Frame, dst []byte) error {
+	w, h := f.Width(), f.Height()
+	// AVFrame starts with uint8_t *data[8] (FFmpeg's public, ABI-stable
+	// layout); go-astiav has no accessor that does not copy.
+	data := (*[8]unsafe.Pointer)(f.UnsafePointer())
+	y, u, v := data[0], data[1], data[2]
 	if w <= 0 || h <= 0 || len(dst) != 3*w*h || y == nil || u == nil || v == nil {
 		return fmt.Errorf("decode: converting a %dx%d picture into %d bytes", w, h, len(dst))
 	}
+	ls := f.Linesize()
 	// libyuv's "RGB24" is B, G, R in memory: veil's BGR.
 	py, pu, pv, pd := (*C.uint8_t)(y), (*C.uint8_t)(u), (*C.uint8_t)(v), (*C.uint8_t)(unsafe.Pointer(&dst[0]))
 	var rc C.int
-	if full {
-		rc = C.J420ToRGB24(py, C.int(ys), pu, C.int(us), pv, C.int(vs), pd, C.int(3*w), C.int(w), C.int(h))
+	if f.PixelFormat() == astiav.PixelFormatYuvj420P {
+		rc = C.J420ToRGB24(py, C.int(ls[0]), pu, C.int(ls[1]), pv, C.int(ls[2]), pd, C.int(3*w), C.int(w), C.int(h))
 	} else {
-		rc = C.I420ToRGB24(py, C.int(ys), pu, C.int(us), pv, C.int(vs), pd, C.int(3*w), C.int(w), C.int(h))
+		rc = C.I420ToRGB24(py, C.int(ls[0]), pu, C.int(ls[1]), pv, C.int(ls[2]), pd, C.int(3*w), C.int(w), C.int(h))
 	}
 	if rc != 0 {
 		return fmt.Errorf("decode: libyuv converting %dx%d to BGR returned %d", w, h, int(rc))
