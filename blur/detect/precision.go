@@ -80,7 +80,7 @@ func ChoosePrecision(libDir, modelDir string, model []byte, threads int, log *sl
 		}
 	}
 	file := precisionFile()
-	pk, keep := newPrecisionKey(libDir, model, int8Model, noInt8, threads)
+	pk, keep := newPrecisionKey(libDir, model, int8Model, threads)
 	var ch PrecisionChoice
 	found := false
 	if keep {
@@ -91,7 +91,7 @@ func ChoosePrecision(libDir, modelDir string, model []byte, threads int, log *sl
 		}
 		if found {
 			ch = old.Choice
-			ch.From = file
+			ch.From, ch.NoInt8 = file, noInt8
 		}
 	}
 	if !found {

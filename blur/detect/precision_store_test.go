@@ -67,8 +67,8 @@ func TestPrecisionChoiceIsRemembered(t *testing.T) {
 		t.Skip("no /proc/cpuinfo: choices are not kept")
 	}
 	dir := t.TempDir()
-	lib, models := filepath.Join(dir, "runtime"), filepath.Join(dir, "models")
-	for _, d := range []string{lib, models} {
+	lib, models, other := filepath.Join(dir, "runtime"), filepath.Join(dir, "models"), filepath.Join(dir, "elsewhere")
+	for _, d := range []string{lib, models, other} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -98,6 +98,8 @@ func TestPrecisionChoiceIsRemembered(t *testing.T) {
 		model    []byte
 		measured bool // a new measurement is expected
 		want     string
+		models   string // the model directory, if not models
+		noInt8   string // in the choice's reason for leaving int8 out
 	}{
 		{name: "first process measures", measured: true, want: "bf16"},
 		{name: "the next one remembers", want: "bf16"},
@@ -107,7 +109,12 @@ func TestPrecisionChoiceIsRemembered(t *testing.T) {
 		{name: "int8 model made", change: func() { writeInt8(t, models, []byte("int8 model")) }, measured: true, want: "int8"},
 		{name: "int8 remembered", want: "int8"},
 		{name: "int8 model remade", change: func() { writeInt8(t, models, []byte("int8 model, again")) }, measured: true, want: "int8"},
-		{name: "int8 model gone: the choice made without it", change: func() { os.Remove(filepath.Join(models, Int8Model)) }, want: "bf16"},
+		{name: "int8 model gone: the choice made without it", change: func() { os.Remove(filepath.Join(models, Int8Model)) }, want: "bf16", noInt8: "model missing"},
+		{name: "int8 model broken: the same choice, for today's reason", change: func() {
+			os.WriteFile(filepath.Join(models, Int8Model), []byte("edited"), 0o644)
+			os.WriteFile(filepath.Join(models, Int8Model+".sha256"), []byte("0000  "+Int8Model+"\n"), 0o644)
+		}, want: "bf16", noInt8: "checksum file"},
+		{name: "the same models in another directory", models: other, want: "bf16", noInt8: "model missing"},
 		{name: "another runtime", change: func() { wheel("bbbb"); answer = "f32" }, measured: true, want: "f32"},
 		{name: "a torn file", change: func() { os.WriteFile(file, []byte(`[{"key":`), 0o644) }, measured: true, want: "f32"},
 		{name: "rewritten whole", want: "f32"},
@@ -126,10 +133,14 @@ func TestPrecisionChoiceIsRemembered(t *testing.T) {
 		if s.model != nil {
 			m = s.model
 		}
+		dir := models
+		if s.models != "" {
+			dir = s.models
+		}
 		forgetPrecisionMemo()
 		before := *n
 		logs.Reset()
-		ch, err := ChoosePrecision(lib, models, m, s.threads, log)
+		ch, err := ChoosePrecision(lib, dir, m, s.threads, log)
 		if err != nil {
 			t.Fatalf("%s: %v", s.name, err)
 		}
@@ -141,6 +152,9 @@ func TestPrecisionChoiceIsRemembered(t *testing.T) {
 		}
 		if remembered := ch.From != ""; remembered == s.measured || (remembered && ch.From != file) {
 			t.Errorf("%s: From %q", s.name, ch.From)
+		}
+		if !strings.Contains(ch.NoInt8, s.noInt8) {
+			t.Errorf("%s: int8 left out because %q, want it to say %q", s.name, ch.NoInt8, s.noInt8)
 		}
 		if s.measured && ch.Measured.IsZero() {
 			t.Errorf("%s: no time of measurement", s.name)
