@@ -123,10 +123,10 @@ func BenchmarkRegionSearch(b *testing.B) {
 		st := regionStage(b, det)
 		for i, pix := range clip {
 			// Buffers go round as in the service (frame.Reuse, Frame.Done),
-			// not a fresh 2.7 MB slice a frame: on the Xeon that took the
-			// run from 17.7 to 14.7-15.2 s and its system time from 12-18
-			// to 9-11 s (detector time a frame 48.2-48.6 -> 45.0-46.2 ms,
-			// alternated).
+			// not a fresh 2.7 MB slice a frame, whose page faults ran
+			// beside the timed detector: on the Xeon, before the networks
+			// were compiled ahead, system time fell from 12-18 to 9-11 s a
+			// run (alternated).
 			raw := frame.Reuse(frame.Meta{Seq: uint64(i), PTS: time.Duration(i) * time.Second / 15}, w, h)
 			copy(raw.Pix, pix)
 			f, err := st.Obscure(context.Background(), raw)
