@@ -16,6 +16,7 @@ deps:
 models: deps
 	bash scripts/fetch-models.sh
 	bash scripts/quantize-model.sh
+	bash scripts/fetch-person-model.sh
 
 # OpenVINO's C libraries from the PyPI wheel, pinned and checksummed.
 runtimes: deps
