@@ -219,7 +219,7 @@ static ov_status veil_ov_finish(void* req, void* tensor) {
 }
 
 // veil_ov_output copies the float32 output called name, of at most cap
-// values, into out, and its 4 dims into dims.
+// values, into out, and its dims (at most 4; the rest 0) into dims.
 static ov_status veil_ov_output(void* req, const char* name, float* out, int64_t cap, int64_t* dims) {
 	void* t = NULL;
 	ov_status st = ((ov_status(*)(void*, const char*, void**))ov_sym[S_infer_request_get_tensor])(req, name, &t);
@@ -235,7 +235,7 @@ static ov_status veil_ov_output(void* req, const char* name, float* out, int64_t
 	void* data = NULL;
 	st = ((ov_status(*)(void*, void**))ov_sym[S_tensor_data])(t, &data);
 	if (!st) {
-		if (rank != 4 || n > cap) st = -1;
+		if (rank < 1 || rank > 4 || n > cap) st = -1;
 		else memcpy(out, data, n * sizeof(float));
 	}
 	((void(*)(void*))ov_sym[S_tensor_free])(t);
@@ -333,6 +333,12 @@ type OpenVINOCenterFace struct {
 	// compileHook, if set, runs before each network is compiled (tests:
 	// one that holds a compile back).
 	compileHook func(image.Point)
+	// The network: its name, its input size for pictures of a size, and
+	// how its outputs become boxes (CenterFace's, unless NewOpenVINOPeople
+	// set them).
+	name     string
+	inputFor func(src image.Point) image.Point
+	decode   func(l *ovLane, req unsafe.Pointer, n *ovNet, img blur.Image) ([]blur.Detection, error)
 
 	mu   sync.Mutex // guards nets and tick
 	nets map[image.Point]*ovNet
@@ -393,7 +399,9 @@ func NewOpenVINOCenterFace(libDir string, model []byte, threshold float32, scale
 	if len(model) == 0 {
 		return nil, errors.New("openvino: empty model")
 	}
-	c := &OpenVINOCenterFace{core: core, model: model, nets: map[image.Point]*ovNet{}, threshold: threshold, scale: scale, precision: precision, threads: threads}
+	c := &OpenVINOCenterFace{core: core, model: model, nets: map[image.Point]*ovNet{}, threshold: threshold, scale: scale, precision: precision, threads: threads,
+		name: KindCenterFace + "/openvino", decode: decodeCenterFace}
+	c.inputFor = func(src image.Point) image.Point { return netInput(src, c.scale) }
 	// Parsed once here so that a bad model fails now, not at the first frame.
 	var m unsafe.Pointer
 	if st := C.veil_ov_read_model(c.core, (*C.char)(unsafe.Pointer(&model[0])), C.size_t(len(model)), &m); st != 0 {
@@ -418,7 +426,7 @@ func NewOpenVINOCenterFace(libDir string, model []byte, threshold float32, scale
 }
 
 // Name implements blur.Detector.
-func (c *OpenVINOCenterFace) Name() string { return KindCenterFace + "/openvino" }
+func (c *OpenVINOCenterFace) Name() string { return c.name }
 
 // Lanes returns a Detector per lane. The first is c's own (c.Detect).
 func (c *OpenVINOCenterFace) Lanes() []blur.Detector {
@@ -498,7 +506,7 @@ func (c *OpenVINOCenterFace) acquire(src image.Point) (*ovNet, error) {
 		}
 	}
 	// Busy from the start: a network being compiled is never evicted.
-	n := &ovNet{used: c.tick, in: netInput(src, c.scale), busy: 1, ready: make(chan struct{})}
+	n := &ovNet{used: c.tick, in: c.inputFor(src), busy: 1, ready: make(chan struct{})}
 	c.nets[src] = n
 	c.mu.Unlock()
 	if err := c.compile(n, src); err != nil {
@@ -634,7 +642,7 @@ func (l *ovLane) Name() string { return l.c.Name() }
 func (l *ovLane) Detect(ctx context.Context, img blur.Image) ([]blur.Detection, error) {
 	c := l.c
 	if img.Width <= 0 || img.Height <= 0 || len(img.Pix) != img.Width*img.Height*3 {
-		return nil, errors.New("centerface: bad image buffer")
+		return nil, fmt.Errorf("%s: bad image buffer", c.name)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -644,7 +652,6 @@ func (l *ovLane) Detect(ctx context.Context, img blur.Image) ([]blur.Detection, 
 	if err != nil {
 		return nil, err
 	}
-	inW, inH := n.in.X, n.in.Y
 	defer c.release(n)
 	req := n.reqs[0]
 	if len(n.reqs) == 1 { // shared (or one lane: the lock is then uncontended)
@@ -656,30 +663,57 @@ func (l *ovLane) Detect(ctx context.Context, img blur.Image) ([]blur.Detection, 
 	if err := l.infer(req, img); err != nil {
 		return nil, err
 	}
-	gh, gw := inH/4, inW/4
-	if need := 5 * gh * gw; cap(l.out) < need {
-		l.out = make([]float32, need)
+	dets, err := c.decode(l, req, n, img)
+	if err != nil {
+		return nil, err
 	}
-	l.out = l.out[:5*gh*gw]
-	heat, scale, offset := l.out[:gh*gw], l.out[gh*gw:3*gh*gw], l.out[3*gh*gw:]
+	return dets, ctx.Err()
+}
+
+// output copies req's float32 output called name into buf and returns its
+// dims.
+func (l *ovLane) output(req unsafe.Pointer, name string, buf []float32) ([4]int64, error) {
+	var dims [4]C.int64_t
+	cname := C.CString(name)
+	st := C.veil_ov_output(req, cname, (*C.float)(unsafe.Pointer(&buf[0])), C.int64_t(len(buf)), &dims[0])
+	C.free(unsafe.Pointer(cname))
+	if st != 0 {
+		return [4]int64{}, ovErr("output "+name, st)
+	}
+	return [4]int64{int64(dims[0]), int64(dims[1]), int64(dims[2]), int64(dims[3])}, nil
+}
+
+// staging returns the lane's output buffer, grown to n values.
+func (l *ovLane) staging(n int) []float32 {
+	if cap(l.out) < n {
+		l.out = make([]float32, n)
+	}
+	return l.out[:n]
+}
+
+// decodeCenterFace reads CenterFace's three maps and turns them into faces
+// in img's pixels.
+func decodeCenterFace(l *ovLane, req unsafe.Pointer, n *ovNet, img blur.Image) ([]blur.Detection, error) {
+	c := l.c
+	inW, inH := n.in.X, n.in.Y
+	gh, gw := inH/4, inW/4
+	out := l.staging(5 * gh * gw)
+	heat, scale, offset := out[:gh*gw], out[gh*gw:3*gh*gw], out[3*gh*gw:]
 	for _, o := range []struct {
 		name string
 		buf  []float32
 		ch   int
 	}{{"537", heat, 1}, {"538", scale, 2}, {"539", offset, 2}} {
-		var dims [4]C.int64_t
-		name := C.CString(o.name)
-		st := C.veil_ov_output(req, name, (*C.float)(unsafe.Pointer(&o.buf[0])), C.int64_t(len(o.buf)), &dims[0])
-		C.free(unsafe.Pointer(name))
-		if st != 0 {
-			return nil, ovErr("output "+o.name, st)
+		dims, err := l.output(req, o.name, o.buf)
+		if err != nil {
+			return nil, err
 		}
-		if dims != [4]C.int64_t{1, C.int64_t(o.ch), C.int64_t(gh), C.int64_t(gw)} {
+		if dims != [4]int64{1, int64(o.ch), int64(gh), int64(gw)} {
 			return nil, fmt.Errorf("centerface: output %s has shape %v, want [1 %d %d %d]", o.name, dims, o.ch, gh, gw)
 		}
 	}
 	dets := decodeMaps(heat, scale, offset, gh, gw, c.threshold-n.margin, inW, inH)
-	return toFrame(dets, inW, inH, img.Width, img.Height), ctx.Err()
+	return toFrame(dets, inW, inH, img.Width, img.Height), nil
 }
 
 // infer runs req on img and returns once the inference has ended, with or
