@@ -14,6 +14,12 @@
 // before a worker reaches it is answered with that error at once and never
 // run; the stage then fails the frame closed, as for any detector that did
 // not answer in time.
+//
+// The engine may also run a second network below the faces in priority
+// (SetLow: the counter's person detector). A worker takes a low request
+// only when no face request is waiting, and an inference is never
+// interrupted, so a face request waits for at most one low inference: each
+// call should be short (detect.Tiles makes one call per tile).
 package engine
 
 import (
@@ -62,22 +68,26 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 // Engine runs one detector for many cameras.
 type Engine struct {
 	lanes []blur.Detector
+	low   []blur.Detector // SetLow's, a lane per face lane; nil if none
 	m     *Metrics
 	log   *slog.Logger
 
 	mu      sync.Mutex
 	slots   []*slot // in registration order; the workers go round them
 	next    int     // where the round-robin resumes
+	lows    []*slot // the low network's, the same way
+	nextLow int
 	stopped bool
 	wake    chan struct{}
 }
 
 type slot struct {
 	camera  string
+	low     bool
 	pending []*request // oldest first
 	wait    prometheus.Observer
 	infer   prometheus.Observer
-	expired prometheus.Counter
+	expired interface{ Inc() }
 }
 
 type request struct {
@@ -118,17 +128,47 @@ func (e *Engine) For(camera string) blur.Detector {
 	return &handle{e: e, s: s}
 }
 
+// SetLow gives the engine a second network, served only while no face
+// request waits: lanes of one detector, as many as the face detector's,
+// worker i running lane i of each. Call it before Run.
+func (e *Engine) SetLow(lanes []blur.Detector) error {
+	if len(lanes) != len(e.lanes) || slices.Contains(lanes, nil) {
+		return fmt.Errorf("engine: the low network needs %d lanes, one per face lane; got %d", len(e.lanes), len(lanes))
+	}
+	e.low = lanes
+	return nil
+}
+
+// LowFor is camera's handle on the low network (SetLow first). Its
+// requests are not in the engine's face metrics; the caller measures them.
+func (e *Engine) LowFor(camera string) blur.Detector {
+	s := &slot{camera: camera, low: true, wait: noop{}, infer: noop{}, expired: noop{}}
+	e.mu.Lock()
+	e.lows = append(e.lows, s)
+	e.mu.Unlock()
+	return &handle{e: e, s: s}
+}
+
+type noop struct{}
+
+func (noop) Observe(float64) {}
+func (noop) Inc()            {}
+
 // Run serves requests until ctx ends, a worker per lane; then every
 // waiting request is answered with ErrStopped, and so is every later one.
 func (e *Engine) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	for _, det := range e.lanes {
-		wg.Go(func() { e.work(ctx, det) })
+	for i, det := range e.lanes {
+		var low blur.Detector
+		if e.low != nil {
+			low = e.low[i]
+		}
+		wg.Go(func() { e.work(ctx, det, low) })
 	}
 	wg.Wait()
 	e.mu.Lock()
 	e.stopped = true
-	for _, s := range e.slots {
+	for _, s := range slices.Concat(e.slots, e.lows) {
 		for _, r := range s.pending {
 			r.done <- result{err: ErrStopped}
 		}
@@ -138,7 +178,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	return nil
 }
 
-func (e *Engine) work(ctx context.Context, det blur.Detector) {
+func (e *Engine) work(ctx context.Context, det, low blur.Detector) {
 	for {
 		r, s := e.take()
 		if r == nil {
@@ -157,38 +197,30 @@ func (e *Engine) work(ctx context.Context, det blur.Detector) {
 		close(r.started)
 		s.wait.Observe(time.Since(r.queued).Seconds())
 		start := time.Now()
-		dets, err := e.call(det, r)
+		d := det
+		if s.low {
+			d = low
+		}
+		dets, err := e.call(d, r)
 		s.infer.Observe(time.Since(start).Seconds())
 		r.done <- result{dets: dets, err: err}
 	}
 }
 
-// take removes the next pending request, the oldest of the next camera
-// round that has one. When another is still pending it wakes another
-// worker for it: a request's wake-up may have been absorbed while the
-// workers were all busy.
+// take removes the next pending request: the oldest of the next camera
+// round that has a face request, or else of the next that has a low one.
+// When another is still pending it wakes another worker for it: a
+// request's wake-up may have been absorbed while the workers were all
+// busy.
 func (e *Engine) take() (*request, *slot) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	var r *request
-	var s *slot
-	more := false
-	for i := range e.slots {
-		c := e.slots[(e.next+i)%len(e.slots)]
-		if len(c.pending) == 0 {
-			continue
-		}
-		if r != nil {
-			more = true
-			break
-		}
-		r, s = c.pending[0], c
-		c.pending[0] = nil
-		c.pending = c.pending[1:]
-		more = len(c.pending) > 0
-		e.next = (e.next + i + 1) % len(e.slots)
-		if more {
-			break
+	r, s, more := takeFrom(e.slots, &e.next)
+	if r == nil {
+		r, s, more = takeFrom(e.lows, &e.nextLow)
+	} else if !more {
+		for _, c := range e.lows {
+			more = more || len(c.pending) > 0
 		}
 	}
 	if more {
@@ -198,6 +230,28 @@ func (e *Engine) take() (*request, *slot) {
 		}
 	}
 	return r, s
+}
+
+// takeFrom takes the oldest request of the next slot round from *next
+// that has one, and says whether any other is pending.
+func takeFrom(slots []*slot, next *int) (r *request, s *slot, more bool) {
+	for i := range slots {
+		c := slots[(*next+i)%len(slots)]
+		if len(c.pending) == 0 {
+			continue
+		}
+		if r != nil {
+			return r, s, true
+		}
+		r, s = c.pending[0], c
+		c.pending[0] = nil
+		c.pending = c.pending[1:]
+		*next = (*next + i + 1) % len(slots)
+		if len(c.pending) > 0 {
+			return r, s, true
+		}
+	}
+	return r, s, false
 }
 
 func (e *Engine) call(det blur.Detector, r *request) (dets []blur.Detection, err error) {
@@ -217,7 +271,12 @@ type handle struct {
 	s *slot
 }
 
-func (h *handle) Name() string { return h.e.lanes[0].Name() }
+func (h *handle) Name() string {
+	if h.s.low {
+		return h.e.low[0].Name()
+	}
+	return h.e.lanes[0].Name()
+}
 
 // Detect queues img for the engine and waits for the answer. If ctx ends
 // first: a request not yet taken is withdrawn and Detect returns at once;

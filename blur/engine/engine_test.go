@@ -329,3 +329,66 @@ func TestLanesServeCamerasAtOnce(t *testing.T) {
 		t.Errorf("answers per camera from %d to %d: not a fair share", lo, hi)
 	}
 }
+
+// TestCountingNeverDelaysFaces saturates the engine with the low network
+// (eight cameras' person detection, each asking again as soon as it is
+// answered) while one camera asks for faces with a deadline of four face
+// inferences. Served in turn with the low requests, a face request would
+// wait for up to eight of them (40 ms); served first, it waits for at most
+// the one that is running (5 ms). Every face request must meet its
+// deadline, and the low network must still be served.
+func TestCountingNeverDelaysFaces(t *testing.T) {
+	face := &slowDetector{d: 2 * time.Millisecond, calls: map[int]int{}}
+	people := &slowDetector{d: 5 * time.Millisecond, calls: map[int]int{}}
+	e, _, _ := newEngine(t, face)
+	if err := e.SetLow([]blur.Detector{people, people}); err == nil {
+		t.Fatal("SetLow took two lanes for one face lane")
+	}
+	if err := e.SetLow([]blur.Detector{people}); err != nil {
+		t.Fatal(err)
+	}
+	cam := e.For("cam")
+	if e.LowFor("x").Name() != "slow" {
+		t.Fatal("low handle names another network")
+	}
+	var lows []blur.Detector
+	for range 8 {
+		lows = append(lows, e.LowFor("cam"))
+	}
+	stop := run(e)
+	defer stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i, h := range lows {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				h.Detect(ctx, img(100+i))
+			}
+		})
+	}
+	time.Sleep(20 * time.Millisecond) // the low queue is full
+	missed := 0
+	for range 50 {
+		dctx, dcancel := context.WithTimeout(context.Background(), 4*face.d)
+		if _, err := cam.Detect(dctx, img(1)); err != nil {
+			missed++
+		}
+		dcancel()
+		time.Sleep(3 * time.Millisecond) // idle time the low network may use
+	}
+	cancel()
+	wg.Wait()
+	if missed > 0 {
+		t.Errorf("%d of 50 face requests missed their deadline behind person detection", missed)
+	}
+	people.mu.Lock()
+	served := 0
+	for _, n := range people.calls {
+		served += n
+	}
+	people.mu.Unlock()
+	if served < 10 {
+		t.Errorf("the low network was served %d times in the face camera's idle time", served)
+	}
+	t.Logf("faces: 50 asked, %d missed; person detections served: %d", missed, served)
+}
