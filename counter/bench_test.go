@@ -49,8 +49,9 @@ func vtestFrames(b *testing.B, n, w, h int) []*blur.Frame {
 // its background warm-up), with the sample's line and zone.
 func BenchmarkCounter(b *testing.B) {
 	cfg := Config{
-		Lines: []Line{{ID: "road", From: Point{0.45, 0.68}, To: Point{0.45, 0.30}}},
-		Zones: []Zone{{ID: "road_area", Polygon: []Point{{0, 0.25}, {1, 0.25}, {1, 0.75}, {0, 0.75}}, Capacity: 8}},
+		Method: MethodMotion,
+		Lines:  []Line{{ID: "road", From: Point{0.45, 0.68}, To: Point{0.45, 0.30}}},
+		Zones:  []Zone{{ID: "road_area", Polygon: []Point{{0, 0.25}, {1, 0.25}, {1, 0.75}, {0, 0.75}}, Capacity: 8}},
 	}
 	for _, sz := range []struct {
 		name string
@@ -63,12 +64,12 @@ func BenchmarkCounter(b *testing.B) {
 				b.Fatal(err)
 			}
 			for _, f := range frames[:40] { // learn the background
-				c.Process(f)
+				c.Process(context.Background(), f)
 			}
 			i := 40
 			b.ResetTimer()
 			for b.Loop() {
-				c.Process(frames[i])
+				c.Process(context.Background(), frames[i])
 				i++
 				if i == len(frames) {
 					i = 40

@@ -21,10 +21,13 @@ type Line struct {
 	// From and To are the segment's ends.
 	From Point `yaml:"from"`
 	To   Point `yaml:"to"`
-	// In is the direction that counts as an entry: left_to_right or
-	// right_to_left, on screen, whichever way the line is drawn:
-	// left_to_right is moving to the line's side with larger x (for a
-	// horizontal line, the side with larger y: downwards). It defaults to
+	// In is the direction, on screen, that counts as an entry: up, down,
+	// left or right (or the arrows ↑ ↓ ← →), whichever way the line is
+	// drawn. down is crossing towards the bottom of the picture, and so on;
+	// the line must not run along the direction (down across a vertical
+	// line means nothing). The older names still work: left_to_right is
+	// moving to the line's side with larger x, or for a horizontal line
+	// larger y (so, downwards); right_to_left the opposite. It defaults to
 	// left_to_right.
 	In string `yaml:"in"`
 }
@@ -43,14 +46,78 @@ type Zone struct {
 const (
 	LeftToRight = "left_to_right"
 	RightToLeft = "right_to_left"
+	Up          = "up"
+	Down        = "down"
+	Left        = "left"
+	Right       = "right"
 )
+
+// screenDirs are the on-screen directions, and their arrows.
+var screenDirs = map[string][2]float64{
+	Up: {0, -1}, Down: {0, 1}, Left: {-1, 0}, Right: {1, 0},
+	"↑": {0, -1}, "↓": {0, 1}, "←": {-1, 0}, "→": {1, 0},
+}
+
+// Methods of finding people.
+const (
+	MethodDetector = "detector"
+	MethodMotion   = "motion"
+)
+
+// inIsRight says whether crossing to the line's right side (its normal's,
+// as pixLine orients it: larger x, or larger y for a horizontal line) is
+// an entry; ok is false when In is unknown or runs along the line.
+// Normalized coordinates keep the signs that pixels have.
+func (l Line) inIsRight() (right, ok bool) {
+	switch l.In {
+	case LeftToRight:
+		return true, true
+	case RightToLeft:
+		return false, true
+	}
+	d, known := screenDirs[l.In]
+	if !known {
+		return false, false
+	}
+	dx, dy := l.To[0]-l.From[0], l.To[1]-l.From[1]
+	n := math.Hypot(dx, dy)
+	nx, ny := -dy/n, dx/n
+	if nx < 0 || (nx == 0 && ny < 0) {
+		nx, ny = -nx, -ny
+	}
+	dot := nx*d[0] + ny*d[1]
+	// Within 10 degrees of running along the line, the direction does not
+	// say which side is in.
+	if math.Abs(dot) < math.Sin(10*math.Pi/180) {
+		return false, false
+	}
+	return dot > 0, true
+}
 
 // Config is one camera's counting setup and tuning.
 type Config struct {
 	Lines []Line `yaml:"lines"`
 	Zones []Zone `yaml:"zones"`
+	// Method finds the people: detector (the default) runs a person
+	// detector (NanoDet) on the obscured picture Rate times a second and
+	// follows its boxes, so people walking together stay apart and people
+	// standing still stay counted; motion finds moving blobs against a
+	// learned background on every frame, for machines without headroom for
+	// the detector (it merges people walking together and loses people who
+	// stand still). docs/counting.md compares them.
+	Method string `yaml:"method"`
+	// Rate is how many times a second the detector method looks for
+	// people, in stream time. It defaults to 5.
+	Rate float64 `yaml:"rate"`
+	// Lost is how long the detector method keeps following a person it no
+	// longer sees (hidden behind another, missed by the detector) before
+	// taking them for gone. It defaults to 2s.
+	Lost time.Duration `yaml:"lost"`
 	// Window is how often count events are emitted, in stream time. It
 	// defaults to 10s.
+	//
+	// The keys below tune the motion method, except hysteresis and smooth,
+	// which both methods use.
 	Window time.Duration `yaml:"window"`
 	// Hysteresis is the half-width of the band around a line, as a fraction
 	// of the frame diagonal, that a person must clear on both sides for a
@@ -65,13 +132,22 @@ type Config struct {
 	MaxAge int `yaml:"max_age"`
 	// MinHits is how many detections confirm a new track. It defaults to 3.
 	MinHits int `yaml:"min_hits"`
-	// Smooth is the number of frames occupancy is smoothed over (median).
-	// It defaults to 10.
+	// Smooth is the number of frames (the detector method: detections)
+	// occupancy is smoothed over (median). It defaults to 10.
 	Smooth int `yaml:"smooth"`
 }
 
 // Defaults fills unset fields.
 func (c *Config) Defaults() {
+	if c.Method == "" {
+		c.Method = MethodDetector
+	}
+	if c.Rate == 0 {
+		c.Rate = 5
+	}
+	if c.Lost == 0 {
+		c.Lost = 2 * time.Second
+	}
 	if c.Window == 0 {
 		c.Window = 10 * time.Second
 	}
@@ -121,8 +197,11 @@ func (c *Config) Validate(prefix string) error {
 		if math.Hypot(l.To[0]-l.From[0], l.To[1]-l.From[1]) < 0.01 {
 			return fmt.Errorf("%s.to: the line is too short", key)
 		}
-		if l.In != LeftToRight && l.In != RightToLeft {
-			return fmt.Errorf("%s.in: %q (want left_to_right or right_to_left)", key, l.In)
+		if _, ok := l.inIsRight(); !ok {
+			if _, known := screenDirs[l.In]; known {
+				return fmt.Errorf("%s.in: %q runs along the line, so it does not say which side is in (a vertical line takes left or right, a horizontal one up or down)", key, l.In)
+			}
+			return fmt.Errorf("%s.in: %q (want up, down, left, right, an arrow ↑ ↓ ← →, left_to_right or right_to_left)", key, l.In)
 		}
 	}
 	for i, z := range c.Zones {
@@ -147,6 +226,12 @@ func (c *Config) Validate(prefix string) error {
 		}
 	}
 	switch {
+	case c.Method != MethodDetector && c.Method != MethodMotion:
+		return fmt.Errorf("%s.method: %q (want detector or motion)", prefix, c.Method)
+	case !(c.Rate >= 0.5 && c.Rate <= 30):
+		return fmt.Errorf("%s.rate: %v is outside [0.5, 30] detections a second", prefix, c.Rate)
+	case c.Lost < 200*time.Millisecond || c.Lost > time.Minute:
+		return fmt.Errorf("%s.lost: %v is outside [200ms, 1m]", prefix, c.Lost)
 	case c.Window < time.Second:
 		return fmt.Errorf("%s.window: %v is under 1s", prefix, c.Window)
 	case !(c.Hysteresis > 0 && c.Hysteresis < 0.2):

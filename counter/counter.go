@@ -3,9 +3,12 @@
 // accepts *blur.Frame only, so it never sees a face, and emits Events that
 // carry only numbers.
 //
-// People are found as moving blobs against a learned background (pure Go,
-// no cgo), followed by a SORT-like tracker (Kalman filter and Hungarian
-// assignment). A crossing is decided by which side of the line a track's
+// People are found by a person detector on the obscured picture, a few
+// times a second, and followed by a ByteTrack-style tracker (method
+// detector, the default); or as moving blobs against a learned background
+// on every frame (pure Go, no cgo), followed by a SORT-like tracker
+// (method motion). Both use a Kalman filter and Hungarian assignment. A
+// crossing is decided by which side of the line a track's
 // anchor (the bottom centre of its box) was on, with a hysteresis band, not
 // by touching a thin band; so a fast walker who jumps over the line between
 // two frames still counts, and someone loitering on it does not count
@@ -19,6 +22,7 @@ import (
 	"fmt"
 	"image"
 	"log/slog"
+	"math"
 	"slices"
 	"time"
 
@@ -41,6 +45,24 @@ type Deps struct {
 	// evaluation against hand-labelled ground truth: it carries the frame
 	// number and direction, nothing about the person).
 	OnCrossing func(Crossing)
+	// OnOccupancy, if set, is called with each zone's smoothed occupancy
+	// each time it is measured (for evaluation, as OnCrossing).
+	OnOccupancy func(Occupancy)
+	// People finds people in obscured pictures: required by the detector
+	// method (the engine's low-priority network, in tiles). It is called
+	// from the counter's goroutine only.
+	People blur.Detector
+	// DetectTimeout bounds a wait for People; a detection that takes
+	// longer is skipped and the tracks coast. 0: no bound (a file job,
+	// where the engine is never too busy for long).
+	DetectTimeout time.Duration
+}
+
+// Occupancy is one zone's smoothed occupancy at a frame.
+type Occupancy struct {
+	Frame  uint64
+	Zone   string
+	People int
 }
 
 // Crossing is one counted line crossing.
@@ -56,6 +78,9 @@ type Counter struct {
 	cfg        Config
 	camera     string
 	onCrossing func(Crossing)
+	onOcc      func(Occupancy)
+	people     blur.Detector
+	timeout    time.Duration
 	seqNow     uint64
 	log        *slog.Logger
 	m          cameraMetrics
@@ -65,7 +90,10 @@ type Counter struct {
 	width   int
 	height  int
 	fg      *foreground
-	tr      *tracker
+	tr      *tracker     // motion
+	bt      *byteTracker // detector
+	lastDet time.Duration
+	detects bool // lastDet is set
 	lines   []pixLine
 	zones   []pixZone
 	base    time.Time // wall time of stream time 0
@@ -90,6 +118,9 @@ func New(cfg Config, deps Deps) (*Counter, error) {
 	if deps.Metrics == nil {
 		return nil, errors.New("counter: no metrics")
 	}
+	if cfg.Method == MethodDetector && deps.People == nil {
+		return nil, errors.New("counter: method detector needs a person detector")
+	}
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -100,6 +131,9 @@ func New(cfg Config, deps Deps) (*Counter, error) {
 		cfg:        cfg,
 		camera:     deps.Camera,
 		onCrossing: deps.OnCrossing,
+		onOcc:      deps.OnOccupancy,
+		people:     deps.People,
+		timeout:    deps.DetectTimeout,
 		log:        deps.Logger.With("component", "counter", "camera", deps.Camera),
 		m:          deps.Metrics.forCamera(deps.Camera, cfg),
 		epoch:      deps.Now().UnixMilli(),
@@ -130,8 +164,13 @@ func (c *Counter) start(f *blur.Frame) {
 // a line when the camera changes its resolution is not counted).
 func (c *Counter) size(w, h int) {
 	c.width, c.height = w, h
-	c.fg = newForeground(w, h, c.cfg.MinArea)
-	c.tr = newTracker(c.cfg.MaxAge, c.cfg.MinHits, len(c.cfg.Lines))
+	if c.cfg.Method == MethodMotion {
+		c.fg = newForeground(w, h, c.cfg.MinArea)
+		c.tr = newTracker(c.cfg.MaxAge, c.cfg.MinHits, len(c.cfg.Lines))
+	} else {
+		c.bt = newByteTracker(w, h, len(c.cfg.Lines), 2, max(1, int(math.Round(c.cfg.Lost.Seconds()*c.cfg.Rate))))
+		c.detects = false
+	}
 	c.lines, c.zones = c.lines[:0], c.zones[:0]
 	for _, l := range c.cfg.Lines {
 		c.lines = append(c.lines, newPixLine(l, w, h, c.cfg.Hysteresis))
@@ -143,7 +182,8 @@ func (c *Counter) size(w, h int) {
 
 // Process counts one frame and returns the events of windows that this
 // frame closed (usually none, at most a few after a gap in the stream).
-func (c *Counter) Process(f *blur.Frame) []footfall.Event {
+// ctx bounds a wait for the person detector.
+func (c *Counter) Process(ctx context.Context, f *blur.Frame) []footfall.Event {
 	if !f.Valid() {
 		return nil
 	}
@@ -164,19 +204,61 @@ func (c *Counter) Process(f *blur.Frame) []footfall.Event {
 		c.log.Info("picture size changed: counting at the new size", "from", image.Pt(c.width, c.height), "to", f.Bounds().Size())
 		c.size(f.Width(), f.Height())
 	}
-	// A fail-closed frame is a coarse mosaic: it would look like motion
-	// everywhere. Tracks coast through it instead.
-	var boxes []image.Rectangle
-	if f.FailClosed() == "" {
-		boxes = c.fg.blobs(f.Pix(), f.Width())
+	if c.cfg.Method == MethodMotion {
+		// A fail-closed frame is a coarse mosaic: it would look like
+		// motion everywhere. Tracks coast through it instead.
+		var boxes []image.Rectangle
+		if f.FailClosed() == "" {
+			boxes = c.fg.blobs(f.Pix(), f.Width())
+		}
+		tracks := c.tr.update(boxes)
+		c.m.tracks.Set(float64(len(tracks)))
+		c.crossings(tracks)
+		c.occupancy(tracks)
+	} else {
+		c.detect(ctx, f, pts)
 	}
-	tracks := c.tr.update(boxes)
-	c.m.tracks.Set(float64(len(tracks)))
-	c.crossings(tracks)
-	c.occupancy(tracks)
 	c.m.frames.Inc()
 	c.m.seconds.Observe(time.Since(start).Seconds())
 	return events
+}
+
+// detect runs the person detector on f if a detection is due (Rate a
+// second of stream time) and f is not a fail-closed mosaic, and moves the
+// tracks on. A detection that fails or times out is skipped: the tracks
+// coast to the next.
+func (c *Counter) detect(ctx context.Context, f *blur.Frame, pts time.Duration) {
+	period := time.Duration(float64(time.Second) / c.cfg.Rate)
+	// Half a frame's slack, so that 15 fps at 5 a second is every third.
+	if c.detects && pts-c.lastDet < period-period/8 {
+		return
+	}
+	if f.FailClosed() != "" {
+		return
+	}
+	steps := 1
+	if c.detects {
+		steps = max(1, int(math.Round(float64(pts-c.lastDet)/float64(period))))
+	}
+	if c.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
+	start := time.Now()
+	dets, err := c.people.Detect(ctx, blur.Image{Width: f.Width(), Height: f.Height(), Pix: f.Pix()})
+	c.m.detect.Observe(time.Since(start).Seconds())
+	if err != nil {
+		c.m.skipped.Inc()
+		c.log.Debug("person detection skipped", "err", err)
+		return
+	}
+	c.lastDet, c.detects = pts, true
+	tracks := c.bt.update(dets, steps)
+	c.m.tracks.Set(float64(len(tracks)))
+	c.crossings(tracks)
+	// A person missed by one detection in a second is still there.
+	c.occupancy(c.bt.present(int(math.Ceil(c.cfg.Rate))))
 }
 
 func (c *Counter) crossings(tracks []*track) {
@@ -232,6 +314,9 @@ func (c *Counter) occupancy(tracks []*track) {
 		c.occ[i] = sorted[len(sorted)/2]
 		c.peak[i] = max(c.peak[i], c.occ[i])
 		c.m.occupancy[i].Set(float64(c.occ[i]))
+		if c.onOcc != nil {
+			c.onOcc(Occupancy{Frame: c.seqNow, Zone: z.id, People: c.occ[i]})
+		}
 	}
 }
 
@@ -301,7 +386,7 @@ func (c *Counter) Run(ctx context.Context, in *queue.Queue[*blur.Frame], out *qu
 			}
 			return ctx.Err()
 		}
-		evs := c.Process(f)
+		evs := c.Process(ctx, f)
 		f.Done()
 		if err := push(evs); err != nil {
 			return err

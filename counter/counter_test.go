@@ -45,6 +45,7 @@ func (p person) box(i int) (image.Rectangle, bool) {
 // runScript feeds the tracker and line logic directly (no pixels).
 func runScript(t *testing.T, cfg Config, frames int, people []person) *Counter {
 	t.Helper()
+	cfg.Method = MethodMotion
 	c, err := New(cfg, Deps{Camera: "t", Metrics: newTestMetrics(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -199,7 +200,7 @@ func TestHungarianOptimal(t *testing.T) {
 
 func TestConfigValidateNamesKey(t *testing.T) {
 	good := func() Config {
-		return Config{Lines: []Line{door}, Zones: []Zone{{ID: "z", Polygon: []Point{{0, 0}, {1, 0}, {1, 1}}}}}
+		return Config{Method: MethodMotion, Lines: []Line{door}, Zones: []Zone{{ID: "z", Polygon: []Point{{0, 0}, {1, 0}, {1, 1}}}}}
 	}
 	cases := []struct {
 		mut  func(*Config)
@@ -210,6 +211,10 @@ func TestConfigValidateNamesKey(t *testing.T) {
 		{func(c *Config) { c.Lines[0].From = Point{1.5, 0} }, "counter.lines[0].from"},
 		{func(c *Config) { c.Lines[0].To = c.Lines[0].From }, "counter.lines[0].to"},
 		{func(c *Config) { c.Lines[0].In = "up" }, "counter.lines[0].in"},
+		{func(c *Config) { c.Lines[0].In = "sideways" }, "counter.lines[0].in"},
+		{func(c *Config) { c.Method = "hog" }, "counter.method"},
+		{func(c *Config) { c.Rate = 100 }, "counter.rate"},
+		{func(c *Config) { c.Lost = time.Millisecond }, "counter.lost"},
 		{func(c *Config) { c.Zones[0].ID = "door" }, "counter.zones[0].id"},
 		{func(c *Config) { c.Zones[0].Polygon = c.Zones[0].Polygon[:2] }, "counter.zones[0].polygon"},
 		{func(c *Config) { c.Zones[0].Polygon[1] = Point{2, 2} }, "counter.zones[0].polygon[1]"},
@@ -269,7 +274,7 @@ func TestSizeChangeKeepsCounting(t *testing.T) {
 // frames and returns its events.
 func countFrames(t *testing.T, frames []*blur.Frame) []footfall.Event {
 	t.Helper()
-	c, err := New(Config{Lines: []Line{door}, Window: 2 * time.Second,
+	c, err := New(Config{Method: MethodMotion, Lines: []Line{door}, Window: 2 * time.Second,
 		Zones: []Zone{{ID: "all", Polygon: []Point{{0, 0}, {1, 0}, {1, 1}, {0, 1}}, Capacity: 5}}},
 		Deps{Camera: "cam", Metrics: newTestMetrics(t), Now: func() time.Time { return time.UnixMilli(1700000000000) }})
 	if err != nil {

@@ -25,8 +25,10 @@ func newPixLine(l Line, w, h int, hysteresis float64) pixLine {
 	if nx < 0 || (nx == 0 && ny < 0) {
 		nx, ny = -nx, -ny
 	}
-	return pixLine{id: l.ID, a: a, b: b, nx: nx, ny: ny, length: length,
-		band: hysteresis * math.Hypot(float64(w), float64(h)), inIsLTR: l.In == LeftToRight}
+	pl := pixLine{id: l.ID, a: a, b: b, nx: nx, ny: ny, length: length,
+		band: hysteresis * math.Hypot(float64(w), float64(h))}
+	pl.inIsLTR, _ = l.inIsRight()
+	return pl
 }
 
 // side is -1 left of the band, +1 right of it, 0 inside it.

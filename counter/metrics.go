@@ -13,6 +13,8 @@ type Metrics struct {
 	frames    *prometheus.CounterVec
 	events    *prometheus.CounterVec
 	seconds   *prometheus.HistogramVec
+	detect    *prometheus.HistogramVec
+	skipped   *prometheus.CounterVec
 }
 
 // NewMetrics creates and registers the counter metrics on reg.
@@ -47,8 +49,17 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help:    "Time to count one frame.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 12),
 		}, []string{"camera"}),
+		detect: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "veil_people_detect_duration_seconds",
+			Help:    "Time from asking the shared engine for a person detection to its answer (waiting behind faces included).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 13),
+		}, []string{"camera"}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "veil_people_detections_skipped_total",
+			Help: "Person detections skipped because the engine did not answer in time (or failed); tracks coast meanwhile.",
+		}, []string{"camera"}),
 	}
-	for _, c := range []prometheus.Collector{m.crossings, m.occupancy, m.capacity, m.tracks, m.frames, m.events, m.seconds} {
+	for _, c := range []prometheus.Collector{m.crossings, m.occupancy, m.capacity, m.tracks, m.frames, m.events, m.seconds, m.detect, m.skipped} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -63,6 +74,8 @@ type cameraMetrics struct {
 	frames         prometheus.Counter
 	events         prometheus.Counter
 	seconds        prometheus.Observer
+	detect         prometheus.Observer
+	skipped        prometheus.Counter
 }
 
 func (m *Metrics) forCamera(camera string, cfg Config) cameraMetrics {
@@ -71,6 +84,8 @@ func (m *Metrics) forCamera(camera string, cfg Config) cameraMetrics {
 		frames:  m.frames.WithLabelValues(camera),
 		events:  m.events.WithLabelValues(camera),
 		seconds: m.seconds.WithLabelValues(camera),
+		detect:  m.detect.WithLabelValues(camera),
+		skipped: m.skipped.WithLabelValues(camera),
 	}
 	for _, l := range cfg.Lines {
 		cm.entries = append(cm.entries, m.crossings.WithLabelValues(camera, l.ID, "in"))

@@ -16,6 +16,7 @@ type track struct {
 	confirmed  bool
 	sides      []int // last definite side of each line, 0 when unknown
 	lastAnchor vec
+	sized      bool // w and h are from a box the picture's edge did not cut
 }
 
 func (t *track) anchor() vec { return vec{t.kf.x[0], t.kf.x[1]} }
@@ -125,7 +126,7 @@ func (tr *tracker) update(dets []image.Rectangle) []*track {
 		if tr.minHits <= 1 {
 			t.confirmed = true
 		}
-		tr.inherit(t)
+		inheritSides(&tr.graves, t)
 		tr.tracks = append(tr.tracks, t)
 	}
 	var out []*track
@@ -137,12 +138,12 @@ func (tr *tracker) update(dets []image.Rectangle) []*track {
 	return out
 }
 
-// inherit gives a new track the line sides of the nearest recent grave
-// within one body height, and buries it.
-func (tr *tracker) inherit(t *track) {
+// inheritSides gives a new track the line sides of the nearest recent
+// grave within one body height, and buries it.
+func inheritSides(graves *[]grave, t *track) {
 	best, bestD := -1, math.Inf(1)
 	a := t.anchor()
-	for i, g := range tr.graves {
+	for i, g := range *graves {
 		d := math.Hypot(g.at.x-a.x, g.at.y-a.y)
 		if d <= math.Max(g.h, t.h) && d < bestD {
 			best, bestD = i, d
@@ -151,8 +152,8 @@ func (tr *tracker) inherit(t *track) {
 	if best < 0 {
 		return
 	}
-	copy(t.sides, tr.graves[best].sides)
-	tr.graves = append(tr.graves[:best], tr.graves[best+1:]...)
+	copy(t.sides, (*graves)[best].sides)
+	*graves = append((*graves)[:best], (*graves)[best+1:]...)
 }
 
 func anchorOf(r image.Rectangle) vec {
@@ -162,8 +163,9 @@ func anchorOf(r image.Rectangle) vec {
 // kalman is a constant-velocity filter on a 2-D point: state (x, y, vx,
 // vy), observation (x, y), one frame per step.
 type kalman struct {
-	x [4]float64
-	p [4][4]float64
+	x    [4]float64
+	p    [4][4]float64
+	q, r float64 // process and measurement noise; kfQ and kfR unless set
 }
 
 const (
@@ -172,7 +174,7 @@ const (
 )
 
 func newKalman(x, y float64) kalman {
-	k := kalman{x: [4]float64{x, y, 0, 0}}
+	k := kalman{x: [4]float64{x, y, 0, 0}, q: kfQ, r: kfR}
 	k.p[0][0], k.p[1][1] = kfR, kfR
 	k.p[2][2], k.p[3][3] = 100, 100 // unknown speed
 	return k
@@ -196,14 +198,14 @@ func (k *kalman) predict() {
 		k.p[i][3] = fp[i][3]
 	}
 	for i := 0; i < 4; i++ {
-		k.p[i][i] += kfQ
+		k.p[i][i] += k.q
 	}
 }
 
 func (k *kalman) correct(zx, zy float64) {
 	// H selects (x, y); S = H P H' + R is 2x2.
-	s00, s01 := k.p[0][0]+kfR, k.p[0][1]
-	s10, s11 := k.p[1][0], k.p[1][1]+kfR
+	s00, s01 := k.p[0][0]+k.r, k.p[0][1]
+	s10, s11 := k.p[1][0], k.p[1][1]+k.r
 	det := s00*s11 - s01*s10
 	if det == 0 {
 		return

@@ -1,0 +1,235 @@
+package counter
+
+import (
+	"image"
+	"math"
+
+	"github.com/veilproject/veil/blur"
+)
+
+// byteTracker follows people found by a detector, in the manner of
+// ByteTrack (Zhang et al. 2022): confident boxes are matched to every
+// track first, then the weak ones (a person half hidden by a companion,
+// blurred by motion) are matched to the tracks still unmatched that were
+// seen last time, instead of being thrown away. Motion is a
+// constant-velocity Kalman filter on the feet point, stepped once per
+// detection interval.
+//
+// The anchor is the feet (the bottom centre of the box). A box cut by the
+// picture's edge does not show the feet (or the body's centre): once a
+// track has been seen whole, its anchor is put where its known size says
+// the feet are, so walking out of the picture neither stops the anchor at
+// the edge nor moves it back, and a clipped box makes or undoes no
+// crossing by its clipping alone.
+type byteTracker struct {
+	high, low float64 // score thresholds: confident boxes, and the least kept
+	minHits   int     // detections that confirm a new track
+	maxLost   int     // intervals a confirmed track is kept unseen
+	nextID    int
+	tracks    []*track
+	graves    []grave
+	step      int
+	lines     int
+	w, h      int
+	q, r      float64
+}
+
+func newByteTracker(w, h, lines, minHits, maxLost int) *byteTracker {
+	// Noise scales with the picture: the feet of a detected box are found
+	// to about 1% of its height, and between two detections a walker's
+	// speed changes by about 2% of it.
+	q, r := sq(0.02*float64(h)), sq(0.01*float64(h))
+	return &byteTracker{high: 0.35, low: 0.15, minHits: minHits, maxLost: maxLost, lines: lines, w: w, h: h, q: q, r: r}
+}
+
+func sq(v float64) float64 { return v * v }
+
+// clipped says which of a box's sides touch the picture's edge.
+type clipped struct{ left, right, bottom bool }
+
+func (bt *byteTracker) clip(b image.Rectangle) clipped {
+	const m = 2 // pixels: boxes are clamped to the picture
+	return clipped{left: b.Min.X <= m, right: b.Max.X >= bt.w-m, bottom: b.Max.Y >= bt.h-m}
+}
+
+// anchorFor is d's feet point for track t (nil: a new track).
+func (bt *byteTracker) anchorFor(d image.Rectangle, t *track) vec {
+	a := anchorOf(d)
+	if t == nil || !t.sized {
+		return a
+	}
+	c := bt.clip(d)
+	if c.bottom {
+		a.y = math.Max(a.y, float64(d.Min.Y)+t.h)
+	}
+	switch {
+	case c.left && !c.right:
+		a.x = math.Min(a.x, float64(d.Max.X)-t.w/2)
+	case c.right && !c.left:
+		a.x = math.Max(a.x, float64(d.Min.X)+t.w/2)
+	}
+	return a
+}
+
+// cost of matching track t (predicted) with box d: 1 - IoU of d with the
+// box t predicts, plus how far the feet are apart in heights; +Inf beyond
+// the gate (the boxes must overlap, or the feet be within half a height).
+func (bt *byteTracker) cost(t *track, d image.Rectangle, gate float64) float64 {
+	p := t.anchor()
+	pred := image.Rect(int(p.x-t.w/2), int(p.y-t.h), int(p.x+t.w/2), int(p.y))
+	a := bt.anchorFor(d, t)
+	dist := math.Hypot(a.x-p.x, a.y-p.y) / math.Max(t.h, 10)
+	o := boxIoU(pred, d)
+	if o < 0.1 && dist > gate {
+		return math.Inf(1)
+	}
+	return 1 - o + 0.5*dist
+}
+
+func boxIoU(a, b image.Rectangle) float64 {
+	in := a.Intersect(b)
+	if in.Empty() {
+		return 0
+	}
+	ia := float64(in.Dx() * in.Dy())
+	return ia / (float64(a.Dx()*a.Dy()+b.Dx()*b.Dy()) - ia)
+}
+
+// update advances the tracks by steps detection intervals (more than one
+// after a detection was skipped) and takes this interval's boxes. It
+// returns the confirmed tracks seen now.
+func (bt *byteTracker) update(dets []blur.Detection, steps int) []*track {
+	bt.step += steps
+	for _, t := range bt.tracks {
+		t.lastAnchor = t.anchor()
+		for range min(steps, 5) {
+			t.kf.predict()
+		}
+	}
+	var high, low []image.Rectangle
+	for _, d := range dets {
+		switch s := float64(d.Score); {
+		case s >= bt.high:
+			high = append(high, d.Box)
+		case s >= bt.low:
+			low = append(low, d.Box)
+		}
+	}
+	matched := make([]bool, len(bt.tracks))
+	// First, confident boxes against every track.
+	all := make([]int, len(bt.tracks))
+	for i := range all {
+		all[i] = i
+	}
+	usedHigh := bt.match(all, high, matched, 0.75)
+	// Then weak boxes against the tracks seen last time and still free.
+	var recent []int
+	for i, t := range bt.tracks {
+		if !matched[i] && t.misses == 0 && t.confirmed {
+			recent = append(recent, i)
+		}
+	}
+	bt.match(recent, low, matched, 0.4)
+	kept := bt.tracks[:0]
+	for i, t := range bt.tracks {
+		switch {
+		case matched[i]:
+			kept = append(kept, t)
+		case !t.confirmed: // a tentative track missed once was noise
+		case t.misses+1 > bt.maxLost:
+			bt.graves = append(bt.graves, grave{at: t.anchor(), h: t.h, sides: t.sides, frame: bt.step})
+		default:
+			t.misses++
+			kept = append(kept, t)
+		}
+	}
+	bt.tracks = kept
+	graves := bt.graves[:0]
+	for _, g := range bt.graves {
+		if bt.step-g.frame <= bt.maxLost {
+			graves = append(graves, g)
+		}
+	}
+	bt.graves = graves
+	for j, d := range high {
+		if usedHigh[j] {
+			continue
+		}
+		a := anchorOf(d)
+		t := &track{id: bt.nextID, kf: newKalman(a.x, a.y), w: float64(d.Dx()), h: float64(d.Dy()),
+			hits: 1, sides: make([]int, bt.lines), lastAnchor: a}
+		t.kf.q, t.kf.r = bt.q, bt.r
+		t.kf.p[0][0], t.kf.p[1][1] = bt.r, bt.r
+		t.kf.p[2][2], t.kf.p[3][3] = sq(0.1*float64(bt.h)), sq(0.1*float64(bt.h))
+		c := bt.clip(d)
+		t.sized = !c.left && !c.right && !c.bottom
+		bt.nextID++
+		t.confirmed = bt.minHits <= 1
+		inheritSides(&bt.graves, t)
+		bt.tracks = append(bt.tracks, t)
+	}
+	var out []*track
+	for _, t := range bt.tracks {
+		if t.confirmed && t.misses == 0 {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// match assigns boxes to the tracks at idx (optimally, by cost within
+// gate), updates the matched tracks and marks them; it returns which boxes
+// were taken.
+func (bt *byteTracker) match(idx []int, boxes []image.Rectangle, matched []bool, gate float64) []bool {
+	used := make([]bool, len(boxes))
+	if len(idx) == 0 || len(boxes) == 0 {
+		return used
+	}
+	cost := make([][]float64, len(idx))
+	for i, ti := range idx {
+		cost[i] = make([]float64, len(boxes))
+		for j, d := range boxes {
+			cost[i][j] = bt.cost(bt.tracks[ti], d, gate)
+		}
+	}
+	for i, j := range hungarian(cost) {
+		if j < 0 {
+			continue
+		}
+		t := bt.tracks[idx[i]]
+		d := boxes[j]
+		used[j], matched[idx[i]] = true, true
+		a := bt.anchorFor(d, t)
+		t.kf.correct(a.x, a.y)
+		// The feet are where the detector put them; the filter keeps the
+		// velocity, for the next prediction.
+		t.kf.x[0], t.kf.x[1] = a.x, a.y
+		if c := bt.clip(d); !c.left && !c.right && !c.bottom {
+			if t.sized {
+				t.w = 0.6*t.w + 0.4*float64(d.Dx())
+				t.h = 0.6*t.h + 0.4*float64(d.Dy())
+			} else {
+				t.w, t.h, t.sized = float64(d.Dx()), float64(d.Dy()), true
+			}
+		}
+		t.hits++
+		t.misses = 0
+		if t.hits >= bt.minHits {
+			t.confirmed = true
+		}
+	}
+	return used
+}
+
+// present is the confirmed tracks seen within the last within intervals:
+// the people counted as in the picture (a person missed by a detection or
+// two is still there).
+func (bt *byteTracker) present(within int) []*track {
+	var out []*track
+	for _, t := range bt.tracks {
+		if t.confirmed && t.misses <= within {
+			out = append(out, t)
+		}
+	}
+	return out
+}
