@@ -20,7 +20,8 @@ import (
 // track has been seen whole, its anchor is put where its known size says
 // the feet are, so walking out of the picture neither stops the anchor at
 // the edge nor moves it back, and a clipped box makes or undoes no
-// crossing by its clipping alone.
+// crossing by its clipping alone. A box much shorter than the person is
+// taken the same way.
 type byteTracker struct {
 	high, low float64 // score thresholds: confident boxes, and the least kept
 	minHits   int     // detections that confirm a new track
@@ -61,6 +62,15 @@ func (bt *byteTracker) anchorFor(d image.Rectangle, t *track) vec {
 	c := bt.clip(d)
 	if c.bottom {
 		a.y = math.Max(a.y, float64(d.Min.Y)+t.h)
+	} else if float64(d.Dy()) < 0.75*t.h {
+		// A box much shorter than the person is part of them (legs hidden
+		// by a companion or smeared by motion, or the head cut off): the
+		// feet are at its bottom or a body's height below its top,
+		// whichever is nearer where they were heading.
+		p := t.anchor()
+		if alt := float64(d.Min.Y) + t.h; math.Abs(alt-p.y) < math.Abs(a.y-p.y) {
+			a.y = alt
+		}
 	}
 	switch {
 	case c.left && !c.right:

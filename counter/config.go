@@ -132,8 +132,10 @@ type Config struct {
 	MaxAge int `yaml:"max_age"`
 	// MinHits is how many detections confirm a new track. It defaults to 3.
 	MinHits int `yaml:"min_hits"`
-	// Smooth is the number of frames (the detector method: detections)
-	// occupancy is smoothed over (median). It defaults to 10.
+	// Smooth is the number of measurements occupancy is smoothed over
+	// (median): frames for the motion method, where it defaults to 10;
+	// detections for the detector method, where it defaults to 3 (a
+	// longer median lagged people walking through a zone by a second).
 	Smooth int `yaml:"smooth"`
 }
 
@@ -165,6 +167,9 @@ func (c *Config) Defaults() {
 	}
 	if c.Smooth == 0 {
 		c.Smooth = 10
+		if c.Method == MethodDetector {
+			c.Smooth = 3
+		}
 	}
 	for i := range c.Lines {
 		if c.Lines[i].In == "" {

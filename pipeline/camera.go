@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/veilproject/veil/blur"
+	"github.com/veilproject/veil/blur/detect"
 	"github.com/veilproject/veil/counter"
 	"github.com/veilproject/veil/pipeline/counts/footfall"
 	"github.com/veilproject/veil/pipeline/frame"
@@ -75,8 +76,13 @@ type CameraDeps struct {
 	// Events receives count events; required with Counting. Its policy is
 	// queue.Block: events are never dropped.
 	Events *queue.Queue[footfall.Event]
-	// OnCrossing, if set, is told of each crossing (for evaluation).
-	OnCrossing func(counter.Crossing)
+	// OnCrossing and OnOccupancy, if set, are told of each crossing and
+	// each zone's occupancy as measured (for evaluation).
+	OnCrossing  func(counter.Crossing)
+	OnOccupancy func(counter.Occupancy)
+	// People finds people for the counter's detector method: the shared
+	// engine's low-priority network (engine.LowFor), in tiles.
+	People blur.Detector
 	// Metrics is shared by the process. Required.
 	Metrics *Metrics
 	// Logger defaults to discarding.
@@ -132,7 +138,16 @@ func NewCamera(cfg CameraConfig, deps CameraDeps) (*Camera, error) {
 	}
 	c := &Camera{cfg: cfg, deps: deps, log: deps.Logger.With("component", "pipeline", "camera", cfg.ID), sum: Summary{Camera: cfg.ID}}
 	if cfg.Counting != nil {
-		cnt, err := counter.New(*cfg.Counting, counter.Deps{Camera: cfg.ID, Metrics: deps.Metrics.Counter, Logger: deps.Logger, OnCrossing: deps.OnCrossing})
+		cd := counter.Deps{Camera: cfg.ID, Metrics: deps.Metrics.Counter, Logger: deps.Logger, OnCrossing: deps.OnCrossing, OnOccupancy: deps.OnOccupancy}
+		if deps.People != nil {
+			cd.People = &detect.Tiles{Det: deps.People}
+		}
+		if cfg.Live {
+			// A live camera's counter does not wait long behind faces: a
+			// detection skipped lets the tracks coast to the next.
+			cd.DetectTimeout = time.Second
+		}
+		cnt, err := counter.New(*cfg.Counting, cd)
 		if err != nil {
 			return nil, err
 		}

@@ -67,9 +67,10 @@ type FileJob struct {
 	Out string
 	// Counting, if set, counts people; OnCrossing and OnEvent are told of
 	// each crossing and count event.
-	Counting   *counter.Config
-	OnCrossing func(counter.Crossing)
-	OnEvent    func(footfall.Event) error
+	Counting    *counter.Config
+	OnCrossing  func(counter.Crossing)
+	OnOccupancy func(counter.Occupancy)
+	OnEvent     func(footfall.Event) error
 	// Progress, if set, receives a progress bar (videos).
 	Progress io.Writer
 }
@@ -131,12 +132,24 @@ func (j FileJob) Run(ctx context.Context, cfg config.Config, log *slog.Logger) (
 	if err != nil {
 		return Summary{}, err
 	}
+	var cams []config.Camera
+	if j.Counting != nil {
+		cams = []config.Camera{{ID: camera, Counting: *j.Counting}}
+	}
+	people, err := addPeople(eng, dcfg, len(lanes), cams)
+	if err != nil {
+		return Summary{}, err
+	}
+	cd := CameraDeps{Source: src, Detector: eng.For(camera), Parallel: len(lanes), Outputs: outs, OnCrossing: j.OnCrossing, OnOccupancy: j.OnOccupancy, Metrics: m, Logger: log}
+	if people != nil {
+		defer people.Close()
+		cd.People = eng.LowFor(camera)
+	}
 	engCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
 	engDone := make(chan struct{})
 	go func() { eng.Run(engCtx); close(engDone) }()
 	defer func() { stopEngine(); <-engDone }()
-	return RunJob(ctx, CameraConfig{ID: camera, Blur: cfg.Blur, Counting: j.Counting},
-		CameraDeps{Source: src, Detector: eng.For(camera), Parallel: len(lanes), Outputs: outs, OnCrossing: j.OnCrossing, Metrics: m, Logger: log}, j.OnEvent)
+	return RunJob(ctx, CameraConfig{ID: camera, Blur: cfg.Blur, Counting: j.Counting}, cd, j.OnEvent)
 }
 
 // Line is the summary as one line, for a job that took elapsed.

@@ -23,6 +23,7 @@ import (
 	"github.com/veilproject/veil/blur"
 	"github.com/veilproject/veil/blur/detect"
 	"github.com/veilproject/veil/blur/engine"
+	"github.com/veilproject/veil/counter"
 	"github.com/veilproject/veil/ingest"
 	"github.com/veilproject/veil/pipeline/config"
 	"github.com/veilproject/veil/pipeline/console"
@@ -86,6 +87,7 @@ type Service struct {
 	print   io.Writer // nil: events are not printed
 	cams    []*Camera
 	det     detect.Detector // the one detector, shared through eng
+	people  detect.Detector // the counter's person detector, eng's low network; nil if no camera needs it
 	eng     *engine.Engine
 	whip    *ingest.WHIP
 	pub     *publish.Publisher
@@ -185,6 +187,9 @@ func NewService(cfg config.Config, deps ServiceDeps) (_ *Service, err error) {
 		return nil, err
 	}
 	if s.eng, err = engine.New(detect.Lanes(s.det), deps.Metrics.Engine, deps.Logger); err != nil {
+		return nil, err
+	}
+	if s.people, err = addPeople(s.eng, dcfg, len(detect.Lanes(s.det)), cfg.Cameras); err != nil {
 		return nil, err
 	}
 	for i, cam := range cfg.Cameras {
@@ -307,7 +312,33 @@ func (s *Service) newCamera(cam config.Camera, sweepPhase float64, deps ServiceD
 		counting := cam.Counting
 		ccfg.Counting = &counting
 	}
-	return NewCamera(ccfg, CameraDeps{Source: src, Detector: s.eng.For(cam.ID), Parallel: len(detect.Lanes(s.det)), Outputs: outs, Events: s.events, Metrics: deps.Metrics, Logger: deps.Logger})
+	cd := CameraDeps{Source: src, Detector: s.eng.For(cam.ID), Parallel: len(detect.Lanes(s.det)), Outputs: outs, Events: s.events, Metrics: deps.Metrics, Logger: deps.Logger}
+	if cam.Counted() && cam.Counting.Method == counter.MethodDetector {
+		cd.People = s.eng.LowFor(cam.ID)
+	}
+	return NewCamera(ccfg, cd)
+}
+
+// addPeople loads the counter's person detector when a camera counts
+// with the detector method, and gives it to eng as its low-priority
+// network, a lane per face lane. It returns nil when none does.
+func addPeople(eng *engine.Engine, dcfg detect.Config, lanes int, cams []config.Camera) (detect.Detector, error) {
+	need := false
+	for _, c := range cams {
+		need = need || c.Counted() && c.Counting.Method == counter.MethodDetector
+	}
+	if !need {
+		return nil, nil
+	}
+	p, err := detect.NewPeople(dcfg, lanes)
+	if err != nil {
+		return nil, fmt.Errorf("counting with method detector: %w (or set method: motion)", err)
+	}
+	if err := eng.SetLow(detect.Lanes(p)); err != nil {
+		p.Close()
+		return nil, err
+	}
+	return p, nil
 }
 
 func (s *Service) listen(key, addr string, h http.Handler) (string, error) {
@@ -334,6 +365,9 @@ func (s *Service) Exported() map[string]map[string][2]int64 { return s.exported 
 func (s *Service) release() {
 	if s.det != nil {
 		s.det.Close()
+	}
+	if s.people != nil {
+		s.people.Close()
 	}
 	if s.con != nil {
 		s.con.Close()
@@ -367,6 +401,9 @@ func (s *Service) Run(ctx context.Context) error {
 		stopEngine()
 		<-engDone
 		s.det.Close()
+		if s.people != nil {
+			s.people.Close()
+		}
 	}()
 	if p, ok := s.det.(interface {
 		Prepare(context.Context, []image.Point) error

@@ -238,3 +238,32 @@ func mergeTiles(dets []blur.Detection, cut []bool) []blur.Detection {
 }
 
 var _ blur.Detector = (*Tiles)(nil)
+
+// PeopleThreshold is the lowest person score the detector returns: the
+// counter's tracker matches boxes down to it to tracks it already follows
+// (a person half hidden by a companion scores low), and starts tracks
+// only from confident ones.
+const PeopleThreshold = 0.15
+
+// NewPeople loads the person detector for the counter's detector method,
+// on OpenVINO (the face detector's runtime directory when that is
+// OpenVINO, else where `make runtimes` unpacked it), with lanes lanes: as
+// many as the face detector's, so that the shared engine's worker for
+// each face lane has a person lane (engine.SetLow). It runs in OpenVINO's
+// choice of precision for this CPU unless cfg.Precision is f32.
+func NewPeople(cfg Config, lanes int) (Detector, error) {
+	cfg.Defaults()
+	model, err := ReadPersonModel(cfg.ModelDir)
+	if err != nil {
+		return nil, err
+	}
+	dir := DefaultRuntimeDir()
+	if cfg.Runtime == RuntimeOpenVINO {
+		dir = cfg.libDir()
+	}
+	prec := ""
+	if cfg.Precision == "f32" {
+		prec = "f32"
+	}
+	return NewOpenVINOPeople(dir, model, PeopleThreshold, prec, cfg.Threads, lanes)
+}

@@ -32,6 +32,7 @@ func cmdCount(ctx context.Context, args []string, stdout, stderr io.Writer, log 
 	cfgPath := fs.String("config", "", "counting config: lines, zones (YAML; see cmd/veil/sample.yaml)")
 	events := fs.Bool("events", false, "print count events as JSON lines")
 	crossings := fs.Bool("crossings", false, "print each crossing: frame, line, direction")
+	occupancy := fs.Bool("occupancy", false, "print each zone's occupancy each time it is measured: frame, zone, people")
 	quiet := fs.Bool("quiet", false, "no progress output")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
@@ -53,12 +54,18 @@ func cmdCount(ctx context.Context, args []string, stdout, stderr io.Writer, log 
 			fmt.Fprintf(stdout, "crossing frame=%d line=%s direction=%s\n", c.Frame, c.Line, c.Direction)
 		}
 	}
+	var onOcc func(counter.Occupancy)
+	if *occupancy {
+		onOcc = func(o counter.Occupancy) {
+			fmt.Fprintf(stdout, "occupancy frame=%d zone=%s people=%d\n", o.Frame, o.Zone, o.People)
+		}
+	}
 	var onEvent func(footfall.Event) error
 	if *events {
 		enc := json.NewEncoder(stdout)
 		onEvent = func(e footfall.Event) error { return enc.Encode(e) }
 	}
-	job := pipeline.FileJob{In: fs.Arg(0), Counting: &counting, OnCrossing: onCrossing, OnEvent: onEvent, Progress: stderr}
+	job := pipeline.FileJob{In: fs.Arg(0), Counting: &counting, OnCrossing: onCrossing, OnOccupancy: onOcc, OnEvent: onEvent, Progress: stderr}
 	if *quiet {
 		job.Progress = nil
 	}
