@@ -21,7 +21,8 @@ import (
 // the feet are, so walking out of the picture neither stops the anchor at
 // the edge nor moves it back, and a clipped box makes or undoes no
 // crossing by its clipping alone. A box much shorter than the person is
-// taken the same way.
+// taken the same way. A track born at the edge starts on the far side of
+// it.
 type byteTracker struct {
 	high, low float64 // score thresholds: confident boxes, and the least kept
 	minHits   int     // detections that confirm a new track
@@ -173,6 +174,18 @@ func (bt *byteTracker) update(dets []blur.Detection, steps int) []*track {
 		t.kf.p[2][2], t.kf.p[3][3] = sq(0.1*float64(bt.h)), sq(0.1*float64(bt.h))
 		c := bt.clip(d)
 		t.sized = !c.left && !c.right && !c.bottom
+		// A track that first appears cut by the picture's edge came in
+		// through it: its sides start from beyond that edge, so walking in
+		// over a line close to the edge is a crossing even though its
+		// first box already straddles the line.
+		switch {
+		case c.left && !c.right:
+			t.from = &vec{-1, a.y}
+		case c.right && !c.left:
+			t.from = &vec{float64(bt.w) + 1, a.y}
+		case c.bottom:
+			t.from = &vec{a.x, float64(bt.h) + 1}
+		}
 		bt.nextID++
 		t.confirmed = bt.minHits <= 1
 		inheritSides(&bt.graves, t)

@@ -281,6 +281,9 @@ func (c *Counter) crossings(tracks []*track) {
 				continue
 			}
 			prev := t.sides[i]
+			if prev == 0 && t.from != nil {
+				prev = l.side(*t.from)
+			}
 			t.sides[i] = s
 			if prev == 0 || prev == s || !l.within(a) && !l.within(t.lastAnchor) {
 				continue

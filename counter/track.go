@@ -17,6 +17,7 @@ type track struct {
 	sides      []int // last definite side of each line, 0 when unknown
 	lastAnchor vec
 	sized      bool // w and h are from a box the picture's edge did not cut
+	from       *vec // where it came from, beyond the picture's edge; nil if it appeared inside
 }
 
 func (t *track) anchor() vec { return vec{t.kf.x[0], t.kf.x[1]} }
