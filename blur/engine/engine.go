@@ -41,9 +41,10 @@ var ErrStopped = errors.New("engine: stopped")
 
 // Metrics are the engine's series, per camera.
 type Metrics struct {
-	wait    *prometheus.HistogramVec
-	infer   *prometheus.HistogramVec
-	expired *prometheus.CounterVec
+	wait     *prometheus.HistogramVec
+	infer    *prometheus.HistogramVec
+	expired  *prometheus.CounterVec
+	lowInfer *prometheus.HistogramVec
 }
 
 // NewMetrics registers the engine's metrics on reg.
@@ -56,8 +57,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Time the shared engine spent on a camera's frame.", Buckets: buckets}, []string{"camera"}),
 		expired: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "veil_engine_expired_total",
 			Help: "Frames whose deadline passed before the engine reached them (the stage obscured them whole)."}, []string{"camera"}),
+		lowInfer: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "veil_engine_people_inference_duration_seconds",
+			Help: "Time the shared engine spent on a camera's person detection (one call per tile), below faces in priority.", Buckets: buckets}, []string{"camera"}),
 	}
-	for _, c := range []prometheus.Collector{m.wait, m.infer, m.expired} {
+	for _, c := range []prometheus.Collector{m.wait, m.infer, m.expired, m.lowInfer} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -140,9 +143,10 @@ func (e *Engine) SetLow(lanes []blur.Detector) error {
 }
 
 // LowFor is camera's handle on the low network (SetLow first). Its
-// requests are not in the engine's face metrics; the caller measures them.
+// inferences are measured apart from the faces'; the caller measures its
+// waits.
 func (e *Engine) LowFor(camera string) blur.Detector {
-	s := &slot{camera: camera, low: true, wait: noop{}, infer: noop{}, expired: noop{}}
+	s := &slot{camera: camera, low: true, wait: noop{}, infer: e.m.lowInfer.WithLabelValues(camera), expired: noop{}}
 	e.mu.Lock()
 	e.lows = append(e.lows, s)
 	e.mu.Unlock()

@@ -32,6 +32,8 @@ import (
 // "not recorded"). Run with -benchtime 1x. VEIL_CAPACITY_N lists the Ns;
 // VEIL_CAPACITY_CONFIG adds top-level YAML to every run (e.g.
 // "detector: {lanes: 1}") to compare settings side by side.
+// VEIL_CAPACITY_COUNTING is the counting method of every camera (a line
+// and a zone each): detector (the default), motion, or off.
 func BenchmarkCapacity(b *testing.B) {
 	clip := capacityClip(b)
 	port := rtspCamera(b, "--file", clip)
@@ -50,14 +52,14 @@ func BenchmarkCapacity(b *testing.B) {
 		}
 		best := 0
 		var out strings.Builder
-		fmt.Fprintf(&out, "\n| cameras | decoded | obscured, detector answer | obscured whole | dropped | not recorded | answered and recorded %% | whole-frame searches | CPU cores | engine busy | decoding | obscuring | counting | encoding | latency p50 / p99 ms | RSS MiB | of which Go heap MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		fmt.Fprintf(&out, "\n| cameras | decoded | obscured, detector answer | obscured whole | dropped | not recorded | answered and recorded %% | whole-frame searches | CPU cores | engine busy | person detection | detections skipped | decoding | obscuring | counting | encoding | latency p50 / p99 ms | RSS MiB | of which Go heap MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, r := range rows {
 			share := (r.answered - r.unrecorded) / math.Max(1, r.decoded)
 			if share >= 0.99 {
 				best = r.n
 			}
-			fmt.Fprintf(&out, "| %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.1f | %.0f%% | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f / %.0f | %.0f | %.0f |\n",
-				r.n, r.decoded, r.answered, r.failClosed, r.dropped, r.unrecorded, 100*share, 100*r.full/math.Max(1, r.full+r.regions), r.cpu, r.engine, r.decode, r.obscure, r.count, r.encode, 1000*r.p50, 1000*r.p99, r.rss/(1<<20), r.heap/(1<<20))
+			fmt.Fprintf(&out, "| %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.1f | %.0f%% | %.2f | %.2f | %.2f | %.0f | %.2f | %.2f | %.2f | %.2f | %.0f / %.0f | %.0f | %.0f |\n",
+				r.n, r.decoded, r.answered, r.failClosed, r.dropped, r.unrecorded, 100*share, 100*r.full/math.Max(1, r.full+r.regions), r.cpu, r.engine, r.people, r.skipped, r.decode, r.obscure, r.count, r.encode, 1000*r.p50, 1000*r.p99, r.rss/(1<<20), r.heap/(1<<20))
 			b.ReportMetric(100*share, fmt.Sprintf("answered%%/%dcam", r.n))
 		}
 		fmt.Fprintf(&out, "\nlargest N with >= 99%% of decoded frames obscured with a detector answer and recorded: **%d** (1280x720, 15 fps each)\n", best)
@@ -72,6 +74,8 @@ type capRow struct {
 	unrecorded                             float64 // obscured, then dropped before the recorder's encoder
 	cpu, engine, obscure, p50, p99, rss    float64
 	decode, count, encode                  float64 // stage time per second: cores
+	people                                 float64 // person detection in the engine, per second: cores
+	skipped                                float64 // person detections skipped
 	heap                                   float64 // Go heap in use
 	full, regions                          float64
 }
@@ -107,8 +111,12 @@ func runCapacity(b *testing.B, port, n int) capRow {
 	dir := b.TempDir()
 	var cfg strings.Builder
 	cfg.WriteString("cameras:\n")
+	method := cmpOr(os.Getenv("VEIL_CAPACITY_COUNTING"), "detector")
 	for i := 1; i <= n; i++ {
-		fmt.Fprintf(&cfg, "  - id: cam%d\n    url: rtsp://127.0.0.1:%d/cam\n    lines: [{id: road, from: [0.45, 0.68], to: [0.45, 0.30]}]\n", i, port)
+		fmt.Fprintf(&cfg, "  - id: cam%d\n    url: rtsp://127.0.0.1:%d/cam\n", i, port)
+		if method != "off" {
+			fmt.Fprintf(&cfg, "    method: %s\n    lines: [{id: road, from: [0.45, 0.68], to: [0.45, 0.30]}]\n    zones: [{id: road_area, polygon: [[0, 0.25], [1, 0.25], [1, 0.75], [0, 0.75]]}]\n", method)
+		}
 	}
 	fmt.Fprintf(&cfg, "metrics: {listen: \"127.0.0.1:0\"}\nrecordings: {dir: %s, segment: 10s, keep: 1h}\n", filepath.Join(dir, "rec"))
 	cfg.WriteString(os.Getenv("VEIL_CAPACITY_CONFIG")) // more top-level YAML, to compare settings
@@ -141,6 +149,8 @@ func runCapacity(b *testing.B, port, n int) capRow {
 		obscure:    d("veil_blur_obscure_duration_seconds_sum", nil) / sec,
 		decode:     d("veil_ingest_decode_duration_seconds_sum", nil) / sec,
 		count:      d("veil_people_process_duration_seconds_sum", nil) / sec,
+		people:     d("veil_engine_people_inference_duration_seconds_sum", nil) / sec,
+		skipped:    d("veil_people_detections_skipped_total", nil),
 		encode:     d("veil_live_encode_duration_seconds_sum", nil) / sec,
 		rss:        sum(z, "process_resident_memory_bytes", nil),
 		heap:       sum(z, "go_memstats_heap_inuse_bytes", nil),
@@ -246,4 +256,11 @@ func quantiles(a, z map[string]*dto.MetricFamily, name string, labels map[string
 		return prevUB
 	}
 	return q(0.5), q(0.99)
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
