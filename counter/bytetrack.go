@@ -25,6 +25,7 @@ import (
 // it.
 type byteTracker struct {
 	high, low float64 // score thresholds: confident boxes, and the least kept
+	start     float64 // the least score that starts a track
 	minHits   int     // detections that confirm a new track
 	maxLost   int     // intervals a confirmed track is kept unseen
 	nextID    int
@@ -34,6 +35,49 @@ type byteTracker struct {
 	lines     int
 	w, h      int
 	q, r      float64
+	sizes     sizeModel
+}
+
+// sizeModel learns how tall a person is at each height in the picture (a
+// fixed camera's perspective: h = a + b*y, least squares on the feet's y),
+// from tracks that have walked at least their own height: something the
+// detector mistakes for a person, such as a post or a cone, never walks,
+// so it does not teach the model, and once the model knows the scene a
+// track far smaller than a person where it stands is not counted.
+type sizeModel struct {
+	n, tracks        int
+	sy, sh, syy, syh float64
+}
+
+func (m *sizeModel) add(y, h float64) {
+	m.n++
+	m.sy += y
+	m.sh += h
+	m.syy += y * y
+	m.syh += y * h
+}
+
+// expect is the height of a person whose feet are at y, and whether the
+// model has seen enough people (several tracks, many boxes) to say.
+func (m *sizeModel) expect(y float64) (float64, bool) {
+	if m.tracks < 3 || m.n < 30 {
+		return 0, false
+	}
+	n := float64(m.n)
+	den := n*m.syy - m.sy*m.sy
+	if den <= 1e-9*n*m.syy { // every sample at one height
+		return m.sh / n, true
+	}
+	b := (n*m.syh - m.sy*m.sh) / den
+	return (m.sh-b*m.sy)/n + b*y, true
+}
+
+// plausible says whether t is the size of a person where it stands: at
+// least half of it, once the model can say. A track seen only cut by the
+// picture's edge is given the benefit of the doubt.
+func (bt *byteTracker) plausible(t *track) bool {
+	want, ok := bt.sizes.expect(t.anchor().y)
+	return !ok || !t.sized || t.h >= 0.5*want
 }
 
 func newByteTracker(w, h, lines, minHits, maxLost int) *byteTracker {
@@ -41,7 +85,11 @@ func newByteTracker(w, h, lines, minHits, maxLost int) *byteTracker {
 	// to about 1% of its height, and between two detections a walker's
 	// speed changes by about 2% of it.
 	q, r := sq(0.02*float64(h)), sq(0.01*float64(h))
-	return &byteTracker{high: 0.35, low: 0.15, minHits: minHits, maxLost: maxLost, lines: lines, w: w, h: h, q: q, r: r}
+	// A track starts only from a box scoring 0.5 (ByteTrack starts them a
+	// little above its confident threshold too): a post or a cone that
+	// the detector takes for a person at 0.3-0.4 frame after frame would
+	// otherwise be a person standing there for good.
+	return &byteTracker{high: 0.35, low: 0.15, start: 0.35, minHits: minHits, maxLost: maxLost, lines: lines, w: w, h: h, q: q, r: r}
 }
 
 func sq(v float64) float64 { return v * v }
@@ -87,7 +135,7 @@ func (bt *byteTracker) anchorFor(d image.Rectangle, t *track) vec {
 // the gate (the boxes must overlap, or the feet be within half a height).
 func (bt *byteTracker) cost(t *track, d image.Rectangle, gate float64) float64 {
 	p := t.anchor()
-	pred := image.Rect(int(p.x-t.w/2), int(p.y-t.h), int(p.x+t.w/2), int(p.y))
+	pred := t.box()
 	a := bt.anchorFor(d, t)
 	dist := math.Hypot(a.x-p.x, a.y-p.y) / math.Max(t.h, 10)
 	o := boxIoU(pred, d)
@@ -118,12 +166,15 @@ func (bt *byteTracker) update(dets []blur.Detection, steps int) []*track {
 		}
 	}
 	var high, low []image.Rectangle
+	var highScores, lowScores []float64
 	for _, d := range dets {
 		switch s := float64(d.Score); {
 		case s >= bt.high:
 			high = append(high, d.Box)
+			highScores = append(highScores, s)
 		case s >= bt.low:
 			low = append(low, d.Box)
+			lowScores = append(lowScores, s)
 		}
 	}
 	matched := make([]bool, len(bt.tracks))
@@ -132,7 +183,7 @@ func (bt *byteTracker) update(dets []blur.Detection, steps int) []*track {
 	for i := range all {
 		all[i] = i
 	}
-	usedHigh := bt.match(all, high, matched, 0.75)
+	usedHigh := bt.match(all, high, highScores, matched, 0.75)
 	// Then weak boxes against the tracks seen last time and still free.
 	var recent []int
 	for i, t := range bt.tracks {
@@ -140,7 +191,7 @@ func (bt *byteTracker) update(dets []blur.Detection, steps int) []*track {
 			recent = append(recent, i)
 		}
 	}
-	bt.match(recent, low, matched, 0.4)
+	bt.match(recent, low, lowScores, matched, 0.4)
 	kept := bt.tracks[:0]
 	for i, t := range bt.tracks {
 		switch {
@@ -162,13 +213,20 @@ func (bt *byteTracker) update(dets []blur.Detection, steps int) []*track {
 		}
 	}
 	bt.graves = graves
+	var seen []image.Rectangle // boxes taken by tracks, and of tracks started, this interval
 	for j, d := range high {
 		if usedHigh[j] {
+			seen = append(seen, d)
+		}
+	}
+	for j, d := range high {
+		if usedHigh[j] || highScores[j] < bt.start || mostlyInside(d, seen) {
 			continue
 		}
+		seen = append(seen, d)
 		a := anchorOf(d)
 		t := &track{id: bt.nextID, kf: newKalman(a.x, a.y), w: float64(d.Dx()), h: float64(d.Dy()),
-			hits: 1, sides: make([]int, bt.lines), lastAnchor: a}
+			hits: 1, scores: highScores[j], sides: make([]int, bt.lines), lastAnchor: a, born: a}
 		t.kf.q, t.kf.r = bt.q, bt.r
 		t.kf.p[0][0], t.kf.p[1][1] = bt.r, bt.r
 		t.kf.p[2][2], t.kf.p[3][3] = sq(0.1*float64(bt.h)), sq(0.1*float64(bt.h))
@@ -193,17 +251,30 @@ func (bt *byteTracker) update(dets []blur.Detection, steps int) []*track {
 	}
 	var out []*track
 	for _, t := range bt.tracks {
-		if t.confirmed && t.misses == 0 {
+		if t.confirmed && t.misses == 0 && bt.plausible(t) {
 			out = append(out, t)
 		}
 	}
 	return out
 }
 
+// mostlyInside says whether most of b lies inside one of boxes: the
+// detector's second box for a person already followed (their legs, their
+// upper body), not a person of their own.
+func mostlyInside(b image.Rectangle, boxes []image.Rectangle) bool {
+	for _, o := range boxes {
+		in := b.Intersect(o)
+		if !in.Empty() && float64(in.Dx()*in.Dy()) >= 0.7*float64(b.Dx()*b.Dy()) {
+			return true
+		}
+	}
+	return false
+}
+
 // match assigns boxes to the tracks at idx (optimally, by cost within
 // gate), updates the matched tracks and marks them; it returns which boxes
 // were taken.
-func (bt *byteTracker) match(idx []int, boxes []image.Rectangle, matched []bool, gate float64) []bool {
+func (bt *byteTracker) match(idx []int, boxes []image.Rectangle, scores []float64, matched []bool, gate float64) []bool {
 	used := make([]bool, len(boxes))
 	if len(idx) == 0 || len(boxes) == 0 {
 		return used
@@ -235,7 +306,15 @@ func (bt *byteTracker) match(idx []int, boxes []image.Rectangle, matched []bool,
 				t.w, t.h, t.sized = float64(d.Dx()), float64(d.Dy()), true
 			}
 		}
+		if !t.walked && math.Hypot(a.x-t.born.x, a.y-t.born.y) > t.h {
+			t.walked = true
+			bt.sizes.tracks++
+		}
+		if t.walked && t.sized && !bt.clip(d).bottom {
+			bt.sizes.add(a.y, float64(d.Dy()))
+		}
 		t.hits++
+		t.scores += scores[j]
 		t.misses = 0
 		if t.hits >= bt.minHits {
 			t.confirmed = true
@@ -244,15 +323,38 @@ func (bt *byteTracker) match(idx []int, boxes []image.Rectangle, matched []bool,
 	return used
 }
 
-// present is the confirmed tracks seen within the last within intervals:
-// the people counted as in the picture (a person missed by a detection or
-// two is still there).
+// present is the people counted as in the picture: the confirmed tracks
+// seen now, and those missed for at most within intervals (a person
+// missed by a detection or two is still there) unless where they are
+// predicted to be overlaps someone seen now (the same person, found again
+// as a new track).
 func (bt *byteTracker) present(within int) []*track {
 	var out []*track
+	var now []image.Rectangle
 	for _, t := range bt.tracks {
-		if t.confirmed && t.misses <= within {
+		if t.confirmed && t.misses == 0 && bt.plausible(t) {
+			out = append(out, t)
+			now = append(now, t.box())
+		}
+	}
+	for _, t := range bt.tracks {
+		if t.confirmed && t.misses > 0 && t.misses <= within && bt.plausible(t) && !overlapsAny(t.box(), now) {
 			out = append(out, t)
 		}
 	}
 	return out
+}
+
+func (t *track) box() image.Rectangle {
+	a := t.anchor()
+	return image.Rect(int(a.x-t.w/2), int(a.y-t.h), int(a.x+t.w/2), int(a.y))
+}
+
+func overlapsAny(b image.Rectangle, boxes []image.Rectangle) bool {
+	for _, o := range boxes {
+		if boxIoU(b, o) > 0.3 {
+			return true
+		}
+	}
+	return mostlyInside(b, boxes)
 }

@@ -167,3 +167,31 @@ func TestLineDirections(t *testing.T) {
 		}
 	}
 }
+
+// TestStillSmallThingIsNoPerson: once people have walked through the
+// scene, something the detector boxes as a person a third of their size
+// where it stands (a cone, a post) and that never moves is not counted;
+// a person standing still, of a person's size, is.
+func TestStillSmallThingIsNoPerson(t *testing.T) {
+	var boxes [][]blur.Detection
+	for i := range 60 {
+		b := []blur.Detection{
+			det(100, 300, 16, 40, 0.6),  // a cone, a third of a person's height there
+			det(600, 320, 40, 120, 0.7), // a person standing
+		}
+		for k := range 3 { // people walking across, at several depths
+			y := 200 + 100*float64(k)
+			b = append(b, det(50+float64((i*20+k*150)%700), y, 30, int(60+0.2*y), 0.8))
+		}
+		boxes = append(boxes, b)
+	}
+	zone := Zone{ID: "z", Polygon: []Point{{0, 0.4}, {0.2, 0.4}, {0.2, 0.6}, {0, 0.6}}}      // the cone
+	stand := Zone{ID: "s", Polygon: []Point{{0.7, 0.4}, {0.8, 0.4}, {0.8, 0.6}, {0.7, 0.6}}} // the person
+	c, occ := runBoxes(t, Config{Zones: []Zone{zone, stand}}, boxes)
+	if got := occ[len(occ)-1]; got != 0 {
+		t.Errorf("the cone's zone holds %d people at the end, want 0", got)
+	}
+	if got := c.occ[1]; got != 1 {
+		t.Errorf("the standing person's zone holds %d, want 1", got)
+	}
+}

@@ -262,7 +262,7 @@ func (c *Counter) detect(ctx context.Context, f *blur.Frame, pts time.Duration) 
 	tracks := c.bt.update(dets, steps)
 	if debugTracks {
 		for _, t := range c.bt.tracks {
-			fmt.Fprintf(os.Stderr, "seq=%d id=%d conf=%v miss=%d anchor=%.0f,%.0f h=%.0f sides=%v\n", c.seqNow, t.id, t.confirmed, t.misses, t.anchor().x, t.anchor().y, t.h, t.sides)
+			fmt.Fprintf(os.Stderr, "seq=%d id=%d conf=%v miss=%d anchor=%.0f,%.0f h=%.0f sides=%v mean=%.2f hits=%d\n", c.seqNow, t.id, t.confirmed, t.misses, t.anchor().x, t.anchor().y, t.h, t.sides, t.scores/float64(t.hits), t.hits)
 		}
 		for _, d := range dets {
 			fmt.Fprintf(os.Stderr, "seq=%d det %v %.2f\n", c.seqNow, d.Box, d.Score)
