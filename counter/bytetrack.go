@@ -310,7 +310,10 @@ func (bt *byteTracker) match(idx []int, boxes []image.Rectangle, scores []float6
 			t.walked = true
 			bt.sizes.tracks++
 		}
-		if t.walked && t.sized && !bt.clip(d).bottom {
+		// Only a box of someone walking now teaches the model: a thing
+		// that stands still for good adds nothing, even if its track
+		// once moved (taken over from a passer-by).
+		if step := math.Hypot(a.x-t.lastAnchor.x, a.y-t.lastAnchor.y); t.walked && t.sized && step > 0.1*t.h && !bt.clip(d).bottom {
 			bt.sizes.add(a.y, float64(d.Dy()))
 		}
 		t.hits++

@@ -23,7 +23,6 @@ import (
 	"image"
 	"log/slog"
 	"math"
-	"os"
 	"slices"
 	"time"
 
@@ -260,21 +259,10 @@ func (c *Counter) detect(ctx context.Context, f *blur.Frame, pts time.Duration) 
 	}
 	c.lastDet, c.detects = pts, true
 	tracks := c.bt.update(dets, steps)
-	if debugTracks {
-		for _, t := range c.bt.tracks {
-			fmt.Fprintf(os.Stderr, "seq=%d id=%d conf=%v miss=%d anchor=%.0f,%.0f h=%.0f sides=%v mean=%.2f hits=%d\n", c.seqNow, t.id, t.confirmed, t.misses, t.anchor().x, t.anchor().y, t.h, t.sides, t.scores/float64(t.hits), t.hits)
-		}
-		for _, d := range dets {
-			fmt.Fprintf(os.Stderr, "seq=%d det %v %.2f\n", c.seqNow, d.Box, d.Score)
-		}
-	}
-	c.m.tracks.Set(float64(len(tracks)))
 	c.crossings(tracks)
 	// A person missed by one detection in a second is still there.
 	c.occupancy(c.bt.present(int(math.Ceil(c.cfg.Rate))))
 }
-
-var debugTracks = os.Getenv("VEIL_DEBUG_TRACKS") != ""
 
 func (c *Counter) crossings(tracks []*track) {
 	for _, t := range tracks {
