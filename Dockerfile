@@ -14,12 +14,14 @@ RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends \
       libopencv-dnn406 libopencv-objdetect406 libopencv-imgcodecs406 libopencv-videoio406 libyuv0 \
       opencv-data opencv-doc ffmpeg python3-pip python3-venv curl ca-certificates \
     && rm -rf /var/lib/apt/lists/*
-COPY scripts/fetch-models.sh scripts/quantize-model.sh scripts/fetch-runtimes.sh /usr/local/share/veil/
-# Models under /var/lib/veil/models (the int8 one made at build time, its
-# tools removed after), OpenVINO and ONNX Runtime under /var/lib/veil/runtimes.
+COPY scripts/fetch-models.sh scripts/quantize-model.sh scripts/fetch-person-model.sh scripts/fetch-runtimes.sh /usr/local/share/veil/
+# Models under /var/lib/veil/models (the int8 one and the person detector
+# made at build time, their tools and packages removed after), OpenVINO and
+# ONNX Runtime under /var/lib/veil/runtimes.
 ENV VEIL_CACHE=/var/lib/veil
 RUN bash /usr/local/share/veil/fetch-models.sh && bash /usr/local/share/veil/quantize-model.sh \
-    && rm -rf /var/lib/veil/tools /var/lib/veil/testdata && bash /usr/local/share/veil/fetch-runtimes.sh
+    && bash /usr/local/share/veil/fetch-person-model.sh \
+    && rm -rf /var/lib/veil/tools /var/lib/veil/testdata /var/lib/veil/packages && bash /usr/local/share/veil/fetch-runtimes.sh
 COPY --from=build /out/veil /usr/local/bin/veil
 ENTRYPOINT ["veil"]
 CMD ["demo", "-metrics-listen", "0.0.0.0:9108", "-out", "/var/lib/veil/demo"]

@@ -109,3 +109,37 @@ func TestMergeTilesKeepsHiddenPeople(t *testing.T) {
 		t.Errorf("at a seam: %v, want the whole one", got)
 	}
 }
+
+// BenchmarkPeople is one person detection of a 1280x720 frame (vtest
+// scaled, two square tiles), as the counter asks for it Rate times a
+// second per camera; the network is compiled before timing.
+func BenchmarkPeople(b *testing.B) {
+	model, err := ReadPersonModel(DefaultModelDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := NewOpenVINOPeople(DefaultRuntimeDir(), model, PeopleThreshold, "", 0, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	out, err := exec.Command("ffmpeg", "-v", "error", "-i", vtestClip, "-vf", "select=eq(n\\,300),scale=1280:720", "-fps_mode", "passthrough",
+		"-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "bgr24", "-").Output()
+	if err != nil {
+		b.Fatal(err)
+	}
+	img := blur.Image{Width: 1280, Height: 720, Pix: out}
+	det := &Tiles{Det: p}
+	if _, err := det.Detect(context.Background(), img); err != nil { // compiles
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := det.Detect(context.Background(), img); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(TileRects(1280, 720))), "tiles")
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/detection")
+	b.Logf("precision %s", p.Precision())
+}
