@@ -136,7 +136,9 @@ func (j FileJob) Run(ctx context.Context, cfg config.Config, log *slog.Logger) (
 	if j.Counting != nil {
 		cams = []config.Camera{{ID: camera, Counting: *j.Counting}}
 	}
-	people, err := addPeople(eng, dcfg, len(lanes), cams)
+	// A file job waits for every answer and loses nothing, so person
+	// detection need not be held to a share of the engine.
+	people, err := addPeople(eng, dcfg, len(lanes), cams, 1)
 	if err != nil {
 		return Summary{}, err
 	}

@@ -19,7 +19,12 @@
 // (SetLow: the counter's person detector). A worker takes a low request
 // only when no face request is waiting, and an inference is never
 // interrupted, so a face request waits for at most one low inference: each
-// call should be short (detect.Tiles makes one call per tile).
+// call should be short (detect.Tiles makes one call per tile). And the low
+// network may use only its share of the engine's time (SetLow's share of
+// every lane), so that on a CPU where it is slow it does not take the
+// cores the faces need: a low request beyond the share waits, and one
+// whose deadline passes meanwhile is answered with that error (the
+// counter then skips that detection).
 package engine
 
 import (
@@ -80,6 +85,12 @@ type Engine struct {
 	next    int     // where the round-robin resumes
 	lows    []*slot // the low network's, the same way
 	nextLow int
+	// The low network's time budget: share of every lane's time. debt is
+	// how far its inferences are ahead of that allowance (none saved up
+	// beyond zero), as of paid.
+	share float64
+	debt  time.Duration
+	paid  time.Time
 	stopped bool
 	wake    chan struct{}
 }
@@ -132,14 +143,31 @@ func (e *Engine) For(camera string) blur.Detector {
 }
 
 // SetLow gives the engine a second network, served only while no face
-// request waits: lanes of one detector, as many as the face detector's,
-// worker i running lane i of each. Call it before Run.
-func (e *Engine) SetLow(lanes []blur.Detector) error {
+// request waits and within share (0 < share <= 1) of every lane's time:
+// lanes of one detector, as many as the face detector's, worker i running
+// lane i of each. Call it before Run.
+func (e *Engine) SetLow(lanes []blur.Detector, share float64) error {
 	if len(lanes) != len(e.lanes) || slices.Contains(lanes, nil) {
 		return fmt.Errorf("engine: the low network needs %d lanes, one per face lane; got %d", len(e.lanes), len(lanes))
 	}
-	e.low = lanes
+	if !(share > 0 && share <= 1) {
+		return fmt.Errorf("engine: the low network's share %v is outside (0, 1]", share)
+	}
+	e.low, e.share = lanes, share
 	return nil
+}
+
+// settle pays the low network's debt down by the allowance accrued since
+// it was last settled, and returns how long until it is paid off. e.mu is
+// held.
+func (e *Engine) settle(now time.Time) time.Duration {
+	rate := e.share * float64(len(e.lanes)) // seconds of low inference a second
+	if !e.paid.IsZero() {
+		e.debt -= time.Duration(float64(now.Sub(e.paid)) * rate)
+	}
+	e.paid = now
+	e.debt = max(e.debt, 0)
+	return time.Duration(float64(e.debt) / rate)
 }
 
 // LowFor is camera's handle on the low network (SetLow first). Its
@@ -183,11 +211,28 @@ func (e *Engine) Run(ctx context.Context) error {
 }
 
 func (e *Engine) work(ctx context.Context, det, low blur.Detector) {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
-		r, s := e.take()
+		r, s, later := e.take()
 		if r == nil {
+			var due <-chan time.Time
+			if later > 0 { // low requests wait for their budget
+				if timer == nil {
+					timer = time.NewTimer(later)
+				} else {
+					timer.Reset(later)
+				}
+				due = timer.C
+			}
 			select {
 			case <-e.wake:
+				continue
+			case <-due:
 				continue
 			case <-ctx.Done():
 				return
@@ -206,21 +251,40 @@ func (e *Engine) work(ctx context.Context, det, low blur.Detector) {
 			d = low
 		}
 		dets, err := e.call(d, r)
-		s.infer.Observe(time.Since(start).Seconds())
+		took := time.Since(start)
+		s.infer.Observe(took.Seconds())
+		if s.low {
+			e.mu.Lock()
+			e.settle(time.Now())
+			e.debt += took
+			e.mu.Unlock()
+		}
 		r.done <- result{dets: dets, err: err}
 	}
 }
 
 // take removes the next pending request: the oldest of the next camera
-// round that has a face request, or else of the next that has a low one.
-// When another is still pending it wakes another worker for it: a
-// request's wake-up may have been absorbed while the workers were all
-// busy.
-func (e *Engine) take() (*request, *slot) {
+// round that has a face request, or else, within the low network's
+// budget, of the next that has a low one. When another is still pending
+// it wakes another worker for it: a request's wake-up may have been
+// absorbed while the workers were all busy. With none to take now, later
+// is how long until a waiting low request is within budget (0: none
+// waits).
+func (e *Engine) take() (r *request, s *slot, later time.Duration) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	r, s, more := takeFrom(e.slots, &e.next)
 	if r == nil {
+		waiting := false
+		for _, c := range e.lows {
+			waiting = waiting || len(c.pending) > 0
+		}
+		if !waiting {
+			return nil, nil, 0
+		}
+		if later := e.settle(time.Now()); later > 0 {
+			return nil, nil, later
+		}
 		r, s, more = takeFrom(e.lows, &e.nextLow)
 	} else if !more {
 		for _, c := range e.lows {
@@ -233,7 +297,7 @@ func (e *Engine) take() (*request, *slot) {
 		default:
 		}
 	}
-	return r, s
+	return r, s, 0
 }
 
 // takeFrom takes the oldest request of the next slot round from *next

@@ -362,10 +362,10 @@ func TestCountingNeverDelaysFaces(t *testing.T) {
 	seen := make(chan int64, 1)
 	face := &countingDetector{d: time.Millisecond, started: &faceStarted, at: make(chan int64, 1)}
 	e, _, _ := newEngine(t, face)
-	if err := e.SetLow([]blur.Detector{people, people}); err == nil {
+	if err := e.SetLow([]blur.Detector{people, people}, 1); err == nil {
 		t.Fatal("SetLow took two lanes for one face lane")
 	}
-	if err := e.SetLow([]blur.Detector{people}); err != nil {
+	if err := e.SetLow([]blur.Detector{people}, 1); err != nil {
 		t.Fatal(err)
 	}
 	cam := e.For("cam")
@@ -409,5 +409,59 @@ func TestCountingNeverDelaysFaces(t *testing.T) {
 	}
 	if served < 20 {
 		t.Errorf("the low network was served %d times in the face camera's idle time", served)
+	}
+}
+
+// TestCountingStaysWithinItsShare floods the low network (four cameras'
+// person detection, each asking again as soon as it is answered, each
+// with a deadline) on an engine with no face requests: it may use only
+// its share of the lane's time, and the requests that wait past their
+// deadline are answered with that error.
+func TestCountingStaysWithinItsShare(t *testing.T) {
+	face := &slowDetector{d: time.Millisecond, calls: map[int]int{}}
+	var lowStarted atomic.Int64
+	people := &countingDetector{d: 10 * time.Millisecond, started: &lowStarted}
+	e, _, _ := newEngine(t, face)
+	if err := e.SetLow([]blur.Detector{people}, 0); err == nil {
+		t.Fatal("SetLow took a share of 0")
+	}
+	if err := e.SetLow([]blur.Detector{people}, 0.2); err != nil {
+		t.Fatal(err)
+	}
+	var lows []blur.Detector
+	for range 4 {
+		lows = append(lows, e.LowFor("cam"))
+	}
+	stop := run(e)
+	defer stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var expired atomic.Int64
+	start := time.Now()
+	for i, h := range lows {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				dctx, dcancel := context.WithTimeout(ctx, 100*time.Millisecond)
+				if _, err := h.Detect(dctx, img(100+i)); err != nil && ctx.Err() == nil {
+					expired.Add(1)
+				}
+				dcancel()
+			}
+		})
+	}
+	time.Sleep(time.Second)
+	cancel()
+	wg.Wait()
+	wall := time.Since(start)
+	busy := time.Duration(lowStarted.Load()) * people.d
+	share := busy.Seconds() / wall.Seconds()
+	t.Logf("low network: %d inferences, %.2f of the lane's time (share 0.2); %d requests expired waiting", lowStarted.Load(), share, expired.Load())
+	// At least its time inferring: more if the machine is slow, so the
+	// bound above is loose.
+	if share > 0.3 || share < 0.1 {
+		t.Errorf("the low network used %.2f of the lane's time, want about 0.2", share)
+	}
+	if expired.Load() == 0 {
+		t.Error("no low request waited past its deadline under a full budget")
 	}
 }
