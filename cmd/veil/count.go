@@ -48,24 +48,17 @@ func cmdCount(ctx context.Context, args []string, stdout, stderr io.Writer, log 
 	if err != nil {
 		return err
 	}
-	var onCrossing func(counter.Crossing)
+	job := pipeline.FileJob{In: fs.Arg(0), Counting: &counting, Progress: stderr}
 	if *crossings {
-		onCrossing = func(c counter.Crossing) {
-			fmt.Fprintf(stdout, "crossing frame=%d line=%s direction=%s\n", c.Frame, c.Line, c.Direction)
-		}
+		job.OnCrossing = func(c counter.Crossing) { fmt.Fprintf(stdout, "crossing frame=%d line=%s direction=%s\n", c.Frame, c.Line, c.Direction) }
 	}
-	var onOcc func(counter.Occupancy)
 	if *occupancy {
-		onOcc = func(o counter.Occupancy) {
-			fmt.Fprintf(stdout, "occupancy frame=%d zone=%s people=%d\n", o.Frame, o.Zone, o.People)
-		}
+		job.OnOccupancy = func(o counter.Occupancy) { fmt.Fprintf(stdout, "occupancy frame=%d zone=%s people=%d\n", o.Frame, o.Zone, o.People) }
 	}
-	var onEvent func(footfall.Event) error
 	if *events {
 		enc := json.NewEncoder(stdout)
-		onEvent = func(e footfall.Event) error { return enc.Encode(e) }
+		job.OnEvent = func(e footfall.Event) error { return enc.Encode(e) }
 	}
-	job := pipeline.FileJob{In: fs.Arg(0), Counting: &counting, OnCrossing: onCrossing, OnOccupancy: onOcc, OnEvent: onEvent, Progress: stderr}
 	if *quiet {
 		job.Progress = nil
 	}
