@@ -65,6 +65,14 @@ type Occupancy struct {
 	People int
 }
 
+func (o Occupancy) String() string {
+	return fmt.Sprintf("occupancy frame=%d zone=%s people=%d", o.Frame, o.Zone, o.People)
+}
+
+func (c Crossing) String() string {
+	return fmt.Sprintf("crossing frame=%d line=%s direction=%s", c.Frame, c.Line, c.Direction)
+}
+
 // Crossing is one counted line crossing.
 type Crossing struct {
 	Frame     uint64 // the frame's sequence number in its source

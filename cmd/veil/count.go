@@ -50,10 +50,10 @@ func cmdCount(ctx context.Context, args []string, stdout, stderr io.Writer, log 
 	}
 	job := pipeline.FileJob{In: fs.Arg(0), Counting: &counting, Progress: stderr}
 	if *crossings {
-		job.OnCrossing = func(c counter.Crossing) { fmt.Fprintf(stdout, "crossing frame=%d line=%s direction=%s\n", c.Frame, c.Line, c.Direction) }
+		job.OnCrossing = func(c counter.Crossing) { fmt.Fprintln(stdout, c) }
 	}
 	if *occupancy {
-		job.OnOccupancy = func(o counter.Occupancy) { fmt.Fprintf(stdout, "occupancy frame=%d zone=%s people=%d\n", o.Frame, o.Zone, o.People) }
+		job.OnOccupancy = func(o counter.Occupancy) { fmt.Fprintln(stdout, o) }
 	}
 	if *events {
 		enc := json.NewEncoder(stdout)
