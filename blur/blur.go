@@ -29,6 +29,17 @@ type Detection struct {
 	Score float32
 }
 
+// IoU is the intersection over union of two boxes (0 when either is
+// empty), as detectors and trackers compare them.
+func IoU(a, b image.Rectangle) float64 {
+	in := a.Intersect(b)
+	if in.Empty() {
+		return 0
+	}
+	ia := float64(in.Dx() * in.Dy())
+	return ia / (float64(a.Dx()*a.Dy()+b.Dx()*b.Dy()) - ia)
+}
+
 // Image is a read-only view of BGR24 pixels handed to a Detector. The
 // detector must not keep Pix after Detect returns.
 type Image struct {

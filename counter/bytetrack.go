@@ -138,20 +138,11 @@ func (bt *byteTracker) cost(t *track, d image.Rectangle, gate float64) float64 {
 	pred := t.box()
 	a := bt.anchorFor(d, t)
 	dist := math.Hypot(a.x-p.x, a.y-p.y) / math.Max(t.h, 10)
-	o := boxIoU(pred, d)
+	o := blur.IoU(pred, d)
 	if o < 0.1 && dist > gate {
 		return math.Inf(1)
 	}
 	return 1 - o + 0.5*dist
-}
-
-func boxIoU(a, b image.Rectangle) float64 {
-	in := a.Intersect(b)
-	if in.Empty() {
-		return 0
-	}
-	ia := float64(in.Dx() * in.Dy())
-	return ia / (float64(a.Dx()*a.Dy()+b.Dx()*b.Dy()) - ia)
 }
 
 // update advances the tracks by steps detection intervals (more than one
@@ -355,7 +346,7 @@ func (t *track) box() image.Rectangle {
 
 func overlapsAny(b image.Rectangle, boxes []image.Rectangle) bool {
 	for _, o := range boxes {
-		if boxIoU(b, o) > 0.3 {
+		if blur.IoU(b, o) > 0.3 {
 			return true
 		}
 	}

@@ -164,7 +164,7 @@ func nms(dets []blur.Detection, thr float64) []blur.Detection {
 	for _, d := range dets {
 		ok := true
 		for _, k := range keep {
-			if iou(d.Box, k.Box) >= thr {
+			if blur.IoU(d.Box, k.Box) >= thr {
 				ok = false
 				break
 			}
@@ -176,11 +176,3 @@ func nms(dets []blur.Detection, thr float64) []blur.Detection {
 	return keep
 }
 
-func iou(a, b image.Rectangle) float64 {
-	in := a.Intersect(b)
-	if in.Empty() {
-		return 0
-	}
-	ia := float64(in.Dx() * in.Dy())
-	return ia / (float64(a.Dx()*a.Dy()+b.Dx()*b.Dy()) - ia)
-}

@@ -64,7 +64,7 @@ func TestPeopleMatchReference(t *testing.T) {
 		for _, want := range c.some {
 			best := 0.0
 			for _, d := range dets {
-				best = max(best, iou(d.Box, want))
+				best = max(best, blur.IoU(d.Box, want))
 			}
 			if best < 0.7 {
 				t.Errorf("frame %d: no box matches the reference's %v (best IoU %.2f): %v", c.frame, want, best, dets)

@@ -231,7 +231,7 @@ func shrinkTo(raw *frame.Raw, faces, ignore []box, size int) (*frame.Raw, []box,
 	return out, scale(faces), scale(ignore)
 }
 
-func iouOf(a, b image.Rectangle) float64 { return iou(a, b) }
+func iouOf(a, b image.Rectangle) float64 { return blur.IoU(a, b) }
 
 // TestRecallOnLabelledPhotos reports recall for every detector candidate,
 // on the photos as they are and shrunk so that faces are about 16 px wide

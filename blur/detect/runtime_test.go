@@ -365,7 +365,7 @@ func sizeName(n int) string {
 func matched(b image.Rectangle, dets []blur.Detection, thr float64) bool {
 	sort.Slice(dets, func(i, j int) bool { return dets[i].Score > dets[j].Score })
 	for _, d := range dets {
-		if iou(b, d.Box) >= thr {
+		if blur.IoU(b, d.Box) >= thr {
 			return true
 		}
 	}

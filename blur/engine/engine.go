@@ -88,9 +88,9 @@ type Engine struct {
 	// The low network's time budget: share of every lane's time. debt is
 	// how far its inferences are ahead of that allowance (none saved up
 	// beyond zero), as of paid.
-	share float64
-	debt  time.Duration
-	paid  time.Time
+	share   float64
+	debt    time.Duration
+	paid    time.Time
 	stopped bool
 	wake    chan struct{}
 }
