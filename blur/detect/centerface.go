@@ -175,4 +175,3 @@ func nms(dets []blur.Detection, thr float64) []blur.Detection {
 	}
 	return keep
 }
-
