@@ -110,7 +110,9 @@ func testMetrics(t *testing.T) (*Metrics, *prometheus.Registry) {
 }
 
 func counting() *counter.Config {
-	return &counter.Config{Lines: []counter.Line{{ID: "door", From: counter.Point{0.5, 0}, To: counter.Point{0.5, 1}}}, Window: time.Second}
+	// The pipeline's mechanics, with the counter that needs no person
+	// detector (the detector method is tested in counter and cmd/veil).
+	return &counter.Config{Method: counter.MethodMotion, Lines: []counter.Line{{ID: "door", From: counter.Point{0.5, 0}, To: counter.Point{0.5, 1}}}, Window: time.Second}
 }
 
 // TestOutputsDoNotWaitForEachOther: with the counts path stuck (nobody

@@ -256,6 +256,7 @@ func TestRecordingGoesOnWhileKafkaIsDownAndTheSpoolFull(t *testing.T) {
     file: `+vtest+`
     lines: [{id: road, from: [0.45, 0.68], to: [0.45, 0.30]}]
     window: 1s
+    method: motion
 metrics: {listen: "127.0.0.1:0"}
 recordings: {dir: `+filepath.Join(dir, "rec")+`, segment: 2s, keep: 1h}
 kafka: {brokers: ["`+dead+`"]}
@@ -265,7 +266,10 @@ spool_dir: `+filepath.Join(dir, "spool")+`
 	lines, _ := p.snapshot()
 	url := metricsURL(lines)
 	// Events back up through the queues to the counter, which then waits;
-	// its own queue drops frames for it alone.
+	// its own queue drops frames for it alone. (The motion method counts
+	// every frame at once, so a counter queue that drops means events are
+	// stuck; the detector method's queue also drops while it waits for its
+	// share of the engine.)
 	counterStuck := regexp.MustCompile(`veil_pipeline_frames_dropped_total\{camera="lobby",reason="queue_full",stage="counter"\} [1-9]`)
 	segments := regexp.MustCompile(`veil_recording_segments_total\{camera="lobby"\} (\d+)`)
 	p.waitFor(t, "full spool and a stuck counter", 120*time.Second, func([]string) bool {
