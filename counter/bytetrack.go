@@ -24,8 +24,7 @@ import (
 // taken the same way. A track born at the edge starts on the far side of
 // it.
 type byteTracker struct {
-	high, low float64 // score thresholds: confident boxes, and the least kept
-	start     float64 // the least score that starts a track
+	high, low float64 // score thresholds: confident boxes (which alone start tracks), and the least kept
 	minHits   int     // detections that confirm a new track
 	maxLost   int     // intervals a confirmed track is kept unseen
 	nextID    int
@@ -81,15 +80,11 @@ func (bt *byteTracker) plausible(t *track) bool {
 }
 
 func newByteTracker(w, h, lines, minHits, maxLost int) *byteTracker {
-	// Noise scales with the picture: the feet of a detected box are found
-	// to about 1% of its height, and between two detections a walker's
-	// speed changes by about 2% of it.
+	// Noise is a share of the picture's height, so that it means the same
+	// at any size: a detector's feet are sharper than a walker's change of
+	// pace between two detections.
 	q, r := sq(0.02*float64(h)), sq(0.01*float64(h))
-	// A track starts only from a box scoring 0.5 (ByteTrack starts them a
-	// little above its confident threshold too): a post or a cone that
-	// the detector takes for a person at 0.3-0.4 frame after frame would
-	// otherwise be a person standing there for good.
-	return &byteTracker{high: 0.35, low: 0.15, start: 0.35, minHits: minHits, maxLost: maxLost, lines: lines, w: w, h: h, q: q, r: r}
+	return &byteTracker{high: 0.35, low: 0.15, minHits: minHits, maxLost: maxLost, lines: lines, w: w, h: h, q: q, r: r}
 }
 
 func sq(v float64) float64 { return v * v }
@@ -157,15 +152,12 @@ func (bt *byteTracker) update(dets []blur.Detection, steps int) []*track {
 		}
 	}
 	var high, low []image.Rectangle
-	var highScores, lowScores []float64
 	for _, d := range dets {
 		switch s := float64(d.Score); {
 		case s >= bt.high:
 			high = append(high, d.Box)
-			highScores = append(highScores, s)
 		case s >= bt.low:
 			low = append(low, d.Box)
-			lowScores = append(lowScores, s)
 		}
 	}
 	matched := make([]bool, len(bt.tracks))
@@ -174,7 +166,7 @@ func (bt *byteTracker) update(dets []blur.Detection, steps int) []*track {
 	for i := range all {
 		all[i] = i
 	}
-	usedHigh := bt.match(all, high, highScores, matched, 0.75)
+	usedHigh := bt.match(all, high, matched, 0.75)
 	// Then weak boxes against the tracks seen last time and still free.
 	var recent []int
 	for i, t := range bt.tracks {
@@ -182,7 +174,7 @@ func (bt *byteTracker) update(dets []blur.Detection, steps int) []*track {
 			recent = append(recent, i)
 		}
 	}
-	bt.match(recent, low, lowScores, matched, 0.4)
+	bt.match(recent, low, matched, 0.4)
 	kept := bt.tracks[:0]
 	for i, t := range bt.tracks {
 		switch {
@@ -211,13 +203,13 @@ func (bt *byteTracker) update(dets []blur.Detection, steps int) []*track {
 		}
 	}
 	for j, d := range high {
-		if usedHigh[j] || highScores[j] < bt.start || mostlyInside(d, seen) {
+		if usedHigh[j] || mostlyInside(d, seen) {
 			continue
 		}
 		seen = append(seen, d)
 		a := anchorOf(d)
 		t := &track{id: bt.nextID, kf: newKalman(a.x, a.y), w: float64(d.Dx()), h: float64(d.Dy()),
-			hits: 1, scores: highScores[j], sides: make([]int, bt.lines), lastAnchor: a, born: a}
+			hits: 1, sides: make([]int, bt.lines), lastAnchor: a, born: a}
 		t.kf.q, t.kf.r = bt.q, bt.r
 		t.kf.p[0][0], t.kf.p[1][1] = bt.r, bt.r
 		t.kf.p[2][2], t.kf.p[3][3] = sq(0.1*float64(bt.h)), sq(0.1*float64(bt.h))
@@ -265,7 +257,7 @@ func mostlyInside(b image.Rectangle, boxes []image.Rectangle) bool {
 // match assigns boxes to the tracks at idx (optimally, by cost within
 // gate), updates the matched tracks and marks them; it returns which boxes
 // were taken.
-func (bt *byteTracker) match(idx []int, boxes []image.Rectangle, scores []float64, matched []bool, gate float64) []bool {
+func (bt *byteTracker) match(idx []int, boxes []image.Rectangle, matched []bool, gate float64) []bool {
 	used := make([]bool, len(boxes))
 	if len(idx) == 0 || len(boxes) == 0 {
 		return used
@@ -308,7 +300,6 @@ func (bt *byteTracker) match(idx []int, boxes []image.Rectangle, scores []float6
 			bt.sizes.add(a.y, float64(d.Dy()))
 		}
 		t.hits++
-		t.scores += scores[j]
 		t.misses = 0
 		if t.hits >= bt.minHits {
 			t.confirmed = true

@@ -16,11 +16,10 @@ type track struct {
 	confirmed  bool
 	sides      []int // last definite side of each line, 0 when unknown
 	lastAnchor vec
-	sized      bool    // w and h are from a box the picture's edge did not cut
-	scores     float64 // the detector's scores of its boxes, summed (hits of them)
-	born       vec     // where it was first seen
-	walked     bool    // it has moved at least its own height from there
-	from       *vec    // where it came from, beyond the picture's edge; nil if it appeared inside
+	sized      bool // w and h are from a box the picture's edge did not cut
+	born       vec  // where it was first seen
+	walked     bool // it has moved at least its own height from there
+	from       *vec // where it came from, beyond the picture's edge; nil if it appeared inside
 }
 
 func (t *track) anchor() vec { return vec{t.kf.x[0], t.kf.x[1]} }

@@ -319,12 +319,10 @@ func (s *Service) newCamera(cam config.Camera, sweepPhase float64, deps ServiceD
 	return NewCamera(ccfg, cd)
 }
 
-// peopleShare is the most of the shared engine's time person detection
-// may take. Faces go first in any case; the share keeps a CPU on which
-// the person network is slow from spending the cores the faces need. On
-// a 2-core AVX2 EPYC, where a detection of a 720p frame took 76 ms, five
-// a second with no share cut one camera's answered frames from 99.3% to
-// 87.8% (docs/counting.md).
+// peopleShare is the most of the shared engine's time that live cameras'
+// person detection may take. Faces go first in any case; the share keeps
+// a CPU on which the person network is slow from spending the cores the
+// faces need (measured in docs/benchmarks/2026-12-07-counting.md).
 const peopleShare = 0.15
 
 // addPeople loads the counter's person detector when a camera counts
