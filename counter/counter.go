@@ -240,7 +240,8 @@ func (c *Counter) Process(ctx context.Context, f *blur.Frame) []footfall.Event {
 // coast to the next.
 func (c *Counter) detect(ctx context.Context, f *blur.Frame, pts time.Duration) {
 	period := time.Duration(float64(time.Second) / c.cfg.Rate)
-	// Half a frame's slack, so that 15 fps at 5 a second is every third.
+	// A little slack: frame timestamps that fall just short of the period
+	// must not push every detection one frame later.
 	if c.detects && pts-c.lastDet < period-period/8 {
 		return
 	}

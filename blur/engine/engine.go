@@ -275,11 +275,7 @@ func (e *Engine) take() (r *request, s *slot, later time.Duration) {
 	defer e.mu.Unlock()
 	r, s, more := takeFrom(e.slots, &e.next)
 	if r == nil {
-		waiting := false
-		for _, c := range e.lows {
-			waiting = waiting || len(c.pending) > 0
-		}
-		if !waiting {
+		if !e.lowPending() {
 			return nil, nil, 0
 		}
 		if later := e.settle(time.Now()); later > 0 {
@@ -287,9 +283,7 @@ func (e *Engine) take() (r *request, s *slot, later time.Duration) {
 		}
 		r, s, more = takeFrom(e.lows, &e.nextLow)
 	} else if !more {
-		for _, c := range e.lows {
-			more = more || len(c.pending) > 0
-		}
+		more = e.lowPending()
 	}
 	if more {
 		select {
@@ -298,6 +292,16 @@ func (e *Engine) take() (r *request, s *slot, later time.Duration) {
 		}
 	}
 	return r, s, 0
+}
+
+// lowPending says whether a low request waits. e.mu is held.
+func (e *Engine) lowPending() bool {
+	for _, c := range e.lows {
+		if len(c.pending) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // takeFrom takes the oldest request of the next slot round from *next
