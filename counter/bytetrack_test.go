@@ -3,9 +3,13 @@ package counter
 import (
 	"context"
 	"image"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/veilproject/veil/blur"
+	"github.com/veilproject/veil/pipeline/counts/footfall"
+	"github.com/veilproject/veil/pipeline/queue"
 )
 
 // The detector method's tracker and line logic, on scripted boxes: one
@@ -193,5 +197,54 @@ func TestStillSmallThingIsNoPerson(t *testing.T) {
 	}
 	if got := c.occ[1]; got != 1 {
 		t.Errorf("the standing person's zone holds %d, want 1", got)
+	}
+}
+
+// stuckPeople answers only when its context ends: an engine saturated by
+// faces.
+type stuckPeople struct{ calls atomic.Int32 }
+
+func (*stuckPeople) Name() string { return "stuck" }
+func (s *stuckPeople) Detect(ctx context.Context, _ blur.Image) ([]blur.Detection, error) {
+	s.calls.Add(1)
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestShutdownFlushesWithoutWaitingForDetections: when shutdown begins
+// with frames still queued for the counter and the engine busy, the
+// counter does not spend the drain time on detections (each would wait
+// its full timeout): it moves through the queue and flushes the last
+// window well inside the drain time.
+func TestShutdownFlushesWithoutWaitingForDetections(t *testing.T) {
+	frames := syntheticWalk(t, 60, 15) // 12 detections due at 5 a second
+	people := &stuckPeople{}
+	c, err := New(Config{Method: MethodDetector, Lines: []Line{door}, Window: time.Minute},
+		Deps{Camera: "cam", Metrics: newTestMetrics(t), People: people, DetectTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := queue.New[*blur.Frame](len(frames), queue.Block, nil)
+	for _, f := range frames {
+		in.Push(context.Background(), f)
+	}
+	in.Close()
+	out := queue.New[footfall.Event](10, queue.Block, nil)
+	drain, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	stopping, stop := context.WithCancel(context.Background())
+	stop() // shutdown has begun
+	start := time.Now()
+	if err := c.Run(drain, stopping, in, out); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("drained %d frames in %v: it waited for detections", len(frames), took)
+	}
+	if n := people.calls.Load(); n != 0 {
+		t.Errorf("the engine was asked %d times after shutdown began", n)
+	}
+	if out.Len() != 1 {
+		t.Errorf("%d events flushed, want the last window", out.Len())
 	}
 }

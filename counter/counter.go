@@ -248,6 +248,10 @@ func (c *Counter) detect(ctx context.Context, f *blur.Frame, pts time.Duration) 
 	if f.FailClosed() != "" {
 		return
 	}
+	if ctx.Err() != nil { // shutting down: the engine is not asked
+		c.m.skipped.Inc()
+		return
+	}
 	steps := 1
 	if c.detects {
 		steps = max(1, int(math.Round(float64(pts-c.lastDet)/float64(period))))
@@ -383,7 +387,12 @@ var ErrUndelivered = errors.New("count event not delivered")
 // dropped, so Run waits for room with ctx. The caller gives a context that
 // outlives shutdown by its drain time, so the partial window flushed
 // before returning still reaches out.
-func (c *Counter) Run(ctx context.Context, in *queue.Queue[*blur.Frame], out *queue.Queue[footfall.Event]) error {
+//
+// Person detections wait on detect, which the caller ends when shutdown
+// begins: the frames still queued then move the tracks on without a
+// detection, so however busy the engine is, the drain time goes to
+// flushing the last window rather than to detections nobody will use.
+func (c *Counter) Run(ctx, detect context.Context, in *queue.Queue[*blur.Frame], out *queue.Queue[footfall.Event]) error {
 	push := func(evs []footfall.Event) error {
 		for _, e := range evs {
 			if err := out.Push(ctx, e); err != nil {
@@ -401,7 +410,7 @@ func (c *Counter) Run(ctx context.Context, in *queue.Queue[*blur.Frame], out *qu
 			}
 			return ctx.Err()
 		}
-		evs := c.Process(ctx, f)
+		evs := c.Process(detect, f)
 		f.Done()
 		if err := push(evs); err != nil {
 			return err

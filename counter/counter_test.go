@@ -283,7 +283,7 @@ func countFrames(t *testing.T, frames []*blur.Frame) []footfall.Event {
 	in := queue.New[*blur.Frame](4, queue.Block, nil)
 	out := queue.New[footfall.Event](100, queue.Block, nil)
 	errc := make(chan error, 1)
-	go func() { errc <- c.Run(context.Background(), in, out) }()
+	go func() { errc <- c.Run(context.Background(), context.Background(), in, out) }()
 	for _, f := range frames {
 		in.Push(context.Background(), f)
 	}

@@ -223,7 +223,7 @@ func (c *Camera) Run(ctx context.Context) error {
 		q := queue.New[*blur.Frame](outSize, policy, onDrop[*blur.Frame](c, "counter"))
 		consumers = append(consumers, q)
 		g.Go(func() error {
-			err := c.cnt.Run(drain, q, c.deps.Events)
+			err := c.cnt.Run(drain, srcCtx, q, c.deps.Events)
 			for f := range q.C() { // after a failure, keep blur from waiting on this queue
 				f.Done()
 			}

@@ -24,8 +24,11 @@ import (
 // TestRuntimesFindTheSameFaces runs CenterFace on OpenCV's DNN, on ONNX
 // Runtime and on OpenVINO (f32, bf16, int8 and auto's choice)
 // over the labelled photos, as they are and shrunk to ~16 px faces, and
-// requires every face box one finds above 0.5 to be found by the others
-// (IoU >= 0.7): a faster runtime must not find fewer faces.
+// requires every face box one finds above 0.5 to be found by the others: a
+// faster runtime must not find fewer faces. Found means a box with IoU >=
+// 0.7, or a box whose obscured area (grown by the default margin, as the
+// blur stage grows it) covers the face: int8's boxes of one face can be
+// tighter than f32's, which is what the margin is for.
 func TestRuntimesFindTheSameFaces(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the CNN three times on the labelled photos")
@@ -80,7 +83,7 @@ func TestRuntimesFindTheSameFaces(t *testing.T) {
 					}
 					sure++
 					for o := range runtimes {
-						if !matched(d.Box, found[o][i], 0.7) {
+						if !obscuredBy(d.Box, found[o][i]) {
 							missed++
 							t.Errorf("faces %d: %s found %v (score %.2f) in %s; %s did not", faceSize, runtimes[r].name, d.Box, d.Score, l.Images[i].Name, runtimes[o].name)
 						}
@@ -366,6 +369,24 @@ func matched(b image.Rectangle, dets []blur.Detection, thr float64) bool {
 	sort.Slice(dets, func(i, j int) bool { return dets[i].Score > dets[j].Score })
 	for _, d := range dets {
 		if blur.IoU(b, d.Box) >= thr {
+			return true
+		}
+	}
+	return false
+}
+
+// obscuredBy says whether one of dets finds the face at b: a box with IoU
+// >= 0.7, or one whose obscured area (grown by the default margin) holds b.
+func obscuredBy(b image.Rectangle, dets []blur.Detection) bool {
+	if matched(b, dets, 0.7) {
+		return true
+	}
+	var cfg blur.Config
+	cfg.Defaults()
+	for _, d := range dets {
+		dx := int(float64(d.Box.Dx())*cfg.Margin + 0.5)
+		dy := int(float64(d.Box.Dy())*cfg.Margin + 0.5)
+		if b.In(image.Rect(d.Box.Min.X-dx, d.Box.Min.Y-dy, d.Box.Max.X+dx, d.Box.Max.Y+dy)) {
 			return true
 		}
 	}

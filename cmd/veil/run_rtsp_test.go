@@ -103,7 +103,9 @@ recordings: {dir: ` + filepath.Join(dir, "rec") + `, segment: 2s, keep: 1h}
 					t.Errorf("/metrics: %s is %v, want frames timed", name, m)
 				}
 			}
-			if !regexp.MustCompile(`veil_camera_stream_info\{camera="lobby",codec="` + regexp.QuoteMeta(tc.codec) + `",fps="(10)?",height="576",width="768"\} 1`).MatchString(body) {
+			// The rate is what the test server manages to encode, which a
+			// busy machine slows: ingest's unit test checks the measuring.
+			if !regexp.MustCompile(`veil_camera_stream_info\{camera="lobby",codec="` + regexp.QuoteMeta(tc.codec) + `",fps="\d*",height="576",width="768"\} 1`).MatchString(body) {
 				t.Errorf("/metrics lacks the stream's info")
 			}
 			status := scrape(strings.TrimSuffix(murl, "/metrics") + "/api/status")
@@ -112,7 +114,7 @@ recordings: {dir: ` + filepath.Join(dir, "rec") + `, segment: 2s, keep: 1h}
 			}
 			if exit, _ := p.stop(t, syscall.SIGTERM, 60*time.Second); exit != 0 {
 				_, stderr := p.snapshot()
-				t.Errorf("after SIGTERM: exit %d\n%s", exit, stderr)
+				t.Errorf("after SIGTERM: exit %d\n%s", exit, tail(stderr, 40))
 			}
 			lines, stderr := p.snapshot()
 			if strings.Contains(stderr, "topsecret") || strings.Contains(strings.Join(lines, "\n"), "topsecret") {
@@ -195,7 +197,8 @@ recordings: {dir: ` + filepath.Join(dir, "rec") + `, segment: 10s, keep: 1h}
 		t.Errorf("veil_camera_stream_info showed %v, want both sizes", sizes)
 	}
 	if exit, _ := p.stop(t, syscall.SIGTERM, 60*time.Second); exit != 0 {
-		t.Errorf("exit %d", exit)
+		_, stderr := p.snapshot()
+		t.Errorf("after SIGTERM: exit %d\n%s", exit, tail(stderr, 40))
 	}
 	lines, stderr := p.snapshot()
 	changes := strings.Count(stderr, "camera picture size changed")
@@ -232,4 +235,13 @@ recordings: {dir: ` + filepath.Join(dir, "rec") + `, segment: 10s, keep: 1h}
 		t.Errorf("segment sizes %v", got)
 	}
 	t.Logf("segments by size: %v (%d), %d events, %d size changes logged", got, len(segs), len(evs), changes)
+}
+
+// tail is the last n lines of s: enough of a log to say why a run failed.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }

@@ -1,0 +1,54 @@
+package ingest
+
+import (
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// TestStreamInfoMeasuresFrameRate: the fps label is empty until a window
+// of frames has been seen, then says the rate the units arrived at; a new
+// rate or size replaces the series, so one camera has one series.
+func TestStreamInfoMeasuresFrameRate(t *testing.T) {
+	m, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := m.stream("lobby", "H.264", slog.New(slog.DiscardHandler))
+	at := time.Unix(1700000000, 0)
+	units := int64(0)
+	feed := func(fps int, d time.Duration, w, h int) {
+		step := time.Second / time.Duration(fps)
+		for end := at.Add(d); at.Before(end); at = at.Add(step) {
+			units++
+			s.frame(w, h, units, at)
+		}
+	}
+	for _, tc := range []struct {
+		name       string
+		fps        int
+		d          time.Duration
+		w, h       int
+		wantLabels []string
+	}{
+		{"before a window is seen", 15, 2 * time.Second, 1280, 720, []string{"lobby", "H.264", "1280", "720", ""}},
+		{"after it", 15, 6 * time.Second, 1280, 720, []string{"lobby", "H.264", "1280", "720", "15"}},
+		{"the camera slows", 8, 11 * time.Second, 1280, 720, []string{"lobby", "H.264", "1280", "720", "8"}},
+		{"a new size keeps the rate", 8, time.Second, 640, 480, []string{"lobby", "H.264", "640", "480", "8"}},
+	} {
+		feed(tc.fps, tc.d, tc.w, tc.h)
+		if n := testutil.CollectAndCount(m.info); n != 1 {
+			t.Errorf("%s: %d series, want 1", tc.name, n)
+		}
+		if v := testutil.ToFloat64(m.info.WithLabelValues(tc.wantLabels...)); v != 1 {
+			t.Errorf("%s: no series %v", tc.name, tc.wantLabels)
+		}
+	}
+	s.down()
+	if n := testutil.CollectAndCount(m.info); n != 0 {
+		t.Errorf("after down: %d series", n)
+	}
+}
