@@ -28,6 +28,9 @@ type Config struct {
 	// and 40).
 	MaxViewersPerCamera int `yaml:"max_viewers_per_camera"`
 	MaxViewers          int `yaml:"max_viewers"`
+	// MaxViewersPerUser bounds the live views one user (or one camera's
+	// view token) holds at once. It defaults to 4.
+	MaxViewersPerUser int `yaml:"max_viewers_per_user"`
 	// Audit is the audit log.
 	Audit AuditConfig `yaml:"audit"`
 	// Privacy fills the privacy notice.
@@ -52,11 +55,17 @@ const (
 
 // AuditConfig is where the audit log goes and how long it is kept.
 type AuditConfig struct {
-	// Dir holds one JSON-lines file a day. It defaults to
-	// ${recordings.dir}/audit, or ./veil-audit.
+	// Dir holds the log's JSON-lines files, named by day. It defaults to
+	// audit beside recordings.dir (/var/lib/veil/audit for
+	// /var/lib/veil/recordings), or ./veil-audit: never inside the
+	// recordings, whose retention it must not share.
 	Dir string `yaml:"dir"`
-	// Keep is how long a day's file is kept. It defaults to 2160h (90 days).
+	// Keep is how long a day's files are kept. It defaults to 2160h (90 days).
 	Keep time.Duration `yaml:"keep"`
+	// MaxBytes bounds the log on disk: past it the oldest files are
+	// deleted (logged, and counted in veil_audit_files_deleted_total). It
+	// defaults to 256 MiB and must be at least 1 MiB.
+	MaxBytes int64 `yaml:"max_bytes"`
 }
 
 // Privacy is what the notice says about the operator.
@@ -81,11 +90,17 @@ func (c *Config) Defaults(auditDir string) {
 	if c.MaxViewers == 0 {
 		c.MaxViewers = 40
 	}
+	if c.MaxViewersPerUser == 0 {
+		c.MaxViewersPerUser = 4
+	}
 	if c.Audit.Dir == "" {
 		c.Audit.Dir = auditDir
 	}
 	if c.Audit.Keep == 0 {
 		c.Audit.Keep = 90 * 24 * time.Hour
+	}
+	if c.Audit.MaxBytes == 0 {
+		c.Audit.MaxBytes = 256 << 20
 	}
 	if c.Privacy.Purpose == "" {
 		c.Privacy.Purpose = "security of the premises, and anonymous counts of visitors"
@@ -120,11 +135,17 @@ func (c *Config) Validate(prefix string) error {
 	if c.SessionTTL < time.Minute || c.SessionTTL > 7*24*time.Hour {
 		return fmt.Errorf("%s.session_ttl: %v is outside [1m, 168h]", prefix, c.SessionTTL)
 	}
+	if c.MaxViewersPerUser < 1 {
+		return fmt.Errorf("%s.max_viewers_per_user: %d is less than 1", prefix, c.MaxViewersPerUser)
+	}
 	if c.MaxViewersPerCamera < 1 || c.MaxViewers < 1 {
 		return fmt.Errorf("%s.max_viewers_per_camera: viewer limits must be at least 1", prefix)
 	}
 	if c.Audit.Keep < 24*time.Hour {
 		return fmt.Errorf("%s.audit.keep: %v is less than a day", prefix, c.Audit.Keep)
+	}
+	if c.Audit.MaxBytes < 1<<20 {
+		return fmt.Errorf("%s.audit.max_bytes: %d is under 1 MiB", prefix, c.Audit.MaxBytes)
 	}
 	return nil
 }

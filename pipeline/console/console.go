@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -61,14 +60,18 @@ type Deps struct {
 
 // Console serves the console's pages, recordings and WHEP.
 type Console struct {
-	cfg   Config
-	deps  Deps
-	log   *slog.Logger
-	audit *Audit
-	sess  *sessions
-	lim   *limiter
-	whep  *live.WHEP
-	cams  map[string]Camera
+	cfg    Config
+	deps   Deps
+	log    *slog.Logger
+	audit  *Audit
+	sess   *sessions
+	lim    *limiter
+	checks checks
+	dev    *devices
+	whep   *live.WHEP
+	cams   map[string]Camera
+
+	fetches recent
 
 	mu     sync.Mutex
 	counts map[string]*dayCounts // by camera
@@ -79,18 +82,28 @@ func New(cfg Config, deps Deps) (*Console, error) {
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
-	a, err := NewAudit(cfg.Audit, deps.Registerer)
+	a, err := NewAudit(cfg.Audit, deps.Logger, deps.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	dev, err := newDevices(cfg.Audit.Dir)
 	if err != nil {
 		return nil, err
 	}
 	c := &Console{cfg: cfg, deps: deps, log: deps.Logger.With("component", "console"), audit: a,
-		sess: &sessions{ttl: cfg.SessionTTL, m: map[string]*session{}}, lim: &limiter{failures: map[string][]time.Time{}},
+		sess: &sessions{ttl: cfg.SessionTTL, m: map[string]*session{}}, lim: newLimiter(), checks: newChecks(), dev: dev,
 		cams: map[string]Camera{}, counts: map[string]*dayCounts{}}
 	for _, cam := range deps.Cameras {
 		c.cams[cam.ID] = cam
 	}
-	c.whep = &live.WHEP{Streams: deps.Streams, Authorize: c.authorizeViewer, MaxPerCamera: cfg.MaxViewersPerCamera, MaxTotal: cfg.MaxViewers,
+	c.whep = &live.WHEP{Streams: deps.Streams, Authorize: c.authorizeViewer,
+		MaxPerCamera: cfg.MaxViewersPerCamera, MaxTotal: cfg.MaxViewers, MaxPerViewer: cfg.MaxViewersPerUser,
 		IPs: deps.ICEIPs, IncludeLoopback: deps.IncludeLoopback, Logger: deps.Logger, Metrics: deps.Metrics,
+		// The start is written before any picture is sent, so a view the
+		// process does not live to end is on record too.
+		Started: func(e live.SessionEvent) error {
+			return c.audit.Log(Event{Kind: AuditLiveViewStart, User: e.Who, From: e.From, Camera: e.Camera, Start: e.Start})
+		},
 		Ended: func(e live.SessionEvent) {
 			c.audit.Log(Event{Kind: AuditLiveView, User: e.Who, From: e.From, Camera: e.Camera, Start: e.Start, End: e.End})
 		}}
@@ -118,8 +131,8 @@ func (c *Console) Close() error {
 // authorizeViewer admits a WHEP request: a logged-in session with its CSRF
 // header, or the camera's view token.
 func (c *Console) authorizeViewer(r *http.Request, camera string) (live.Viewer, bool) {
-	if _, x := c.sess.get(r); x != nil && csrfOK(r, x) {
-		return live.Viewer{Who: x.user, From: clientIP(r)}, true
+	if t, x := c.sess.get(r); x != nil && csrfOK(r, x) {
+		return live.Viewer{Who: x.user, From: clientIP(r), Login: loginID(t), Until: x.expires}, true
 	}
 	if cam, ok := c.cams[camera]; ok && cam.ViewToken != "" {
 		if rtcconf.Bearer(r, cam.ViewToken) {
@@ -217,45 +230,10 @@ func humanDuration(d time.Duration) string {
 	return fmt.Sprintf("%d hours", int(d.Hours()))
 }
 
-func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
-	t := token()
-	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: t, Path: "/login", HttpOnly: true, Secure: c.deps.TLS, SameSite: http.SameSiteStrictMode, MaxAge: 600})
-	c.render(w, "login.html", map[string]any{"CSRF": t, "Error": r.URL.Query().Get("error")})
-}
-
-func (c *Console) login(w http.ResponseWriter, r *http.Request) {
-	ck, err := r.Cookie(loginCookie)
-	if err != nil || !tokenEq(r.PostFormValue("csrf"), ck.Value) {
-		http.Error(w, "the login form expired; reload it", http.StatusForbidden)
-		return
-	}
-	name, ip := r.PostFormValue("name"), clientIP(r)
-	if c.lim.blocked("ip:"+ip, "user:"+name) {
-		c.audit.Log(Event{Kind: AuditLoginFailed, User: name, From: ip, Detail: "rate limited"})
-		http.Error(w, "too many failed logins; wait 15 minutes", http.StatusTooManyRequests)
-		return
-	}
-	u := check(c.cfg.Users, name, r.PostFormValue("password"))
-	if u == nil {
-		c.lim.fail("ip:"+ip, "user:"+name)
-		c.audit.Log(Event{Kind: AuditLoginFailed, User: name, From: ip})
-		http.Redirect(w, r, "/login?error=wrong+name+or+password", http.StatusSeeOther)
-		return
-	}
-	if err := c.audit.Log(Event{Kind: AuditLogin, User: u.Name, From: ip}); err != nil {
-		// Nobody looks at video unaudited.
-		c.log.Error("audit log unwritable: login refused", "err", err)
-		http.Error(w, "the audit log cannot be written; ask the administrator", http.StatusServiceUnavailable)
-		return
-	}
-	t, _ := c.sess.create(u.Name, u.Role)
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: t, Path: "/", HttpOnly: true, Secure: c.deps.TLS, SameSite: http.SameSiteStrictMode, MaxAge: int(c.cfg.SessionTTL.Seconds())})
-	http.Redirect(w, r, "/", http.StatusSeeOther)
-}
-
 func (c *Console) logout(w http.ResponseWriter, r *http.Request, x *session) {
 	t, _ := c.sess.get(r)
 	c.sess.delete(t)
+	c.whep.EndLogin(loginID(t)) // a view in another tab ends with the login
 	c.audit.Log(Event{Kind: AuditLogout, User: x.user, From: clientIP(r)})
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: c.deps.TLS, SameSite: http.SameSiteStrictMode})
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
@@ -352,13 +330,18 @@ func (c *Console) recording(w http.ResponseWriter, r *http.Request, x *session) 
 		http.NotFound(w, r)
 		return
 	}
+	// Every response that may return bytes is audited, whatever its
+	// range: the first of a login's requests for a file within
+	// auditRepeat writes the line, the player's seeks after it do not.
 	download := r.URL.Query().Has("download")
-	if rg := r.Header.Get("Range"); download || rg == "" || strings.HasPrefix(rg, "bytes=0-") {
-		kind := AuditPlay
-		if download {
-			kind = AuditDownload
-		}
+	kind := AuditPlay
+	if download {
+		kind = AuditDownload
+	}
+	t, _ := c.sess.get(r)
+	if c.fetches.first(loginID(t)+" "+kind+" "+cam.ID+"/"+name, time.Now()) {
 		if err := c.audit.Log(Event{Kind: kind, User: x.user, From: clientIP(r), Camera: cam.ID, File: name}); err != nil {
+			c.fetches.forget(loginID(t) + " " + kind + " " + cam.ID + "/" + name)
 			c.log.Error("audit log unwritable: recording refused", "err", err)
 			http.Error(w, "the audit log cannot be written; ask the administrator", http.StatusServiceUnavailable)
 			return

@@ -3,12 +3,14 @@ package live
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -269,5 +271,155 @@ func TestWHEPRefusals(t *testing.T) {
 		if testutil.ToFloat64(m.refused.WithLabelValues(tc.reason)) != before+1 {
 			t.Errorf("%s: not counted as %s", tc.name, tc.reason)
 		}
+	}
+}
+
+// offerPC is a receive-only peer with its offer made.
+func offerPC(t *testing.T) (*webrtc.PeerConnection, string) {
+	pc, err := webrtc.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly})
+	offer, _ := pc.CreateOffer(nil)
+	pc.SetLocalDescription(offer)
+	return pc, offer.SDP
+}
+
+// TestWHEPViewsEndWithTheirLogin: a view's start is reported before it is
+// answered, and refused when it cannot be; one user holds at most
+// MaxPerViewer views; logging out ends that login's views and no other's;
+// a login's expiry ends its views.
+func TestWHEPViewsEndWithTheirLogin(t *testing.T) {
+	w, st, m := newWHEP(t)
+	w.MaxPerCamera, w.MaxPerViewer = 10, 2
+	until := time.Now().Add(time.Hour)
+	w.Authorize = func(r *http.Request, camera string) (Viewer, bool) {
+		u := until
+		if r.Header.Get("X-Short") != "" {
+			u = time.Now().Add(300 * time.Millisecond)
+		}
+		return Viewer{Who: r.Header.Get("X-Viewer"), Login: r.Header.Get("X-Login"), Until: u}, true
+	}
+	var mu sync.Mutex
+	var started, ended []string
+	unwritable := false
+	w.Started = func(e SessionEvent) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if unwritable {
+			return errors.New("disk full")
+		}
+		started = append(started, e.Who)
+		return nil
+	}
+	w.Ended = func(e SessionEvent) {
+		mu.Lock()
+		ended = append(ended, e.Who)
+		mu.Unlock()
+	}
+	srv := httptest.NewServer(w)
+	defer func() { srv.Close(); w.Close(); st.Close(context.Background()) }()
+	open := func(who, login string, short bool) int {
+		pc, sdp := offerPC(t)
+		t.Cleanup(func() { pc.Close() })
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/whep/lobby", strings.NewReader(sdp))
+		req.Header.Set("Content-Type", "application/sdp")
+		req.Header.Set("X-Viewer", who)
+		req.Header.Set("X-Login", login)
+		if short {
+			req.Header.Set("X-Short", "1")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for i, tc := range []struct {
+		who, login string
+		want       int
+	}{{"guard", "tab1", 201}, {"guard", "tab2", 201}, {"guard", "tab3", 503}, {"admin", "a1", 201}} {
+		if got := open(tc.who, tc.login, false); got != tc.want {
+			t.Errorf("view %d by %s: %d, want %d", i, tc.who, got, tc.want)
+		}
+	}
+	if got := testutil.ToFloat64(m.refused.WithLabelValues(RefusedViewerLimit)); got != 1 {
+		t.Errorf("refused for the per-viewer limit: %v", got)
+	}
+	mu.Lock()
+	unwritable = true
+	mu.Unlock()
+	if got := open("admin", "a1", false); got != http.StatusServiceUnavailable {
+		t.Errorf("a view that cannot be audited: %d, want 503", got)
+	}
+	mu.Lock()
+	unwritable = false
+	mu.Unlock()
+	w.EndLogin("tab1")
+	if v := testutil.ToFloat64(m.viewers.WithLabelValues("lobby")); v != 2 {
+		t.Errorf("after tab1's logout: %v viewers, want 2", v)
+	}
+	if got := open("guard", "tab4", true); got != 201 { // a slot is free again
+		t.Errorf("after a logout: %d", got)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for testutil.ToFloat64(m.viewers.WithLabelValues("lobby")) != 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if v := testutil.ToFloat64(m.viewers.WithLabelValues("lobby")); v != 2 {
+		t.Errorf("after a login expired: %v viewers, want 2", v)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(started) != "[guard guard admin guard]" || len(ended) != 2 {
+		t.Errorf("started %v, ended %v", started, ended)
+	}
+}
+
+// TestKeyframeRequestsAreRateLimited: viewers asking for a keyframe on
+// every picture (PLI, FIR, joins) get at most one a keyframeGap from the
+// shared encoder, so they cannot swell the recording.
+func TestKeyframeRequestsAreRateLimited(t *testing.T) {
+	m, _ := NewMetrics(prometheus.NewRegistry())
+	st := NewStream("lobby", "ultrafast", nil, m, nil)
+	sub, err := st.Subscribe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := 0
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for u := range sub.C {
+			if u.Key {
+				keys++
+			}
+		}
+	}()
+	stop := make(chan struct{})
+	go func() { // a hostile viewer: a request every 10 ms
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+				st.RequestKeyframe()
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	<-camera(t, ctx, st)
+	cancel()
+	close(stop)
+	st.Close(context.Background())
+	<-done
+	// 3 s at 15 fps: the first picture, and at most one forced keyframe a second.
+	if keys > 1+int(3*time.Second/keyframeGap)+1 {
+		t.Errorf("%d keyframes in 3 s of requests every 10 ms", keys)
+	}
+	if keys < 2 {
+		t.Errorf("%d keyframes: requests were not served at all", keys)
 	}
 }

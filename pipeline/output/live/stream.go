@@ -40,7 +40,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		sessions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "veil_live_sessions_total",
 			Help: "Live view sessions started."}, []string{"camera"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "veil_live_refused_total",
-			Help: "Live view requests refused, by reason: unauthorized, bad_offer, unknown_camera, camera_limit, total_limit."}, []string{"reason"}),
+			Help: "Live view requests refused, by reason: unauthorized, bad_offer, unknown_camera, camera_limit, total_limit, viewer_limit (one user's or token's views), unrecorded (the audit log could not be written)."}, []string{"reason"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "veil_live_packets_dropped_total",
 			Help: "Encoded pictures not sent to a viewer that was behind (it resumes at the next keyframe)."}, []string{"camera"}),
 		encoded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "veil_live_frames_encoded_total",
@@ -54,7 +54,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			return nil, err
 		}
 	}
-	for _, r := range []string{RefusedUnauthorized, RefusedBadOffer, RefusedUnknownCamera, RefusedCameraLimit, RefusedTotalLimit} {
+	for _, r := range []string{RefusedUnauthorized, RefusedBadOffer, RefusedUnknownCamera, RefusedCameraLimit, RefusedTotalLimit, RefusedViewerLimit, RefusedUnrecorded} {
 		m.refused.WithLabelValues(r)
 	}
 	return m, nil
@@ -67,6 +67,8 @@ const (
 	RefusedUnknownCamera = "unknown_camera"
 	RefusedCameraLimit   = "camera_limit"
 	RefusedTotalLimit    = "total_limit"
+	RefusedViewerLimit   = "viewer_limit"
+	RefusedUnrecorded    = "unrecorded"
 )
 
 // Unit is what a viewer gets: one encoded picture, and with a keyframe the
@@ -107,7 +109,15 @@ type Stream struct {
 	// touched from Write's goroutine.
 	keyReq bool
 	closed bool
+	// lastKey is when a keyframe was last forced: requests (a join, a
+	// viewer's PLI or FIR) within keyframeGap of it wait for the gap to
+	// pass, so viewers cannot make the shared encoder, and with it the
+	// recording, all keyframes.
+	lastKey time.Time
 }
+
+// keyframeGap is the least time between forced keyframes.
+const keyframeGap = time.Second
 
 // NewStream is camera's video output. rec may be nil (no recordings); then
 // frames are encoded only while someone watches.
@@ -131,8 +141,10 @@ func (s *Stream) Name() string { return "video" }
 // Write encodes f (if anything consumes it) and fans the packets out.
 func (s *Stream) Write(f *blur.Frame) error {
 	s.mu.Lock()
-	watched, keyReq := len(s.subs) > 0, s.keyReq
-	s.keyReq = false
+	watched, keyReq := len(s.subs) > 0, s.keyReq && time.Since(s.lastKey) >= keyframeGap
+	if keyReq {
+		s.keyReq, s.lastKey = false, time.Now()
+	}
 	s.mu.Unlock()
 	if s.rec == nil && !watched {
 		if s.enc != nil { // the last viewer left: stop encoding

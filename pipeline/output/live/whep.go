@@ -22,6 +22,11 @@ import (
 type Viewer struct {
 	Who  string // a user name, or "token:{camera}" for a camera's view token
 	From string // the client's address
+	// Login identifies the console login the view belongs to (empty for a
+	// view token), so that logging out ends its views.
+	Login string
+	// Until ends the view when the login expires; zero: no end.
+	Until time.Time
 }
 
 // SessionEvent reports a live view that ended, for the audit log.
@@ -42,13 +47,18 @@ type WHEP struct {
 	// check the camera's view token or the console session (with its CSRF
 	// header).
 	Authorize func(r *http.Request, camera string) (Viewer, bool)
-	// MaxPerCamera and MaxTotal bound the viewers (default 10 and 40).
-	MaxPerCamera, MaxTotal int
+	// MaxPerCamera and MaxTotal bound the viewers (default 10 and 40);
+	// MaxPerViewer bounds the views of one user or token (default 4), so
+	// one of them cannot take every slot.
+	MaxPerCamera, MaxTotal, MaxPerViewer int
 	// IPs, if set, limits ICE host candidates to these addresses.
 	IPs []string
 	// IncludeLoopback offers loopback candidates (tests between local
 	// peers; browsers ignore them).
 	IncludeLoopback bool
+	// Started is called when a viewer is admitted, before any picture is
+	// sent (the audit log); an error refuses the view.
+	Started func(SessionEvent) error
 	// Ended is called when a session ends (the audit log).
 	Ended   func(SessionEvent)
 	Logger  *slog.Logger
@@ -58,6 +68,7 @@ type WHEP struct {
 	sessions map[string]*session // by id
 	feeds    map[string]*feed    // by camera, while watched
 	viewers  int                 // in all feeds
+	byWho    map[string]int      // views, by Viewer.Who
 	wg       sync.WaitGroup
 }
 
@@ -67,6 +78,7 @@ type session struct {
 	pc         *webrtc.PeerConnection
 	start      time.Time
 	once       sync.Once
+	expiry     *time.Timer
 }
 
 // feed is one camera's WebRTC track, shared by all its viewers: each
@@ -134,7 +146,7 @@ func (w *WHEP) view(res http.ResponseWriter, req *http.Request, st *Stream, who 
 		w.refuse(res, RefusedBadOffer, err.Error(), http.StatusBadRequest)
 		return
 	}
-	f, err := w.join(st)
+	f, err := w.join(st, who.Who)
 	if err != nil {
 		var l limitError
 		if errors.As(err, &l) {
@@ -147,14 +159,14 @@ func (w *WHEP) view(res http.ResponseWriter, req *http.Request, st *Stream, who 
 	s := &session{id: rtcconf.NewID(), camera: st.Camera(), viewer: who, start: time.Now()}
 	pc, sender, err := w.newPeerConnection(f.track)
 	if err != nil {
-		w.leave(st)
+		w.leave(st, who.Who)
 		http.Error(res, err.Error(), http.StatusInternalServerError)
 		return
 	}
 	s.pc = pc
 	fail := func(reason, msg string, code int) {
 		pc.Close()
-		w.leave(st)
+		w.leave(st, who.Who)
 		w.refuse(res, reason, msg, code)
 	}
 	answer, err := rtcconf.Answer(pc, string(body))
@@ -162,8 +174,18 @@ func (w *WHEP) view(res http.ResponseWriter, req *http.Request, st *Stream, who 
 		fail(RefusedBadOffer, err.Error(), http.StatusBadRequest)
 		return
 	}
+	if w.Started != nil {
+		if err := w.Started(SessionEvent{Viewer: who, Camera: s.camera, Start: s.start}); err != nil {
+			w.Logger.Error("live view refused: its start could not be recorded", "component", "whep", "camera", s.camera, "err", err)
+			fail(RefusedUnrecorded, "the view could not be recorded in the audit log; ask the administrator", http.StatusServiceUnavailable)
+			return
+		}
+	}
 	w.mu.Lock()
 	w.sessions[s.id] = s
+	if !who.Until.IsZero() {
+		s.expiry = time.AfterFunc(time.Until(who.Until), func() { w.end(s) })
+	}
 	w.mu.Unlock()
 	w.Metrics.sessions.WithLabelValues(s.camera).Inc()
 	st.RequestKeyframe()
@@ -210,21 +232,27 @@ func (e limitError) Error() string { return e.msg }
 // refuses it over the per-camera or total limit. The limits are checked
 // and the viewer counted under one lock, so viewers arriving together
 // cannot pass a limit between them.
-func (w *WHEP) join(st *Stream) (*feed, error) {
-	maxCam, maxAll := w.MaxPerCamera, w.MaxTotal
+func (w *WHEP) join(st *Stream, who string) (*feed, error) {
+	maxCam, maxAll, maxWho := w.MaxPerCamera, w.MaxTotal, w.MaxPerViewer
 	if maxCam <= 0 {
 		maxCam = 10
 	}
 	if maxAll <= 0 {
 		maxAll = 40
 	}
+	if maxWho <= 0 {
+		maxWho = 4
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.sessions == nil {
-		w.sessions, w.feeds = map[string]*session{}, map[string]*feed{}
+		w.sessions, w.feeds, w.byWho = map[string]*session{}, map[string]*feed{}, map[string]int{}
 	}
 	if w.viewers >= maxAll {
 		return nil, limitError{RefusedTotalLimit, fmt.Sprintf("%d viewers already (the limit)", w.viewers)}
+	}
+	if w.byWho[who] >= maxWho {
+		return nil, limitError{RefusedViewerLimit, fmt.Sprintf("%s has %d live views open already (the limit)", who, w.byWho[who])}
 	}
 	f := w.feeds[st.Camera()]
 	if f != nil && f.viewers >= maxCam {
@@ -246,12 +274,13 @@ func (w *WHEP) join(st *Stream) (*feed, error) {
 	}
 	f.viewers++
 	w.viewers++
+	w.byWho[who]++
 	w.Metrics.viewers.WithLabelValues(st.Camera()).Set(float64(f.viewers))
 	return f, nil
 }
 
 // leave uncounts a viewer of st, ending its feed after the last one.
-func (w *WHEP) leave(st *Stream) {
+func (w *WHEP) leave(st *Stream, who string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	f := w.feeds[st.Camera()]
@@ -260,6 +289,9 @@ func (w *WHEP) leave(st *Stream) {
 	}
 	f.viewers--
 	w.viewers--
+	if w.byWho[who]--; w.byWho[who] <= 0 {
+		delete(w.byWho, who)
+	}
 	w.Metrics.viewers.WithLabelValues(st.Camera()).Set(float64(f.viewers))
 	if f.viewers == 0 {
 		delete(w.feeds, st.Camera())
@@ -292,9 +324,12 @@ func (w *WHEP) end(s *session) {
 	s.once.Do(func() {
 		w.mu.Lock()
 		delete(w.sessions, s.id)
+		if s.expiry != nil {
+			s.expiry.Stop()
+		}
 		w.mu.Unlock()
 		if st := w.Streams[s.camera]; st != nil {
-			w.leave(st)
+			w.leave(st, s.viewer.Who)
 		}
 		s.pc.Close()
 		ev := SessionEvent{Viewer: s.viewer, Camera: s.camera, Start: s.start, End: time.Now()}
@@ -303,6 +338,24 @@ func (w *WHEP) end(s *session) {
 			w.Ended(ev)
 		}
 	})
+}
+
+// EndLogin ends every view of a console login (its logout).
+func (w *WHEP) EndLogin(login string) {
+	if login == "" {
+		return
+	}
+	w.mu.Lock()
+	var mine []*session
+	for _, s := range w.sessions {
+		if s.viewer.Login == login {
+			mine = append(mine, s)
+		}
+	}
+	w.mu.Unlock()
+	for _, s := range mine {
+		w.end(s)
+	}
 }
 
 // Close ends every session and waits for their goroutines.

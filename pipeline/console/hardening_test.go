@@ -1,0 +1,327 @@
+package console
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/veilproject/veil/pipeline/output/live"
+)
+
+// auditSize is the audit log's size on disk.
+func auditSize(t *testing.T, c *Console) int64 {
+	t.Helper()
+	var n int64
+	for _, f := range c.audit.files() {
+		n += f.size
+	}
+	return n
+}
+
+// postLogin posts a login form from addr (the handler is called directly,
+// so the client address can be any), with the form's cookie and token.
+func postLogin(c *Console, addr, name, pw string, cookies ...*http.Cookie) *httptest.ResponseRecorder {
+	form := url.Values{"csrf": {"t0ken"}, "name": {name}, "password": {pw}}.Encode()
+	r := httptest.NewRequest(http.MethodPost, "/login", strings.NewReader(form))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.RemoteAddr = addr
+	r.AddCookie(&http.Cookie{Name: loginCookie, Value: "t0ken"})
+	for _, ck := range cookies {
+		r.AddCookie(ck)
+	}
+	w := httptest.NewRecorder()
+	c.Handler().ServeHTTP(w, r)
+	return w
+}
+
+// TestAuditFloodIsBounded: a locked-out address posting logins with huge
+// names writes one line for the lockout, not one per attempt, and no line
+// holds more than the capped name; a body over the cap is refused unread.
+func TestAuditFloodIsBounded(t *testing.T) {
+	c, _, _ := newConsole(t)
+	for i := 0; i < maxFailures; i++ {
+		postLogin(c, "10.0.0.9:1000", "guard", "wrong")
+	}
+	before := auditSize(t, c)
+	name := strings.Repeat("<", 1300) // JSON escapes each as \u003c; the form stays under its cap
+	for i := 0; i < 200; i++ {
+		if w := postLogin(c, "10.0.0.9:1000", name, "x"); w.Code != http.StatusTooManyRequests {
+			t.Fatalf("attempt %d while locked out: %d", i, w.Code)
+		}
+	}
+	if grew := auditSize(t, c) - before; grew > 1024 {
+		t.Errorf("200 refused logins grew the audit log by %d bytes, want one short line", grew)
+	}
+	r := httptest.NewRequest(http.MethodPost, "/login", strings.NewReader("name="+strings.Repeat("a", 1<<20)))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	w := httptest.NewRecorder()
+	c.Handler().ServeHTTP(w, r)
+	if w.Code != http.StatusRequestEntityTooLarge {
+		t.Errorf("a 1 MiB login body: %d, want 413", w.Code)
+	}
+	r = httptest.NewRequest(http.MethodPost, "/login", strings.NewReader("--x\r\n"))
+	r.Header.Set("Content-Type", "multipart/form-data; boundary=x")
+	w = httptest.NewRecorder()
+	c.Handler().ServeHTTP(w, r)
+	if w.Code != http.StatusUnsupportedMediaType {
+		t.Errorf("a multipart login: %d, want 415", w.Code)
+	}
+	for _, e := range c.audit.Recent(50) {
+		if len(e.User) > maxNameField+len("…") {
+			t.Errorf("an audit line holds a %d-byte name", len(e.User))
+		}
+	}
+}
+
+// TestLoginBurstIsLimited: 40 wrong passwords sent at once from one
+// address: no more than the limit are checked, however many password
+// checks could run at once.
+func TestLoginBurstIsLimited(t *testing.T) {
+	c, _, _ := newConsole(t)
+	c.checks = make(checks, 64) // the limiter alone must hold
+	var wg sync.WaitGroup
+	codes := make(chan int, 40)
+	for range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes <- postLogin(c, "10.0.0.7:999", "guard", "wrong").Code
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	checked := 0
+	for code := range codes {
+		if code == http.StatusSeeOther {
+			checked++
+		}
+	}
+	if checked > maxFailures {
+		t.Errorf("%d of 40 simultaneous wrong passwords were checked, limit %d", checked, maxFailures)
+	}
+}
+
+// TestPasswordChecksAreBounded: logins from many addresses at once take
+// at most the check slots; the rest are refused at once with Retry-After,
+// rather than queueing for the cores.
+func TestPasswordChecksAreBounded(t *testing.T) {
+	c, _, _ := newConsole(t)
+	c.cfg.Users[0].PasswordHash = string(dummyHash) // cost 12: slow enough to overlap
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	got := map[int]int{}
+	start := make(chan struct{})
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			w := postLogin(c, fmt.Sprintf("10.1.0.%d:1", i), "guard", "wrong")
+			mu.Lock()
+			got[w.Code]++
+			mu.Unlock()
+			if w.Code == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+				t.Error("busy without Retry-After")
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if got[http.StatusServiceUnavailable] == 0 || got[http.StatusSeeOther] == 0 || got[http.StatusSeeOther] > 16-got[http.StatusServiceUnavailable] {
+		t.Errorf("16 logins at once with %d check slots: %v", cap(c.checks), got)
+	}
+}
+
+// TestLockoutSparesTheGuardsBrowser: others' failures against a name lock
+// out that name for new browsers, with growing delays, but never the
+// browser the guard logged in from before, even from the same address.
+func TestLockoutSparesTheGuardsBrowser(t *testing.T) {
+	c, _, _ := newConsole(t)
+	w := postLogin(c, "10.0.0.1:1", "guard", "guard-password-1")
+	var device *http.Cookie
+	for _, ck := range w.Result().Cookies() {
+		if ck.Name == deviceCookie {
+			device = ck
+		}
+	}
+	if w.Code != http.StatusSeeOther || device == nil || !device.HttpOnly {
+		t.Fatalf("first login: %d, device cookie %+v", w.Code, device)
+	}
+	for i := 0; i < maxFailures; i++ { // an attacker, from the guard's address too
+		postLogin(c, "10.0.0.1:2", "guard", "guess")
+	}
+	if w := postLogin(c, "10.0.0.2:1", "guard", "guard-password-1"); w.Code != http.StatusTooManyRequests || !strings.Contains(w.Body.String(), "Try again after") || w.Header().Get("Retry-After") == "" {
+		t.Errorf("a new browser, the name locked: %d %q", w.Code, w.Header().Get("Retry-After"))
+	}
+	if w := postLogin(c, "10.0.0.1:3", "guard", "guard-password-1", device); w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/" {
+		t.Errorf("the guard's own browser: %d %s, want logged in", w.Code, w.Header().Get("Location"))
+	}
+	// A cookie signed for another name is no help.
+	if id := c.dev.id(httptest.NewRequest("GET", "/", nil), "guard"); id != "" {
+		t.Error("a request without a cookie has a device")
+	}
+	forged := &http.Cookie{Name: deviceCookie, Value: strings.Repeat("a", 32) + "." + c.dev.sign("admin", strings.Repeat("a", 32))}
+	r := httptest.NewRequest("GET", "/", nil)
+	r.AddCookie(forged)
+	if c.dev.id(r, "guard") != "" {
+		t.Error("a device cookie signed for admin passed for guard")
+	}
+}
+
+// TestLockoutGrows: each failure past the limit doubles the lockout, up
+// to its bound; a success clears it.
+func TestLockoutGrows(t *testing.T) {
+	l := newLimiter()
+	now := time.Unix(1700000000, 0)
+	l.now = func() time.Time { return now }
+	var locks []time.Duration
+	for i := 0; i < maxFailures+9; i++ {
+		ok, why, _ := l.reserve("k")
+		if !ok {
+			now = why.until // wait it out
+			ok, _, _ = l.reserve("k")
+			if !ok {
+				t.Fatalf("attempt %d refused after waiting", i)
+			}
+		}
+		l.settle(true, "k")
+		if a := l.keys["k"]; a.until.After(now) {
+			locks = append(locks, a.until.Sub(now))
+		}
+	}
+	want := []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute, 16 * time.Minute, 32 * time.Minute, time.Hour, time.Hour, time.Hour, time.Hour}
+	if fmt.Sprint(locks) != fmt.Sprint(want) {
+		t.Errorf("lockouts %v, want %v", locks, want)
+	}
+	now = now.Add(2 * time.Hour)
+	ok, _, suppressed := l.reserve("k")
+	l.settle(false, "k")
+	if !ok || suppressed != nil || l.keys["k"] != nil {
+		t.Errorf("after the lockout a success: ok %v, suppressed %v, key %+v", ok, suppressed, l.keys["k"])
+	}
+}
+
+// TestAuditIsCappedAndReadFromTheEnd: past max_bytes the oldest files go
+// (counted), the log stays within its bound, and Recent reads the newest
+// entries in order without reading whole files.
+func TestAuditIsCappedAndReadFromTheEnd(t *testing.T) {
+	dir := t.TempDir()
+	reg := prometheus.NewRegistry()
+	a, err := NewAudit(AuditConfig{Dir: dir, Keep: 90 * 24 * time.Hour, MaxBytes: 1 << 20}, nil, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("not the log's"), 0o600)
+	at := time.Now().UTC()
+	for i := range 30000 {
+		if err := a.Log(Event{Time: at, Kind: AuditLoginFailed, User: fmt.Sprintf("user-%06d", i), Detail: strings.Repeat("x", 60)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var total int64
+	for _, f := range a.files() {
+		total += f.size
+	}
+	if total > 1<<20+a.fileMax || total < 1<<19 {
+		t.Errorf("the log holds %d bytes, bound %d", total, 1<<20)
+	}
+	if testutil.ToFloat64(a.pruned.WithLabelValues("size")) == 0 {
+		t.Error("no file deleted for size")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "notes.txt")); err != nil {
+		t.Error("a file that is not the log's was deleted")
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	before := ms.TotalAlloc
+	got := a.Recent(3)
+	runtime.ReadMemStats(&ms)
+	if len(got) != 3 || got[0].User != "user-029999" || got[2].User != "user-029997" {
+		t.Errorf("Recent(3): %+v", got)
+	}
+	if ms.TotalAlloc-before > 512<<10 {
+		t.Errorf("Recent(3) allocated %d bytes: it read more than the end", ms.TotalAlloc-before)
+	}
+	// Entries across a file boundary come back whole and in order.
+	all := a.Recent(5000)
+	for i := 1; i < len(all); i++ {
+		if all[i].User >= all[i-1].User {
+			t.Fatalf("Recent out of order at %d: %s after %s", i, all[i].User, all[i-1].User)
+		}
+	}
+	if len(all) != 5000 {
+		t.Errorf("Recent(5000): %d", len(all))
+	}
+}
+
+// TestRecordingFetchesAreAudited: a recording fetched with any range (a
+// suffix, spaces, a leading zero, several ranges) is audited once per
+// login and file, and a download is a download whatever the range.
+func TestRecordingFetchesAreAudited(t *testing.T) {
+	c, srv, seg := newConsole(t)
+	cl := client()
+	logIn(t, cl, srv.URL, "guard", "guard-password-1")
+	for _, rg := range []string{"bytes=-1000000", "bytes= 0-", "bytes=00-", "bytes=0-10,20-30"} {
+		req, _ := http.NewRequest("GET", srv.URL+"/recordings/lobby/"+seg, nil)
+		req.Header.Set("Range", rg)
+		resp, err := cl.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	if got := testutil.ToFloat64(c.audit.events.WithLabelValues(AuditPlay)); got != 1 {
+		t.Errorf("plays audited: %v, want 1 (first fetch; the rest within %v)", got, auditRepeat)
+	}
+	req, _ := http.NewRequest("GET", srv.URL+"/recordings/lobby/"+seg+"?download", nil)
+	req.Header.Set("Range", "bytes=5-")
+	resp, _ := cl.Do(req)
+	resp.Body.Close()
+	if got := testutil.ToFloat64(c.audit.events.WithLabelValues(AuditDownload)); got != 1 {
+		t.Errorf("downloads audited: %v, want 1", got)
+	}
+	// Another login of the same user is audited again.
+	cl2 := client()
+	logIn(t, cl2, srv.URL, "guard", "guard-password-1")
+	req, _ = http.NewRequest("GET", srv.URL+"/recordings/lobby/"+seg, nil)
+	req.Header.Set("Range", "bytes=-10")
+	resp, _ = cl2.Do(req)
+	resp.Body.Close()
+	if got := testutil.ToFloat64(c.audit.events.WithLabelValues(AuditPlay)); got != 2 {
+		t.Errorf("plays audited after a second login: %v, want 2", got)
+	}
+}
+
+// TestLiveViewStartIsAuditedFirst: a view's start is in the audit log
+// before any picture is sent, and a view whose start cannot be written is
+// refused.
+func TestLiveViewStartIsAuditedFirst(t *testing.T) {
+	c, _, _ := newConsole(t)
+	ev := live.SessionEvent{Viewer: live.Viewer{Who: "guard", From: "10.0.0.1"}, Camera: "lobby", Start: time.Now()}
+	if err := c.whep.Started(ev); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.audit.Recent(1); len(got) != 1 || got[0].Kind != AuditLiveViewStart || got[0].User != "guard" {
+		t.Errorf("after a start: %+v", got)
+	}
+	c.audit.Close()
+	os.RemoveAll(c.cfg.Audit.Dir)
+	os.WriteFile(c.cfg.Audit.Dir, nil, 0o600) // the directory is now a file: unwritable
+	if err := c.whep.Started(ev); err == nil {
+		t.Error("a view started with the audit log unwritable")
+	}
+}
