@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"image"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -348,13 +349,29 @@ func addPeople(eng *engine.Engine, dcfg detect.Config, lanes int, cams []config.
 	return p, nil
 }
 
+// HTTP limits of every server veil runs. No request body veil reads is
+// larger than an SDP offer or a login form; a response that legitimately
+// takes longer to write (a recording's download) extends its own write
+// deadline.
+const (
+	maxRequestBody    = 1 << 20
+	httpReadTimeout   = 30 * time.Second
+	httpWriteTimeout  = 60 * time.Second
+	httpIdleTimeout   = 2 * time.Minute
+	httpHeaderTimeout = 5 * time.Second
+)
+
+func newHTTPServer(h http.Handler, errLog *log.Logger) *http.Server {
+	return &http.Server{Handler: http.MaxBytesHandler(h, maxRequestBody), ReadHeaderTimeout: httpHeaderTimeout,
+		ReadTimeout: httpReadTimeout, WriteTimeout: httpWriteTimeout, IdleTimeout: httpIdleTimeout, MaxHeaderBytes: 64 << 10, ErrorLog: errLog}
+}
+
 func (s *Service) listen(key, addr string, h http.Handler) (string, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", fmt.Errorf("%s %s: %w", key, addr, err)
 	}
-	s.servers = append(s.servers, &server{srv: &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog: slog.NewLogLogger(s.log.With("component", "http", "listen", key).Handler(), slog.LevelWarn)}, ln: ln})
+	s.servers = append(s.servers, &server{srv: newHTTPServer(h, slog.NewLogLogger(s.log.With("component", "http", "listen", key).Handler(), slog.LevelWarn)), ln: ln})
 	return ln.Addr().String(), nil
 }
 
@@ -571,7 +588,7 @@ func NewExporterService(cfg exporter.Config, listen string, reg *prometheus.Regi
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	return &ExporterService{exp: exp, srv: &server{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln: ln}, addr: ln.Addr().String()}, nil
+	return &ExporterService{exp: exp, srv: &server{srv: newHTTPServer(mux, nil), ln: ln}, addr: ln.Addr().String()}, nil
 }
 
 // Addr is the bound /metrics address.

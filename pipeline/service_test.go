@@ -1,9 +1,12 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -88,5 +91,36 @@ http: {listen: "127.0.0.1:0", tls: {cert: ` + cert + `, key: ` + key + `}}
 	m, _ = NewMetrics(reg)
 	if _, err := NewService(cfg, ServiceDeps{Registry: reg, Metrics: m}); err == nil || !strings.Contains(err.Error(), "http.tls") {
 		t.Errorf("unloadable key: %v", err)
+	}
+}
+
+// TestHTTPServersBoundRequests: every server veil runs closes idle and
+// slow connections and refuses a body over maxRequestBody before a
+// handler has read it all.
+func TestHTTPServersBoundRequests(t *testing.T) {
+	read := make(chan int64, 1)
+	srv := newHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, err := io.Copy(io.Discard, r.Body)
+		read <- n
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
+		}
+	}), nil)
+	if srv.ReadTimeout == 0 || srv.WriteTimeout == 0 || srv.IdleTimeout == 0 || srv.ReadHeaderTimeout == 0 {
+		t.Errorf("timeouts read %v write %v idle %v header %v: each must be set", srv.ReadTimeout, srv.WriteTimeout, srv.IdleTimeout, srv.ReadHeaderTimeout)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Shutdown(context.Background()) // waits out net/http's lingering close
+	resp, err := http.Post("http://"+ln.Addr().String()+"/", "application/octet-stream", bytes.NewReader(make([]byte, 4*maxRequestBody)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if n := <-read; resp.StatusCode != http.StatusRequestEntityTooLarge || n > maxRequestBody {
+		t.Errorf("a %d-byte body: %d, %d bytes read", 4*maxRequestBody, resp.StatusCode, n)
 	}
 }

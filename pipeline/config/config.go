@@ -276,13 +276,14 @@ func (c *Config) Defaults() {
 
 // dataDirs is where the spool, the console's TLS keys and its audit log go
 // when they are not configured: the spool and the keys under
-// recordings.dir, if there is one; the audit log beside it, so that no
-// recording's retention or disk use is ever counted with it.
+// recordings.dir, if there is one; the audit log beside it
+// (${recordings.dir}-audit), so that no recording's retention or disk use
+// is ever counted with it.
 func dataDirs(recordings string) (spool, tlsDir, audit string) {
 	if recordings == "" {
 		return "veil-spool", "veil-tls", "veil-audit"
 	}
-	return filepath.Join(recordings, "spool"), filepath.Join(recordings, "tls"), filepath.Join(filepath.Dir(filepath.Clean(recordings)), "audit")
+	return filepath.Join(recordings, "spool"), filepath.Join(recordings, "tls"), filepath.Clean(recordings) + "-audit"
 }
 
 // SetRecordingsDir moves recordings.dir after Defaults (a command's flag),

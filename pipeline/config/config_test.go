@@ -86,9 +86,9 @@ func TestSetRecordingsDirMovesWhatWasUnderIt(t *testing.T) {
 		spool, tlsDir, auditDir string
 	}{
 		{"derived from the old dir", Config{Recordings: record.Config{Dir: "veil-demo"}},
-			"/data/spool", "/data/tls", "/data/audit"},
+			"/data/spool", "/data/tls", "/data-audit"},
 		{"derived with no dir", Config{},
-			"/data/spool", "/data/tls", "/data/audit"},
+			"/data/spool", "/data/tls", "/data-audit"},
 		{"configured on their own", Config{Recordings: record.Config{Dir: "veil-demo"}, SpoolDir: "/q", HTTP: HTTP{TLS: TLSFiles{Dir: "/k"}}, Console: console.Config{Audit: console.AuditConfig{Dir: "/a"}}},
 			"/q", "/k", "/a"},
 	} {

@@ -17,6 +17,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/veilproject/veil/pipeline/wallclock"
 )
 
 // Audit kinds, the values of veil_audit_events_total{kind}.
@@ -71,6 +73,8 @@ type Audit struct {
 	log      *slog.Logger
 	events   *prometheus.CounterVec
 	pruned   *prometheus.CounterVec
+
+	clock wallclock.Guard
 
 	mu   sync.Mutex
 	name string // the file being written
@@ -178,7 +182,7 @@ func (a *Audit) open(t time.Time, n int64) error {
 		}
 		break
 	}
-	a.prune(t)
+	a.prune()
 	return nil
 }
 
@@ -233,11 +237,17 @@ func (a *Audit) files() []auditFileInfo {
 
 // prune deletes files older than keep, then the oldest while the log is
 // larger than max_bytes; never the file being written.
-func (a *Audit) prune(now time.Time) {
+func (a *Audit) prune() {
 	files := a.files()
 	var total int64
 	for _, f := range files {
 		total += f.size
+	}
+	// Days are aged by a clock a jump cannot move: a clock set ahead must
+	// not delete the trail.
+	now, jump := a.clock.Now()
+	if jump != 0 {
+		a.log.Error("the wall clock jumped: audit files are aged by the monotonic clock", "jump", jump.Round(time.Second))
 	}
 	for _, f := range files {
 		if f.name == a.name {

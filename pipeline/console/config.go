@@ -56,9 +56,8 @@ const (
 // AuditConfig is where the audit log goes and how long it is kept.
 type AuditConfig struct {
 	// Dir holds the log's JSON-lines files, named by day. It defaults to
-	// audit beside recordings.dir (/var/lib/veil/audit for
-	// /var/lib/veil/recordings), or ./veil-audit: never inside the
-	// recordings, whose retention it must not share.
+	// ${recordings.dir}-audit, beside the recordings, or ./veil-audit:
+	// never inside the recordings, whose retention it must not share.
 	Dir string `yaml:"dir"`
 	// Keep is how long a day's files are kept. It defaults to 2160h (90 days).
 	Keep time.Duration `yaml:"keep"`

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"sort"
 	"sync"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/veilproject/veil/pipeline/counts/footfall"
 	"github.com/veilproject/veil/pipeline/output/live"
+	"github.com/veilproject/veil/pipeline/output/record"
 	"github.com/veilproject/veil/pipeline/rtcconf"
 )
 
@@ -258,7 +258,7 @@ type segment struct {
 	Size  int64
 }
 
-var segmentName = regexp.MustCompile(`^[A-Za-z0-9_.-]+-(\d{8}T\d{6}\.\d{3}Z)\.mp4$`)
+var segmentName = record.SegmentName
 
 // segments lists camera's recordings of day (local time), oldest first.
 func segments(dir string, day time.Time) []segment {
@@ -309,6 +309,10 @@ func (c *Console) camera(w http.ResponseWriter, r *http.Request, x *session) {
 	c.render(w, "camera.html", data)
 }
 
+// minDownloadRate is the slowest pace, in bytes a second, at which a
+// recording's download is let run.
+const minDownloadRate = 64 << 10
+
 // recording serves a finished segment with range requests (seeking),
 // audited: a play when the player fetches the start, a download when asked
 // for as a file.
@@ -350,6 +354,9 @@ func (c *Console) recording(w http.ResponseWriter, r *http.Request, x *session) 
 	if download {
 		w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
 	}
+	// The server's write timeout suits pages; a segment gets the time it
+	// needs at a slow link's pace, and no more.
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(time.Minute + time.Duration(info.Size()/minDownloadRate)*time.Second))
 	w.Header().Set("Content-Type", "video/mp4")
 	w.Header().Set("Cache-Control", "private, no-store")
 	http.ServeContent(w, r, name, info.ModTime(), f)

@@ -122,6 +122,11 @@ func ValidID(id string) error {
 	if len(id) > 64 {
 		return fmt.Errorf("%q is longer than 64 characters", id)
 	}
+	if c := id[0]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+		// An id names directories and files (a camera's recordings):
+		// ".", ".." and hidden names must not be possible.
+		return fmt.Errorf("%q: start with a letter or a digit", id)
+	}
 	for _, r := range id {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.') {
 			return fmt.Errorf("%q: use letters, digits, '_', '-' and '.'", id)

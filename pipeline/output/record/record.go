@@ -14,8 +14,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/veilproject/veil/pipeline/output/encode"
+	"github.com/veilproject/veil/pipeline/wallclock"
 )
 
 // Config is the recordings policy.
@@ -40,6 +41,12 @@ type Config struct {
 	// Preset is libx264's preset. It defaults to encode.DefaultPreset
 	// (superfast).
 	Preset string `yaml:"preset"`
+	// MaxClockJump is the largest jump of the wall clock that retention
+	// follows: after a larger one (a clock set wrong), segments are aged
+	// by the monotonic clock until the wall clock is back or veil
+	// restarts, so a clock set a year ahead deletes nothing. It defaults
+	// to 1h.
+	MaxClockJump time.Duration `yaml:"max_clock_jump"`
 }
 
 // Defaults fills unset fields.
@@ -56,6 +63,9 @@ func (c *Config) Defaults() {
 	if c.Preset == "" {
 		c.Preset = encode.DefaultPreset
 	}
+	if c.MaxClockJump == 0 {
+		c.MaxClockJump = time.Hour
+	}
 }
 
 // Validate names the first bad key under prefix.
@@ -69,6 +79,8 @@ func (c *Config) Validate(prefix string) error {
 		return fmt.Errorf("%s.keep: %v is shorter than a segment (%v)", prefix, c.Keep, c.Segment)
 	case c.MaxBytes < 1<<20:
 		return fmt.Errorf("%s.max_bytes: %d is under 1 MiB", prefix, c.MaxBytes)
+	case c.MaxClockJump < time.Minute:
+		return fmt.Errorf("%s.max_clock_jump: %v is under 1m", prefix, c.MaxClockJump)
 	}
 	switch c.Preset {
 	case "ultrafast", "superfast", "veryfast", "faster", "fast", "medium":
@@ -225,6 +237,10 @@ func (r *Recorder) Close(ctx context.Context) error {
 	return r.finish(ctx)
 }
 
+// SegmentName matches the names of the segments a Recorder writes:
+// {camera}-{UTC start, to the millisecond}.mp4.
+var SegmentName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*-(\d{8}T\d{6}\.\d{3}Z)\.mp4$`)
+
 // Retention deletes old segments by age and total size, every interval,
 // until ctx ends.
 type Retention struct {
@@ -232,6 +248,8 @@ type Retention struct {
 	Metrics *Metrics
 	Logger  *slog.Logger
 	mu      sync.Mutex
+	clock   wallclock.Guard
+	jumped  bool // the jump is logged once
 }
 
 // Run enforces the policy now and then every interval.
@@ -263,8 +281,8 @@ func (t *Retention) Enforce() error {
 	defer t.mu.Unlock()
 	var segs []segment
 	err := filepath.WalkDir(t.Config.Dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".mp4") || strings.HasPrefix(d.Name(), ".") {
-			return nil
+		if err != nil || d.IsDir() || !SegmentName.MatchString(d.Name()) {
+			return nil // only what veil named is veil's to delete
 		}
 		info, err := d.Info()
 		if err == nil {
@@ -275,6 +293,16 @@ func (t *Retention) Enforce() error {
 	if err != nil {
 		return err
 	}
+	t.clock.Max = t.Config.MaxClockJump
+	now, jump := t.clock.Now()
+	if (jump != 0) != t.jumped && t.Logger != nil {
+		if jump != 0 {
+			t.Logger.Error("the wall clock jumped: recordings are aged by the monotonic clock until it is back or veil restarts", "jump", jump.Round(time.Second), "max_clock_jump", t.Config.MaxClockJump)
+		} else {
+			t.Logger.Info("the wall clock is back: recordings are aged by it again")
+		}
+	}
+	t.jumped = jump != 0
 	sort.Slice(segs, func(i, j int) bool { return segs[i].mod.Before(segs[j].mod) })
 	var total int64
 	for _, s := range segs {
@@ -284,7 +312,7 @@ func (t *Retention) Enforce() error {
 	for _, s := range segs {
 		reason := ""
 		switch {
-		case time.Since(s.mod) > t.Config.Keep:
+		case now.Sub(s.mod) > t.Config.Keep:
 			reason = "age"
 		case total > t.Config.MaxBytes:
 			reason = "size"

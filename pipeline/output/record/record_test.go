@@ -2,6 +2,7 @@ package record
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -144,11 +145,13 @@ func TestRetentionByAgeAndSize(t *testing.T) {
 		os.WriteFile(p, make([]byte, size), 0o644)
 		os.Chtimes(p, now.Add(-age), now.Add(-age))
 	}
-	write("1.mp4", 5*time.Hour, 100)
-	write("2.mp4", 90*time.Minute, 600<<10)
-	write("3.mp4", 60*time.Minute, 600<<10)
-	write("4.mp4", time.Minute, 600<<10)
-	write(".5.mp4.partial", 10*time.Hour, 100) // in progress: never touched
+	seg := func(i int) string { return fmt.Sprintf("a-20261207T10%02d00.000Z.mp4", i) }
+	write(seg(1), 5*time.Hour, 100)
+	write(seg(2), 90*time.Minute, 600<<10)
+	write(seg(3), 60*time.Minute, 600<<10)
+	write(seg(4), time.Minute, 600<<10)
+	write(".a-20261207T100500.000Z.mp4.partial", 10*time.Hour, 100) // in progress: never touched
+	write("clip.mp4", 10*time.Hour, 100)                            // not veil's: never touched
 	m, _ := NewMetrics(prometheus.NewRegistry())
 	ret := &Retention{Config: Config{Dir: dir, Keep: 4 * time.Hour, MaxBytes: 1300 << 10}, Metrics: m}
 	if err := ret.Enforce(); err != nil {
@@ -160,11 +163,19 @@ func TestRetentionByAgeAndSize(t *testing.T) {
 	for _, p := range append(left, hidden...) {
 		names[filepath.Base(p)] = true
 	}
-	if names["1.mp4"] || names["2.mp4"] || !names["3.mp4"] || !names["4.mp4"] || !names[".5.mp4.partial"] {
+	if names[seg(1)] || names[seg(2)] || !names[seg(3)] || !names[seg(4)] || !names[".a-20261207T100500.000Z.mp4.partial"] || !names["clip.mp4"] {
 		t.Errorf("left %v", names)
 	}
 	if testutil.ToFloat64(m.deleted.WithLabelValues("age")) != 1 || testutil.ToFloat64(m.deleted.WithLabelValues("size")) != 1 {
 		t.Error("deletions not counted by reason")
+	}
+	// The wall clock set a year ahead: nothing more is deleted by age.
+	ret.clock.Wall = func() time.Time { return time.Now().Add(365 * 24 * time.Hour) }
+	if err := ret.Enforce(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "a", seg(4))); err != nil {
+		t.Errorf("after the clock jumped a year: %v", err)
 	}
 	if testutil.ToFloat64(m.free) <= 0 {
 		t.Error("no free-space reading")
