@@ -376,8 +376,10 @@ func (cam *Camera) validate(key string) error {
 	if n != 1 {
 		return fmt.Errorf("%s: set exactly one of url, file and whip", key)
 	}
-	if cam.WHIP && len(cam.Token) < 16 {
-		return fmt.Errorf("%s.token: a WHIP camera needs a bearer token of at least 16 characters (or $%s)", key, WHIPTokenEnv(cam.ID))
+	if cam.WHIP {
+		if err := strongToken(cam.Token); err != nil {
+			return fmt.Errorf("%s.token: a WHIP camera needs a bearer token: %w (or $%s)", key, err, WHIPTokenEnv(cam.ID))
+		}
 	}
 	if cam.URL != "" && !strings.HasPrefix(cam.URL, "rtsp://") && !strings.HasPrefix(cam.URL, "rtsps://") {
 		return fmt.Errorf("%s.url: %s is not an rtsp:// URL", key, redact(cam.URL))
@@ -397,8 +399,10 @@ func (cam *Camera) validate(key string) error {
 			return fmt.Errorf("%s.tls.ca: %s holds no PEM certificate", key, cam.TLS.CA)
 		}
 	}
-	if cam.ViewToken != "" && len(cam.ViewToken) < 16 {
-		return fmt.Errorf("%s.view_token: at least 16 characters (or $%s)", key, ViewTokenEnv(cam.ID))
+	if cam.ViewToken != "" {
+		if err := strongToken(cam.ViewToken); err != nil {
+			return fmt.Errorf("%s.view_token: %w (or $%s)", key, err, ViewTokenEnv(cam.ID))
+		}
 	}
 	if cam.URL == "" && cam.Transport != "" {
 		return fmt.Errorf("%s.transport: only an RTSP camera (url) has a transport", key)
@@ -412,6 +416,29 @@ func (cam *Camera) validate(key string) error {
 		return fmt.Errorf("%s.once: once and fast apply to a file camera only", key)
 	}
 	return cam.Counting.Validate(key)
+}
+
+// strongToken refuses a bearer token a guess could find: shorter than 16
+// characters, made of few distinct characters (aaaa…, 1212…), or a
+// placeholder from the documentation. `openssl rand -hex 16` makes a good one.
+func strongToken(t string) error {
+	if len(t) < 16 {
+		return fmt.Errorf("%d characters; use at least 16 random ones (openssl rand -hex 16)", len(t))
+	}
+	lower := strings.ToLower(t)
+	for _, p := range []string{"change-me", "changeme", "replace-me", "example", "placeholder", "password", "secret-token"} {
+		if strings.Contains(lower, p) {
+			return fmt.Errorf("it holds %q, a placeholder: use a random one (openssl rand -hex 16)", p)
+		}
+	}
+	distinct := map[rune]bool{}
+	for _, r := range t {
+		distinct[r] = true
+	}
+	if len(distinct) < 8 {
+		return fmt.Errorf("only %d distinct characters: use a random one (openssl rand -hex 16)", len(distinct))
+	}
+	return nil
 }
 
 func (c *Config) hasWHIP() bool {

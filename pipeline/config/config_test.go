@@ -45,6 +45,7 @@ func TestTestdata(t *testing.T) {
 }
 
 func TestShippedConfigsLoad(t *testing.T) {
+	t.Setenv("VEIL_WHIP_TOKEN_DESK", "9f86d081884c7d659a2feaa0c55ad015")
 	cfg, err := Load("../../veil.example.yaml")
 	if err != nil {
 		t.Fatal(err)

@@ -124,8 +124,14 @@ func (c *Config) Validate(prefix string) error {
 			return fmt.Errorf("%s.name: %q is listed twice", key, u.Name)
 		}
 		seen[u.Name] = true
-		if _, err := bcrypt.Cost([]byte(u.PasswordHash)); err != nil {
+		cost, err := bcrypt.Cost([]byte(u.PasswordHash))
+		if err != nil {
 			return fmt.Errorf("%s.password_hash: not a bcrypt hash (make one with `veil passwd`)", key)
+		}
+		if cost != passwordCost {
+			// A cheaper hash is cheaper to crack; any other cost than the
+			// unknown-name check's lets a login's time tell real names.
+			return fmt.Errorf("%s.password_hash: bcrypt cost %d; veil needs cost %d (make one with `veil passwd`)", key, cost, passwordCost)
 		}
 		if u.Role != RoleViewer && u.Role != RoleAdmin {
 			return fmt.Errorf("%s.role: %q (want viewer or admin)", key, u.Role)
@@ -184,6 +190,6 @@ func DemoUser() (User, string, error) {
 		return User{}, "", err
 	}
 	pw := base64.RawURLEncoding.EncodeToString(b)
-	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.DefaultCost)
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), passwordCost)
 	return User{Name: "demo", PasswordHash: string(h), Role: RoleAdmin}, pw, err
 }

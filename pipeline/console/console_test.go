@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,7 +27,7 @@ import (
 
 func newConsole(t *testing.T) (*Console, *httptest.Server, string) {
 	t.Helper()
-	h, _ := bcrypt.GenerateFromPassword([]byte("guard-password-1"), bcrypt.MinCost)
+	h := guardHash()
 	dir := t.TempDir()
 	rec := filepath.Join(dir, "rec", "lobby")
 	os.MkdirAll(rec, 0o755)
@@ -49,6 +50,13 @@ func newConsole(t *testing.T) (*Console, *httptest.Server, string) {
 	t.Cleanup(func() { srv.Close(); c.Close() })
 	return c, srv, seg
 }
+
+// guardHash is guard-password-1 hashed at the cost users' hashes must
+// have, made once (it takes a quarter of a second).
+var guardHash = sync.OnceValue(func() []byte {
+	h, _ := bcrypt.GenerateFromPassword([]byte("guard-password-1"), passwordCost)
+	return h
+})
 
 // client is a browser: cookies kept, redirects not followed.
 func client() *http.Client {
@@ -202,7 +210,7 @@ func TestLoginRateLimit(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	h, _ := bcrypt.GenerateFromPassword([]byte("x"), bcrypt.MinCost)
+	h := guardHash()
 	for _, tc := range []struct {
 		cfg  Config
 		want string
