@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,8 +48,17 @@ type WHIP struct {
 	// MaxPixels refuses larger pictures before they are allocated; 0 is
 	// decode.DefaultMaxPixels (4096x2160).
 	MaxPixels int
-	Logger    *slog.Logger
-	Metrics   *Metrics
+	// Tokens throttles and reports wrong bearer tokens; nil: none.
+	Tokens *rtcconf.Gate
+	// Replaced is told when a publisher replaces a camera's previous one
+	// (the audit log); nil: only logged.
+	Replaced func(camera, from string)
+	// AllowOrigins are the web origins whose pages may publish (CORS);
+	// none by default: a page open in a browser on the LAN cannot reach
+	// WHIP.
+	AllowOrigins []string
+	Logger       *slog.Logger
+	Metrics      *Metrics
 
 	mu       sync.Mutex
 	cams     map[string]*WHIPCamera
@@ -84,21 +95,29 @@ func NewWHIP(cams []WHIPCamera, w *WHIP) *WHIP {
 // ServeHTTP handles /whip/{camera} (POST an offer, OPTIONS) and
 // /whip/{camera}/{session} (DELETE).
 func (w *WHIP) ServeHTTP(res http.ResponseWriter, req *http.Request) {
-	res.Header().Set("Access-Control-Allow-Origin", "*")
-	res.Header().Set("Access-Control-Allow-Methods", "POST, DELETE, OPTIONS")
-	res.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
-	res.Header().Set("Access-Control-Expose-Headers", "Location")
+	if o := req.Header.Get("Origin"); o != "" && slices.Contains(w.AllowOrigins, o) {
+		res.Header().Set("Access-Control-Allow-Origin", o)
+		res.Header().Set("Vary", "Origin")
+		res.Header().Set("Access-Control-Allow-Methods", "POST, DELETE, OPTIONS")
+		res.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+		res.Header().Set("Access-Control-Expose-Headers", "Location")
+	}
 	if req.Method == http.MethodOptions {
 		res.WriteHeader(http.StatusNoContent)
 		return
 	}
 	parts := strings.Split(strings.Trim(strings.TrimPrefix(req.URL.Path, "/whip/"), "/"), "/")
-	cam, ok := w.cams[parts[0]]
-	if !ok {
-		http.Error(res, "no such camera", http.StatusNotFound)
+	if blocked, until := w.Tokens.Blocked(req); blocked {
+		res.Header().Set("Retry-After", strconv.Itoa(int(time.Until(until).Seconds())+1))
+		http.Error(res, "too many wrong tokens from this address; try again later", http.StatusTooManyRequests)
 		return
 	}
-	if !rtcconf.Bearer(req, cam.Token) {
+	// The token is checked before the camera is looked up, and an unknown
+	// camera is refused as a wrong token is: without a token, nobody
+	// learns which cameras exist.
+	cam, ok := w.cams[parts[0]]
+	if !ok || !rtcconf.Bearer(req, cam.Token) {
+		w.Tokens.Fail(req, "whip", parts[0])
 		res.Header().Set("WWW-Authenticate", `Bearer realm="veil"`)
 		http.Error(res, "missing or wrong bearer token", http.StatusUnauthorized)
 		return
@@ -184,7 +203,10 @@ func (w *WHIP) publish(res http.ResponseWriter, req *http.Request, cam *WHIPCame
 	w.sessions[cam.ID] = &whipSession{id: id, pc: pc}
 	w.mu.Unlock()
 	if old != nil {
-		log.Info("a new publisher replaces the previous one")
+		log.Info("a new publisher replaces the previous one", "from", rtcconf.ClientIP(req))
+		if w.Replaced != nil {
+			w.Replaced(cam.ID, rtcconf.ClientIP(req))
+		}
 		old.pc.Close()
 	}
 	res.Header().Set("Content-Type", "application/sdp")

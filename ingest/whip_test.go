@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +26,7 @@ import (
 
 	"github.com/veilproject/veil/pipeline/frame"
 	"github.com/veilproject/veil/pipeline/queue"
+	"github.com/veilproject/veil/pipeline/rtcconf"
 )
 
 func newWHIPServer(t *testing.T) (*WHIP, *httptest.Server, *queue.Queue[*frame.Raw]) {
@@ -78,7 +81,7 @@ func TestWHIPRejectsBadRequests(t *testing.T) {
 	}{
 		{"no token", "/whip/desk", "", "application/sdp", "v=0", 401, "bearer token"},
 		{"wrong token", "/whip/desk", "nope", "application/sdp", "v=0", 401, "bearer token"},
-		{"unknown camera", "/whip/garage", "t0ken", "application/sdp", "v=0", 404, "no such camera"},
+		{"unknown camera: no hint that it does not exist", "/whip/garage", "t0ken", "application/sdp", "v=0", 401, "bearer token"},
 		{"wrong type", "/whip/desk", "t0ken", "text/plain", "v=0", 415, "application/sdp"},
 		{"malformed sdp", "/whip/desk", "t0ken", "application/sdp", "this is not sdp", 400, "malformed SDP"},
 		{"audio only", "/whip/desk", "t0ken", "application/sdp",
@@ -92,6 +95,49 @@ func TestWHIPRejectsBadRequests(t *testing.T) {
 				t.Errorf("%d %q, want %d %q", resp.StatusCode, b, tc.code, tc.want)
 			}
 		})
+	}
+}
+
+// TestWHIPTokensAreThrottledAndReported: wrong tokens from one address
+// are each reported, then the address is blocked (429) even with the
+// right token; another address is not; no page from another origin may
+// call WHIP unless its origin is allowed.
+func TestWHIPTokensAreThrottledAndReported(t *testing.T) {
+	w, srv, _ := newWHIPServer(t)
+	var mu sync.Mutex
+	var reports []string
+	w.Tokens = &rtcconf.Gate{Refused: func(kind, camera, from string, blocked bool) {
+		mu.Lock()
+		reports = append(reports, fmt.Sprintf("%s %s %s %v", kind, camera, from, blocked))
+		mu.Unlock()
+	}}
+	for i := 0; i < 10; i++ {
+		resp := post(t, srv.URL+"/whip/desk", fmt.Sprintf("guess-%d", i), "application/sdp", "v=0")
+		resp.Body.Close()
+	}
+	resp := post(t, srv.URL+"/whip/desk", "t0ken", "application/sdp", "v=0")
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("the right token after 10 wrong ones from one address: %d", resp.StatusCode)
+	}
+	mu.Lock()
+	if len(reports) != 10 || reports[0] != "whip desk 127.0.0.1 false" || reports[9] != "whip desk 127.0.0.1 true" {
+		t.Errorf("reports %v", reports)
+	}
+	mu.Unlock()
+	req, _ := http.NewRequest(http.MethodOptions, srv.URL+"/whip/desk", nil)
+	req.Header.Set("Origin", "http://evil.example")
+	resp, _ = http.DefaultClient.Do(req)
+	resp.Body.Close()
+	if got := resp.Header.Get("Access-Control-Allow-Origin"); got != "" {
+		t.Errorf("CORS for an unlisted origin: %q", got)
+	}
+	w.AllowOrigins = []string{"https://publisher.example"}
+	req.Header.Set("Origin", "https://publisher.example")
+	resp, _ = http.DefaultClient.Do(req)
+	resp.Body.Close()
+	if got := resp.Header.Get("Access-Control-Allow-Origin"); got != "https://publisher.example" {
+		t.Errorf("CORS for an allowed origin: %q", got)
 	}
 }
 

@@ -34,6 +34,7 @@ import (
 	"github.com/veilproject/veil/pipeline/output/live"
 	"github.com/veilproject/veil/pipeline/output/record"
 	"github.com/veilproject/veil/pipeline/queue"
+	"github.com/veilproject/veil/pipeline/rtcconf"
 )
 
 // Shutdown bounds. Once the service is told to stop, each camera has
@@ -222,6 +223,22 @@ func NewService(cfg config.Config, deps ServiceDeps) (_ *Service, err error) {
 	if s.ends.Metrics, err = s.listen("metrics.listen", cfg.Metrics.Listen, mux); err != nil {
 		return nil, err
 	}
+	// Wrong bearer tokens (WHIP, view tokens) are throttled per address
+	// and audited when the console keeps an audit log, logged otherwise.
+	tokens := &rtcconf.Gate{Refused: func(kind, camera, from string, blocked bool) {
+		s.log.Warn("wrong bearer token", "component", kind, "camera", camera, "from", from, "blocked", blocked)
+		if s.con != nil {
+			s.con.TokenRefused(kind, camera, from, blocked)
+		}
+	}}
+	if s.whip != nil {
+		s.whip.Tokens, s.whip.AllowOrigins = tokens, cfg.HTTP.WHIPOrigins
+		s.whip.Replaced = func(camera, from string) {
+			if s.con != nil {
+				s.con.PublisherReplaced(camera, from)
+			}
+		}
+	}
 	if cfg.ConsoleOn() {
 		var cams []console.Camera
 		for _, cam := range cfg.Cameras {
@@ -235,7 +252,7 @@ func NewService(cfg config.Config, deps ServiceDeps) (_ *Service, err error) {
 		if cfg.Recordings.Dir != "" {
 			keep = cfg.Recordings.Keep
 		}
-		if s.con, err = console.New(cfg.Console, console.Deps{Cameras: cams, Streams: s.streams, Keep: keep, TLS: cfg.HTTP.TLS.On(),
+		if s.con, err = console.New(cfg.Console, console.Deps{Cameras: cams, Streams: s.streams, Keep: keep, TLS: cfg.HTTP.TLS.On(), Tokens: tokens,
 			ConfigDigest: cfg.Digest, ICEIPs: cfg.HTTP.ICEIPs, IncludeLoopback: deps.IncludeLoopback, Logger: deps.Logger,
 			Registerer: deps.Registry, Metrics: deps.Metrics.Live}); err != nil {
 			return nil, err

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,6 +88,11 @@ type HTTP struct {
 	Insecure bool `yaml:"insecure"`
 	// ICEIPs limits the addresses offered to WebRTC publishers.
 	ICEIPs []string `yaml:"ice_ips"`
+	// WHIPOrigins are the web origins (https://host[:port]) whose pages
+	// may publish over WHIP from a browser (CORS). None by default: the
+	// page veil serves itself needs none, and no other page open in a
+	// browser on the LAN can reach WHIP.
+	WHIPOrigins []string `yaml:"whip_origins"`
 }
 
 // TLSFiles are a server certificate and its key.
@@ -460,6 +466,13 @@ func (h *HTTP) validate(used bool) error {
 	host, _, err := net.SplitHostPort(h.Listen)
 	if err != nil {
 		return fmt.Errorf("http.listen: %q is not host:port", h.Listen)
+	}
+	for i, o := range h.WHIPOrigins {
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || o == "*" {
+			return fmt.Errorf("http.whip_origins[%d]: %q is not an origin (https://host[:port])", i, o)
+		}
+		h.WHIPOrigins[i] = u.Scheme + "://" + u.Host // as browsers send it
 	}
 	if !used || h.TLS.On() || h.Insecure {
 		return nil

@@ -50,6 +50,8 @@ type Deps struct {
 	TLS bool
 	// ConfigDigest identifies the configuration (audited at start).
 	ConfigDigest string
+	// Tokens throttles wrong view tokens (shared with WHIP); nil: none.
+	Tokens *rtcconf.Gate
 	// ICEIPs and IncludeLoopback are the WHEP server's ICE settings.
 	ICEIPs          []string
 	IncludeLoopback bool
@@ -98,7 +100,7 @@ func New(cfg Config, deps Deps) (*Console, error) {
 	}
 	c.whep = &live.WHEP{Streams: deps.Streams, Authorize: c.authorizeViewer,
 		MaxPerCamera: cfg.MaxViewersPerCamera, MaxTotal: cfg.MaxViewers, MaxPerViewer: cfg.MaxViewersPerUser,
-		IPs: deps.ICEIPs, IncludeLoopback: deps.IncludeLoopback, Logger: deps.Logger, Metrics: deps.Metrics,
+		IPs: deps.ICEIPs, IncludeLoopback: deps.IncludeLoopback, Logger: deps.Logger, Metrics: deps.Metrics, Tokens: deps.Tokens,
 		// The start is written before any picture is sent, so a view the
 		// process does not live to end is on record too.
 		Started: func(e live.SessionEvent) error {
@@ -120,6 +122,22 @@ func New(cfg Config, deps Deps) (*Console, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// TokenRefused audits a wrong bearer token (a Gate's report): each one,
+// and the block that follows enough of them.
+func (c *Console) TokenRefused(kind, camera, from string, blocked bool) {
+	detail := kind
+	if blocked {
+		detail += ": address blocked for wrong tokens"
+	}
+	c.audit.Log(Event{Kind: AuditTokenRefused, From: from, Camera: camera, Detail: detail})
+}
+
+// PublisherReplaced audits a WHIP publisher taking a camera over from the
+// one before it.
+func (c *Console) PublisherReplaced(camera, from string) {
+	c.audit.Log(Event{Kind: AuditPublisher, From: from, Camera: camera})
 }
 
 // Close ends live sessions and closes the audit log.

@@ -25,6 +25,7 @@ import (
 	"github.com/veilproject/veil/blur"
 	"github.com/veilproject/veil/blur/blurtest"
 	"github.com/veilproject/veil/pipeline/frame"
+	"github.com/veilproject/veil/pipeline/rtcconf"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -421,5 +422,27 @@ func TestKeyframeRequestsAreRateLimited(t *testing.T) {
 	}
 	if keys < 2 {
 		t.Errorf("%d keyframes: requests were not served at all", keys)
+	}
+}
+
+// TestWHEPWrongTokensAreThrottled: wrong view tokens are reported to the
+// gate, and once it blocks the address even the right token waits.
+func TestWHEPWrongTokensAreThrottled(t *testing.T) {
+	w, st, _ := newWHEP(t)
+	defer st.Close(context.Background())
+	var reported atomic.Int32
+	w.Tokens = &rtcconf.Gate{Refused: func(string, string, string, bool) { reported.Add(1) }}
+	srv := httptest.NewServer(w)
+	defer srv.Close()
+	for i := range 10 {
+		if code := post(t, srv.URL+"/whep/lobby", fmt.Sprintf("Bearer guess-%d", i), "application/sdp", "v=0"); code != http.StatusUnauthorized {
+			t.Errorf("guess %d: %d", i, code)
+		}
+	}
+	if code := post(t, srv.URL+"/whep/lobby", "Bearer "+token, "application/sdp", "v=0"); code != http.StatusTooManyRequests {
+		t.Errorf("the right token from a blocked address: %d, want 429", code)
+	}
+	if reported.Load() != 10 {
+		t.Errorf("%d wrong tokens reported, want 10", reported.Load())
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -56,6 +57,8 @@ type WHEP struct {
 	// IncludeLoopback offers loopback candidates (tests between local
 	// peers; browsers ignore them).
 	IncludeLoopback bool
+	// Tokens throttles and reports wrong bearer tokens; nil: none.
+	Tokens *rtcconf.Gate
 	// Started is called when a viewer is admitted, before any picture is
 	// sent (the audit log); an error refuses the view.
 	Started func(SessionEvent) error
@@ -100,8 +103,17 @@ func (w *WHEP) refuse(res http.ResponseWriter, reason, msg string, code int) {
 func (w *WHEP) ServeHTTP(res http.ResponseWriter, req *http.Request) {
 	parts := strings.Split(strings.Trim(strings.TrimPrefix(req.URL.Path, "/whep/"), "/"), "/")
 	camera := parts[0]
+	bearer := req.Header.Get("Authorization") != ""
+	if blocked, until := w.Tokens.Blocked(req); blocked && bearer {
+		res.Header().Set("Retry-After", strconv.Itoa(int(time.Until(until).Seconds())+1))
+		w.refuse(res, RefusedUnauthorized, "too many wrong tokens from this address; try again later", http.StatusTooManyRequests)
+		return
+	}
 	who, ok := w.Authorize(req, camera)
 	if !ok {
+		if bearer {
+			w.Tokens.Fail(req, "whep", camera)
+		}
 		res.Header().Set("WWW-Authenticate", `Bearer realm="veil"`)
 		w.refuse(res, RefusedUnauthorized, "log in, or give the camera's view token as a bearer token", http.StatusUnauthorized)
 		return
