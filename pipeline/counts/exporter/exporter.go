@@ -97,9 +97,14 @@ type partState struct {
 }
 
 type camState struct {
-	Epoch     int64            `json:"epoch"`
-	Seq       uint64           `json:"seq"`
-	At        time.Time        `json:"at"` // window end of the last event applied
+	Epoch int64     `json:"epoch"`
+	Seq   uint64    `json:"seq"`
+	At    time.Time `json:"at"` // window end of the last event applied
+	// Runs are where each recent counter run (epoch) of the camera has
+	// got to, so that one run's events are judged against that run only:
+	// a forged event from a new epoch cannot make a live run's events
+	// look like duplicates.
+	Runs      []runPos         `json:"runs,omitempty"`
 	Entries   map[string]int64 `json:"entries"`
 	Exits     map[string]int64 `json:"exits"`
 	Occupancy map[string]int   `json:"occupancy"`
@@ -510,8 +515,19 @@ func (e *Exporter) apply(st *partState, msg kafka.Message, ends *[]time.Time) {
 		return
 	}
 	cs := st.Cameras[ev.Camera]
-	if cs != nil && !ev.After(cs.Epoch, cs.Seq) {
-		e.events.WithLabelValues("duplicate").Inc()
+	if cs != nil {
+		switch dup, why := cs.judge(ev); {
+		case dup:
+			e.events.WithLabelValues("duplicate").Inc()
+			return
+		case why != "":
+			e.events.WithLabelValues("implausible").Inc()
+			e.log.Warn("skipping implausible event", "partition", msg.Partition, "offset", msg.Offset, "camera", ev.Camera, "why", why)
+			return
+		}
+	} else if why := firstOfRun(ev); why != "" {
+		e.events.WithLabelValues("implausible").Inc()
+		e.log.Warn("skipping implausible event", "partition", msg.Partition, "offset", msg.Offset, "camera", ev.Camera, "why", why)
 		return
 	}
 	if cs == nil {
@@ -535,6 +551,7 @@ func (e *Exporter) apply(st *partState, msg kafka.Message, ends *[]time.Time) {
 	}
 	st.Cameras[ev.Camera] = cs
 	cs.Epoch, cs.Seq, cs.At = ev.Epoch, ev.Seq, ev.WindowEnd
+	cs.advance(ev, time.Now())
 	for _, l := range ev.Lines {
 		cs.Entries[l.ID] += int64(l.Entries)
 		cs.Exits[l.ID] += int64(l.Exits)
@@ -545,6 +562,86 @@ func (e *Exporter) apply(st *partState, msg kafka.Message, ends *[]time.Time) {
 	}
 	e.events.WithLabelValues("applied").Inc()
 	*ends = append(*ends, ev.WindowEnd)
+}
+
+// runPos is where one counter run of a camera has got to.
+type runPos struct {
+	Epoch   int64     `json:"epoch"`
+	Seq     uint64    `json:"seq"`
+	End     time.Time `json:"end"`     // its last window's end
+	Applied time.Time `json:"applied"` // when, by this exporter's clock
+}
+
+// maxRuns is how many runs of a camera are followed at once: restarts
+// with events still in flight. A forgotten run's event would count as a
+// new run's; the publisher resends a run's events in order and soon, long
+// before that many newer runs have begun.
+const maxRuns = 8
+
+// judge places ev among its camera's runs: a duplicate (its run is past
+// its seq), or why it is implausible, or neither (apply it). Within a run, seq moves one a window: a seq further
+// ahead than ev's windows allow is forged, as it would make the run's
+// real events duplicates.
+func (cs *camState) judge(ev footfall.Event) (dup bool, why string) {
+	if len(cs.Runs) == 0 && cs.Epoch != 0 { // state saved before runs were kept
+		cs.Runs = []runPos{{Epoch: cs.Epoch, Seq: cs.Seq, End: cs.At}}
+	}
+	for _, r := range cs.Runs {
+		if r.Epoch != ev.Epoch {
+			continue
+		}
+		if ev.Seq <= r.Seq {
+			return true, ""
+		}
+		if !ev.WindowEnd.After(r.End) {
+			return false, "a later seq with an earlier window"
+		}
+		if gap := ev.Seq - r.Seq; gap > windowsBetween(r.End, ev.WindowEnd, ev)+2 {
+			return false, fmt.Sprintf("seq %d is %d ahead of the run's seq %d: more than its windows allow", ev.Seq, gap, r.Seq)
+		}
+		return false, ""
+	}
+	return false, firstOfRun(ev)
+}
+
+// firstOfRun says why ev cannot be the first seen of its run: a run
+// counts its windows from 0 from its epoch, so its seq cannot be ahead of
+// the windows since then.
+func firstOfRun(ev footfall.Event) string {
+	if max := windowsBetween(time.UnixMilli(ev.Epoch), ev.WindowEnd, ev) + 2; ev.Seq > max {
+		return fmt.Sprintf("seq %d is more than the %d windows since its epoch", ev.Seq, max)
+	}
+	return ""
+}
+
+// windowsBetween is how many of ev's windows fit between from and to.
+func windowsBetween(from, to time.Time, ev footfall.Event) uint64 {
+	win := ev.WindowEnd.Sub(ev.WindowStart)
+	if win <= 0 || !to.After(from) {
+		return 0
+	}
+	return uint64(to.Sub(from) / win)
+}
+
+// advance records ev as its run's latest, following at most maxRuns runs
+// (the least recently applied is forgotten).
+func (cs *camState) advance(ev footfall.Event, now time.Time) {
+	for i := range cs.Runs {
+		if cs.Runs[i].Epoch == ev.Epoch {
+			cs.Runs[i] = runPos{Epoch: ev.Epoch, Seq: ev.Seq, End: ev.WindowEnd, Applied: now}
+			return
+		}
+	}
+	cs.Runs = append(cs.Runs, runPos{Epoch: ev.Epoch, Seq: ev.Seq, End: ev.WindowEnd, Applied: now})
+	if len(cs.Runs) > maxRuns {
+		old := 0
+		for i := range cs.Runs {
+			if cs.Runs[i].Applied.Before(cs.Runs[old].Applied) {
+				old = i
+			}
+		}
+		cs.Runs = append(cs.Runs[:old], cs.Runs[old+1:]...)
+	}
 }
 
 // Bounds of a plausible event. A counter's epoch is the wall time it

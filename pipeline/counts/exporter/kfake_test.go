@@ -245,3 +245,69 @@ func TestImplausible(t *testing.T) {
 		}
 	}
 }
+
+// TestForgedEventsCannotFreezeACamera: a forged event from a new epoch
+// ("now", as the security read reproduced it) or far ahead in a live
+// run's seq does not make that run's real events duplicates; real
+// redeliveries still are; a camera follows a few runs at once.
+func TestForgedEventsCannotFreezeACamera(t *testing.T) {
+	start := time.Now().Add(-time.Hour)
+	real := func(seq uint64) footfall.Event {
+		return footfall.Event{Schema: footfall.SchemaV1, Camera: "lobby", Epoch: start.UnixMilli(), Seq: seq,
+			WindowStart: start.Add(time.Duration(seq) * 10 * time.Second), WindowEnd: start.Add(time.Duration(seq+1) * 10 * time.Second)}
+	}
+	cs := &camState{}
+	apply := func(ev footfall.Event) string {
+		if len(cs.Runs) == 0 {
+			if why := firstOfRun(ev); why != "" {
+				return "implausible"
+			}
+		} else if dup, why := cs.judge(ev); dup {
+			return "duplicate"
+		} else if why != "" {
+			return "implausible"
+		}
+		cs.advance(ev, time.Now())
+		return "applied"
+	}
+	forgedNow := footfall.Event{Schema: footfall.SchemaV1, Camera: "lobby", Epoch: time.Now().UnixMilli(), Seq: 0,
+		WindowStart: time.Now(), WindowEnd: time.Now().Add(10 * time.Second)}
+	aheadInRun := real(5000)
+	aheadInRun.WindowStart, aheadInRun.WindowEnd = real(3).WindowStart, real(3).WindowEnd
+	firstAhead := forgedNow
+	firstAhead.Epoch, firstAhead.Seq = time.Now().Add(-time.Minute).UnixMilli(), 1000
+	for i, tc := range []struct {
+		name string
+		ev   footfall.Event
+		want string
+	}{
+		{"real 0", real(0), "applied"},
+		{"real 1", real(1), "applied"},
+		{"forged: a new epoch, now", forgedNow, "applied"}, // indistinguishable from a restart without signing
+		{"real 2 after it", real(2), "applied"},
+		{"forged: a seq far ahead in the live run", aheadInRun, "implausible"},
+		{"real 3", real(3), "applied"},
+		{"a redelivery of real 1", real(1), "duplicate"},
+		{"forged: a new epoch whose seq is ahead of its windows", firstAhead, "implausible"},
+		{"real 4", real(4), "applied"},
+	} {
+		if got := apply(tc.ev); got != tc.want {
+			t.Errorf("%d %s: %s, want %s", i, tc.name, got, tc.want)
+		}
+	}
+	// A forger sending many epochs pushes out its own runs, not the live
+	// one, which is applied between them.
+	for k := range 3 * maxRuns {
+		ev := forgedNow
+		ev.Epoch += int64(k + 1)
+		apply(ev)
+		if k%maxRuns == maxRuns-2 {
+			if got := apply(real(5 + uint64(k/maxRuns))); got != "applied" {
+				t.Errorf("the live run among forged epochs: %s", got)
+			}
+		}
+	}
+	if len(cs.Runs) != maxRuns {
+		t.Errorf("%d runs followed, want %d", len(cs.Runs), maxRuns)
+	}
+}
