@@ -46,7 +46,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	if err := config.DecodeStrict("demo.yaml", demoConfig, &cfg); err != nil {
 		return err
 	}
-	config.ApplyEnv(&cfg, os.Getenv)
+	cfg.Digest = config.DigestOf(demoConfig, config.ApplyEnv(&cfg, os.Getenv))
 	cfg.Defaults()
 	cam := &cfg.Cameras[0]
 	fs := newFlagSet("demo", stderr, demoUsage)

@@ -55,8 +55,8 @@ type Config struct {
 	// Console is the guard's web console on http.listen: users, viewer
 	// limits, the audit log, the privacy notice.
 	Console console.Config `yaml:"console"`
-	// Digest is the SHA-256 of the configuration file (hex), audited at
-	// start.
+	// Digest is the SHA-256 of the configuration file and the VEIL_*
+	// overrides applied to it (hex), audited at start.
 	Digest string `yaml:"-"`
 	// MaxFramePixels refuses a camera picture larger than this (width x
 	// height) before it is allocated: a forged stream header cannot make
@@ -202,14 +202,27 @@ func Parse(path string, b []byte) (Config, error) {
 	if err := DecodeStrict(path, b, &c); err != nil {
 		return c, err
 	}
-	ApplyEnv(&c, os.Getenv)
+	c.Digest = DigestOf(b, ApplyEnv(&c, os.Getenv))
 	c.Defaults()
-	sum := sha256.Sum256(b)
-	c.Digest = hex.EncodeToString(sum[:])
 	if err := c.Validate(); err != nil {
 		return c, fmt.Errorf("config %s: %w", path, err)
 	}
 	return c, nil
+}
+
+// DigestOf is the SHA-256 of the file and of the environment overrides
+// applied to it: a changed token or broker list changes the digest the
+// audit log records, as an edit of the file does. Each override enters as
+// its own hash, the values never as they are.
+func DigestOf(file []byte, overrides []string) string {
+	h := sha256.New()
+	h.Write(file)
+	for _, o := range overrides {
+		v := sha256.Sum256([]byte(o))
+		h.Write([]byte("\x00env\x00"))
+		h.Write(v[:])
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // DecodeStrict decodes YAML into v, refusing unknown keys (the error names

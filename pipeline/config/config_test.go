@@ -118,7 +118,20 @@ func TestEnvOverrides(t *testing.T) {
 	}
 	var c Config
 	c.Cameras = []Camera{{ID: "desk-2", WHIP: true}, {ID: "lobby", URL: "rtsp://admin@10.0.0.5/Streaming/Channels/101"}}
-	ApplyEnv(&c, func(k string) string { return env[k] })
+	applied := ApplyEnv(&c, func(k string) string { return env[k] })
+	if len(applied) != len(env) {
+		t.Errorf("applied %d overrides of %d", len(applied), len(env))
+	}
+	// The digest covers the overrides: a changed token changes it.
+	file := []byte("cameras: []")
+	d := DigestOf(file, applied)
+	env["VEIL_VIEW_TOKEN_LOBBY"] = "another-video-wall-token"
+	var c2 Config
+	c2.Cameras = []Camera{{ID: "desk-2", WHIP: true}, {ID: "lobby", URL: "rtsp://admin@10.0.0.5/Streaming/Channels/101"}}
+	if d2 := DigestOf(file, ApplyEnv(&c2, func(k string) string { return env[k] })); d2 == d || d == DigestOf(file, nil) {
+		t.Error("the digest does not follow the overrides")
+	}
+	env["VEIL_VIEW_TOKEN_LOBBY"] = "a-video-wall-token-123"
 	c.Defaults()
 	if c.Metrics.Listen != "0.0.0.0:9999" || len(c.Kafka.Brokers) != 2 || c.Kafka.SASL.Password != "s3cret" || c.Recordings.Dir != "/srv/rec" ||
 		c.Detector.ModelDir != "/opt/models" || c.Cameras[0].Token != "a-token-from-the-environment" || c.SpoolDir != "/srv/rec/spool" {

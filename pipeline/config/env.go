@@ -2,6 +2,7 @@ package config
 
 import (
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -19,8 +20,19 @@ var Env = []struct{ Name, Key string }{
 }
 
 // ApplyEnv sets the keys that getenv overrides. It runs after the file is
-// decoded and before Defaults.
-func ApplyEnv(c *Config, getenv func(string) string) {
+// decoded and before Defaults. It returns the overrides it applied, as
+// NAME=value, sorted: part of what the audited digest covers.
+func ApplyEnv(c *Config, getenv func(string) string) []string {
+	var applied []string
+	inner := getenv
+	getenv = func(name string) string {
+		v := inner(name)
+		if v != "" {
+			applied = append(applied, name+"="+v)
+		}
+		return v
+	}
+	defer slices.Sort(applied)
 	if v := getenv("VEIL_METRICS_LISTEN"); v != "" {
 		c.Metrics.Listen = v
 	}
@@ -47,6 +59,7 @@ func ApplyEnv(c *Config, getenv func(string) string) {
 			c.Cameras[i].URL = withPassword(c.Cameras[i].URL, v)
 		}
 	}
+	return applied
 }
 
 // WHIPTokenEnv is the variable that overrides a camera's WHIP token.
