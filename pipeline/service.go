@@ -106,7 +106,7 @@ type Service struct {
 type server struct {
 	srv *http.Server
 	ln  net.Listener
-	tls config.TLSFiles // served over HTTPS when set
+	tls *certReloader // served over HTTPS when set
 	// stopOnShutdown closes the server as soon as shutdown starts (WHIP: no
 	// new publisher then), not after the cameras have drained.
 	stopOnShutdown bool
@@ -117,8 +117,9 @@ type server struct {
 func (sv *server) run(g *errgroup.Group, stop <-chan struct{}) {
 	g.Go(func() error {
 		var err error
-		if sv.tls.Cert != "" {
-			err = sv.srv.ServeTLS(sv.ln, sv.tls.Cert, sv.tls.Key)
+		if sv.tls != nil {
+			sv.srv.TLSConfig = &tls.Config{GetCertificate: sv.tls.GetCertificate, MinVersion: tls.VersionTLS12}
+			err = sv.srv.ServeTLS(sv.ln, "", "")
 		} else {
 			err = sv.srv.Serve(sv.ln)
 		}
@@ -220,8 +221,13 @@ func NewService(cfg config.Config, deps ServiceDeps) (_ *Service, err error) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(deps.Registry, promhttp.HandlerOpts{Registry: deps.Registry}))
 	mux.Handle("/", statusHandler(deps.Registry))
-	if s.ends.Metrics, err = s.listen("metrics.listen", cfg.Metrics.Listen, mux); err != nil {
+	if s.ends.Metrics, err = s.listen("metrics.listen", cfg.Metrics.Listen, requireBearer(cfg.Metrics.BearerToken, mux)); err != nil {
 		return nil, err
+	}
+	if mt := cfg.Metrics.TLS; mt.Cert != "" {
+		if s.servers[len(s.servers)-1].tls, err = newCertReloader("metrics.tls", mt.Cert, mt.Key, s.log.With("component", "metrics")); err != nil {
+			return nil, err
+		}
 	}
 	// Wrong bearer tokens (WHIP, view tokens) are throttled per address
 	// and audited when the console keeps an audit log, logged otherwise.
@@ -279,11 +285,9 @@ func NewService(cfg config.Config, deps ServiceDeps) (_ *Service, err error) {
 			s.log.Info("console certificate is self-signed: check the browser's warning against its fingerprint", "sha256", fp, "cert", files.Cert)
 		}
 		if files.Cert != "" {
-			// Load now, so that a wrong file is an error at start, naming it.
-			if _, err := tls.LoadX509KeyPair(files.Cert, files.Key); err != nil {
-				return nil, fmt.Errorf("http.tls: %w", err)
+			if s.servers[len(s.servers)-1].tls, err = newCertReloader("http.tls", files.Cert, files.Key, s.log.With("component", "http")); err != nil {
+				return nil, err
 			}
-			s.servers[len(s.servers)-1].tls = files
 		}
 	}
 	return s, nil
@@ -364,6 +368,23 @@ func addPeople(eng *engine.Engine, dcfg detect.Config, lanes int, cams []config.
 		return nil, err
 	}
 	return p, nil
+}
+
+// requireBearer admits requests that carry token as a bearer token
+// (Prometheus's authorization.credentials); an empty token admits all
+// (loopback only, as the config's validation ensures).
+func requireBearer(token string, h http.Handler) http.Handler {
+	if token == "" {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !rtcconf.Bearer(r, token) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="veil metrics"`)
+			http.Error(w, "missing or wrong bearer token (metrics.bearer_token)", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // HTTP limits of every server veil runs. No request body veil reads is

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -122,5 +123,44 @@ func TestHTTPServersBoundRequests(t *testing.T) {
 	resp.Body.Close()
 	if n := <-read; resp.StatusCode != http.StatusRequestEntityTooLarge || n > maxRequestBody {
 		t.Errorf("a %d-byte body: %d, %d bytes read", 4*maxRequestBody, resp.StatusCode, n)
+	}
+}
+
+// TestCertificateReloads: a renewed certificate written over the files is
+// served without a restart; a broken one leaves the previous in service.
+func TestCertificateReloads(t *testing.T) {
+	dir := t.TempDir()
+	cert, key, _, err := console.SelfSigned(dir, []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := newCertReloader("http.tls", cert, key, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.every = 0
+	first, _ := r.GetCertificate(nil)
+	newCert, newKey, _, err := console.SelfSigned(t.TempDir(), []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range [][2]string{{newCert, cert}, {newKey, key}} {
+		b, _ := os.ReadFile(p[0])
+		os.WriteFile(p[1], b, 0o600)
+	}
+	later := time.Now().Add(time.Second) // a file system with coarse times
+	os.Chtimes(cert, later, later)
+	second, _ := r.GetCertificate(nil)
+	if bytes.Equal(first.Certificate[0], second.Certificate[0]) {
+		t.Error("the renewed certificate was not loaded")
+	}
+	os.WriteFile(cert, []byte("not a certificate"), 0o600)
+	os.Chtimes(cert, later.Add(time.Second), later.Add(time.Second))
+	third, _ := r.GetCertificate(nil)
+	if !bytes.Equal(second.Certificate[0], third.Certificate[0]) {
+		t.Error("a broken certificate file replaced the one in service")
+	}
+	if _, err := newCertReloader("http.tls", cert, key, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "http.tls") {
+		t.Errorf("a broken pair at start: %v", err)
 	}
 }

@@ -52,6 +52,9 @@ console: {audit: {dir: %s}}
 		if resp.StatusCode != 200 || !strings.Contains(string(body), "obscured") || hex.EncodeToString(served[:]) != m[1] {
 			t.Errorf("HTTPS /privacy: %d; served %x, logged %s", resp.StatusCode, served, m[1])
 		}
+		if !strings.HasPrefix(resp.Header.Get("Strict-Transport-Security"), "max-age=") {
+			t.Errorf("no HSTS over HTTPS: %v", resp.Header)
+		}
 		if resp, err := http.Get("http://" + addr + "/privacy"); err == nil && resp.StatusCode == 200 {
 			t.Error("plain HTTP served the console")
 		}

@@ -25,6 +25,9 @@ import (
 // `veil run`, what compose runs) and the alert rules, and queries its API
 // until footfall and pipeline series are there, and every query of the
 // operations dashboard returns data for the veil run camera.
+// metricsToken is the bearer token /metrics asks for in these tests.
+const metricsToken = "9f86d081884c7d659a2feaa0c55ad015"
+
 func TestPrometheusScrapesVeil(t *testing.T) {
 	dir := t.TempDir()
 	target := startDemo(t, dir, "-fast")
@@ -32,12 +35,17 @@ func TestPrometheusScrapesVeil(t *testing.T) {
   - id: lobby
     file: `+vtest+`
     lines: [{id: road, from: [0.45, 0.68], to: [0.45, 0.30]}]
-metrics: {listen: "127.0.0.1:0"}
+metrics: {listen: "127.0.0.1:0", bearer_token: `+metricsToken+`}
 recordings: {dir: `+filepath.Join(dir, "rec")+`, segment: 10s, keep: 1h}
 `))
 	run.waitFor(t, "metrics address", 60*time.Second, func(l []string) bool { return metricsURL(l) != "" })
 	lines, _ := run.snapshot()
 	runTarget := strings.TrimSuffix(strings.TrimPrefix(metricsURL(lines), "http://"), "/metrics")
+	if resp, err := http.Get(metricsURL(lines)); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("/metrics without its bearer token: %v %v, want 401", resp.StatusCode, err)
+	} else {
+		resp.Body.Close()
+	}
 
 	cfg, err := os.ReadFile("../../dashboards/prometheus.yml")
 	if err != nil {
@@ -45,6 +53,10 @@ recordings: {dir: `+filepath.Join(dir, "rec")+`, segment: 10s, keep: 1h}
 	}
 	cfgS := strings.Replace(string(cfg), `"veil:9108"`, `"`+target+`", "`+runTarget+`"`, 1)
 	cfgS = strings.Replace(cfgS, "scrape_interval: 5s", "scrape_interval: 1s", 1)
+	// Prometheus authenticates with the token compose would hand it.
+	tokenFile := filepath.Join(dir, "metrics.token")
+	os.WriteFile(tokenFile, []byte(metricsToken+"\n"), 0o600)
+	cfgS = strings.Replace(cfgS, "/run/secrets/veil_metrics_token", tokenFile, 1)
 	os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfgS), 0o644)
 	rules, _ := os.ReadFile("../../dashboards/alerts.yml")
 	os.WriteFile(filepath.Join(dir, "alerts.yml"), rules, 0o644)

@@ -67,8 +67,61 @@ type Config struct {
 // Metrics is where /metrics and the status page are served.
 type Metrics struct {
 	// Listen serves /metrics, the status page (/) and /api/status. It
-	// defaults to 127.0.0.1:9108.
+	// defaults to 127.0.0.1:9108. Off loopback they say which cameras
+	// exist, who watches and how many logins failed, so an address other
+	// than loopback needs BearerToken, and TLS unless Insecure.
 	Listen string `yaml:"listen"`
+	// BearerToken, when set, must come with every request as
+	// "Authorization: Bearer <token>" (Prometheus:
+	// authorization.credentials_file). $VEIL_METRICS_TOKEN overrides it.
+	BearerToken string `yaml:"bearer_token"`
+	// BearerTokenFile reads BearerToken from a file (a compose or
+	// Kubernetes secret), trailing newline dropped.
+	BearerTokenFile string `yaml:"bearer_token_file"`
+	// TLS serves them over HTTPS with this certificate and key (reloaded
+	// when the files change).
+	TLS TLSFiles `yaml:"tls"`
+	// Insecure allows plain HTTP off loopback (a closed network, such as
+	// compose's own).
+	Insecure bool `yaml:"insecure"`
+}
+
+func (m *Metrics) validate() error {
+	if (m.TLS.Cert == "") != (m.TLS.Key == "") {
+		return errors.New("metrics.tls: cert and key go together")
+	}
+	if m.TLS.SelfSigned {
+		return errors.New("metrics.tls.self_signed: give cert and key (Prometheus must trust the certificate)")
+	}
+	if m.BearerTokenFile != "" {
+		if m.BearerToken != "" {
+			return errors.New("metrics.bearer_token_file: set bearer_token or bearer_token_file, not both")
+		}
+		b, err := os.ReadFile(m.BearerTokenFile)
+		if err != nil {
+			return fmt.Errorf("metrics.bearer_token_file: %s: %w", m.BearerTokenFile, UnwrapPathErr(err))
+		}
+		m.BearerToken = strings.TrimSpace(string(b))
+	}
+	if m.BearerToken != "" {
+		if err := strongToken(m.BearerToken); err != nil {
+			return fmt.Errorf("metrics.bearer_token: %w (or $VEIL_METRICS_TOKEN)", err)
+		}
+	}
+	host, _, err := net.SplitHostPort(m.Listen)
+	if err != nil {
+		return fmt.Errorf("metrics.listen: %q is not host:port", m.Listen)
+	}
+	if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	if m.BearerToken == "" {
+		return fmt.Errorf("metrics.listen: %s is reachable from the network, and /metrics names cameras, viewers and failed logins: set metrics.bearer_token (or $VEIL_METRICS_TOKEN)", m.Listen)
+	}
+	if m.TLS.Cert == "" && !m.Insecure {
+		return fmt.Errorf("metrics.listen: %s is reachable from the network: the bearer token would cross it in clear text; set metrics.tls (cert and key), or metrics.insecure: true on a network you trust", m.Listen)
+	}
+	return nil
 }
 
 // HTTP is the console's and WebRTC's listener.
@@ -353,6 +406,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s.id: %q is used twice", key, c.Cameras[i].ID)
 		}
 		seen[c.Cameras[i].ID] = true
+	}
+	if err := c.Metrics.validate(); err != nil {
+		return err
 	}
 	if err := c.HTTP.validate(c.hasWHIP() || c.ConsoleOn()); err != nil {
 		return err

@@ -53,6 +53,7 @@ func TestShippedConfigsLoad(t *testing.T) {
 	if len(cfg.Cameras) != 4 || !strings.HasPrefix(cfg.Cameras[1].URL, "rtsps:") || !cfg.Cameras[2].WHIP || cfg.Cameras[0].Counting.Lines[0].ID != "door" || cfg.Recordings.Keep.Hours() != 72 || cfg.Kafka.Topic != "veil.footfall.v1" {
 		t.Errorf("example: %+v", cfg)
 	}
+	t.Setenv("VEIL_METRICS_TOKEN", "9f86d081884c7d659a2feaa0c55ad015") // in compose, a secret's file
 	cfg, err = Load("../../dashboards/compose-veil.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -108,6 +109,7 @@ func TestSetRecordingsDirMovesWhatWasUnderIt(t *testing.T) {
 func TestEnvOverrides(t *testing.T) {
 	env := map[string]string{
 		"VEIL_METRICS_LISTEN":        "0.0.0.0:9999",
+		"VEIL_METRICS_TOKEN":         "9f86d081884c7d659a2feaa0c55ad015",
 		"VEIL_KAFKA_BROKERS":         "10.1.1.1:9092, 10.1.1.2:9092",
 		"VEIL_KAFKA_PASSWORD":        "s3cret",
 		"VEIL_RECORDINGS_DIR":        "/srv/rec",
@@ -118,6 +120,7 @@ func TestEnvOverrides(t *testing.T) {
 	}
 	var c Config
 	c.Cameras = []Camera{{ID: "desk-2", WHIP: true}, {ID: "lobby", URL: "rtsp://admin@10.0.0.5/Streaming/Channels/101"}}
+	c.Metrics.Insecure = true // off loopback in the clear: the file would say so
 	applied := ApplyEnv(&c, func(k string) string { return env[k] })
 	if len(applied) != len(env) {
 		t.Errorf("applied %d overrides of %d", len(applied), len(env))

@@ -10,6 +10,7 @@ import (
 // key it replaces. This file is the only place that reads them.
 var Env = []struct{ Name, Key string }{
 	{"VEIL_METRICS_LISTEN", "metrics.listen"},
+	{"VEIL_METRICS_TOKEN", "metrics.bearer_token (and bearer_token_file)"},
 	{"VEIL_KAFKA_BROKERS", "kafka.brokers (comma-separated)"},
 	{"VEIL_KAFKA_PASSWORD", "kafka.sasl.password"},
 	{"VEIL_RECORDINGS_DIR", "recordings.dir"},
@@ -35,6 +36,9 @@ func ApplyEnv(c *Config, getenv func(string) string) []string {
 	defer slices.Sort(applied)
 	if v := getenv("VEIL_METRICS_LISTEN"); v != "" {
 		c.Metrics.Listen = v
+	}
+	if v := getenv("VEIL_METRICS_TOKEN"); v != "" {
+		c.Metrics.BearerToken, c.Metrics.BearerTokenFile = v, ""
 	}
 	if v := getenv("VEIL_KAFKA_BROKERS"); v != "" {
 		c.Kafka.Brokers = SplitList(v)
