@@ -148,6 +148,9 @@ func NewService(cfg config.Config, deps ServiceDeps) (_ *Service, err error) {
 	}
 	s := &Service{cfg: cfg, log: deps.Logger, reg: deps.Registry, events: queue.New[footfall.Event](eventQueue, queue.Block, nil),
 		streams: map[string]*live.Stream{}}
+	for _, w := range cfg.Warnings() {
+		s.log.Warn("insecure setting: " + w)
+	}
 	defer func() {
 		if err != nil {
 			s.release()
