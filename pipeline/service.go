@@ -261,7 +261,12 @@ func NewService(cfg config.Config, deps ServiceDeps) (_ *Service, err error) {
 		if cfg.Recordings.Dir != "" {
 			keep = cfg.Recordings.Keep
 		}
+		counting := false
+		for _, cam := range cfg.Cameras {
+			counting = counting || cam.Counted()
+		}
 		if s.con, err = console.New(cfg.Console, console.Deps{Cameras: cams, Streams: s.streams, Keep: keep, TLS: cfg.HTTP.TLS.On(), Tokens: tokens,
+			Counting: counting, CountsExported: len(cfg.Kafka.Brokers) > 0,
 			ConfigDigest: cfg.Digest, ICEIPs: cfg.HTTP.ICEIPs, IncludeLoopback: deps.IncludeLoopback, Logger: deps.Logger,
 			Registerer: deps.Registry, Metrics: deps.Metrics.Live}); err != nil {
 			return nil, err

@@ -46,6 +46,9 @@ type Deps struct {
 	Streams map[string]*live.Stream
 	// Keep is how long recordings are kept (the privacy notice says it).
 	Keep time.Duration
+	// Counting and CountsExported say whether cameras count people and
+	// whether the counts leave the box (Kafka): the notice says so.
+	Counting, CountsExported bool
 	// TLS: cookies are marked Secure.
 	TLS bool
 	// ConfigDigest identifies the configuration (audited at start).
@@ -243,14 +246,26 @@ func (c *Console) privacy(w http.ResponseWriter, r *http.Request) {
 	if c.deps.Keep > 0 {
 		keep = humanDuration(c.deps.Keep)
 	}
-	c.render(w, "privacy.html", map[string]any{"P": c.cfg.Privacy, "Keep": keep, "Print": r.URL.Query().Has("print"), "Cameras": len(c.deps.Cameras)})
+	tokens, recorded := false, false
+	for _, cam := range c.deps.Cameras {
+		tokens = tokens || cam.ViewToken != ""
+		recorded = recorded || cam.Recordings != ""
+	}
+	// Every claim follows from the configuration: the test of each
+	// changes the configuration and reads the notice again.
+	c.render(w, "privacy.html", map[string]any{"P": c.cfg.Privacy, "Keep": keep, "Print": r.URL.Query().Has("print"), "Cameras": len(c.deps.Cameras),
+		"Recorded": recorded && c.deps.Keep > 0, "Downloads": len(c.cfg.Users) > 0, "ViewTokens": tokens,
+		"Counting": c.deps.Counting, "CountsExported": c.deps.CountsExported})
 }
 
 func humanDuration(d time.Duration) string {
 	if d >= 48*time.Hour {
 		return fmt.Sprintf("%d days", int(d.Hours()/24))
 	}
-	return fmt.Sprintf("%d hours", int(d.Hours()))
+	if h := int(d.Hours()); h != 1 {
+		return fmt.Sprintf("%d hours", h)
+	}
+	return "1 hour"
 }
 
 func (c *Console) logout(w http.ResponseWriter, r *http.Request, x *session) {

@@ -325,3 +325,63 @@ func TestLiveViewStartIsAuditedFirst(t *testing.T) {
 		t.Error("a view started with the audit log unwritable")
 	}
 }
+
+// TestPrivacyNoticeSaysWhatIsTrue: each claim of the notice follows the
+// configuration: a claim is made only where the code makes it true, and
+// the notice admits what the code cannot promise (a missed face, a
+// downloaded copy).
+func TestPrivacyNoticeSaysWhatIsTrue(t *testing.T) {
+	notice := func(t *testing.T, cams []Camera, keep time.Duration, users bool, counting, exported bool) string {
+		cfg := Config{Audit: AuditConfig{Dir: t.TempDir()}}
+		if users {
+			cfg.Users = []User{{Name: "guard", PasswordHash: string(guardHash()), Role: RoleViewer}}
+		}
+		cfg.Defaults("")
+		reg := prometheus.NewRegistry()
+		lm, _ := live.NewMetrics(reg)
+		c, err := New(cfg, Deps{Cameras: cams, Streams: map[string]*live.Stream{}, Keep: keep, Registerer: reg, Metrics: lm,
+			Counting: counting, CountsExported: exported})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		w := httptest.NewRecorder()
+		c.Handler().ServeHTTP(w, httptest.NewRequest("GET", "/privacy", nil))
+		return w.Body.String()
+	}
+	recorded := []Camera{{ID: "lobby", Recordings: t.TempDir()}}
+	for _, tc := range []struct {
+		name                string
+		cams                []Camera
+		keep                time.Duration
+		users, count, kafka bool
+		want, not           []string
+	}{
+		{"recorded, users, counting kept here", recorded, 72 * time.Hour, true, true, false,
+			[]string{"3 days, then deleted automatically", "Staff can download a recording", "a face it misses", "Anonymous counts", "audit log"},
+			[]string{"video wall", "statistics system", "not recorded"}},
+		{"not recorded", []Camera{{ID: "lobby"}}, 0, true, false, false,
+			[]string{"Video is not recorded"},
+			[]string{"deleted automatically", "Staff can download", "Anonymous counts"}},
+		{"view tokens and counts sent on", []Camera{{ID: "lobby", ViewToken: "x", Recordings: t.TempDir()}}, 24 * time.Hour, false, true, true,
+			[]string{"video wall screens given an access key", "sent to", "24 hours"},
+			[]string{"Staff can download"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := notice(t, tc.cams, tc.keep, tc.users, tc.count, tc.kafka)
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("the notice lacks %q", w)
+				}
+			}
+			for _, n := range tc.not {
+				if strings.Contains(got, n) {
+					t.Errorf("the notice claims %q", n)
+				}
+			}
+			if strings.Contains(got, "every face is obscured") || strings.Contains(got, "no face is stored") {
+				t.Error("the notice promises more than detection can")
+			}
+		})
+	}
+}
