@@ -6,7 +6,7 @@ GO      ?= go
 BIN     := bin/veil
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: deps models runtimes testdata build demo test test-go bench clean
+.PHONY: fuzz soak deps models runtimes testdata build demo test test-go bench clean
 
 deps:
 	bash scripts/setup.sh
@@ -45,6 +45,22 @@ test-go:
 	promtool check config dashboards/prometheus.yml
 	promtool check rules dashboards/alerts.yml
 	cd dashboards && promtool test rules alerts_test.yml
+
+# Every fuzz target for FUZZTIME each (go test -fuzz runs one at a time).
+FUZZTIME ?= 30s
+fuzz: models runtimes
+	@set -e; for t in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+	  for f in $$(grep -h '^func Fuzz' $$t/*_test.go | sed 's/func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+	    echo "== $$t $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$t; done; done
+
+# Four cameras, the console with logins and live viewers, and Kafka for
+# SOAK (30m): RSS, goroutines, open files and disk each minute in
+# soak-out/soak.csv, and a failure if any grows without bound.
+SOAK ?= 30m
+soak: models runtimes testdata
+	bash scripts/kafka/broker.sh fetch
+	mkdir -p soak-out
+	VEIL_SOAK=$(SOAK) VEIL_SOAK_OUT=$(CURDIR)/soak-out $(GO) test -count=1 -run '^TestSoak$$' -timeout 2h -v ./cmd/veil
 
 # Speed figures, side by side with deface: writes bench-out/report.md.
 bench: models runtimes testdata build

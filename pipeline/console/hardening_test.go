@@ -385,3 +385,45 @@ func TestPrivacyNoticeSaysWhatIsTrue(t *testing.T) {
 		})
 	}
 }
+
+// FuzzAuditTail: whatever bytes an audit file holds (a torn write, a
+// disk error, a hand edit), reading its end neither panics nor returns
+// more entries than asked, and finds every whole entry written after the
+// damage.
+func FuzzAuditTail(f *testing.F) {
+	f.Add([]byte("{\"kind\":\"login\"}\n"), 3)
+	f.Add([]byte("garbage\x00\xff{\"kind\":"), 1)
+	f.Add([]byte(strings.Repeat("x", 70000)), 2)
+	f.Fuzz(func(t *testing.T, junk []byte, n int) {
+		n = (n%10+10)%10 + 1
+		dir := t.TempDir()
+		path := filepath.Join(dir, "audit-2026-12-07.jsonl")
+		good := `{"time":"2026-12-07T10:00:00Z","kind":"login","user":"guard"}` + "\n"
+		os.WriteFile(path, append(append(append([]byte(nil), junk...), '\n'), good...), 0o600)
+		got := tailEvents(path, n, nil)
+		if len(got) > n || len(got) == 0 || got[0].User != "guard" {
+			t.Fatalf("%d entries (asked %d), first %+v", len(got), n, got)
+		}
+	})
+}
+
+// FuzzDeviceCookie: no cookie value but one signed for the name passes.
+func FuzzDeviceCookie(f *testing.F) {
+	d := &devices{key: []byte("0123456789abcdef0123456789abcdef")}
+	f.Add(d.issue("guard"), "guard")
+	f.Add("x.y", "guard")
+	f.Add(strings.Repeat("a", 32)+".", "")
+	f.Fuzz(func(t *testing.T, value, name string) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header.Set("Cookie", deviceCookie+"="+value)
+		id := d.id(r, name)
+		if id == "" {
+			return
+		}
+		c, _ := r.Cookie(deviceCookie)
+		want := id + "." + d.sign(name, id)
+		if c.Value != want {
+			t.Fatalf("%q passed for %q without its signature", value, name)
+		}
+	})
+}
