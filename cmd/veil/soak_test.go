@@ -90,7 +90,8 @@ console:
 		rows = append(rows, row)
 		w.Write([]string{strconv.Itoa(m), fmt.Sprintf("%.1f", row[0]), fmt.Sprint(row[1]), fmt.Sprint(row[2]), fmt.Sprintf("%.1f", row[3])})
 		w.Flush()
-		t.Logf("minute %d: RSS %.1f MiB, %v goroutines, %v open files, %.1f MiB on disk", m, row[0], row[1], row[2], row[3])
+		t.Logf("minute %d: RSS %.1f MiB, %v goroutines, %v open files, %.1f MiB on disk (recordings %.1f, audit %.1f, spool %.1f)", m, row[0], row[1], row[2], row[3],
+			duMiB(filepath.Join(dir, "rec"), ""), duMiB(filepath.Join(dir, "audit"), ""), duMiB(filepath.Join(dir, "spool"), ""))
 		if !strings.Contains(body, `veil_camera_up{camera="cam0"} 1`) {
 			t.Errorf("minute %d: cam0 is down", m)
 		}
