@@ -84,7 +84,7 @@ console:
 				}
 				// A name per address: no name's lockout stops the burst,
 				// so each address gets its 5 checks.
-				switch burstLogin(cl, "http://127.0.0.1:"+port, fmt.Sprintf("user-%d", a), fmt.Sprintf("guess-%d", i)) {
+				switch code, _ := formLogin(cl, "http://127.0.0.1:"+port, fmt.Sprintf("user-%d", a), fmt.Sprintf("guess-%d", i)); code {
 				case http.StatusSeeOther:
 					checked.Add(1)
 				case http.StatusTooManyRequests:
@@ -124,25 +124,26 @@ func burstClient(ip net.IP) *http.Client {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
-var burstCSRF = regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`)
+var loginCSRF = regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`)
 
-// burstLogin posts one login and returns the status.
-func burstLogin(cl *http.Client, base, name, pw string) int {
+// formLogin fetches the login form with cl and posts it; it returns the
+// status and the page the post led to (cl follows redirects, or not).
+func formLogin(cl *http.Client, base, name, pw string) (int, []byte) {
 	resp, err := cl.Get(base + "/login")
 	if err != nil {
-		return 0
+		return 0, nil
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	m := burstCSRF.FindSubmatch(b)
+	m := loginCSRF.FindSubmatch(b)
 	if m == nil {
-		return 0
+		return 0, nil
 	}
 	resp, err = cl.PostForm(base+"/login", url.Values{"csrf": {string(m[1])}, "name": {name}, "password": {pw}})
 	if err != nil {
-		return 0
+		return 0, nil
 	}
-	io.Copy(io.Discard, resp.Body)
+	b, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
-	return resp.StatusCode
+	return resp.StatusCode, b
 }

@@ -170,31 +170,14 @@ func soakVisitors(base string, stop <-chan struct{}) {
 	}
 }
 
-var soakCSRF = regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`)
-
 // soakLogin logs cl in and returns the session's CSRF token ("" if the
 // login failed).
 func soakLogin(cl *http.Client, base, pw string) string {
-	resp, err := cl.Get(base + "/login")
-	if err != nil {
-		return ""
+	_, b := formLogin(cl, base, "guard", pw)
+	if m := loginCSRF.FindSubmatch(b); m != nil && !strings.Contains(string(b), `action="/login"`) {
+		return string(m[1])
 	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	m := soakCSRF.FindSubmatch(b)
-	if m == nil {
-		return ""
-	}
-	resp, err = cl.PostForm(base+"/login", url.Values{"csrf": {string(m[1])}, "name": {"guard"}, "password": {pw}})
-	if err != nil {
-		return ""
-	}
-	b, _ = io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if m = soakCSRF.FindSubmatch(b); m == nil || strings.Contains(string(b), `action="/login"`) {
-		return ""
-	}
-	return string(m[1])
+	return ""
 }
 
 // soakViewer opens a live view of camera over WHEP with cl's session.

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -426,4 +427,21 @@ func FuzzDeviceCookie(f *testing.F) {
 			t.Fatalf("%q passed for %q without its signature", value, name)
 		}
 	})
+}
+
+// TestLoginErrorsAreFixedCodes: /login?error= shows only the console's
+// own messages; any other text in the link is not echoed.
+func TestLoginErrorsAreFixedCodes(t *testing.T) {
+	c, _, _ := newConsole(t)
+	for _, tc := range []struct{ q, want, not string }{
+		{"wrong", "Wrong name or password.", ""},
+		{"Your+account+is+suspended,+call+0800", "", "suspended"},
+	} {
+		w := httptest.NewRecorder()
+		c.Handler().ServeHTTP(w, httptest.NewRequest("GET", "/login?error="+tc.q, nil))
+		body := w.Body.String()
+		if tc.want != "" && !strings.Contains(body, tc.want) || tc.not != "" && strings.Contains(body, tc.not) {
+			t.Errorf("?error=%s: the page shows %q", tc.q, regexp.MustCompile(`<p class="error"[^<]*</p>`).FindString(body))
+		}
+	}
 }
