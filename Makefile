@@ -39,6 +39,7 @@ test: models runtimes testdata
 	$(MAKE) test-go
 
 test-go:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 	docker-compose -f docker-compose.yml config -q

@@ -51,7 +51,7 @@ func imports(p pkg, path string) bool {
 }
 
 // TestPrivacyBoundaries checks the import graph that carries the privacy
-// invariant: un-obscured frames (pipeline/frame) flow only from ingest to
+// invariant: un-obscured frames (frame) flow only from ingest to
 // blur, through the camera pipeline that never reads their pixels; native
 // code is only in blur/detect (OpenCV and OpenVINO), ingest/decode and
 // pipeline/output/encode (libav, through go-astiav, and one file of
@@ -61,8 +61,8 @@ func TestPrivacyBoundaries(t *testing.T) {
 	rawAllowed := map[string]bool{"ingest": true, "blur": true, "pipeline": true}
 	pixField := regexp.MustCompile(`\.Pix\b[^(]`)
 	for name, p := range pkgs {
-		if imports(p, "pipeline/frame") && !rawAllowed[name] {
-			t.Errorf("%s imports pipeline/frame (un-obscured frames); only ingest, blur and the camera pipeline may", name)
+		if imports(p, "frame") && !rawAllowed[name] {
+			t.Errorf("%s imports frame (un-obscured frames); only ingest, blur and the camera pipeline may", name)
 		}
 		if len(p.CgoFiles) > 0 && name != "blur/detect" && !(name == "cmd/veil" && slices.Equal(p.CgoFiles, []string{"process.go"})) &&
 			!((name == "pipeline/output/encode" || name == "ingest/decode") && slices.Equal(p.CgoFiles, []string{"yuv.go"})) {
@@ -82,38 +82,64 @@ func TestPrivacyBoundaries(t *testing.T) {
 	}
 }
 
+// TestConfigNeedsNoDetector: reading a configuration must not link the
+// cgo detectors (OpenCV, OpenVINO, ONNX Runtime), nor any stage.
+func TestConfigNeedsNoDetector(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "./pipeline/config").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		for _, no := range []string{mod + "/blur/detect", "github.com/yalue/onnxruntime_go", mod + "/ingest"} {
+			if dep == no {
+				t.Errorf("pipeline/config depends on %s", dep)
+			}
+		}
+	}
+}
+
 // TestArrowsPointOneWay checks the layout: every veil package may import
 // only the veil packages listed for it (by prefix), so no import runs back
 // up. From the bottom: base types; the stages (ingest, blur, counter);
 // the two flows, video outputs and counts, which never import each other;
 // the config; the camera pipeline; cmd.
 func TestArrowsPointOneWay(t *testing.T) {
-	base := []string{"pipeline/frame", "pipeline/queue", "pipeline/counts/footfall"}
+	base := []string{"frame", "queue", "footfall", "rtcconf"}
 	allowed := map[string][]string{
-		"pipeline/frame":             nil,
-		"pipeline/queue":             nil,
-		"pipeline/counts/footfall":   nil,
-		"ingest/decode":              nil,
-		"pipeline/rtcconf":           nil,
-		"pipeline/wallclock":         nil,
-		"pipeline/rtcconf/netnstest": nil, // a test helper: namespaces for WebRTC peers
-		"ingest":                     {"pipeline/frame", "pipeline/queue", "pipeline/rtcconf", "ingest/decode"},
-		"blur":                       {"pipeline/frame"},
-		"blur/detect":                {"blur"},
-		"blur/engine":                {"blur"},
-		"blur/blurtest":              {"blur"}, // test files only (below)
-		"counter":                    append([]string{"blur"}, base...),
-		"pipeline/output/sink":       {"blur"},
-		"pipeline/output/encode":     {"blur"},
-		"pipeline/output/record":     {"blur", "pipeline/output/encode", "pipeline/wallclock"},
-		"pipeline/output/live":       {"blur", "pipeline/output/encode", "pipeline/output/record", "pipeline/rtcconf"},
-		"pipeline/counts/":           {"pipeline/queue", "pipeline/counts/"},
-		"pipeline/console":           {"pipeline/output/live", "pipeline/output/record", "pipeline/rtcconf", "pipeline/counts/footfall", "pipeline/wallclock"},
-		"pipeline/config":            {"blur", "blur/detect", "counter", "pipeline/output/record", "pipeline/console", "pipeline/counts/footfall", "pipeline/counts/kafkaconf"},
-		"pipeline":                   {"blur", "blur/", "counter", "ingest", "pipeline/"},
-		"cmd/veil":                   {""},
-		"dashboards/gen":             nil,
-		"":                           nil,
+		// Base types, at the bottom: every stage may import them, they
+		// import no stage.
+		"frame":              nil,
+		"queue":              nil,
+		"footfall":           nil,
+		"rtcconf":            nil,
+		"rtcconf/netnstest":  nil, // a test helper: namespaces for WebRTC peers
+		"ingest/decode":      nil,
+		"pipeline/wallclock": nil,
+		// The stages.
+		"ingest":        append([]string{"ingest/decode"}, base...),
+		"blur":          {"frame"},
+		"blur/detect":   {"blur", "blur/detect/detectconf"},
+		"blur/engine":   {"blur"},
+		"blur/blurtest": {"blur"}, // test files only (below)
+		"counter":       append([]string{"blur"}, base...),
+		// The two flows: video outputs and counts, which never import
+		// each other.
+		"pipeline/output/sink":              {"blur"},
+		"pipeline/output/encode":            {"blur"},
+		"pipeline/output/record":            {"blur", "pipeline/output/encode", "pipeline/output/record/recordconf", "pipeline/wallclock"},
+		"pipeline/output/record/recordconf": nil,
+		"pipeline/output/live":              {"blur", "pipeline/output/encode", "pipeline/output/record", "rtcconf"},
+		"pipeline/counts/":                  {"queue", "footfall", "pipeline/counts/"},
+		"pipeline/console":                  {"pipeline/output/live", "pipeline/output/record/recordconf", "rtcconf", "footfall", "pipeline/wallclock"},
+		// The config names every part's settings, but not the cgo
+		// detectors: blur/detect/detectconf holds their settings.
+		"blur/detect/detectconf": nil,
+		"pipeline/config":        {"blur", "blur/detect/detectconf", "counter", "pipeline/output/record/recordconf", "pipeline/console", "footfall", "pipeline/counts/kafkaconf"},
+		// The assembler, and main.
+		"pipeline":       append([]string{"blur", "blur/", "counter", "ingest", "pipeline/"}, base...),
+		"cmd/veil":       {""},
+		"dashboards/gen": nil,
+		"":               nil,
 	}
 	rule := func(name string) ([]string, bool) {
 		if r, ok := allowed[name]; ok {
@@ -194,7 +220,7 @@ import (
 	"context"
 
 	"` + mod + `/blur"
-	"` + mod + `/pipeline/frame"
+	"` + mod + `/frame"
 	"` + mod + `/pipeline/output/sink"
 )
 
@@ -248,7 +274,7 @@ func TestMainOnlyWires(t *testing.T) {
 			}
 		}
 		for _, imp := range af.Imports {
-			if p := strings.Trim(imp.Path.Value, `"`); p == mod+"/pipeline/queue" || p == mod+"/pipeline/frame" || p == "golang.org/x/sync/errgroup" {
+			if p := strings.Trim(imp.Path.Value, `"`); p == mod+"/queue" || p == mod+"/frame" || p == "golang.org/x/sync/errgroup" {
 				t.Errorf("%s imports %s: main wires, it does not assemble pipelines", f, p)
 			}
 		}

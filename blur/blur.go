@@ -20,7 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/veilproject/veil/pipeline/frame"
+	"github.com/veilproject/veil/frame"
 )
 
 // Detection is one face found by a Detector, in frame pixels.

@@ -17,7 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 
-	"github.com/veilproject/veil/pipeline/frame"
+	"github.com/veilproject/veil/frame"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -4,7 +4,7 @@ import (
 	"image"
 	"sync/atomic"
 
-	"github.com/veilproject/veil/pipeline/frame"
+	"github.com/veilproject/veil/frame"
 )
 
 // Frame is an obscured video frame: every face the detector found, every

@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/veilproject/veil/pipeline/frame"
+	"github.com/veilproject/veil/frame"
 )
 
 // patternFinder is a detector that really looks: it boxes the checkerboard

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/veilproject/veil/blur"
-	"github.com/veilproject/veil/pipeline/counts/footfall"
-	"github.com/veilproject/veil/pipeline/queue"
+	"github.com/veilproject/veil/footfall"
+	"github.com/veilproject/veil/queue"
 )
 
 // The detector method's tracker and line logic, on scripted boxes: one

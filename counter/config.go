@@ -3,7 +3,7 @@ package counter
 import (
 	"fmt"
 
-	"github.com/veilproject/veil/pipeline/counts/footfall"
+	"github.com/veilproject/veil/footfall"
 	"math"
 	"time"
 )

@@ -27,8 +27,8 @@ import (
 	"time"
 
 	"github.com/veilproject/veil/blur"
-	"github.com/veilproject/veil/pipeline/counts/footfall"
-	"github.com/veilproject/veil/pipeline/queue"
+	"github.com/veilproject/veil/footfall"
+	"github.com/veilproject/veil/queue"
 )
 
 // Deps are what a Counter needs from its wiring.

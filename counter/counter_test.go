@@ -13,8 +13,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/veilproject/veil/blur"
-	"github.com/veilproject/veil/pipeline/counts/footfall"
-	"github.com/veilproject/veil/pipeline/queue"
+	"github.com/veilproject/veil/footfall"
+	"github.com/veilproject/veil/queue"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -9,7 +9,7 @@ import (
 
 	"github.com/veilproject/veil/blur"
 	"github.com/veilproject/veil/blur/blurtest"
-	"github.com/veilproject/veil/pipeline/frame"
+	"github.com/veilproject/veil/frame"
 )
 
 // syntheticWalk renders n frames (W x H) of a grey, lightly textured scene

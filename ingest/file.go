@@ -26,9 +26,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/veilproject/veil/frame"
 	"github.com/veilproject/veil/ingest/decode"
-	"github.com/veilproject/veil/pipeline/frame"
-	"github.com/veilproject/veil/pipeline/queue"
+	"github.com/veilproject/veil/queue"
 )
 
 // VideoInfo is what ffprobe says about a file's first video stream.

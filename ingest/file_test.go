@@ -22,8 +22,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 
-	"github.com/veilproject/veil/pipeline/frame"
-	"github.com/veilproject/veil/pipeline/queue"
+	"github.com/veilproject/veil/frame"
+	"github.com/veilproject/veil/queue"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 
-	"github.com/veilproject/veil/pipeline/frame"
+	"github.com/veilproject/veil/frame"
 )
 
 // exifOrientation reads the EXIF orientation (1-8) of a JPEG, or 1 when it

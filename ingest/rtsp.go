@@ -20,9 +20,9 @@ import (
 	"github.com/pion/rtp"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/veilproject/veil/frame"
 	"github.com/veilproject/veil/ingest/decode"
-	"github.com/veilproject/veil/pipeline/frame"
-	"github.com/veilproject/veil/pipeline/queue"
+	"github.com/veilproject/veil/queue"
 )
 
 // Metrics are the per-camera ingest series.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // TestStreamInfoMeasuresFrameRate: the fps label is empty until a window
@@ -51,4 +52,24 @@ func TestStreamInfoMeasuresFrameRate(t *testing.T) {
 	if n := testutil.CollectAndCount(m.info); n != 0 {
 		t.Errorf("after down: %d series", n)
 	}
+}
+
+// hasStreamInfo says whether veil_camera_stream_info has camera's series
+// with this codec and size (at whatever frame rate was measured so far).
+func hasStreamInfo(v *prometheus.GaugeVec, camera, codec, w, h string) bool {
+	ch := make(chan prometheus.Metric, 16)
+	v.Collect(ch)
+	close(ch)
+	for m := range ch {
+		var d dto.Metric
+		m.Write(&d)
+		got := map[string]string{}
+		for _, l := range d.GetLabel() {
+			got[l.GetName()] = l.GetValue()
+		}
+		if got["camera"] == camera && got["codec"] == codec && got["width"] == w && got["height"] == h && d.GetGauge().GetValue() == 1 {
+			return true
+		}
+	}
+	return false
 }

@@ -20,10 +20,10 @@ import (
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media/samplebuilder"
 
+	"github.com/veilproject/veil/frame"
 	"github.com/veilproject/veil/ingest/decode"
-	"github.com/veilproject/veil/pipeline/frame"
-	"github.com/veilproject/veil/pipeline/queue"
-	"github.com/veilproject/veil/pipeline/rtcconf"
+	"github.com/veilproject/veil/queue"
+	"github.com/veilproject/veil/rtcconf"
 )
 
 // WHIPCamera is a camera that a WebRTC publisher pushes to, at

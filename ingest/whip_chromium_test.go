@@ -14,9 +14,9 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/veilproject/veil/pipeline/frame"
-	"github.com/veilproject/veil/pipeline/queue"
-	"github.com/veilproject/veil/pipeline/rtcconf/netnstest"
+	"github.com/veilproject/veil/frame"
+	"github.com/veilproject/veil/queue"
+	"github.com/veilproject/veil/rtcconf/netnstest"
 )
 
 // Chromium skips loopback for ICE (and libnice skips interfaces named
@@ -29,6 +29,9 @@ import (
 const netns = "veiltest"
 
 func TestWHIPChromiumPublisher(t *testing.T) {
+	if testing.Short() && !netnstest.Inside() {
+		t.Skip("needs Chromium and a network namespace (root)")
+	}
 	if netnstest.Inside() {
 		chromiumInNetns(t)
 		return

@@ -24,9 +24,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/veilproject/veil/pipeline/frame"
-	"github.com/veilproject/veil/pipeline/queue"
-	"github.com/veilproject/veil/pipeline/rtcconf"
+	"github.com/veilproject/veil/frame"
+	"github.com/veilproject/veil/queue"
+	"github.com/veilproject/veil/rtcconf"
 )
 
 func newWHIPServer(t *testing.T) (*WHIP, *httptest.Server, *queue.Queue[*frame.Raw]) {

@@ -13,9 +13,9 @@ import (
 	"github.com/veilproject/veil/blur"
 	"github.com/veilproject/veil/blur/detect"
 	"github.com/veilproject/veil/counter"
-	"github.com/veilproject/veil/pipeline/counts/footfall"
-	"github.com/veilproject/veil/pipeline/frame"
-	"github.com/veilproject/veil/pipeline/queue"
+	"github.com/veilproject/veil/footfall"
+	"github.com/veilproject/veil/frame"
+	"github.com/veilproject/veil/queue"
 )
 
 // Queue sizes. Before blur a live camera keeps at most 2 frames (the

@@ -17,9 +17,9 @@ import (
 	"github.com/veilproject/veil/blur"
 	"github.com/veilproject/veil/blur/blurtest"
 	"github.com/veilproject/veil/counter"
-	"github.com/veilproject/veil/pipeline/counts/footfall"
-	"github.com/veilproject/veil/pipeline/frame"
-	"github.com/veilproject/veil/pipeline/queue"
+	"github.com/veilproject/veil/footfall"
+	"github.com/veilproject/veil/frame"
+	"github.com/veilproject/veil/queue"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

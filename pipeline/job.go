@@ -14,11 +14,11 @@ import (
 	"github.com/veilproject/veil/blur/detect"
 	"github.com/veilproject/veil/blur/engine"
 	"github.com/veilproject/veil/counter"
+	"github.com/veilproject/veil/footfall"
 	"github.com/veilproject/veil/ingest"
 	"github.com/veilproject/veil/pipeline/config"
-	"github.com/veilproject/veil/pipeline/counts/footfall"
 	"github.com/veilproject/veil/pipeline/output/sink"
-	"github.com/veilproject/veil/pipeline/queue"
+	"github.com/veilproject/veil/queue"
 )
 
 // RunJob runs one camera over a file to its end, as veil anonymize and

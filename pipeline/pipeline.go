@@ -24,12 +24,12 @@ import (
 	"github.com/veilproject/veil/blur"
 	"github.com/veilproject/veil/blur/engine"
 	"github.com/veilproject/veil/counter"
+	"github.com/veilproject/veil/frame"
 	"github.com/veilproject/veil/ingest"
-	"github.com/veilproject/veil/pipeline/frame"
 	"github.com/veilproject/veil/pipeline/output/live"
 	"github.com/veilproject/veil/pipeline/output/record"
 	"github.com/veilproject/veil/pipeline/output/sink"
-	"github.com/veilproject/veil/pipeline/queue"
+	"github.com/veilproject/veil/queue"
 )
 
 // Source decodes a camera's frames. Run decodes into out until its input

@@ -25,16 +25,16 @@ import (
 	"github.com/veilproject/veil/blur/detect"
 	"github.com/veilproject/veil/blur/engine"
 	"github.com/veilproject/veil/counter"
+	"github.com/veilproject/veil/footfall"
 	"github.com/veilproject/veil/ingest"
 	"github.com/veilproject/veil/pipeline/config"
 	"github.com/veilproject/veil/pipeline/console"
 	"github.com/veilproject/veil/pipeline/counts/exporter"
-	"github.com/veilproject/veil/pipeline/counts/footfall"
 	"github.com/veilproject/veil/pipeline/counts/publish"
 	"github.com/veilproject/veil/pipeline/output/live"
 	"github.com/veilproject/veil/pipeline/output/record"
-	"github.com/veilproject/veil/pipeline/queue"
-	"github.com/veilproject/veil/pipeline/rtcconf"
+	"github.com/veilproject/veil/queue"
+	"github.com/veilproject/veil/rtcconf"
 )
 
 // Shutdown bounds. Once the service is told to stop, each camera has

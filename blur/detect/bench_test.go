@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/veilproject/veil/blur"
-	"github.com/veilproject/veil/pipeline/frame"
+	"github.com/veilproject/veil/frame"
 )
 
 // benchSizes are the frame sizes the README reports.

@@ -17,10 +17,6 @@ import (
 	"github.com/veilproject/veil/blur"
 )
 
-// ONNXRuntimeVersion is the ONNX Runtime `make runtimes` fetches (the
-// shared library inside the PyPI wheel onnxruntime==1.32.0).
-const ONNXRuntimeVersion = "1.32.0"
-
 // onnxRuntimeLib is the library's file name inside the runtime directory.
 const onnxRuntimeLib = "libonnxruntime.so." + ONNXRuntimeVersion
 

@@ -262,12 +262,8 @@ import (
 	"github.com/veilproject/veil/blur"
 )
 
-// OpenVINOVersion is the OpenVINO release veil loads: the libraries inside
-// the PyPI wheel openvino==2026.4.1, unpacked by scripts/fetch-runtimes.sh.
-const (
-	OpenVINOVersion = "2026.4.1"
-	openvinoLib     = "libopenvino_c.so.2641"
-)
+// openvinoLib is OpenVINO's C library inside the wheel of OpenVINOVersion.
+const openvinoLib = "libopenvino_c.so.2641"
 
 // ovOnce holds the library and the one ov::Core of the process. The core
 // is never freed: destroying the last core unloads the CPU plugin while its

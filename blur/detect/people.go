@@ -259,7 +259,7 @@ func NewPeople(cfg Config, lanes int) (Detector, error) {
 	}
 	dir := DefaultRuntimeDir()
 	if cfg.Runtime == RuntimeOpenVINO {
-		dir = cfg.libDir()
+		dir = cfg.LibDir()
 	}
 	prec := ""
 	if cfg.Precision == "f32" {

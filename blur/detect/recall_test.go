@@ -15,8 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/veilproject/veil/blur"
+	"github.com/veilproject/veil/frame"
 	"github.com/veilproject/veil/ingest"
-	"github.com/veilproject/veil/pipeline/frame"
 )
 
 // labels mirrors testdata/faces/labels.json: hand-drawn face boxes on real
@@ -79,6 +79,9 @@ func loadBGR(t testing.TB, name string) *frame.Raw {
 }
 
 func modelDir(t testing.TB) string {
+	if testing.Short() {
+		t.Skip("runs the face model (make models; the full suite runs it)")
+	}
 	d := DefaultModelDir()
 	if err := VerifyModel(filepath.Join(d, "centerface.onnx"), CenterFaceSHA256); err != nil {
 		t.Fatal(err)

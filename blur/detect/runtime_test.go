@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/veilproject/veil/blur"
+	"github.com/veilproject/veil/frame"
 	"github.com/veilproject/veil/ingest"
-	"github.com/veilproject/veil/pipeline/frame"
 )
 
 // TestRuntimesFindTheSameFaces runs CenterFace on OpenCV's DNN, on ONNX

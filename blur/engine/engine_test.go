@@ -15,7 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/veilproject/veil/blur"
-	"github.com/veilproject/veil/pipeline/frame"
+	"github.com/veilproject/veil/frame"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -16,7 +16,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/veilproject/veil/pipeline/console"
-	"github.com/veilproject/veil/pipeline/rtcconf/netnstest"
+	"github.com/veilproject/veil/rtcconf/netnstest"
 )
 
 // TestConsoleInChromium is the guard's console end to end in headless

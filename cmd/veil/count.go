@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/veilproject/veil/counter"
+	"github.com/veilproject/veil/footfall"
 	"github.com/veilproject/veil/pipeline"
 	"github.com/veilproject/veil/pipeline/config"
-	"github.com/veilproject/veil/pipeline/counts/footfall"
 )
 
 const countUsage = `usage: veil count [flags] -config LINES.yaml VIDEO

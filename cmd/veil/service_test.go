@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veilproject/veil/pipeline/counts/footfall"
+	"github.com/veilproject/veil/footfall"
 	"github.com/veilproject/veil/pipeline/counts/spool"
 )
 

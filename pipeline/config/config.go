@@ -24,12 +24,12 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/veilproject/veil/blur"
-	"github.com/veilproject/veil/blur/detect"
+	"github.com/veilproject/veil/blur/detect/detectconf"
 	"github.com/veilproject/veil/counter"
+	"github.com/veilproject/veil/footfall"
 	"github.com/veilproject/veil/pipeline/console"
-	"github.com/veilproject/veil/pipeline/counts/footfall"
 	"github.com/veilproject/veil/pipeline/counts/kafkaconf"
-	"github.com/veilproject/veil/pipeline/output/record"
+	"github.com/veilproject/veil/pipeline/output/record/recordconf"
 )
 
 // Config is veil.yaml. veil.example.yaml documents every key, and the
@@ -39,10 +39,10 @@ type Config struct {
 	Metrics Metrics  `yaml:"metrics"`
 	HTTP    HTTP     `yaml:"http"`
 	// Recordings of obscured video; an empty dir records nothing.
-	Recordings record.Config `yaml:"recordings"`
+	Recordings recordconf.Config `yaml:"recordings"`
 	// Blur is the obscuring policy, the same for every camera.
-	Blur     blur.Config   `yaml:"blur"`
-	Detector detect.Config `yaml:"detector"`
+	Blur     blur.Config       `yaml:"blur"`
+	Detector detectconf.Config `yaml:"detector"`
 	// Kafka carries count events; without brokers they go to stdout.
 	Kafka kafkaconf.Config `yaml:"kafka"`
 	// SpoolDir holds count events Kafka has not acknowledged. It defaults

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/veilproject/veil/pipeline/console"
-	"github.com/veilproject/veil/pipeline/output/record"
+	"github.com/veilproject/veil/pipeline/output/record/recordconf"
 )
 
 // TestTestdata loads every testdata/*.good.yml (must load) and *.bad.yml
@@ -87,11 +87,11 @@ func TestSetRecordingsDirMovesWhatWasUnderIt(t *testing.T) {
 		before                  Config
 		spool, tlsDir, auditDir string
 	}{
-		{"derived from the old dir", Config{Recordings: record.Config{Dir: "veil-demo"}},
+		{"derived from the old dir", Config{Recordings: recordconf.Config{Dir: "veil-demo"}},
 			"/data/spool", "/data/tls", "/data-audit"},
 		{"derived with no dir", Config{},
 			"/data/spool", "/data/tls", "/data-audit"},
-		{"configured on their own", Config{Recordings: record.Config{Dir: "veil-demo"}, SpoolDir: "/q", HTTP: HTTP{TLS: TLSFiles{Dir: "/k"}}, Console: console.Config{Audit: console.AuditConfig{Dir: "/a"}}},
+		{"configured on their own", Config{Recordings: recordconf.Config{Dir: "veil-demo"}, SpoolDir: "/q", HTTP: HTTP{TLS: TLSFiles{Dir: "/k"}}, Console: console.Config{Audit: console.AuditConfig{Dir: "/a"}}},
 			"/q", "/k", "/a"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

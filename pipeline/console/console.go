@@ -16,10 +16,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/veilproject/veil/pipeline/counts/footfall"
+	"github.com/veilproject/veil/footfall"
 	"github.com/veilproject/veil/pipeline/output/live"
-	"github.com/veilproject/veil/pipeline/output/record"
-	"github.com/veilproject/veil/pipeline/rtcconf"
+	"github.com/veilproject/veil/pipeline/output/record/recordconf"
+	"github.com/veilproject/veil/rtcconf"
 )
 
 //go:embed assets
@@ -296,7 +296,7 @@ type segment struct {
 	Size  int64
 }
 
-var segmentName = record.SegmentName
+var segmentName = recordconf.SegmentName
 
 // segments lists camera's recordings of day (local time), oldest first.
 func segments(dir string, day time.Time) []segment {

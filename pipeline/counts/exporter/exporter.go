@@ -28,7 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
-	"github.com/veilproject/veil/pipeline/counts/footfall"
+	"github.com/veilproject/veil/footfall"
 	"github.com/veilproject/veil/pipeline/counts/kafkaconf"
 )
 

@@ -3,6 +3,7 @@ package exporter
 import (
 	"bufio"
 	"context"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -16,10 +17,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/veilproject/veil/pipeline/counts/footfall"
+	"github.com/veilproject/veil/footfall"
 	"github.com/veilproject/veil/pipeline/counts/kafkaconf"
 	"github.com/veilproject/veil/pipeline/counts/publish"
-	"github.com/veilproject/veil/pipeline/queue"
+	"github.com/veilproject/veil/queue"
 
 	"go.uber.org/goleak"
 )
@@ -36,6 +37,19 @@ var broker struct {
 func TestMain(m *testing.M) {
 	if role := os.Getenv("VEIL_TEST_ROLE"); role != "" {
 		os.Exit(runRole(role))
+	}
+	flag.Parse()
+	if testing.Short() {
+		// No broker: the tests that need one skip (needBroker); the
+		// in-process ones (kfake) run.
+		code := m.Run()
+		if code == 0 {
+			if err := goleak.Find(); err != nil {
+				fmt.Fprintln(os.Stderr, "goleak:", err)
+				code = 1
+			}
+		}
+		os.Exit(code)
 	}
 	dir, err := os.MkdirTemp("", "veil-kafka")
 	if err != nil {
@@ -89,7 +103,16 @@ func freePortPair() int {
 	}
 }
 
+// needBroker skips t in -short mode, where no broker is started.
+func needBroker(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs the real Kafka broker (not started in -short mode)")
+	}
+}
+
 func realKafka(t testing.TB, topic string) kafkaconf.Config {
+	needBroker(t)
 	kc := kafkaconf.Config{Brokers: []string{broker.addr}, Topic: topic}
 	if err := kc.EnsureTopic(context.Background(), topic, 3, nil); err != nil {
 		t.Fatal(err)
@@ -161,6 +184,7 @@ func child(t *testing.T, role string, env ...string) (*exec.Cmd, *bufio.Scanner)
 // TestBrokerOutageLosesNothing: the broker is stopped while events keep
 // coming; they wait in the spool and arrive, once each, when it is back.
 func TestBrokerOutageLosesNothing(t *testing.T) {
+	needBroker(t)
 	kc := realKafka(t, "outage")
 	cams := []string{"a", "b", "c"}
 	e, stopExp := startExporter(t, kc, "outage-g")
@@ -207,6 +231,7 @@ func TestBrokerOutageLosesNothing(t *testing.T) {
 // events and is killed (SIGKILL); a new publisher on the same spool sends
 // them when the broker is back.
 func TestPublisherKilledWithSpoolResumes(t *testing.T) {
+	needBroker(t)
 	kc := realKafka(t, "crash")
 	spoolDir := t.TempDir()
 	if err := brokerCmd("stop"); err != nil {
@@ -233,6 +258,7 @@ func TestPublisherKilledWithSpoolResumes(t *testing.T) {
 // applying; a new one resumes from the saved state and ends with exact
 // totals.
 func TestExporterKilledMidStreamCountsOnce(t *testing.T) {
+	needBroker(t)
 	kc := realKafka(t, "expcrash")
 	cams := []string{"x", "y"}
 	cmd, sc := child(t, "exporter", "VEIL_TEST_TOPIC=expcrash", "VEIL_TEST_GROUP=expcrash-g")
@@ -257,6 +283,7 @@ func TestExporterKilledMidStreamCountsOnce(t *testing.T) {
 // and the first leaves; the partitions move with their saved state and
 // every event counts once across the group.
 func TestRebalanceTwoExporters(t *testing.T) {
+	needBroker(t)
 	kc := realKafka(t, "rebalance")
 	cams := []string{"r1", "r2", "r3", "r4", "r5", "r6"}
 	e1, stop1 := startExporter(t, kc, "rebalance-g")
@@ -293,6 +320,7 @@ func TestRebalanceTwoExporters(t *testing.T) {
 // written by an independent client (kcat), are counted and skipped; the
 // good events around them count exactly.
 func TestBadInputIsCountedAndSkipped(t *testing.T) {
+	needBroker(t)
 	kc := realKafka(t, "badinput")
 	publishAll(t, kc, t.TempDir(), events([]string{"good"}, 10, 1))
 	bad := "not json at all\n{\"schema\":\"veil.footfall.v9\",\"camera\":\"good\"}\n{\"schema\":\"veil.footfall.v1\",\"camera\":\"bad id!\"}\n"
@@ -361,6 +389,7 @@ func metricByName(t testing.TB, reg *prometheus.Registry, name string) prometheu
 // no partition) picks the partitions up when the topic is created, and
 // applies every event.
 func TestExporterStartedBeforeTheTopicConsumes(t *testing.T) {
+	needBroker(t)
 	kc := kafkaconf.Config{Brokers: []string{broker.addr}, Topic: "coldstart"}
 	e, stop := startExporter(t, kc, "coldstart-g")
 	defer stop()

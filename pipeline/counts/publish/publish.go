@@ -17,10 +17,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
-	"github.com/veilproject/veil/pipeline/counts/footfall"
+	"github.com/veilproject/veil/footfall"
 	"github.com/veilproject/veil/pipeline/counts/kafkaconf"
 	"github.com/veilproject/veil/pipeline/counts/spool"
-	"github.com/veilproject/veil/pipeline/queue"
+	"github.com/veilproject/veil/queue"
 )
 
 // Config is the publisher's.

@@ -13,7 +13,7 @@ import (
 
 	"github.com/veilproject/veil/blur"
 	"github.com/veilproject/veil/blur/blurtest"
-	"github.com/veilproject/veil/pipeline/frame"
+	"github.com/veilproject/veil/frame"
 )
 
 // realFrames decodes n frames of vtest.avi at 1280x720, 15 fps, and passes

@@ -24,8 +24,8 @@ import (
 
 	"github.com/veilproject/veil/blur"
 	"github.com/veilproject/veil/blur/blurtest"
+	"github.com/veilproject/veil/frame"
 	"github.com/veilproject/veil/ingest/decode"
-	"github.com/veilproject/veil/pipeline/frame"
 	"github.com/veilproject/veil/pipeline/output/encode"
 )
 

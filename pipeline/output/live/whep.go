@@ -16,7 +16,7 @@ import (
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
 
-	"github.com/veilproject/veil/pipeline/rtcconf"
+	"github.com/veilproject/veil/rtcconf"
 )
 
 // Viewer is who watches, as the console's authorization names them.

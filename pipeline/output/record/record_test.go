@@ -16,7 +16,7 @@ import (
 
 	"github.com/veilproject/veil/blur"
 	"github.com/veilproject/veil/blur/blurtest"
-	"github.com/veilproject/veil/pipeline/frame"
+	"github.com/veilproject/veil/frame"
 	"github.com/veilproject/veil/pipeline/output/encode"
 	"go.uber.org/goleak"
 )

@@ -14,7 +14,7 @@ import (
 
 	"github.com/veilproject/veil/blur"
 	"github.com/veilproject/veil/blur/blurtest"
-	"github.com/veilproject/veil/pipeline/frame"
+	"github.com/veilproject/veil/frame"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
