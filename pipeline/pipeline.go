@@ -7,10 +7,11 @@
 //	                                                          └─▶ [queue] ─▶ counter ─┐
 //	counts: counter ─footfall.Event─▶ [events, Block] ─▶ stdout / publish ─▶ spool ─▶ Kafka ─▶ exporter ─▶ /metrics
 //
-// pipeline/frame and pipeline/queue are the base types of the video flow;
-// pipeline/output holds the writers of obscured video; pipeline/counts
-// holds the count events and everything that carries them (footfall,
-// spool, publish, exporter, kafkaconf); pipeline/config is veil.yaml.
+// The base types sit at the top of the module, below every stage: frame
+// and queue for the video flow, footfall for the count event, rtcconf for
+// WebRTC. pipeline/output holds the writers of obscured video;
+// pipeline/counts everything that carries count events (spool, publish,
+// exporter, kafkaconf); pipeline/config is veil.yaml.
 // Camera assembles one camera and Service a whole veil run; cmd/veil only
 // parses flags, builds a config and wires these.
 package pipeline
