@@ -11,6 +11,13 @@ import (
 	"github.com/veilproject/veil/blur"
 )
 
+// CenterFace's tensors, by the names its ONNX graph gives them: the input,
+// then the heatmap, the box scales and the box offsets. Every runtime
+// reads them from here.
+const centerFaceInput = "input.1"
+
+var centerFaceOutputs = [3]string{"537", "538", "539"}
+
 // CenterFace runs the CenterFace CNN (Xu et al. 2019; WIDER FACE AP
 // easy/medium/hard 92/91/78) through OpenCV's DNN module. The network is
 // fully convolutional, so it takes any input whose sides are multiples of 32.
@@ -33,7 +40,7 @@ type CenterFace struct {
 // NewCenterFace loads the ONNX model (its bytes, checked by ReadModel);
 // scale resizes frames before inference (see Config.Scale).
 func NewCenterFace(model []byte, threshold float32, scale float64) (*CenterFace, error) {
-	c := &CenterFace{model: model, threshold: threshold, scale: scale, outs: []string{"537", "538", "539"}}
+	c := &CenterFace{model: model, threshold: threshold, scale: scale, outs: centerFaceOutputs[:]}
 	if err := c.load(); err != nil {
 		return nil, fmt.Errorf("face model: %w", err)
 	}

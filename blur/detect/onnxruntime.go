@@ -156,7 +156,7 @@ func NewORTCenterFace(libDir string, model []byte, threshold float32, scale floa
 	if err := opts.AddSessionConfigEntry("session.intra_op.allow_spinning", "0"); err != nil {
 		return nil, fmt.Errorf("onnxruntime: %w", err)
 	}
-	sess, err := ort.NewDynamicAdvancedSessionWithONNXData(m, []string{"input.1"}, []string{"537", "538", "539"}, opts)
+	sess, err := ort.NewDynamicAdvancedSessionWithONNXData(m, []string{centerFaceInput}, centerFaceOutputs[:], opts)
 	if err != nil {
 		return nil, fmt.Errorf("onnxruntime: face model: %w", err)
 	}

@@ -699,7 +699,7 @@ func decodeCenterFace(l *ovLane, req unsafe.Pointer, n *ovNet, img blur.Image) (
 		name string
 		buf  []float32
 		ch   int
-	}{{"537", heat, 1}, {"538", scale, 2}, {"539", offset, 2}} {
+	}{{centerFaceOutputs[0], heat, 1}, {centerFaceOutputs[1], scale, 2}, {centerFaceOutputs[2], offset, 2}} {
 		dims, err := l.output(req, o.name, o.buf)
 		if err != nil {
 			return nil, err
