@@ -400,38 +400,22 @@ func (e *Exporter) stateKey(p int) []byte {
 	return []byte(e.cfg.Kafka.Topic + "/" + strconv.Itoa(p))
 }
 
-// partition owns one partition for one generation.
+// partition owns one partition for one generation: it loads the
+// partition's saved state, then applies batches of events until the
+// generation ends.
 func (e *Exporter) partition(gctx context.Context, gen *kafka.Generation, pa kafka.PartitionAssignment) {
 	p := pa.ID
 	log := e.log.With("partition", p)
-	var st *partState
-	for st == nil {
-		var err error
-		st, err = e.loadState(gctx, p)
-		if err != nil {
-			if gctx.Err() != nil {
-				return
-			}
-			e.errs.WithLabelValues("load_state").Inc()
-			log.Warn("loading saved state", "err", err)
-			time.Sleep(time.Second)
-		}
+	st := e.awaitState(gctx, p, log)
+	if st == nil {
+		return // the generation ended first
 	}
 	start := st.Offset
 	if start < 0 {
 		start = pa.Offset // no saved state: the group's offset, or the first
 	}
-	e.mu.Lock()
-	e.owned[p] = st
-	e.partsOwn.Set(float64(len(e.owned)))
-	e.mu.Unlock()
-	defer func() {
-		e.mu.Lock()
-		delete(e.owned, p)
-		e.partsOwn.Set(float64(len(e.owned)))
-		e.mu.Unlock()
-		e.lag.DeleteLabelValues(strconv.Itoa(p))
-	}()
+	e.own(p, st)
+	defer e.disown(p)
 
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: e.cfg.Kafka.Brokers, Topic: e.cfg.Kafka.Topic, Partition: p,
 		Dialer: e.dialer, MinBytes: 1, MaxBytes: 4 << 20, MaxWait: 100 * time.Millisecond})
@@ -448,41 +432,12 @@ func (e *Exporter) partition(gctx context.Context, gen *kafka.Generation, pa kaf
 			if gctx.Err() == nil {
 				e.errs.WithLabelValues("fetch").Inc()
 				log.Warn("fetch", "err", err)
-				time.Sleep(500 * time.Millisecond)
+				sleep(gctx, 500*time.Millisecond)
 			}
 			continue
 		}
-		// Gather what else is there within BatchWait, then save once.
-		work := st.clone()
-		var ends []time.Time
-		e.apply(work, msg, &ends)
-		bctx, cancel := context.WithTimeout(gctx, e.cfg.BatchWait)
-		for n := 1; n < 1000; n++ {
-			m, err := r.FetchMessage(bctx)
-			if err != nil {
-				break
-			}
-			e.apply(work, m, &ends)
-		}
-		cancel()
-		if err := e.saveState(context.WithoutCancel(gctx), p, work); err != nil {
-			// Not saved: nothing of this batch is exported; the next owner
-			// (or this one after a restart) reads it again from the saved
-			// offset.
-			e.errs.WithLabelValues("save_state").Inc()
-			log.Error("saving state: stopping this partition", "err", err)
+		if st = e.batch(gctx, r, p, st, msg, log); st == nil {
 			return
-		}
-		e.mu.Lock()
-		e.owned[p] = work
-		e.mu.Unlock()
-		st = work
-		for _, end := range ends {
-			d := time.Since(end)
-			e.delay.Observe(d.Seconds())
-			if e.onDelay != nil {
-				e.onDelay(d)
-			}
 		}
 		if err := gen.CommitOffsets(map[string]map[int]int64{e.cfg.Kafka.Topic: {p: st.Offset}}); err != nil {
 			// Informational only (lag tools, a fresh state topic): the saved
@@ -490,6 +445,85 @@ func (e *Exporter) partition(gctx context.Context, gen *kafka.Generation, pa kaf
 			e.errs.WithLabelValues("commit").Inc()
 		}
 		lag.Set(float64(max(r.Stats().Lag, 0)))
+	}
+}
+
+// awaitState loads partition p's saved state, retrying until it loads or
+// ctx ends (nil).
+func (e *Exporter) awaitState(ctx context.Context, p int, log *slog.Logger) *partState {
+	for {
+		st, err := e.loadState(ctx, p)
+		if err == nil {
+			return st
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		e.errs.WithLabelValues("load_state").Inc()
+		log.Warn("loading saved state", "err", err)
+		if !sleep(ctx, time.Second) {
+			return nil
+		}
+	}
+}
+
+func (e *Exporter) own(p int, st *partState) {
+	e.mu.Lock()
+	e.owned[p] = st
+	e.partsOwn.Set(float64(len(e.owned)))
+	e.mu.Unlock()
+}
+
+func (e *Exporter) disown(p int) {
+	e.mu.Lock()
+	delete(e.owned, p)
+	e.partsOwn.Set(float64(len(e.owned)))
+	e.mu.Unlock()
+	e.lag.DeleteLabelValues(strconv.Itoa(p))
+}
+
+// batch applies msg and whatever else arrives within BatchWait to a copy
+// of st, saves it, and makes it the partition's state; nil if it could not
+// be saved (the partition stops, and its next owner reads the batch again
+// from the saved offset).
+func (e *Exporter) batch(gctx context.Context, r *kafka.Reader, p int, st *partState, msg kafka.Message, log *slog.Logger) *partState {
+	work := st.clone()
+	var ends []time.Time
+	e.apply(work, msg, &ends)
+	bctx, cancel := context.WithTimeout(gctx, e.cfg.BatchWait)
+	for n := 1; n < 1000; n++ {
+		m, err := r.FetchMessage(bctx)
+		if err != nil {
+			break
+		}
+		e.apply(work, m, &ends)
+	}
+	cancel()
+	if err := e.saveState(context.WithoutCancel(gctx), p, work); err != nil {
+		e.errs.WithLabelValues("save_state").Inc()
+		log.Error("saving state: stopping this partition", "err", err)
+		return nil
+	}
+	e.own(p, work)
+	for _, end := range ends {
+		d := time.Since(end)
+		e.delay.Observe(d.Seconds())
+		if e.onDelay != nil {
+			e.onDelay(d)
+		}
+	}
+	return work
+}
+
+// sleep waits d or until ctx ends; it says whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
@@ -688,16 +722,31 @@ func (e *Exporter) saveState(ctx context.Context, p int, st *partState) error {
 	return e.state.WriteMessages(ctx, kafka.Message{Key: e.stateKey(p), Value: b})
 }
 
+// stateOffsets are the state topic's first and next offsets, from its
+// leader, found through whichever broker answers.
+func (e *Exporter) stateOffsets(ctx context.Context) (first, last int64, err error) {
+	var errs []error
+	for _, b := range e.cfg.Kafka.Brokers {
+		conn, err := e.dialer.DialLeader(ctx, "tcp", b, e.cfg.StateTopic, 0)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		first, last, err = conn.ReadOffsets()
+		conn.Close()
+		if err == nil {
+			return first, last, nil
+		}
+		errs = append(errs, err)
+	}
+	return 0, 0, fmt.Errorf("state topic %s: %w", e.cfg.StateTopic, errors.Join(errs...))
+}
+
 // loadState reads the state topic to its end and returns the latest saved
 // state for partition p (Offset -1 when there is none).
 func (e *Exporter) loadState(ctx context.Context, p int) (*partState, error) {
 	empty := &partState{Offset: -1, Cameras: map[string]*camState{}}
-	conn, err := e.dialer.DialLeader(ctx, "tcp", e.cfg.Kafka.Brokers[0], e.cfg.StateTopic, 0)
-	if err != nil {
-		return nil, err
-	}
-	first, last, err := conn.ReadOffsets()
-	conn.Close()
+	first, last, err := e.stateOffsets(ctx)
 	if err != nil {
 		return nil, err
 	}
