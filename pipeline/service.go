@@ -171,31 +171,7 @@ func NewService(cfg config.Config, deps ServiceDeps) (_ *Service, err error) {
 	if len(whipCams) > 0 {
 		s.whip = ingest.NewWHIP(whipCams, &ingest.WHIP{IPs: cfg.HTTP.ICEIPs, MaxPixels: cfg.MaxFramePixels, Logger: deps.Logger, Metrics: deps.Metrics.Ingest})
 	}
-	dcfg := cfg.Detector
-	if dcfg.Lanes == 0 {
-		// A lane per camera up to two per core. Inferences on one thread
-		// each waste less than one on every thread, whose threads wait for
-		// each other whenever one is preempted (2 cameras of the busy 720p
-		// clip: 97.9% of frames answered against 89.6-94.7% with one lane).
-		// And more lanes than cores keep the cores busy: each camera's
-		// frames go through one at a time, with motion, cropping and
-		// obscuring between its inferences, and with a lane per core a
-		// tenth of the machine idled while frames were dropped (4
-		// cameras: 97.8%, 99.5% and 98.2% answered with 4 lanes against
-		// 84.1%, 92.8% and 91.8% with 2, alternated). Each lane's networks
-		// cost memory, and once the cores are saturated more lanes buy
-		// little: 8 cameras on 4 lanes answered 32.1% and 31.0% against
-		// 31.0% and 25.1% on 2, for 100 MB more; more than two per core
-		// was not measured. README, Capacity.
-		dcfg.Lanes = min(2*runtime.NumCPU(), max(1, len(cfg.Cameras)))
-	}
-	if s.det, err = detect.New(dcfg, deps.Logger); err != nil {
-		return nil, err
-	}
-	if s.eng, err = engine.New(detect.Lanes(s.det), deps.Metrics.Engine, deps.Logger); err != nil {
-		return nil, err
-	}
-	if s.people, err = addPeople(s.eng, dcfg, len(detect.Lanes(s.det)), cfg.Cameras, peopleShare); err != nil {
+	if err := s.newDetectors(deps); err != nil {
 		return nil, err
 	}
 	for i, cam := range cfg.Cameras {
@@ -209,31 +185,81 @@ func NewService(cfg config.Config, deps ServiceDeps) (_ *Service, err error) {
 	if cfg.Recordings.Dir != "" {
 		s.ret = &record.Retention{Config: cfg.Recordings, Metrics: deps.Metrics.Record, Logger: deps.Logger}
 	}
-	if len(cfg.Kafka.Brokers) > 0 {
-		s.pub, err = publish.New(publish.Config{Kafka: cfg.Kafka, SpoolDir: cfg.SpoolDir}, publish.Deps{Logger: deps.Logger, Registerer: deps.Registry})
-		if err != nil {
+	if err := s.newCountsPath(deps); err != nil {
+		return nil, err
+	}
+	if err := s.newMetricsServer(deps); err != nil {
+		return nil, err
+	}
+	tokens := s.tokenGate()
+	if cfg.ConsoleOn() {
+		if s.con, err = s.newConsole(deps, tokens); err != nil {
 			return nil, err
 		}
 	}
-	if cfg.Exporter.Enabled {
-		s.exp, err = exporter.New(exporter.Config{Kafka: cfg.Kafka, GroupID: cfg.Exporter.GroupID}, exporter.Deps{Logger: deps.Logger, Registerer: deps.Registry})
-		if err != nil {
+	if s.whip != nil || s.con != nil {
+		if err := s.newHTTPServer(); err != nil {
 			return nil, err
 		}
 	}
+	return s, nil
+}
+
+// newDetectors builds the face detector, the shared engine and, if a
+// camera counts with it, the person detector below faces.
+func (s *Service) newDetectors(deps ServiceDeps) (err error) {
+	dcfg := s.cfg.Detector
+	if dcfg.Lanes == 0 {
+		// A lane per camera, up to two per core: an inference on one
+		// thread wastes less than one spread over threads that wait for
+		// each other when one is preempted, and more lanes than cores keep
+		// the cores busy between a camera's inferences. Past saturation
+		// more lanes only cost memory (docs/benchmarks).
+		dcfg.Lanes = min(2*runtime.NumCPU(), max(1, len(s.cfg.Cameras)))
+	}
+	if s.det, err = detect.New(dcfg, deps.Logger); err != nil {
+		return err
+	}
+	if s.eng, err = engine.New(detect.Lanes(s.det), deps.Metrics.Engine, deps.Logger); err != nil {
+		return err
+	}
+	s.people, err = addPeople(s.eng, dcfg, len(detect.Lanes(s.det)), s.cfg.Cameras, peopleShare)
+	return err
+}
+
+// newCountsPath builds the Kafka publisher and the in-process exporter,
+// where configured.
+func (s *Service) newCountsPath(deps ServiceDeps) (err error) {
+	if len(s.cfg.Kafka.Brokers) > 0 {
+		if s.pub, err = publish.New(publish.Config{Kafka: s.cfg.Kafka, SpoolDir: s.cfg.SpoolDir}, publish.Deps{Logger: deps.Logger, Registerer: deps.Registry}); err != nil {
+			return err
+		}
+	}
+	if s.cfg.Exporter.Enabled {
+		s.exp, err = exporter.New(exporter.Config{Kafka: s.cfg.Kafka, GroupID: s.cfg.Exporter.GroupID}, exporter.Deps{Logger: deps.Logger, Registerer: deps.Registry})
+	}
+	return err
+}
+
+// newMetricsServer binds metrics.listen: /metrics, the status page and
+// /api/status, behind the bearer token and TLS when configured.
+func (s *Service) newMetricsServer(deps ServiceDeps) (err error) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(deps.Registry, promhttp.HandlerOpts{Registry: deps.Registry}))
 	mux.Handle("/", statusHandler(deps.Registry))
-	if s.ends.Metrics, err = s.listen("metrics.listen", cfg.Metrics.Listen, requireBearer(cfg.Metrics.BearerToken, mux)); err != nil {
-		return nil, err
+	if s.ends.Metrics, err = s.listen("metrics.listen", s.cfg.Metrics.Listen, requireBearer(s.cfg.Metrics.BearerToken, mux)); err != nil {
+		return err
 	}
-	if mt := cfg.Metrics.TLS; mt.Cert != "" {
-		if s.servers[len(s.servers)-1].tls, err = newCertReloader("metrics.tls", mt.Cert, mt.Key, s.log.With("component", "metrics")); err != nil {
-			return nil, err
-		}
+	if mt := s.cfg.Metrics.TLS; mt.Cert != "" {
+		s.servers[len(s.servers)-1].tls, err = newCertReloader("metrics.tls", mt.Cert, mt.Key, s.log.With("component", "metrics"))
 	}
-	// Wrong bearer tokens (WHIP, view tokens) are throttled per address
-	// and audited when the console keeps an audit log, logged otherwise.
+	return err
+}
+
+// tokenGate throttles wrong bearer tokens (WHIP, view tokens) per
+// address; they are audited when the console keeps an audit log, logged
+// otherwise. WHIP's replaced publishers are audited too.
+func (s *Service) tokenGate() *rtcconf.Gate {
 	tokens := &rtcconf.Gate{Refused: func(kind, camera, from string, blocked bool) {
 		s.log.Warn("wrong bearer token", "component", kind, "camera", camera, "from", from, "blocked", blocked)
 		if s.con != nil {
@@ -241,64 +267,66 @@ func NewService(cfg config.Config, deps ServiceDeps) (_ *Service, err error) {
 		}
 	}}
 	if s.whip != nil {
-		s.whip.Tokens, s.whip.AllowOrigins = tokens, cfg.HTTP.WHIPOrigins
+		s.whip.Tokens, s.whip.AllowOrigins = tokens, s.cfg.HTTP.WHIPOrigins
 		s.whip.Replaced = func(camera, from string) {
 			if s.con != nil {
 				s.con.PublisherReplaced(camera, from)
 			}
 		}
 	}
-	if cfg.ConsoleOn() {
-		var cams []console.Camera
-		for _, cam := range cfg.Cameras {
-			c := console.Camera{ID: cam.ID, ViewToken: cam.ViewToken}
-			if cfg.Recordings.Dir != "" {
-				c.Recordings = filepath.Join(cfg.Recordings.Dir, cam.ID)
-			}
-			cams = append(cams, c)
-		}
-		keep := time.Duration(0)
+	return tokens
+}
+
+// newConsole builds the console for the configured cameras.
+func (s *Service) newConsole(deps ServiceDeps, tokens *rtcconf.Gate) (*console.Console, error) {
+	cfg := s.cfg
+	var cams []console.Camera
+	counting := false
+	for _, cam := range cfg.Cameras {
+		c := console.Camera{ID: cam.ID, ViewToken: cam.ViewToken}
 		if cfg.Recordings.Dir != "" {
-			keep = cfg.Recordings.Keep
+			c.Recordings = filepath.Join(cfg.Recordings.Dir, cam.ID)
 		}
-		counting := false
-		for _, cam := range cfg.Cameras {
-			counting = counting || cam.Counted()
-		}
-		if s.con, err = console.New(cfg.Console, console.Deps{Cameras: cams, Streams: s.streams, Keep: keep, TLS: cfg.HTTP.TLS.On(), Tokens: tokens,
-			Counting: counting, CountsExported: len(cfg.Kafka.Brokers) > 0,
-			ConfigDigest: cfg.Digest, ICEIPs: cfg.HTTP.ICEIPs, IncludeLoopback: deps.IncludeLoopback, Logger: deps.Logger,
-			Registerer: deps.Registry, Metrics: deps.Metrics.Live}); err != nil {
-			return nil, err
-		}
+		cams = append(cams, c)
+		counting = counting || cam.Counted()
 	}
-	if s.whip != nil || s.con != nil {
-		wmux := http.NewServeMux()
-		if s.whip != nil {
-			wmux.Handle("/whip/", s.whip)
-		}
-		if s.con != nil {
-			wmux.Handle("/", s.con.Handler())
-		}
-		if s.ends.WHIP, err = s.listen("http.listen", cfg.HTTP.Listen, wmux); err != nil {
-			return nil, err
-		}
-		s.servers[len(s.servers)-1].stopOnShutdown = true
-		files := cfg.HTTP.TLS
-		if files.SelfSigned {
-			var fp string
-			if files.Cert, files.Key, fp, err = console.SelfSigned(files.Dir, console.Hosts(cfg.HTTP.Listen)); err != nil {
-				return nil, err
-			}
-			s.log.Info("console certificate is self-signed: check the browser's warning against its fingerprint", "sha256", fp, "cert", files.Cert)
-		}
-		if files.Cert != "" {
-			if s.servers[len(s.servers)-1].tls, err = newCertReloader("http.tls", files.Cert, files.Key, s.log.With("component", "http")); err != nil {
-				return nil, err
-			}
-		}
+	keep := time.Duration(0)
+	if cfg.Recordings.Dir != "" {
+		keep = cfg.Recordings.Keep
 	}
-	return s, nil
+	return console.New(cfg.Console, console.Deps{Cameras: cams, Streams: s.streams, Keep: keep, TLS: cfg.HTTP.TLS.On(), Tokens: tokens,
+		Counting: counting, CountsExported: len(cfg.Kafka.Brokers) > 0,
+		ConfigDigest: cfg.Digest, ICEIPs: cfg.HTTP.ICEIPs, IncludeLoopback: deps.IncludeLoopback, Logger: deps.Logger,
+		Registerer: deps.Registry, Metrics: deps.Metrics.Live})
+}
+
+// newHTTPServer binds http.listen for WHIP and the console, over TLS when
+// configured (a self-signed certificate made and kept if asked).
+func (s *Service) newHTTPServer() (err error) {
+	wmux := http.NewServeMux()
+	if s.whip != nil {
+		wmux.Handle("/whip/", s.whip)
+	}
+	if s.con != nil {
+		wmux.Handle("/", s.con.Handler())
+	}
+	if s.ends.WHIP, err = s.listen("http.listen", s.cfg.HTTP.Listen, wmux); err != nil {
+		return err
+	}
+	srv := s.servers[len(s.servers)-1]
+	srv.stopOnShutdown = true
+	files := s.cfg.HTTP.TLS
+	if files.SelfSigned {
+		var fp string
+		if files.Cert, files.Key, fp, err = console.SelfSigned(files.Dir, console.Hosts(s.cfg.HTTP.Listen)); err != nil {
+			return err
+		}
+		s.log.Info("console certificate is self-signed: check the browser's warning against its fingerprint", "sha256", fp, "cert", files.Cert)
+	}
+	if files.Cert != "" {
+		srv.tls, err = newCertReloader("http.tls", files.Cert, files.Key, s.log.With("component", "http"))
+	}
+	return err
 }
 
 // newCamera builds one camera: its source, detector and recorder.
