@@ -1,4 +1,5 @@
-# veil on Debian 12, with OpenCV 4.6 from Debian (gocv v0.32.0 pins to it).
+# veil on Debian 12, with OpenCV 4.6 from Debian (blur/detect/opencv.cpp links
+# only its dnn, objdetect, imgproc and core modules).
 FROM golang:1.26-bookworm AS build
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends libopencv-dev pkg-config \
       libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavdevice-dev libavfilter-dev libswresample-dev libyuv-dev \
@@ -11,7 +12,7 @@ RUN go build -o /out/veil ./cmd/veil
 
 FROM debian:bookworm-slim
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends \
-      libopencv-dnn406 libopencv-objdetect406 libopencv-imgcodecs406 libopencv-videoio406 libyuv0 \
+      libopencv-dnn406 libopencv-objdetect406 libyuv0 \
       opencv-data opencv-doc ffmpeg python3-pip python3-venv curl ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 COPY scripts/fetch-models.sh scripts/quantize-model.sh scripts/fetch-person-model.sh scripts/fetch-runtimes.sh /usr/local/share/veil/

