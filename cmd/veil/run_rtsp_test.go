@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -107,6 +108,13 @@ recordings: {dir: ` + filepath.Join(dir, "rec") + `, segment: 2s, keep: 1h}
 			// busy machine slows: ingest's unit test checks the measuring.
 			if !regexp.MustCompile(`veil_camera_stream_info\{camera="lobby",codec="` + regexp.QuoteMeta(tc.codec) + `",fps="\d*",height="576",width="768"\} 1`).MatchString(body) {
 				t.Errorf("/metrics lacks the stream's info")
+			}
+			// Every veil_ series a real scrape holds is in docs/metrics.md.
+			doc, _ := os.ReadFile("../../docs/metrics.md")
+			for _, m := range regexp.MustCompile(`(?m)^(veil_[a-z0-9_]+?)(_bucket|_sum|_count)?[{ ]`).FindAllStringSubmatch(body, -1) {
+				if !strings.Contains(string(doc), "`"+m[1]) {
+					t.Errorf("docs/metrics.md does not list %s, which /metrics serves", m[1])
+				}
 			}
 			status := scrape(strings.TrimSuffix(murl, "/metrics") + "/api/status")
 			if !strings.Contains(status, `"codec":"`+tc.codec+`","width":768,"height":576`) {
