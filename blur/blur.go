@@ -264,9 +264,10 @@ type request struct {
 	res    chan result
 	// A whole-frame search reads the frame's own pixels, lent, not a
 	// copy: copying 2.7 MB at 720p for every sweep (and, in a file job,
-	// every frame) cost a frame-sized buffer per search in flight, 19 MB
-	// at eight cameras. The worker and the frame's Finish agree on who
-	// owns the pixels after (lent, then done or abandoned; takeBack).
+	// every frame) cost a frame-sized buffer per search in flight
+	// (measured: docs/benchmarks/figures-from-code-comments.md). The
+	// worker and the frame's Finish agree on who owns the pixels after
+	// (lent, then done or abandoned; takeBack).
 	lent atomic.Int32
 }
 

@@ -30,9 +30,10 @@ type Frame struct {
 // which calls Done once, when it will not read f again. After the last
 // Done, f holds no pixels and its buffer goes back to the decoders
 // (frame.Recycle): without it every delivered frame was garbage, 2.7 MB
-// at 720p, 130 MB a second at eight cameras, and the collector let it pile
-// up as heap between cycles. A frame never shared is left to the
-// collector, and Done on it does nothing.
+// at 720p, and with many cameras the collector let it pile up as heap
+// between cycles (measured:
+// docs/benchmarks/figures-from-code-comments.md). A frame never shared is
+// left to the collector, and Done on it does nothing.
 func (f *Frame) Share(n int) { f.refs.Store(int32(n)) }
 
 // Done tells f that one of the holders it was shared with (Share) will

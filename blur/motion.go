@@ -17,10 +17,11 @@ import (
 // A running average of past frames (as Frigate keeps) was used first: it
 // reported where the picture differed from its recent past, so a walking
 // person left a trail of "motion" where they had been for a second or
-// more, already searched; on a busy street the regions searched were 40%
-// larger than those of what changed since the last search, and a slow
-// drift (a face turning by a few grey levels a frame) never differed
-// enough from an average that followed it.
+// more, already searched; on a busy street the regions searched were
+// larger than those of what changed since the last search (measured:
+// docs/benchmarks/figures-from-code-comments.md), and a slow drift (a
+// face turning by a few grey levels a frame) never differed enough from
+// an average that followed it.
 type motion struct {
 	sw, sh, w, h int
 	grey, ref    []float32

@@ -8,12 +8,13 @@ import (
 	"time"
 )
 
-// Crop sides the detector runs on in regions mode: a few fixed squares, so
-// that a runtime that compiles its network per input size (OpenVINO) keeps
-// a handful of networks instead of one per region. Small sides matter: a
-// walking person's region at 720p fits 160 or 224 px, and a 160-px crop
-// costs a sixth of a 384-px one (with 160 and 224 added, one 720p15 camera
-// of vtest went from 97% to 99.8% of frames answered).
+// Crop sides the detector runs on in regions mode: a few fixed squares,
+// so that a runtime that compiles its network per input size (OpenVINO)
+// keeps a handful of networks instead of one per region. Small sides
+// matter: a walking person's region at 720p fits 160 or 224 px, and a
+// 160-px crop costs a sixth of a 384-px one (with 160 and 224 added, one
+// 720p15 camera of vtest answered more of its frames; measured:
+// docs/benchmarks/figures-from-code-comments.md).
 var cropSides = []int{160, 224, 320, 448, 640}
 
 // CropSizes is the picture sizes region search hands the detector besides
@@ -28,11 +29,12 @@ func CropSizes() []image.Point {
 }
 
 // A region search whose crops would add up to more pixels than the frame
-// is done as one full-frame search instead. A crop costs no more per pixel
-// than a whole 720p frame (50-63 against 60-68 ns a pixel on one thread),
-// so below that the crops are cheaper. At 0.6, as first set, more frames
-// went whole: 1.5% more pixels searched on the clip with every frame
-// searched, 2% with every other one (as when frames are dropped).
+// is done as one full-frame search instead. A crop costs no more per
+// pixel than a whole 720p frame, so below that the crops are cheaper. At
+// 0.6, as first set, more frames went whole and more pixels were searched
+// in all, whether every frame was searched or every other one (as when
+// frames are dropped; measured:
+// docs/benchmarks/figures-from-code-comments.md).
 const maxRegionShare = 1.0
 
 // search finds the faces of the frame at now: on the whole frame, or, in
@@ -124,9 +126,10 @@ func (s *Stage) searchCrops(ctx context.Context, img Image, crops []image.Rectan
 // a sweep is due in every slot that has not had one, so sweeps are never
 // further apart than the interval. Cameras started together (as veil run
 // starts them) would otherwise sweep in the same frame interval every
-// second: a whole-frame search per camera at once (33-50 ms each at 720p)
-// on the shared engine, a burst that dropped frames while the cores still
-// had time to spare.
+// second: a whole-frame search per camera at once on the shared engine, a
+// burst that dropped frames while the cores still had time to spare (what
+// a 720p whole-frame search took:
+// docs/benchmarks/figures-from-code-comments.md).
 func (s *Stage) sweepDue(now time.Duration) bool {
 	if now < s.sweep {
 		return true // the stream's clock went back
@@ -157,14 +160,12 @@ func (s *Stage) plan(motion []image.Rectangle, w, h int, now time.Duration) (cro
 	frame := image.Rect(0, 0, w, h)
 	var regions []image.Rectangle
 	for _, b := range motion {
-		// The motion mask is coarse (8 px cells at 1280 wide) and a moving
-		// body's face can be at its edge: widen by a cell and a sixteenth
-		// of its size. An eighth and 16 px searched 30% more pixels on a
-		// busy 720p street for about the same faces: at a 0.5 threshold
-		// 630 and 626 of the 650 a full-frame search found on the same
-		// 900 frames (the misses of both scored 0.50-0.65, which a crop
-		// and a whole frame put either side of the threshold); at the
-		// default 0.2, all 650.
+		// The motion mask is coarse (8 px cells at 1280 wide) and a
+		// moving body's face can be at its edge: widen by a cell and a
+		// sixteenth of its size. An eighth and 16 px searched more pixels
+		// on a busy 720p street for about the same faces: at the default
+		// threshold both found every face a full-frame search found
+		// (measured: docs/benchmarks/figures-from-code-comments.md).
 		m := max(b.Dx(), b.Dy())/16 + 8
 		regions = append(regions, b.Inset(-m))
 	}
@@ -199,7 +200,7 @@ const tileOverlap = 96
 // crops cover r with the least area in all, as one square that holds it
 // or as a grid of squares overlapping by tileOverlap. A long region is
 // cheaper in several small squares than in one large one (a 700x300
-// region: three 320-px squares are 37% of the pixels of two 640-px ones,
+// region: three 320-px squares hold 3/8 of the pixels of two 640-px ones,
 // the largest-square tiling this replaced). An empty crop means the frame
 // is smaller than every square.
 func cover(r, frame image.Rectangle) []image.Rectangle {
@@ -259,7 +260,8 @@ func merge(rs []image.Rectangle) []image.Rectangle {
 }
 
 // callPixels is what one detector call costs beyond its pixels, in
-// pixels: about 0.25 ms on one thread, at 50-60 ns a pixel.
+// pixels: a call's own time on one thread divided by the time a pixel
+// takes (measured: docs/benchmarks/figures-from-code-comments.md).
 const callPixels = 5000
 
 // coverCost is what searching r costs, in pixels (callPixels a call).

@@ -44,11 +44,11 @@ func NewRaw(meta Meta, width, height int) *Raw {
 // Reuse returns a frame of the given size whose pixels are those of some
 // earlier frame that was Released, or black: for a decoder that writes
 // every byte. A live camera that is behind drops most of what it decodes
-// (at eight 720p15 cameras on two cores, three frames of four); those
+// (measured: docs/benchmarks/figures-from-code-comments.md); those
 // frames' buffers come back here instead of to the garbage collector,
-// which had let 2.7 MB a frame pile up as heap between collections. A
-// pooled buffer still holds raw pixels, so it is only ever handed out
-// inside a Raw: raw pixels stay with blur's input.
+// which had let them (2.7 MB a frame at 720p) pile up as heap between
+// collections. A pooled buffer still holds raw pixels, so it is only ever
+// handed out inside a Raw: raw pixels stay with blur's input.
 func Reuse(meta Meta, width, height int) *Raw {
 	return &Raw{Meta: meta, Width: width, Height: height, Pix: Bytes(width * height * 3)}
 }

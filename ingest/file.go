@@ -144,6 +144,15 @@ func parseRate(r string) (float64, bool) {
 // with an ffmpeg child process that writes raw BGR24 to a pipe, so no
 // decoded picture ever touches the disk.
 type File struct {
+	cfg  FileConfig
+	deps FileDeps
+
+	info    VideoInfo
+	decoded atomic.Int64
+}
+
+// FileConfig is what a file source plays, and how.
+type FileConfig struct {
 	// Path is the file to read.
 	Path string
 	// Camera labels the frames.
@@ -154,35 +163,36 @@ type File struct {
 	// Loop replays the file from the start at its end, forever, as one
 	// continuous source.
 	Loop bool
+	// MaxPixels refuses a video of larger pictures; 0 is
+	// decode.DefaultMaxPixels (4096x2160).
+	MaxPixels int
+}
+
+// FileDeps are a file source's collaborators.
+type FileDeps struct {
 	// Metrics, if set, count decoded frames and mark the camera up while
 	// the file plays, as for live cameras.
 	Metrics *Metrics
 	// Logger defaults to discarding.
 	Logger *slog.Logger
-	// MaxPixels refuses a video of larger pictures; 0 is
-	// decode.DefaultMaxPixels (4096x2160).
-	MaxPixels int
-
-	info    VideoInfo
-	decoded atomic.Int64
 }
 
 // Decoded is the number of frames decoded so far.
 func (f *File) Decoded() int64 { return f.decoded.Load() }
 
-// NewFile probes path and returns a source for it.
-func NewFile(ctx context.Context, path, camera string, log *slog.Logger) (*File, error) {
-	if KindOf(path) != KindVideo {
-		return nil, fmt.Errorf("input %s: unsupported file type (want .mp4, .avi, .mkv, .mov, .m4v or .webm)", path)
+// NewFile probes cfg.Path and returns a source for it.
+func NewFile(ctx context.Context, cfg FileConfig, deps FileDeps) (*File, error) {
+	if KindOf(cfg.Path) != KindVideo {
+		return nil, fmt.Errorf("input %s: unsupported file type (want .mp4, .avi, .mkv, .mov, .m4v or .webm)", cfg.Path)
 	}
-	info, err := Probe(ctx, path)
+	info, err := Probe(ctx, cfg.Path)
 	if err != nil {
 		return nil, err
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &File{Path: path, Camera: camera, Logger: log, info: info}, nil
+	return &File{cfg: cfg, deps: deps, info: info}, nil
 }
 
 // Info is what the probe found.
@@ -192,27 +202,27 @@ func (f *File) Info() VideoInfo { return f.info }
 // of the file and an error naming the file if decoding failed.
 func (f *File) Run(ctx context.Context, out *queue.Queue[*frame.Raw]) error {
 	defer out.Close()
-	if limit := cmp.Or(f.MaxPixels, decode.DefaultMaxPixels); f.info.Width*f.info.Height > limit {
-		return fmt.Errorf("input %s: %dx%d pictures are over the limit of %d pixels", f.Path, f.info.Width, f.info.Height, limit)
+	if limit := cmp.Or(f.cfg.MaxPixels, decode.DefaultMaxPixels); f.info.Width*f.info.Height > limit {
+		return fmt.Errorf("input %s: %dx%d pictures are over the limit of %d pixels", f.cfg.Path, f.info.Width, f.info.Height, limit)
 	}
-	if f.Metrics != nil {
-		up := f.Metrics.Up(f.Camera)
+	if f.deps.Metrics != nil {
+		up := f.deps.Metrics.Up(f.cfg.Camera)
 		up.Set(1)
 		defer up.Set(0)
 		// A file decodes in an ffmpeg process, not in veil's: its decode
 		// time series exists (so that per-camera panels and the capacity
 		// split cover it) and stays at zero.
-		f.Metrics.decodeTime.WithLabelValues(f.Camera)
+		f.deps.Metrics.decodeTime.WithLabelValues(f.cfg.Camera)
 	}
 	start := time.Now()
 	var seq uint64
 	for {
 		n, err := f.pass(ctx, out, &seq, start)
-		if err != nil || !f.Loop {
+		if err != nil || !f.cfg.Loop {
 			return err
 		}
 		if n == 0 {
-			return fmt.Errorf("input %s: no frames decoded", f.Path)
+			return fmt.Errorf("input %s: no frames decoded", f.cfg.Path)
 		}
 	}
 }
@@ -228,7 +238,7 @@ func (f *File) pass(parent context.Context, out *queue.Queue[*frame.Raw], seq *u
 	// swapped the size to match. -fps_mode passthrough keeps every decoded
 	// frame, neither duplicating nor dropping any.
 	cmd := exec.CommandContext(ctx, "ffmpeg", "-nostdin", "-v", "error", "-threads", "1",
-		"-i", f.Path, "-map", "0:v:0", "-an", "-sn", "-dn", "-fps_mode", "passthrough",
+		"-i", f.cfg.Path, "-map", "0:v:0", "-an", "-sn", "-dn", "-fps_mode", "passthrough",
 		"-f", "rawvideo", "-pix_fmt", "bgr24", "pipe:1")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -237,7 +247,7 @@ func (f *File) pass(parent context.Context, out *queue.Queue[*frame.Raw], seq *u
 		return 0, err
 	}
 	if err := cmd.Start(); err != nil {
-		return 0, fmt.Errorf("input %s: starting ffmpeg: %w", f.Path, err)
+		return 0, fmt.Errorf("input %s: starting ffmpeg: %w", f.cfg.Path, err)
 	}
 	size := f.info.Width * f.info.Height * 3
 	r := bufio.NewReaderSize(stdout, size)
@@ -246,17 +256,17 @@ func (f *File) pass(parent context.Context, out *queue.Queue[*frame.Raw], seq *u
 	for {
 		// ReadFull fills every byte or the frame is not used, so a buffer
 		// given back by a frame done with (frame.Reuse) will do.
-		raw := frame.Reuse(frame.Meta{Camera: f.Camera, Seq: *seq}, f.info.Width, f.info.Height)
+		raw := frame.Reuse(frame.Meta{Camera: f.cfg.Camera, Seq: *seq}, f.info.Width, f.info.Height)
 		if _, err := io.ReadFull(r, raw.Pix); err != nil {
 			raw.Release()
 			if !errors.Is(err, io.EOF) {
-				readErr = fmt.Errorf("input %s: truncated frame %d: %w", f.Path, n, err)
+				readErr = fmt.Errorf("input %s: truncated frame %d: %w", f.cfg.Path, n, err)
 			}
 			break
 		}
 		raw.PTS = time.Duration(float64(*seq) / f.info.FPS * float64(time.Second))
 		raw.Captured = time.Now()
-		if f.Realtime {
+		if f.cfg.Realtime {
 			if d := time.Until(start.Add(raw.PTS)); d > 0 {
 				select {
 				case <-time.After(d):
@@ -271,8 +281,8 @@ func (f *File) pass(parent context.Context, out *queue.Queue[*frame.Raw], seq *u
 		*seq++
 		n++
 		f.decoded.Add(1)
-		if f.Metrics != nil {
-			f.Metrics.Decoded(f.Camera).Inc()
+		if f.deps.Metrics != nil {
+			f.deps.Metrics.Decoded(f.cfg.Camera).Inc()
 		}
 	}
 	if readErr != nil {
@@ -287,10 +297,10 @@ func (f *File) pass(parent context.Context, out *queue.Queue[*frame.Raw], seq *u
 		return n, readErr
 	}
 	if waitErr != nil {
-		return n, fmt.Errorf("input %s: decoding failed after %d frames: %s", f.Path, n, firstLine(stderr.String(), waitErr))
+		return n, fmt.Errorf("input %s: decoding failed after %d frames: %s", f.cfg.Path, n, firstLine(stderr.String(), waitErr))
 	}
 	if n == 0 {
-		return 0, fmt.Errorf("input %s: no frames decoded", f.Path)
+		return 0, fmt.Errorf("input %s: no frames decoded", f.cfg.Path)
 	}
 	return n, nil
 }

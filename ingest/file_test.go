@@ -64,12 +64,12 @@ func TestFileDecodesEveryFrame(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := makeVideo(t, tc.name, tc.frames, tc.size, tc.rate)
-			src, err := NewFile(context.Background(), path, "cam", nil)
+			src, err := NewFile(context.Background(), FileConfig{Path: path, Camera: "cam"}, FileDeps{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			m, _ := NewMetrics(prometheus.NewRegistry())
-			src.Metrics = m
+			src.deps.Metrics = m
 			info := src.Info()
 			if got := strconv.Itoa(info.Width) + "x" + strconv.Itoa(info.Height); got != tc.size {
 				t.Errorf("size %s, want %s", got, tc.size)
@@ -121,14 +121,14 @@ func TestFileErrorsNameTheFile(t *testing.T) {
 		{garbage, "garbage.mp4: not a readable video"},
 		{filepath.Join(dir, "notes.txt"), "unsupported file type"},
 	} {
-		_, err := NewFile(context.Background(), tc.path, "cam", nil)
+		_, err := NewFile(context.Background(), FileConfig{Path: tc.path, Camera: "cam"}, FileDeps{})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want %q", tc.path, err, tc.want)
 		}
 	}
 	// A truncated file yields the frames that are there, then ends; it
 	// never hangs or panics.
-	src, err := NewFile(context.Background(), truncated, "cam", nil)
+	src, err := NewFile(context.Background(), FileConfig{Path: truncated, Camera: "cam"}, FileDeps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,11 +140,11 @@ func TestFileErrorsNameTheFile(t *testing.T) {
 
 func TestFileStopsOnCancel(t *testing.T) {
 	path := makeVideo(t, "long.mp4", 200, "320x240", "25")
-	src, err := NewFile(context.Background(), path, "cam", nil)
+	src, err := NewFile(context.Background(), FileConfig{Path: path, Camera: "cam"}, FileDeps{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	src.Realtime = true
+	src.cfg.Realtime = true
 	ctx, cancel := context.WithCancel(context.Background())
 	q := queue.New[*frame.Raw](1, queue.DropOldest, nil)
 	errc := make(chan error, 1)
@@ -223,11 +223,11 @@ func TestDecodeImage(t *testing.T) {
 
 func TestFileLoopsAsOneSource(t *testing.T) {
 	path := makeVideo(t, "loop.mp4", 5, "64x48", "10")
-	src, err := NewFile(context.Background(), path, "cam", nil)
+	src, err := NewFile(context.Background(), FileConfig{Path: path, Camera: "cam"}, FileDeps{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	src.Loop = true
+	src.cfg.Loop = true
 	ctx, cancel := context.WithCancel(context.Background())
 	q := queue.New[*frame.Raw](2, queue.Block, nil)
 	errc := make(chan error, 1)
@@ -259,11 +259,11 @@ func testLog(t *testing.T) *slog.Logger {
 // would take 1.2 GB) is refused from its header.
 func TestPicturesOverTheLimitAreRefused(t *testing.T) {
 	path := makeVideo(t, "big.mp4", 3, "640x480", "10")
-	f, err := NewFile(context.Background(), path, "c", nil)
+	f, err := NewFile(context.Background(), FileConfig{Path: path, Camera: "c"}, FileDeps{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.MaxPixels = 320 * 240
+	f.cfg.MaxPixels = 320 * 240
 	q := queue.New[*frame.Raw](4, queue.Block, nil)
 	if err := f.Run(context.Background(), q); err == nil || !strings.Contains(err.Error(), "big.mp4") || !strings.Contains(err.Error(), "limit") {
 		t.Errorf("video over the limit: %v", err)
@@ -352,7 +352,7 @@ func TestRotationIsAppliedBeforeDetection(t *testing.T) {
 	if out, err := exec.Command("ffmpeg", "-v", "error", "-i", plain, "-c", "copy", "-metadata:s:v:0", "rotate=90", rotated).CombinedOutput(); err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
-	f, err := NewFile(context.Background(), rotated, "c", nil)
+	f, err := NewFile(context.Background(), FileConfig{Path: rotated, Camera: "c"}, FileDeps{})
 	if err != nil {
 		t.Fatal(err)
 	}

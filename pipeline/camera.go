@@ -19,12 +19,14 @@ import (
 )
 
 // Queue sizes. Before blur a live camera keeps at most 2 frames (the
-// newest; older ones are dropped and counted), so what is obscured is never
-// more than two frame intervals behind the camera. After blur each consumer
-// gets 4 frames of slack (about a quarter of a second at 15 fps; a segment
-// change costs the recorder about 50 ms) before a live camera drops its
-// oldest frame for that consumer alone. At 1280x720 a frame is 2.7 MB, so
-// these queues hold at most 22 MB per camera with a recorder and a counter.
+// newest; older ones are dropped and counted), so what is obscured is
+// never more than two frame intervals behind the camera. After blur each
+// consumer gets 4 frames of slack (about a quarter of a second at 15 fps,
+// more than a recorder's segment change takes; measured:
+// docs/benchmarks/figures-from-code-comments.md) before a live camera
+// drops its oldest frame for that consumer alone. At 1280x720 a frame is
+// 2.7 MB, so these queues hold at most ten frames, 27 MB, per camera with
+// a recorder and a counter.
 const (
 	rawQueue      = 2
 	consumerQueue = 4

@@ -89,7 +89,7 @@ func (j FileJob) Run(ctx context.Context, cfg config.Config, log *slog.Logger) (
 		src = &ingest.Image{Path: j.In, Camera: camera}
 		outs = append(outs, &sink.Image{Path: j.Out})
 	} else {
-		f, err := ingest.NewFile(ctx, j.In, camera, log)
+		f, err := ingest.NewFile(ctx, ingest.FileConfig{Path: j.In, Camera: camera}, ingest.FileDeps{Logger: log})
 		if err != nil {
 			return Summary{}, err
 		}

@@ -337,12 +337,12 @@ func (s *Service) newCamera(cam config.Camera, sweepPhase float64, deps ServiceD
 		src = s.whip.Source(cam.ID)
 	case "file":
 		pctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		f, err := ingest.NewFile(pctx, cam.File, cam.ID, deps.Logger)
+		f, err := ingest.NewFile(pctx, ingest.FileConfig{Path: cam.File, Camera: cam.ID, Realtime: !cam.Fast, Loop: !cam.Once, MaxPixels: s.cfg.MaxFramePixels},
+			ingest.FileDeps{Logger: deps.Logger, Metrics: deps.Metrics.Ingest})
 		cancel()
 		if err != nil {
 			return nil, err
 		}
-		f.Realtime, f.Loop, f.Metrics, f.MaxPixels = !cam.Fast, !cam.Once, deps.Metrics.Ingest, s.cfg.MaxFramePixels
 		src = f
 	default:
 		r := &ingest.RTSP{Camera: cam.ID, URL: cam.URL, Transport: cam.Transport, MaxPixels: s.cfg.MaxFramePixels, Logger: deps.Logger, Metrics: deps.Metrics.Ingest}

@@ -18,9 +18,10 @@ const centerFaceInput = "input.1"
 
 var centerFaceOutputs = [3]string{"537", "538", "539"}
 
-// CenterFace runs the CenterFace CNN (Xu et al. 2019; WIDER FACE AP
-// easy/medium/hard 92/91/78) through OpenCV's DNN module. The network is
-// fully convolutional, so it takes any input whose sides are multiples of 32.
+// CenterFace runs the CenterFace CNN (Xu et al. 2019, evaluated there on
+// WIDER FACE; its scores: docs/benchmarks/figures-from-code-comments.md)
+// through OpenCV's DNN module. The network is fully convolutional, so it
+// takes any input whose sides are multiples of 32.
 //
 // OpenCV 4.6 does not re-infer the upsampling layers' shapes when the input
 // size changes: a net first run at one size returns garbage (thousands of

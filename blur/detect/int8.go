@@ -20,15 +20,14 @@ const Int8Model = "centerface-int8.onnx"
 const Int8Recipe = "nncf-3.4.0-vtest128-faceapi12-v2"
 
 // Int8Margin lowers the score threshold when the int8 model runs: its
-// scores are lower than f32's. On the labelled photos and the ~16 px set,
-// the most a face f32 scored at or above 0.2 lost below it was 0.027
-// (high scores lost up to 0.37); on 14 unlabelled pictures (Megamind
-// frames, insightface's sample faces, vtest frames; 28 boxes) a box f32
-// scored 0.224 scored 0.145, 0.055 below the threshold. The margin is
-// half again that: with it int8 finds every face f32 finds on both
-// (TestReducedPrecisionKeepsRecall), for a few more doubtful boxes (at
-// ~16 px 9 against f32's 4, 95.9% of the scene kept against 98.7%; a
-// margin of 0.1 kept 94.0%).
+// scores are lower than f32's. The margin is half again the furthest
+// below the threshold that int8 scored a box f32 scored at or above it,
+// on the labelled photos and the ~16 px set and on 14 unlabelled pictures
+// (Megamind frames, insightface's sample faces, vtest frames): with it
+// int8 finds every face f32 finds on both
+// (TestReducedPrecisionKeepsRecall), for a few more doubtful boxes, and a
+// larger margin would obscure more of the scene (measured:
+// docs/benchmarks/figures-from-code-comments.md).
 const Int8Margin = 0.08
 
 // ReadInt8Model reads the int8 model in dir and checks it against the

@@ -151,8 +151,9 @@ func NewORTCenterFace(libDir string, model []byte, threshold float32, scale floa
 		return nil, fmt.Errorf("onnxruntime: %w", err)
 	}
 	// ONNX Runtime's threads spin between inferences by default: one
-	// 720p15 camera then took 1.69 cores against 0.84 with OpenVINO, and
-	// the spinning took the cores decoding and encoding needed.
+	// 720p15 camera then took far more CPU than with OpenVINO, and the
+	// spinning took the cores decoding and encoding needed (measured:
+	// docs/benchmarks/figures-from-code-comments.md).
 	if err := opts.AddSessionConfigEntry("session.intra_op.allow_spinning", "0"); err != nil {
 		return nil, fmt.Errorf("onnxruntime: %w", err)
 	}
@@ -215,11 +216,12 @@ func (c *ORTCenterFace) Detect(ctx context.Context, img blur.Image) ([]blur.Dete
 	return toFrame(dets, in.X, in.Y, img.Width, img.Height), ctx.Err()
 }
 
-// blob fills the input tensor with img resized to w x h, as RGB floats
-// in planes (NCHW): bilinear with pixel centres aligned, as OpenCV's
-// INTER_LINEAR. Each source row is interpolated across once (rows[2],
-// by source row) and output rows blend two of them: 6.4 against 13.5 ms
-// at 720p blending all four pixels per output pixel.
+// blob fills the input tensor with img resized to w x h, as RGB floats in
+// planes (NCHW): bilinear with pixel centres aligned, as OpenCV's
+// INTER_LINEAR. Each source row is interpolated across once (rows[2], by
+// source row) and output rows blend two of them, which is faster than
+// blending all four pixels per output pixel (measured:
+// docs/benchmarks/figures-from-code-comments.md).
 func (c *ORTCenterFace) blob(img blur.Image, w, h int) {
 	plane := w * h
 	input := c.io.input

@@ -77,13 +77,14 @@ static ov_status veil_ov_read_model(void* core, const char* buf, size_t n, void*
 }
 static void veil_ov_model_free(void* m) { ((void(*)(void*))ov_sym[S_model_free])(m); }
 
-// veil_ov_preprocess builds, from model (input [1,3,h,w], RGB floats),
-// a model whose input is the picture as veil holds it: [1,sh,sw,3] BGR
+// veil_ov_preprocess builds, from model (input [1,3,h,w], RGB floats), a
+// model whose input is the picture as veil holds it: [1,sh,sw,3] BGR
 // bytes. Resizing to h x w (bilinear), converting to floats and swapping
 // to RGB, in that order as OpenCV's blobFromImage does, then run inside
 // the compiled network, on the frame's own bytes: no float copy of the
 // picture is made (11 MB for a 720p sweep, allocated per call). Resizing
-// after the conversion, on floats, cost 8% more at 720p.
+// after the conversion, on floats, cost more (measured:
+// docs/benchmarks/figures-from-code-comments.md).
 static ov_status veil_ov_preprocess(void* model, int64_t h, int64_t w, int64_t sh, int64_t sw, void** out) {
 	void *ppp = NULL, *in = NULL, *ti = NULL, *steps = NULL, *mi = NULL, *nhwc = NULL, *nchw = NULL;
 	ov_status st = ((ov_status(*)(void*, void**))ov_sym[S_ppp_create])(model, &ppp);
@@ -365,8 +366,9 @@ type ovLane struct {
 	// signalling ev (an eventfd, through sig), which the lane waits on in
 	// Go's poller. Waiting inside a native call instead (the synchronous
 	// ov_infer_request_infer) parked a Go thread holding a P for every
-	// inference, and Go's monitor thread then woke every 20 us to take
-	// the P back: 7,900 context switches a second at three cameras.
+	// inference, and Go's monitor thread then kept waking to take the P
+	// back, at a high rate of context switches (measured:
+	// docs/benchmarks/figures-from-code-comments.md).
 	ev  *os.File
 	sig *C.ov_callback_t
 }
@@ -375,10 +377,11 @@ const maxNets = 8
 
 // maxStreamedPixels is the largest input compiled with a stream and a
 // request per lane: region search's common crops (up to 448x448). A
-// larger input (a 640-px crop, a whole frame) is rare, a few per camera
-// a second at most, and its memory is not: with two lanes a 640-px
-// network held 81 MB and a 720p one 124 MB, against 50 and 95 MB with
-// one stream and one request, which the lanes take turns on.
+// larger input (a 640-px crop, a whole frame) is rare, a few per camera a
+// second at most, and its memory is not: with a stream and a request per
+// lane such a network holds more than with one stream and one request,
+// which the lanes take turns on (measured:
+// docs/benchmarks/figures-from-code-comments.md).
 const maxStreamedPixels = 448 * 448
 
 // NewOpenVINOCenterFace loads the runtime from libDir and the model (its
@@ -469,11 +472,12 @@ func (n *ovNet) free() {
 	n.compiled = nil
 }
 
-// acquire returns the network for pictures of size src, compiled on
-// first use, marked busy until release. A network is compiled outside the
-// detector's lock (125-195 ms on this CPU, more on a busy one): with it
-// held, one camera's first crop of a new size stalled every lane, and so
-// every camera, for that long.
+// acquire returns the network for pictures of size src, compiled on first
+// use, marked busy until release. A network is compiled outside the
+// detector's lock, as a compile takes a while, longer on a busy CPU
+// (measured: docs/benchmarks/figures-from-code-comments.md): with the
+// lock held, one camera's first crop of a new size stalled every lane,
+// and so every camera, for that long.
 func (c *OpenVINOCenterFace) acquire(src image.Point) (*ovNet, error) {
 	c.mu.Lock()
 	c.tick++
@@ -528,9 +532,9 @@ func (c *OpenVINOCenterFace) compile(n *ovNet, src image.Point) error {
 	}
 	// A large network has one stream on every thread and one request:
 	// lanes that meet on it take turns. (On one lane's share of the
-	// threads a 720p sweep costs 52-55 ms of CPU against 59-64 on two,
-	// but at eight cameras the lanes then queued for it: 24% of frames
-	// answered against 26-28%.)
+	// threads a 720p sweep costs less CPU than on two, but at eight
+	// cameras the lanes then queued for it and fewer frames were
+	// answered; measured: docs/benchmarks/figures-from-code-comments.md.)
 	in := n.in
 	nstreams, nreqs := len(c.lanes), len(c.lanes)
 	if in.X*in.Y > maxStreamedPixels && !c.largePerLane {
@@ -574,12 +578,13 @@ func (c *OpenVINOCenterFace) compile(n *ovNet, src image.Point) error {
 }
 
 // Prepare compiles, now, the networks for pictures of these sizes, so
-// that the first crop of each size does not wait for its compile. On the
-// 2-core Xeon a compile took 0.5-1 s under load, and one camera's first
-// crop of a new size, often after the capacity benchmark's 10 s of
-// warm-up, dropped about ten frames waiting for it: a single 720p15
-// camera answered 96.9-98.4% of its frames. It stops between sizes when
-// ctx ends.
+// that the first crop of each size does not wait for its compile. Under
+// load a compile is slow, and one camera's first crop of a new size,
+// often after the capacity benchmark's warm-up, dropped frames waiting
+// for it, so that even a single 720p15 camera did not answer all its
+// frames (measured on the 2-core Xeon:
+// docs/benchmarks/figures-from-code-comments.md). It stops between sizes
+// when ctx ends.
 func (c *OpenVINOCenterFace) Prepare(ctx context.Context, sizes []image.Point) error {
 	for _, p := range sizes {
 		if err := ctx.Err(); err != nil {
@@ -601,11 +606,12 @@ func (c *OpenVINOCenterFace) release(n *ovNet) {
 }
 
 // ReducedPrecisionMargin lowers the score threshold when the network runs
-// in bf16 (or f16): their heatmaps differ from f32's by up to about 0.02
-// (measured on the labelled photos and a 720p clip), so a face f32 scores
-// just at the threshold would otherwise be lost. With it, bf16 found every
-// face f32 found on both (226 of 226 on the clip, where bf16 without it
-// found 225): speed is not bought with recall.
+// in bf16 (or f16): their heatmaps differ from f32's by up to about this
+// much (measured on the labelled photos and a 720p clip), so a face f32
+// scores just at the threshold would otherwise be lost. With it, bf16
+// found every face f32 found on both, where without it bf16 missed one on
+// the clip (figures: docs/benchmarks/figures-from-code-comments.md):
+// speed is not bought with recall.
 const ReducedPrecisionMargin = 0.02
 
 // Precision is what the most recently used network runs in ("f32",

@@ -15,20 +15,20 @@ import (
 
 // Precision choice for precision: auto. OpenVINO picks bf16 wherever the
 // CPU has AVX512_BF16, but whether bf16 is faster depends on the chip: on
-// the 2-core AMD EPYC this project was first measured on it was 3.75x
-// faster than f32 at 720p (32 against 120 ms), on a 2-core Intel Xeon
-// without AMX (avx512_bf16 only) it was 20-35% slower (116 against 95 ms
-// at 720p, 30 against 23 at 640x384). The int8 model, where made, was
-// 1.5-2x faster than f32 on that Xeon (VNNI) and hardly faster than bf16
-// on the EPYC. So auto measures: it times each candidate on one picture
-// and keeps a reduced precision only where it is clearly faster than f32.
-// f32 is the reference the recall floors were set with; bf16 and int8
-// keep them with their threshold margins (TestReducedPrecisionKeepsRecall),
-// so any choice keeps recall.
+// the 2-core AMD EPYC this project was first measured on it was much
+// faster than f32, on a 2-core Intel Xeon without AMX (avx512_bf16 only)
+// it was slower. The int8 model, where made, was faster than f32 on that
+// Xeon (VNNI) and hardly faster than bf16 on the EPYC (measured:
+// docs/benchmarks/figures-from-code-comments.md). So auto measures: it
+// times each candidate on one picture and keeps a reduced precision only
+// where it is clearly faster than f32. f32 is the reference the recall
+// floors were set with; bf16 and int8 keep them with their threshold
+// margins (TestReducedPrecisionKeepsRecall), so any choice keeps recall.
 
 // precisionProbe is the picture size timed: between the crops region
-// search mostly runs (160-224 px) and a 720p sweep, whose ratios bracket
-// it on the Xeon above (bf16 0.91x and 0.81x as fast as f32 there).
+// search mostly runs (160-224 px) and a 720p sweep, whose
+// bf16-against-f32 speeds on the Xeon above bracket it (measured:
+// docs/benchmarks/figures-from-code-comments.md).
 var precisionProbe = image.Pt(320, 320)
 
 // precisionRuns is how many timed inferences each candidate gets; the
@@ -159,8 +159,9 @@ func choosePrecision(libDir string, model, int8Model []byte, threads int) (Preci
 		}
 	}
 	// Two warm-up runs each (compiling, then the first inferences of a
-	// process ran 1.5x slow), then turns taken, so that a moment of load
-	// falls on all.
+	// process ran slow; measured:
+	// docs/benchmarks/figures-from-code-comments.md), then turns taken,
+	// so that a moment of load falls on all.
 	for _, c := range cands {
 		for range 2 {
 			if _, err := infer(c.d); err != nil {

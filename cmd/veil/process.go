@@ -24,12 +24,14 @@ func noCoreDumps() error {
 }
 
 // gcPercent is GOGC unless set: picture buffers go round (frame.Recycle),
-// so 100 mostly kept freed memory (8 cameras: 1065-1119 vs 1215-1257 MiB).
+// so 100 mostly kept freed memory (measured at eight cameras:
+// docs/benchmarks/figures-from-code-comments.md).
 const gcPercent = 25
 
-// tuneMemory also caps glibc malloc at 2 arenas unless MALLOC_ARENA_MAX is
-// set: by default every thread calling into x264, libav or OpenVINO keeps
-// one (8 cameras: 1065-1098 against 1215-1220 MiB; README, Capacity).
+// tuneMemory also caps glibc malloc at 2 arenas unless MALLOC_ARENA_MAX
+// is set: by default every thread calling into x264, libav or OpenVINO
+// keeps one, and the process held more memory (measured at eight cameras:
+// docs/benchmarks/figures-from-code-comments.md).
 func tuneMemory(getenv func(string) string) error {
 	if getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)

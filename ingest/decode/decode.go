@@ -136,9 +136,10 @@ func (d *Decoder) Decode(annexB []byte, into func(width, height int) []byte) (ok
 		return false, fmt.Errorf("decode: a buffer of %d bytes for %dx%d BGR", len(buf), w, h)
 	}
 	// 4:2:0 in 8 bits (what H.264 and H.265 Main cameras send) goes
-	// through libyuv: 0.36 against swscale's 0.48 ms a 720p frame, and
-	// without swscale's own frame and the copy out of it. Other formats
-	// (4:2:2 JPEG, 10-bit H.265) keep swscale.
+	// through libyuv, which is faster than swscale (measured:
+	// docs/benchmarks/figures-from-code-comments.md) and needs neither
+	// swscale's own frame nor the copy out of it. Other formats (4:2:2
+	// JPEG, 10-bit H.265) keep swscale.
 	if libyuvFormat(pf) && !d.swscaleOnly {
 		if err := i420ToBGR(d.yuv, buf); err != nil {
 			return false, err

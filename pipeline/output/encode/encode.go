@@ -35,14 +35,11 @@ import (
 var timeBase = astiav.NewRational(1, 90000)
 
 // DefaultPreset is the x264 preset of recordings and live view, chosen by
-// measurement where the encoder competes with the detector for two
-// cores. Per 720p frame of vtest (BenchmarkEncode, 2-core Intel Xeon):
-// ultrafast 8.0 ms and 9.7 kB, superfast 10.0 ms and 7.6 kB, veryfast
-// 12.7 ms and 5.8 kB. Three cameras, alternated runs of the capacity
-// measurement: superfast answered 89.1 and 92.8% of frames, ultrafast
-// 90.3-95.6%, veryfast (the default until then) 76.6 and 79.4%.
-// superfast keeps most of the gain for a third more disk than veryfast
-// (ultrafast: two thirds more).
+// measurement where the encoder competes with the detector for two cores:
+// with three cameras, superfast answered far more frames than veryfast
+// (the default until then), nearly as many as ultrafast, and keeps most
+// of that gain for less extra disk than ultrafast (measured on a 2-core
+// Intel Xeon: docs/benchmarks/figures-from-code-comments.md).
 const DefaultPreset = "superfast"
 
 // Options tune the encoder.

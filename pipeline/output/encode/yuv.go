@@ -1,11 +1,11 @@
 package encode
 
-// The one native call of this package outside libav: BGR to YUV 4:2:0
-// for x264 by libyuv (Debian's libyuv-dev), with SIMD. swscale, which did
-// it before, has no SIMD path for packed BGR in FFmpeg 5.1: 1.70-1.80 ms a
-// 720p frame against libyuv's 0.35 on the 2-core Intel Xeon, and a copy
-// of the picture into an AVFrame first (2.7 MB, about 0.3 ms) is no
-// longer needed either, since libyuv reads the Go buffer in place.
+// The one native call of this package outside libav: BGR to YUV 4:2:0 for
+// x264 by libyuv (Debian's libyuv-dev), with SIMD. swscale, which did it
+// before, has no SIMD path for packed BGR in FFmpeg 5.1, so it was
+// slower, and a copy of the picture into an AVFrame first (2.7 MB at
+// 720p) is no longer needed either, since libyuv reads the Go buffer in
+// place (measured: docs/benchmarks/figures-from-code-comments.md).
 
 /*
 #cgo LDFLAGS: -lyuv
