@@ -40,25 +40,9 @@ type WHIPCamera struct {
 // decodes their VP8 or H.264 video and hands frames to each camera's
 // queue. One publisher per camera: a new one replaces the old.
 type WHIP struct {
-	// IPs, if set, limits ICE host candidates to these addresses.
-	IPs []string
-	// IncludeLoopback offers loopback candidates (tests between local
-	// peers; browsers ignore them).
-	IncludeLoopback bool
-	// MaxPixels refuses larger pictures before they are allocated; 0 is
-	// decode.DefaultMaxPixels (4096x2160).
-	MaxPixels int
-	// Tokens throttles and reports wrong bearer tokens; nil: none.
-	Tokens *rtcconf.Gate
-	// Replaced is told when a publisher replaces a camera's previous one
-	// (the audit log); nil: only logged.
-	Replaced func(camera, from string)
-	// AllowOrigins are the web origins whose pages may publish (CORS);
-	// none by default: a page open in a browser on the LAN cannot reach
-	// WHIP.
-	AllowOrigins []string
-	Logger       *slog.Logger
-	Metrics      *Metrics
+	cfg  WHIPConfig
+	deps WHIPDeps
+	log  *slog.Logger
 
 	mu       sync.Mutex
 	cams     map[string]*WHIPCamera
@@ -68,26 +52,52 @@ type WHIP struct {
 	wg       sync.WaitGroup
 }
 
+// WHIPConfig is what WHIP serves, and how.
+type WHIPConfig struct {
+	// Cameras are the cameras publishers may push to.
+	Cameras []WHIPCamera
+	// IPs, if set, limits ICE host candidates to these addresses.
+	IPs []string
+	// IncludeLoopback offers loopback candidates (tests between local
+	// peers; browsers ignore them).
+	IncludeLoopback bool
+	// MaxPixels refuses larger pictures before they are allocated; 0 is
+	// decode.DefaultMaxPixels (4096x2160).
+	MaxPixels int
+	// AllowOrigins are the web origins whose pages may publish (CORS);
+	// none by default: a page open in a browser on the LAN cannot reach
+	// WHIP.
+	AllowOrigins []string
+}
+
+// WHIPDeps are WHIP's collaborators.
+type WHIPDeps struct {
+	// Tokens throttles and reports wrong bearer tokens; nil: none.
+	Tokens *rtcconf.Gate
+	// Replaced is told when a publisher replaces a camera's previous one
+	// (the audit log); nil: only logged.
+	Replaced func(camera, from string)
+	Logger   *slog.Logger
+	Metrics  *Metrics
+}
+
 type whipSession struct {
 	id string
 	pc *webrtc.PeerConnection
 }
 
-// NewWHIP serves the given cameras.
-func NewWHIP(cams []WHIPCamera, w *WHIP) *WHIP {
-	w.cams = map[string]*WHIPCamera{}
-	w.sessions = map[string]*whipSession{}
-	w.seq = map[string]*uint64{}
-	w.start = time.Now()
-	if w.Logger == nil {
-		w.Logger = slog.New(slog.DiscardHandler)
+// NewWHIP serves cfg's cameras.
+func NewWHIP(cfg WHIPConfig, deps WHIPDeps) *WHIP {
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
 	}
-	w.Logger = w.Logger.With("component", "whip")
-	for i := range cams {
-		c := &WHIPCamera{ID: cams[i].ID, Token: cams[i].Token}
+	w := &WHIP{cfg: cfg, deps: deps, log: deps.Logger.With("component", "whip"),
+		cams: map[string]*WHIPCamera{}, sessions: map[string]*whipSession{}, seq: map[string]*uint64{}, start: time.Now()}
+	for i := range cfg.Cameras {
+		c := &WHIPCamera{ID: cfg.Cameras[i].ID, Token: cfg.Cameras[i].Token}
 		w.cams[c.ID] = c
 		w.seq[c.ID] = new(uint64)
-		w.Metrics.up.WithLabelValues(c.ID).Set(0)
+		w.deps.Metrics.up.WithLabelValues(c.ID).Set(0)
 	}
 	return w
 }
@@ -95,7 +105,7 @@ func NewWHIP(cams []WHIPCamera, w *WHIP) *WHIP {
 // ServeHTTP handles /whip/{camera} (POST an offer, OPTIONS) and
 // /whip/{camera}/{session} (DELETE).
 func (w *WHIP) ServeHTTP(res http.ResponseWriter, req *http.Request) {
-	if o := req.Header.Get("Origin"); o != "" && slices.Contains(w.AllowOrigins, o) {
+	if o := req.Header.Get("Origin"); o != "" && slices.Contains(w.cfg.AllowOrigins, o) {
 		res.Header().Set("Access-Control-Allow-Origin", o)
 		res.Header().Set("Vary", "Origin")
 		res.Header().Set("Access-Control-Allow-Methods", "POST, DELETE, OPTIONS")
@@ -107,7 +117,7 @@ func (w *WHIP) ServeHTTP(res http.ResponseWriter, req *http.Request) {
 		return
 	}
 	parts := strings.Split(strings.Trim(strings.TrimPrefix(req.URL.Path, "/whip/"), "/"), "/")
-	if blocked, until := w.Tokens.Blocked(req); blocked {
+	if blocked, until := w.deps.Tokens.Blocked(req); blocked {
 		res.Header().Set("Retry-After", strconv.Itoa(int(time.Until(until).Seconds())+1))
 		http.Error(res, "too many wrong tokens from this address; try again later", http.StatusTooManyRequests)
 		return
@@ -117,7 +127,7 @@ func (w *WHIP) ServeHTTP(res http.ResponseWriter, req *http.Request) {
 	// learns which cameras exist.
 	cam, ok := w.cams[parts[0]]
 	if !ok || !rtcconf.Bearer(req, cam.Token) {
-		w.Tokens.Fail(req, "whip", parts[0])
+		w.deps.Tokens.Fail(req, "whip", parts[0])
 		res.Header().Set("WWW-Authenticate", `Bearer realm="veil"`)
 		http.Error(res, "missing or wrong bearer token", http.StatusUnauthorized)
 		return
@@ -166,7 +176,7 @@ func (w *WHIP) publish(res http.ResponseWriter, req *http.Request, cam *WHIPCame
 		http.Error(res, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	log := w.Logger.With("camera", cam.ID)
+	log := w.log.With("camera", cam.ID)
 	pc.OnTrack(func(track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
 		// RTCP must be read for the interceptors (NACK, reports, PLI) to work.
 		w.wg.Add(2)
@@ -204,8 +214,8 @@ func (w *WHIP) publish(res http.ResponseWriter, req *http.Request, cam *WHIPCame
 	w.mu.Unlock()
 	if old != nil {
 		log.Info("a new publisher replaces the previous one", "from", rtcconf.ClientIP(req))
-		if w.Replaced != nil {
-			w.Replaced(cam.ID, rtcconf.ClientIP(req))
+		if w.deps.Replaced != nil {
+			w.deps.Replaced(cam.ID, rtcconf.ClientIP(req))
 		}
 		old.pc.Close()
 	}
@@ -240,7 +250,7 @@ func (w *WHIP) newPeerConnection() (*webrtc.PeerConnection, error) {
 	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
 		return nil, err
 	}
-	se := rtcconf.SettingEngine(w.IPs, w.IncludeLoopback)
+	se := rtcconf.SettingEngine(w.cfg.IPs, w.cfg.IncludeLoopback)
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 	return api.NewPeerConnection(webrtc.Configuration{})
 }
@@ -260,7 +270,7 @@ func (w *WHIP) readVideo(track *webrtc.TrackRemote, cam *WHIPCamera, log *slog.L
 		log.Error("unsupported codec", "codec", mime)
 		return
 	}
-	dec, err := decode.New(codec, w.MaxPixels)
+	dec, err := decode.New(codec, w.cfg.MaxPixels)
 	if err != nil {
 		log.Error("decoder", "err", err)
 		return
@@ -268,14 +278,14 @@ func (w *WHIP) readVideo(track *webrtc.TrackRemote, cam *WHIPCamera, log *slog.L
 	defer dec.Close()
 	log.Info("publisher track", "codec", mime)
 	sb := samplebuilder.New(64, depack, track.Codec().ClockRate)
-	up := w.Metrics.up.WithLabelValues(cam.ID)
+	up := w.deps.Metrics.up.WithLabelValues(cam.ID)
 	defer up.Set(0)
-	received := w.Metrics.received.WithLabelValues(cam.ID)
-	decoded := w.Metrics.decoded.WithLabelValues(cam.ID)
-	decodeTime := w.Metrics.decodeTime.WithLabelValues(cam.ID)
-	awaitKey := w.Metrics.dropped.WithLabelValues(cam.ID, DropAwaitKeyframe)
-	corrupt := w.Metrics.dropped.WithLabelValues(cam.ID, DropCorrupt)
-	info := w.Metrics.stream(cam.ID, codec.String(), log)
+	received := w.deps.Metrics.received.WithLabelValues(cam.ID)
+	decoded := w.deps.Metrics.decoded.WithLabelValues(cam.ID)
+	decodeTime := w.deps.Metrics.decodeTime.WithLabelValues(cam.ID)
+	awaitKey := w.deps.Metrics.dropped.WithLabelValues(cam.ID, DropAwaitKeyframe)
+	corrupt := w.deps.Metrics.dropped.WithLabelValues(cam.ID, DropCorrupt)
+	info := w.deps.Metrics.stream(cam.ID, codec.String(), log)
 	defer info.down()
 	var units int64
 	gotKey := false

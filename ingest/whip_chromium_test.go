@@ -72,7 +72,7 @@ func chromiumInNetns(t *testing.T) {
 		t.Fatal(err)
 	}
 	q := queue.New[*frame.Raw](4, queue.DropOldest, nil)
-	w := NewWHIP([]WHIPCamera{{ID: "desk", Token: "chromium-test-token"}}, &WHIP{IPs: []string{"10.77.0.2"}, Metrics: m, Logger: testLog(t)})
+	w := NewWHIP(WHIPConfig{Cameras: []WHIPCamera{{ID: "desk", Token: "chromium-test-token"}}, IPs: []string{"10.77.0.2"}}, WHIPDeps{Metrics: m, Logger: testLog(t)})
 	defer w.Close()
 	defer runSource(t, w.Source("desk"), q)()
 	mux := http.NewServeMux()

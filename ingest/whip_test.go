@@ -35,7 +35,7 @@ func newWHIPServer(t *testing.T) (*WHIP, *httptest.Server, *queue.Queue[*frame.R
 		t.Fatal(err)
 	}
 	q := queue.New[*frame.Raw](4, queue.DropOldest, nil)
-	w := NewWHIP([]WHIPCamera{{ID: "desk", Token: "t0ken"}}, &WHIP{IncludeLoopback: true, IPs: []string{"127.0.0.1"}, Metrics: m, Logger: testLog(t)})
+	w := NewWHIP(WHIPConfig{Cameras: []WHIPCamera{{ID: "desk", Token: "t0ken"}}, IncludeLoopback: true, IPs: []string{"127.0.0.1"}}, WHIPDeps{Metrics: m, Logger: testLog(t)})
 	stop := runSource(t, w.Source("desk"), q)
 	srv := httptest.NewServer(w)
 	t.Cleanup(func() { http.DefaultClient.CloseIdleConnections(); srv.Close(); stop(); w.Close() })
@@ -106,7 +106,7 @@ func TestWHIPTokensAreThrottledAndReported(t *testing.T) {
 	w, srv, _ := newWHIPServer(t)
 	var mu sync.Mutex
 	var reports []string
-	w.Tokens = &rtcconf.Gate{Refused: func(kind, camera, from string, blocked bool) {
+	w.deps.Tokens = &rtcconf.Gate{Refused: func(kind, camera, from string, blocked bool) {
 		mu.Lock()
 		reports = append(reports, fmt.Sprintf("%s %s %s %v", kind, camera, from, blocked))
 		mu.Unlock()
@@ -132,7 +132,7 @@ func TestWHIPTokensAreThrottledAndReported(t *testing.T) {
 	if got := resp.Header.Get("Access-Control-Allow-Origin"); got != "" {
 		t.Errorf("CORS for an unlisted origin: %q", got)
 	}
-	w.AllowOrigins = []string{"https://publisher.example"}
+	w.cfg.AllowOrigins = []string{"https://publisher.example"}
 	req.Header.Set("Origin", "https://publisher.example")
 	resp, _ = http.DefaultClient.Do(req)
 	resp.Body.Close()
@@ -277,7 +277,7 @@ func whipPublish(t *testing.T, codec string) {
 			t.Fatalf("%d frames in 20 s", n)
 		}
 	}
-	if v := testutil.ToFloat64(w.Metrics.up.WithLabelValues("desk")); v != 1 {
+	if v := testutil.ToFloat64(w.deps.Metrics.up.WithLabelValues("desk")); v != 1 {
 		t.Errorf("camera up %v", v)
 	}
 	req, _ := http.NewRequest(http.MethodDelete, srv.URL+loc, nil)

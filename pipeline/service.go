@@ -162,6 +162,7 @@ func NewService(cfg config.Config, deps ServiceDeps) (_ *Service, err error) {
 			s.print = io.Discard
 		}
 	}
+	tokens := s.tokenGate()
 	var whipCams []ingest.WHIPCamera
 	for _, cam := range cfg.Cameras {
 		if cam.WHIP {
@@ -169,7 +170,12 @@ func NewService(cfg config.Config, deps ServiceDeps) (_ *Service, err error) {
 		}
 	}
 	if len(whipCams) > 0 {
-		s.whip = ingest.NewWHIP(whipCams, &ingest.WHIP{IPs: cfg.HTTP.ICEIPs, MaxPixels: cfg.MaxFramePixels, Logger: deps.Logger, Metrics: deps.Metrics.Ingest})
+		s.whip = ingest.NewWHIP(ingest.WHIPConfig{Cameras: whipCams, IPs: cfg.HTTP.ICEIPs, MaxPixels: cfg.MaxFramePixels, AllowOrigins: cfg.HTTP.WHIPOrigins},
+			ingest.WHIPDeps{Tokens: tokens, Logger: deps.Logger, Metrics: deps.Metrics.Ingest, Replaced: func(camera, from string) {
+				if s.con != nil {
+					s.con.PublisherReplaced(camera, from)
+				}
+			}})
 	}
 	if err := s.newDetectors(deps); err != nil {
 		return nil, err
@@ -191,7 +197,6 @@ func NewService(cfg config.Config, deps ServiceDeps) (_ *Service, err error) {
 	if err := s.newMetricsServer(deps); err != nil {
 		return nil, err
 	}
-	tokens := s.tokenGate()
 	if cfg.ConsoleOn() {
 		if s.con, err = s.newConsole(deps, tokens); err != nil {
 			return nil, err
@@ -257,24 +262,15 @@ func (s *Service) newMetricsServer(deps ServiceDeps) (err error) {
 }
 
 // tokenGate throttles wrong bearer tokens (WHIP, view tokens) per
-// address; they are audited when the console keeps an audit log, logged
-// otherwise. WHIP's replaced publishers are audited too.
+// address; they are audited when the console keeps an audit log (built
+// later: the gate asks for it when a token is refused), logged otherwise.
 func (s *Service) tokenGate() *rtcconf.Gate {
-	tokens := &rtcconf.Gate{Refused: func(kind, camera, from string, blocked bool) {
+	return &rtcconf.Gate{Refused: func(kind, camera, from string, blocked bool) {
 		s.log.Warn("wrong bearer token", "component", kind, "camera", camera, "from", from, "blocked", blocked)
 		if s.con != nil {
 			s.con.TokenRefused(kind, camera, from, blocked)
 		}
 	}}
-	if s.whip != nil {
-		s.whip.Tokens, s.whip.AllowOrigins = tokens, s.cfg.HTTP.WHIPOrigins
-		s.whip.Replaced = func(camera, from string) {
-			if s.con != nil {
-				s.con.PublisherReplaced(camera, from)
-			}
-		}
-	}
-	return tokens
 }
 
 // newConsole builds the console for the configured cameras.
@@ -362,7 +358,7 @@ func (s *Service) newCamera(cam config.Camera, sweepPhase float64, deps ServiceD
 			return nil, err
 		}
 	}
-	st := live.NewStream(cam.ID, s.cfg.Recordings.Preset, rec, deps.Metrics.Live, deps.Logger)
+	st := live.NewStream(live.StreamConfig{Camera: cam.ID, Preset: s.cfg.Recordings.Preset}, live.StreamDeps{Recorder: rec, Metrics: deps.Metrics.Live, Logger: deps.Logger})
 	s.streams[cam.ID] = st
 	outs := []Output{st}
 	ccfg := CameraConfig{ID: cam.ID, Blur: s.cfg.Blur, Live: !cam.Fast, Drain: cameraDrain, SweepPhase: sweepPhase}

@@ -110,7 +110,7 @@ func New(cfg Config, log *slog.Logger) (Detector, error) {
 				return nil, err
 			}
 		}
-		d, err := NewOpenVINOCenterFace(cfg.LibDir(), model, float32(cfg.Threshold), cfg.Scale, prec, cfg.Threads, cfg.Lanes)
+		d, err := NewOpenVINOCenterFace(model, OpenVINOOptions{LibDir: cfg.LibDir(), Threshold: float32(cfg.Threshold), Scale: cfg.Scale, Precision: prec, Threads: cfg.Threads, Lanes: cfg.Lanes})
 		if err != nil {
 			return nil, err
 		}

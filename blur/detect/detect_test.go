@@ -256,7 +256,7 @@ func TestInt8ModelIsChecked(t *testing.T) {
 		if _, err := det.Detect(context.Background(), blur.Image{Width: 64, Height: 64, Pix: make([]byte, 64*64*3)}); err != nil {
 			t.Fatal(err)
 		}
-		if p := det.(*OpenVINOCenterFace).Precision(); p == "int8" {
+		if p := det.(*OpenVINONet).Precision(); p == "int8" {
 			t.Errorf("auto runs the edited int8 model")
 		}
 	})

@@ -303,7 +303,7 @@ func ovErr(op string, st C.ov_status) error {
 	return fmt.Errorf("openvino: %s: status %d: %s", op, int(st), C.GoString(C.veil_ov_err()))
 }
 
-// OpenVINOCenterFace runs CenterFace on OpenVINO's CPU plugin. It is
+// OpenVINONet runs CenterFace on OpenVINO's CPU plugin. It is
 // handed the picture's BGR bytes, which the compiled network itself turns
 // into the input OpenCV's DNN gets from blobFromImage (RGB floats,
 // resized bilinearly to multiples of 32), so both runtimes find the same
@@ -316,7 +316,7 @@ func ovErr(op string, st C.ov_status) error {
 // inference request per lane, and Lanes returns one Detector per lane;
 // the lanes may run at the same time, each on its share of the threads.
 // A lane's Detect is not itself safe for concurrent use.
-type OpenVINOCenterFace struct {
+type OpenVINONet struct {
 	core      unsafe.Pointer
 	model     []byte // the ONNX file's bytes
 	threshold float32
@@ -359,7 +359,7 @@ type ovNet struct {
 // ovLane is one lane: its own inference requests (one per network) and
 // output staging.
 type ovLane struct {
-	c   *OpenVINOCenterFace
+	c   *OpenVINONet
 	i   int
 	out []float32 // output staging, reused
 	// An inference runs asynchronously on OpenVINO's threads and ends by
@@ -384,13 +384,27 @@ const maxNets = 8
 // docs/benchmarks/figures-from-code-comments.md).
 const maxStreamedPixels = 448 * 448
 
-// NewOpenVINOCenterFace loads the runtime from libDir and the model (its
-// bytes, checked by ReadModel; every network is compiled from them, never
-// from the file again). precision is f32, bf16, int8 (model is then the
-// int8 model, ReadInt8Model), or "" for OpenVINO's choice on this CPU;
-// threads bounds inference threads in all (0: one per core); lanes is how
-// many inferences may run at once (at least 1).
-func NewOpenVINOCenterFace(libDir string, model []byte, threshold float32, scale float64, precision string, threads, lanes int) (*OpenVINOCenterFace, error) {
+// OpenVINOOptions say how a network runs on OpenVINO.
+type OpenVINOOptions struct {
+	// LibDir holds OpenVINO's libraries (detectconf.Config.LibDir).
+	LibDir string
+	// Threshold is the lowest score returned; Scale resizes pictures
+	// before inference (1: as they are).
+	Threshold float32
+	Scale     float64
+	// Precision is f32, bf16, int8 (the model is then the int8 model,
+	// ReadInt8Model), or "" for OpenVINO's choice on this CPU.
+	Precision string
+	// Threads bounds inference threads in all (0: one per core); Lanes is
+	// how many inferences may run at once (at least 1).
+	Threads, Lanes int
+}
+
+// NewOpenVINOCenterFace loads the runtime and CenterFace (its bytes,
+// checked by ReadModel; every network is compiled from them, never from
+// the file again).
+func NewOpenVINOCenterFace(model []byte, opt OpenVINOOptions) (*OpenVINONet, error) {
+	libDir, threshold, scale, precision, threads, lanes := opt.LibDir, opt.Threshold, opt.Scale, opt.Precision, opt.Threads, opt.Lanes
 	core, err := loadOpenVINO(libDir)
 	if err != nil {
 		return nil, err
@@ -398,7 +412,7 @@ func NewOpenVINOCenterFace(libDir string, model []byte, threshold float32, scale
 	if len(model) == 0 {
 		return nil, errors.New("openvino: empty model")
 	}
-	c := &OpenVINOCenterFace{core: core, model: model, nets: map[image.Point]*ovNet{}, threshold: threshold, scale: scale, precision: precision, threads: threads,
+	c := &OpenVINONet{core: core, model: model, nets: map[image.Point]*ovNet{}, threshold: threshold, scale: scale, precision: precision, threads: threads,
 		name: KindCenterFace + "/openvino", decode: decodeCenterFace}
 	c.inputFor = func(src image.Point) image.Point { return netInput(src, c.scale) }
 	// Parsed once here so that a bad model fails now, not at the first frame.
@@ -425,10 +439,10 @@ func NewOpenVINOCenterFace(libDir string, model []byte, threshold float32, scale
 }
 
 // Name implements blur.Detector.
-func (c *OpenVINOCenterFace) Name() string { return c.name }
+func (c *OpenVINONet) Name() string { return c.name }
 
 // Lanes returns a Detector per lane. The first is c's own (c.Detect).
-func (c *OpenVINOCenterFace) Lanes() []blur.Detector {
+func (c *OpenVINONet) Lanes() []blur.Detector {
 	out := make([]blur.Detector, len(c.lanes))
 	for i, l := range c.lanes {
 		out[i] = l
@@ -438,7 +452,7 @@ func (c *OpenVINOCenterFace) Lanes() []blur.Detector {
 
 // Close frees everything the runtime allocated for this detector. Safe
 // to call twice; no lane may be detecting.
-func (c *OpenVINOCenterFace) Close() error {
+func (c *OpenVINONet) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for in, n := range c.nets {
@@ -478,7 +492,7 @@ func (n *ovNet) free() {
 // (measured: docs/benchmarks/figures-from-code-comments.md): with the
 // lock held, one camera's first crop of a new size stalled every lane,
 // and so every camera, for that long.
-func (c *OpenVINOCenterFace) acquire(src image.Point) (*ovNet, error) {
+func (c *OpenVINONet) acquire(src image.Point) (*ovNet, error) {
 	c.mu.Lock()
 	c.tick++
 	if n := c.nets[src]; n != nil {
@@ -526,7 +540,7 @@ func (c *OpenVINOCenterFace) acquire(src image.Point) (*ovNet, error) {
 
 // compile compiles n for pictures of size src, with its requests, and
 // reads the precision it runs in.
-func (c *OpenVINOCenterFace) compile(n *ovNet, src image.Point) error {
+func (c *OpenVINONet) compile(n *ovNet, src image.Point) error {
 	if c.compileHook != nil {
 		c.compileHook(src)
 	}
@@ -585,7 +599,7 @@ func (c *OpenVINOCenterFace) compile(n *ovNet, src image.Point) error {
 // frames (measured on the 2-core Xeon:
 // docs/benchmarks/figures-from-code-comments.md). It stops between sizes
 // when ctx ends.
-func (c *OpenVINOCenterFace) Prepare(ctx context.Context, sizes []image.Point) error {
+func (c *OpenVINONet) Prepare(ctx context.Context, sizes []image.Point) error {
 	for _, p := range sizes {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -599,7 +613,7 @@ func (c *OpenVINOCenterFace) Prepare(ctx context.Context, sizes []image.Point) e
 	return nil
 }
 
-func (c *OpenVINOCenterFace) release(n *ovNet) {
+func (c *OpenVINONet) release(n *ovNet) {
 	c.mu.Lock()
 	n.busy--
 	c.mu.Unlock()
@@ -616,7 +630,7 @@ const ReducedPrecisionMargin = 0.02
 
 // Precision is what the most recently used network runs in ("f32",
 // "bf16", "int8"), empty before the first frame.
-func (c *OpenVINOCenterFace) Precision() string {
+func (c *OpenVINONet) Precision() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, n := range c.nets {
@@ -633,7 +647,7 @@ func (c *OpenVINOCenterFace) Precision() string {
 }
 
 // Detect implements blur.Detector, on the first lane.
-func (c *OpenVINOCenterFace) Detect(ctx context.Context, img blur.Image) ([]blur.Detection, error) {
+func (c *OpenVINONet) Detect(ctx context.Context, img blur.Image) ([]blur.Detection, error) {
 	return c.lanes[0].Detect(ctx, img)
 }
 
@@ -746,6 +760,6 @@ func (l *ovLane) infer(req unsafe.Pointer, img blur.Image) error {
 }
 
 var (
-	_ blur.Detector = (*OpenVINOCenterFace)(nil)
+	_ blur.Detector = (*OpenVINONet)(nil)
 	_ blur.Detector = (*ovLane)(nil)
 )

@@ -59,12 +59,13 @@ func ReadPersonModel(dir string) ([]byte, error) {
 }
 
 // NewOpenVINOPeople loads NanoDet (its bytes, from ReadPersonModel) on
-// OpenVINO's CPU plugin, with lanes lanes as for CenterFace; threshold is
-// the lowest score it returns. Each lane's Detect takes any picture and
+// OpenVINO's CPU plugin, with opt's lanes as for CenterFace (opt.Scale is
+// not used). Each lane's Detect takes any picture and
 // runs it resized to 416x416: square tiles of a wider picture (Tiles)
 // keep people their shape.
-func NewOpenVINOPeople(libDir string, model []byte, threshold float32, precision string, threads, lanes int) (*OpenVINOCenterFace, error) {
-	c, err := NewOpenVINOCenterFace(libDir, model, threshold, 1, precision, threads, lanes)
+func NewOpenVINOPeople(model []byte, opt OpenVINOOptions) (*OpenVINONet, error) {
+	opt.Scale = 1
+	c, err := NewOpenVINOCenterFace(model, opt)
 	if err != nil {
 		return nil, err
 	}
@@ -265,5 +266,5 @@ func NewPeople(cfg Config, lanes int) (Detector, error) {
 	if cfg.Precision == "f32" {
 		prec = "f32"
 	}
-	return NewOpenVINOPeople(dir, model, PeopleThreshold, prec, cfg.Threads, lanes)
+	return NewOpenVINOPeople(model, OpenVINOOptions{LibDir: dir, Threshold: PeopleThreshold, Precision: prec, Threads: cfg.Threads, Lanes: lanes})
 }

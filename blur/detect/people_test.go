@@ -38,7 +38,7 @@ func TestPeopleMatchReference(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := NewOpenVINOPeople(DefaultRuntimeDir(), model, 0.35, "f32", 0, 1)
+	p, err := NewOpenVINOPeople(model, OpenVINOOptions{LibDir: DefaultRuntimeDir(), Threshold: 0.35, Precision: "f32", Lanes: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func BenchmarkPeople(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	p, err := NewOpenVINOPeople(DefaultRuntimeDir(), model, PeopleThreshold, "", 0, 1)
+	p, err := NewOpenVINOPeople(model, OpenVINOOptions{LibDir: DefaultRuntimeDir(), Threshold: PeopleThreshold, Lanes: 1})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -123,11 +123,11 @@ func choosePrecision(libDir string, model, int8Model []byte, threads int) (Preci
 	}
 	type candidate struct {
 		prec string
-		d    *OpenVINOCenterFace
+		d    *OpenVINONet
 	}
 	var cands []candidate
 	add := func(m []byte, prec string) error {
-		d, err := NewOpenVINOCenterFace(libDir, m, 0.5, 1, prec, threads, 1)
+		d, err := NewOpenVINOCenterFace(m, OpenVINOOptions{LibDir: libDir, Threshold: 0.5, Scale: 1, Precision: prec, Threads: threads, Lanes: 1})
 		if err != nil {
 			return err
 		}
@@ -139,7 +139,7 @@ func choosePrecision(libDir string, model, int8Model []byte, threads int) (Preci
 			c.d.Close()
 		}
 	}()
-	infer := func(d *OpenVINOCenterFace) (time.Duration, error) {
+	infer := func(d *OpenVINONet) (time.Duration, error) {
 		start := time.Now()
 		_, err := d.Detect(context.Background(), img)
 		if err != nil {

@@ -190,7 +190,7 @@ func TestRememberedPrecisionRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := first.(*OpenVINOCenterFace).precision
+	want := first.(*OpenVINONet).precision
 	first.Close()
 	if *n != 1 {
 		t.Fatalf("the first detector measured %d times", *n)
@@ -205,7 +205,7 @@ func TestRememberedPrecisionRuns(t *testing.T) {
 	if *n != 1 {
 		t.Errorf("the second detector measured again")
 	}
-	if got := second.(*OpenVINOCenterFace).precision; got != want {
+	if got := second.(*OpenVINONet).precision; got != want {
 		t.Errorf("second detector runs %q, the first %q", got, want)
 	}
 	if !strings.Contains(logs.String(), "as measured before on this machine") {

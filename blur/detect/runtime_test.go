@@ -137,7 +137,7 @@ func TestReducedPrecisionKeepsRecall(t *testing.T) {
 			}
 			out = append(out, dets)
 		}
-		if ov, ok := det.(*OpenVINOCenterFace); ok {
+		if ov, ok := det.(*OpenVINONet); ok {
 			t.Logf("%s asked, %s ran", prec, ov.Precision())
 		}
 		return out
@@ -192,7 +192,7 @@ func TestAutoPrecisionIsNotSlower(t *testing.T) {
 	if _, err := det.Detect(context.Background(), img); err != nil {
 		t.Fatal(err)
 	}
-	if ran := det.(*OpenVINOCenterFace).Precision(); ran != ch.Precision {
+	if ran := det.(*OpenVINONet).Precision(); ran != ch.Precision {
 		t.Fatalf("auto chose %s (%+v) but the detector runs %s", ch.Precision, ch, ran)
 	}
 	t.Logf("chosen: %+v", ch)
@@ -310,7 +310,7 @@ func TestCompilingDoesNotStallOtherLanes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer det.Close()
-	ov := det.(*OpenVINOCenterFace)
+	ov := det.(*OpenVINONet)
 	lanes := Lanes(det)
 	small, big := resized(t, 160, 160), resized(t, 320, 320)
 	smallImg := blur.Image{Width: 160, Height: 160, Pix: small.Pix}
@@ -470,7 +470,7 @@ func TestPrepareCompilesAhead(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer det.Close()
-	ov := det.(*OpenVINOCenterFace)
+	ov := det.(*OpenVINONet)
 	var mu sync.Mutex
 	compiles := map[image.Point]int{}
 	ov.compileHook = func(p image.Point) {

@@ -149,7 +149,7 @@ func newViewer(url string, decodeIt bool, onPicture func([]byte)) (*webrtc.PeerC
 
 func liveRun(b *testing.B, n int, d time.Duration) (cpu, p50, p99 float64, decoded int) {
 	m, _ := NewMetrics(prometheus.NewRegistry())
-	st := NewStream("lobby", encode.DefaultPreset, nil, m, nil)
+	st := NewStream(StreamConfig{Camera: "lobby", Preset: encode.DefaultPreset}, StreamDeps{Metrics: m})
 	w := &WHEP{Streams: map[string]*Stream{"lobby": st}, IncludeLoopback: true, MaxPerCamera: 20, Logger: slog.New(slog.DiscardHandler), Metrics: m,
 		Authorize: func(r *http.Request, c string) (Viewer, bool) { return Viewer{Who: "bench"}, true }}
 	srv := httptest.NewServer(w)

@@ -80,7 +80,7 @@ func newWHEP(t *testing.T) (*WHEP, *Stream, *Metrics) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := NewStream("lobby", "ultrafast", nil, m, nil)
+	st := NewStream(StreamConfig{Camera: "lobby", Preset: "ultrafast"}, StreamDeps{Metrics: m})
 	w := &WHEP{Streams: map[string]*Stream{"lobby": st}, IncludeLoopback: true, MaxPerCamera: 2, Logger: slog.New(slog.DiscardHandler), Metrics: m,
 		Authorize: func(r *http.Request, camera string) (Viewer, bool) {
 			who := "token:" + camera
@@ -384,7 +384,7 @@ func TestWHEPViewsEndWithTheirLogin(t *testing.T) {
 // shared encoder, so they cannot swell the recording.
 func TestKeyframeRequestsAreRateLimited(t *testing.T) {
 	m, _ := NewMetrics(prometheus.NewRegistry())
-	st := NewStream("lobby", "ultrafast", nil, m, nil)
+	st := NewStream(StreamConfig{Camera: "lobby", Preset: "ultrafast"}, StreamDeps{Metrics: m})
 	sub, err := st.Subscribe()
 	if err != nil {
 		t.Fatal(err)

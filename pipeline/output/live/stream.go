@@ -119,17 +119,33 @@ type Stream struct {
 // keyframeGap is the least time between forced keyframes.
 const keyframeGap = time.Second
 
-// NewStream is camera's video output. rec may be nil (no recordings); then
-// frames are encoded only while someone watches.
-func NewStream(camera, preset string, rec *record.Recorder, m *Metrics, log *slog.Logger) *Stream {
+// StreamConfig is one camera's video output.
+type StreamConfig struct {
+	Camera string
+	// Preset is libx264's; empty: the recorder's.
+	Preset string
+}
+
+// StreamDeps are a stream's collaborators. Recorder may be nil (no
+// recordings); then frames are encoded only while someone watches.
+type StreamDeps struct {
+	Recorder *record.Recorder
+	Metrics  *Metrics
+	Logger   *slog.Logger
+}
+
+// NewStream is a camera's video output: its recording and live view.
+func NewStream(cfg StreamConfig, deps StreamDeps) *Stream {
+	log := deps.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if rec != nil && preset == "" {
-		preset = rec.Preset()
+	preset := cfg.Preset
+	if deps.Recorder != nil && preset == "" {
+		preset = deps.Recorder.Preset()
 	}
-	m.viewers.WithLabelValues(camera)
-	return &Stream{camera: camera, preset: preset, rec: rec, m: m, log: log.With("component", "live", "camera", camera), subs: map[*Sub]struct{}{}}
+	deps.Metrics.viewers.WithLabelValues(cfg.Camera)
+	return &Stream{camera: cfg.Camera, preset: preset, rec: deps.Recorder, m: deps.Metrics, log: log.With("component", "live", "camera", cfg.Camera), subs: map[*Sub]struct{}{}}
 }
 
 // Camera is the camera's id.
