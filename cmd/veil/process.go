@@ -24,14 +24,12 @@ func noCoreDumps() error {
 }
 
 // gcPercent is GOGC unless set: picture buffers go round (frame.Recycle),
-// so 100 mostly kept freed memory (measured at eight cameras:
-// docs/benchmarks/figures-from-code-comments.md).
+// so 100 mostly kept freed memory (docs/benchmarks).
 const gcPercent = 25
 
 // tuneMemory also caps glibc malloc at 2 arenas unless MALLOC_ARENA_MAX
 // is set: by default every thread calling into x264, libav or OpenVINO
-// keeps one, and the process held more memory (measured at eight cameras:
-// docs/benchmarks/figures-from-code-comments.md).
+// keeps one, and the process held more memory (docs/benchmarks).
 func tuneMemory(getenv func(string) string) error {
 	if getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
