@@ -71,6 +71,7 @@ console:
     - {name: guard, password_hash: "%s", role: viewer}
     - {name: boss, password_hash: "%s", role: admin}
   audit: {dir: %s}
+  privacy: {operator: Sunrise Sales Office, contact: the front desk}
 `, clip, vtest, filepath.Join(dir, "rec"), hash("guard-password-1"), hash("boss-password-22"), audit)
 	p := startVeil(t, "run", "-config", writeConfig(t, dir, cfg))
 	var addr string

@@ -25,7 +25,7 @@ func TestConsoleSelfSignedTLS(t *testing.T) {
   - {id: lobby, file: %s, view_token: a-video-wall-token-123}
 metrics: {listen: "127.0.0.1:0"}
 http: {listen: "127.0.0.1:0", tls: {self_signed: true, dir: %s}}
-console: {audit: {dir: %s}}
+console: {audit: {dir: %s}, privacy: {operator: Sunrise Sales Office, contact: the front desk}}
 `, vtest, filepath.Join(dir, "tls"), filepath.Join(dir, "audit"))
 	path := writeConfig(t, dir, cfg)
 	var fps []string

@@ -36,6 +36,7 @@ http: {listen: "127.0.0.1:0"}
 console:
   users: [{name: guard, password_hash: "`+string(h)+`", role: viewer}]
   audit: {dir: `+filepath.Join(dir, "audit")+`}
+  privacy: {operator: Sunrise Sales Office, contact: the front desk}
 `))
 	p.waitFor(t, "the detector ready", 3*time.Minute, func(l []string) bool {
 		_, stderr := p.snapshot()

@@ -62,6 +62,7 @@ spool_dir: `+filepath.Join(dir, "spool")+`
 console:
   users: [{name: guard, password_hash: "`+string(h)+`", role: viewer}]
   audit: {dir: `+filepath.Join(dir, "audit")+`}
+  privacy: {operator: Sunrise Sales Office, contact: the front desk}
 `))
 	p.waitFor(t, "addresses", 2*time.Minute, func(l []string) bool { return metricsURL(l) != "" && consoleAddr(l) != "" })
 	lines, _ := p.snapshot()

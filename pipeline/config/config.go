@@ -416,6 +416,11 @@ func (c *Config) Validate() error {
 	if err := c.Console.Validate("console"); err != nil {
 		return err
 	}
+	if c.ConsoleOn() {
+		if err := c.Console.ValidateNotice("console"); err != nil {
+			return err
+		}
+	}
 	if c.MaxFramePixels < 320*240 || c.MaxFramePixels > 7680*4320 {
 		return fmt.Errorf("max_frame_pixels: %d is outside [76800 (320x240), 33177600 (7680x4320)]", c.MaxFramePixels)
 	}

@@ -121,6 +121,7 @@ func TestEnvOverrides(t *testing.T) {
 	var c Config
 	c.Cameras = []Camera{{ID: "desk-2", WHIP: true}, {ID: "lobby", URL: "rtsp://admin@10.0.0.5/Streaming/Channels/101"}}
 	c.Metrics.Insecure = true // off loopback in the clear: the file would say so
+	c.Console.Privacy = console.Privacy{Operator: "Sunrise Sales Office", Contact: "the front desk"}
 	applied := ApplyEnv(&c, func(k string) string { return env[k] })
 	if len(applied) != len(env) {
 		t.Errorf("applied %d overrides of %d", len(applied), len(env))

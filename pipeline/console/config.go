@@ -67,15 +67,26 @@ type AuditConfig struct {
 	MaxBytes int64 `yaml:"max_bytes"`
 }
 
-// Privacy is what the notice says about the operator.
+// Privacy is what the notice says about the operator. PIPL asks the
+// notice to name the personal information handler (个人信息处理者) and how
+// to reach them, so Operator and Contact are required when the console
+// is on (veil demo fills them in).
 type Privacy struct {
 	// Operator is who runs the cameras (the personal information handler).
 	Operator string `yaml:"operator"`
 	// Contact is whom the people filmed can ask (an address, a phone).
 	Contact string `yaml:"contact"`
-	// Purpose is why the cameras are there. It defaults to security of the
-	// premises and anonymous visitor counts.
-	Purpose string `yaml:"purpose"`
+	// Purpose is why the cameras are there, in English, and PurposeZH in
+	// Chinese. They default to security of the premises and anonymous
+	// visitor counts.
+	Purpose   string `yaml:"purpose"`
+	PurposeZH string `yaml:"purpose_zh"`
+	// CountsKeep is how long the operator keeps the counts (their
+	// statistics system's retention; veil keeps none itself). Zero: the
+	// notice says they are kept as statistics, without a period.
+	CountsKeep time.Duration `yaml:"counts_keep"`
+	// Updated is the notice's date (YYYY-MM-DD), shown on it.
+	Updated string `yaml:"updated"`
 }
 
 // Defaults fills unset keys; auditDir is the default audit directory.
@@ -104,12 +115,22 @@ func (c *Config) Defaults(auditDir string) {
 	if c.Privacy.Purpose == "" {
 		c.Privacy.Purpose = "security of the premises, and anonymous counts of visitors"
 	}
-	if c.Privacy.Operator == "" {
-		c.Privacy.Operator = "the operator of these premises"
+	if c.Privacy.PurposeZH == "" {
+		c.Privacy.PurposeZH = "保障场所安全，以及匿名统计访客人数"
 	}
-	if c.Privacy.Contact == "" {
-		c.Privacy.Contact = "the reception desk"
+}
+
+// ValidateNotice checks what the privacy notice must say: who handles the
+// personal information and how to reach them. Called when the console is
+// on.
+func (c *Config) ValidateNotice(prefix string) error {
+	if strings.TrimSpace(c.Privacy.Operator) == "" {
+		return fmt.Errorf("%s.privacy.operator: name the personal information handler (个人信息处理者) the privacy notice presents", prefix)
 	}
+	if strings.TrimSpace(c.Privacy.Contact) == "" {
+		return fmt.Errorf("%s.privacy.contact: say how people can reach %s (an address, a phone) to use their rights", prefix, c.Privacy.Operator)
+	}
+	return nil
 }
 
 // Validate names the key of the first error, under prefix.
@@ -148,6 +169,14 @@ func (c *Config) Validate(prefix string) error {
 	}
 	if c.Audit.Keep < 24*time.Hour {
 		return fmt.Errorf("%s.audit.keep: %v is less than a day", prefix, c.Audit.Keep)
+	}
+	if c.Privacy.Updated != "" {
+		if _, err := time.Parse("2006-01-02", c.Privacy.Updated); err != nil {
+			return fmt.Errorf("%s.privacy.updated: %q is not a date (YYYY-MM-DD)", prefix, c.Privacy.Updated)
+		}
+	}
+	if c.Privacy.CountsKeep < 0 {
+		return fmt.Errorf("%s.privacy.counts_keep: %v is negative", prefix, c.Privacy.CountsKeep)
 	}
 	if c.Audit.MaxBytes < 1<<20 {
 		return fmt.Errorf("%s.audit.max_bytes: %d is under 1 MiB", prefix, c.Audit.MaxBytes)

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -253,9 +255,59 @@ func (c *Console) privacy(w http.ResponseWriter, r *http.Request) {
 	}
 	// Every claim follows from the configuration: the test of each
 	// changes the configuration and reads the notice again.
-	c.render(w, "privacy.html", map[string]any{"P": c.cfg.Privacy, "Keep": keep, "Print": r.URL.Query().Has("print"), "Cameras": len(c.deps.Cameras),
+	lang := language(r)
+	countsKeep, countsKeepZH := "", ""
+	if d := c.cfg.Privacy.CountsKeep; d > 0 {
+		countsKeep, countsKeepZH = humanDuration(d), humanDurationZH(d)
+	}
+	w.Header().Set("Content-Language", lang)
+	w.Header().Set("Vary", "Accept-Language")
+	c.render(w, "privacy.html", map[string]any{"P": c.cfg.Privacy, "Keep": keep, "KeepZH": humanDurationZH(c.deps.Keep), "Print": r.URL.Query().Has("print"), "Cameras": len(c.deps.Cameras),
 		"Recorded": recorded && c.deps.Keep > 0, "Downloads": len(c.cfg.Users) > 0, "ViewTokens": tokens,
-		"Counting": c.deps.Counting, "CountsExported": c.deps.CountsExported})
+		"Counting": c.deps.Counting, "CountsExported": c.deps.CountsExported, "CountsKeep": countsKeep, "CountsKeepZH": countsKeepZH,
+		"Lang": lang, "ZH": lang == "zh-CN"})
+}
+
+// language is the page's language: ?lang=zh or ?lang=en if given, else
+// the first of Simplified Chinese and English the browser's
+// Accept-Language prefers, else English.
+func language(r *http.Request) string {
+	switch r.URL.Query().Get("lang") {
+	case "zh", "zh-CN":
+		return "zh-CN"
+	case "en":
+		return "en"
+	}
+	best, bestQ := "en", -1.0
+	for _, part := range strings.Split(r.Header.Get("Accept-Language"), ",") {
+		tag, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		q := 1.0
+		if v, ok := strings.CutPrefix(strings.TrimSpace(params), "q="); ok {
+			if f, err := strconv.ParseFloat(v, 64); err == nil {
+				q = f
+			}
+		}
+		tag = strings.ToLower(tag)
+		lang := ""
+		switch {
+		case tag == "zh" || strings.HasPrefix(tag, "zh-"):
+			lang = "zh-CN"
+		case tag == "en" || strings.HasPrefix(tag, "en-"):
+			lang = "en"
+		}
+		if lang != "" && q > bestQ {
+			best, bestQ = lang, q
+		}
+	}
+	return best
+}
+
+// humanDurationZH says d in Chinese, as humanDuration does in English.
+func humanDurationZH(d time.Duration) string {
+	if d >= 48*time.Hour {
+		return fmt.Sprintf(" %d 天", int(d.Hours()/24))
+	}
+	return fmt.Sprintf(" %d 小时", int(d.Hours()))
 }
 
 func humanDuration(d time.Duration) string {

@@ -445,3 +445,49 @@ func TestLoginErrorsAreFixedCodes(t *testing.T) {
 		}
 	}
 }
+
+// TestPrivacyNoticeSpeaksChinese: the notice is in Simplified Chinese for
+// a browser that prefers it, in English otherwise, and either on asking
+// (?lang=); both name the handler and the contact, say how to use one's
+// rights, the counts' retention and the notice's date.
+func TestPrivacyNoticeSpeaksChinese(t *testing.T) {
+	cfg := Config{Audit: AuditConfig{Dir: t.TempDir()}, Privacy: Privacy{Operator: "阳光售楼处 Sunrise Sales Office", Contact: "前台 the front desk",
+		CountsKeep: 365 * 24 * time.Hour, Updated: "2026-12-07"}}
+	cfg.Defaults("")
+	reg := prometheus.NewRegistry()
+	lm, _ := live.NewMetrics(reg)
+	c, err := New(cfg, Deps{Cameras: []Camera{{ID: "lobby", Recordings: t.TempDir()}}, Streams: map[string]*live.Stream{}, Keep: 72 * time.Hour,
+		Registerer: reg, Metrics: lm, Counting: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, tc := range []struct {
+		name, accept, query string
+		lang                string
+		want                []string
+	}{
+		{"a Chinese browser", "zh-CN,zh;q=0.9,en;q=0.8", "", "zh-CN", []string{"本场所的摄像头", "保存 3 天", "查阅、复制、更正和删除", "联系前台 the front desk", "阳光售楼处", "保存 365 天", "本告知更新于 2026-12-07", "漏检"}},
+		{"an English browser", "en-US,en;q=0.9", "", "en", []string{"Cameras on these premises", "3 days, then deleted", "see, copy, correct and delete", "kept for 365 days", "updated on 2026-12-07"}},
+		{"English preferred over Chinese", "en;q=0.9,zh;q=0.5", "", "en", []string{"Cameras on these premises"}},
+		{"no preference", "", "", "en", []string{"Cameras on these premises"}},
+		{"the switch", "en", "?lang=zh", "zh-CN", []string{"本场所的摄像头"}},
+		{"the printable sign", "zh-CN", "?print&lang=zh", "zh-CN", []string{"本场所的摄像头", "font-size: 18px"}},
+	} {
+		r := httptest.NewRequest("GET", "/privacy"+tc.query, nil)
+		if tc.accept != "" {
+			r.Header.Set("Accept-Language", tc.accept)
+		}
+		w := httptest.NewRecorder()
+		c.Handler().ServeHTTP(w, r)
+		body := w.Body.String()
+		if !strings.Contains(body, `<html lang="`+tc.lang+`">`) || w.Header().Get("Content-Language") != tc.lang {
+			t.Errorf("%s: not served as %s (%s)", tc.name, tc.lang, w.Header().Get("Content-Language"))
+		}
+		for _, want := range tc.want {
+			if !strings.Contains(body, want) {
+				t.Errorf("%s: the notice lacks %q", tc.name, want)
+			}
+		}
+	}
+}

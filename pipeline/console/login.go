@@ -11,8 +11,8 @@ import (
 // loginErrors are the messages /login?error= may show: fixed codes, so a
 // link cannot put words on the console's page.
 var loginErrors = map[string]string{
-	"wrong":   "Wrong name or password.",
-	"expired": "The login form expired; please try again.",
+	"wrong":   "用户名或密码错误。 Wrong name or password.",
+	"expired": "登录表单已过期，请重试。 The login form expired; please try again.",
 }
 
 // maxLoginBody bounds a login request: a name, a password and a token fit
@@ -69,7 +69,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		}
 		wait := max(time.Until(why.until).Round(time.Second), time.Second)
 		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())))
-		c.renderLogin(w, http.StatusTooManyRequests, "Too many failed logins. Try again after "+why.until.Local().Format("15:04:05")+".")
+		c.renderLogin(w, http.StatusTooManyRequests, "登录失败次数过多，请在 "+why.until.Local().Format("15:04:05")+" 之后再试。 Too many failed logins. Try again after "+why.until.Local().Format("15:04:05")+".")
 		return
 	}
 	if len(name) > maxNameField {
@@ -83,7 +83,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	if !c.checks.try() {
 		c.lim.release(keys...)
 		w.Header().Set("Retry-After", "1")
-		c.renderLogin(w, http.StatusServiceUnavailable, "The console is busy; try again in a moment.")
+		c.renderLogin(w, http.StatusServiceUnavailable, "系统繁忙，请稍后再试。 The console is busy; try again in a moment.")
 		return
 	}
 	u := check(c.cfg.Users, name, r.PostForm.Get("password"))
