@@ -2,6 +2,8 @@ package console
 
 import (
 	"embed"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"html/template"
 	"log/slog"
@@ -80,8 +82,9 @@ type Console struct {
 
 	fetches recent
 
-	mu     sync.Mutex
-	counts map[string]*dayCounts // by camera
+	mu      sync.Mutex
+	counts  map[string]*dayCounts // by camera
+	savedAt time.Time
 }
 
 // New opens the audit log and builds the handlers.
@@ -103,6 +106,8 @@ func New(cfg Config, deps Deps) (*Console, error) {
 	for _, cam := range deps.Cameras {
 		c.cams[cam.ID] = cam
 	}
+	c.loadCounts()
+	c.savedAt = time.Now()
 	c.whep = &live.WHEP{Streams: deps.Streams, Authorize: c.authorizeViewer,
 		MaxPerCamera: cfg.MaxViewersPerCamera, MaxTotal: cfg.MaxViewers, MaxPerViewer: cfg.MaxViewersPerUser,
 		IPs: deps.ICEIPs, IncludeLoopback: deps.IncludeLoopback, Logger: deps.Logger, Metrics: deps.Metrics, Tokens: deps.Tokens,
@@ -145,9 +150,12 @@ func (c *Console) PublisherReplaced(camera, from string) {
 	c.audit.Log(Event{Kind: AuditPublisher, From: from, Camera: camera})
 }
 
-// Close ends live sessions and closes the audit log.
+// Close ends live sessions, keeps today's counts and closes the audit log.
 func (c *Console) Close() error {
 	c.whep.Close()
+	c.mu.Lock()
+	c.saveCountsLocked()
+	c.mu.Unlock()
 	return c.audit.Close()
 }
 
@@ -469,33 +477,83 @@ func (c *Console) Observe(e footfall.Event) {
 	at := e.WindowEnd.Add(-time.Nanosecond).Local()
 	day, h := at.Format("2006-01-02"), at.Hour()
 	d := c.counts[e.Camera]
-	if d != nil && d.day > day {
+	if d != nil && d.Day > day {
 		return // yesterday's, late
 	}
-	if d == nil || d.day != day {
-		d = &dayCounts{day: day, lines: map[string]*[24][2]int{}, zones: map[string]*[24]int{}}
+	if d == nil || d.Day != day {
+		d = &dayCounts{Day: day, Lines: map[string]*[24][2]int{}, Zones: map[string]*[24]int{}}
 		c.counts[e.Camera] = d
 	}
-	for _, l := range e.Lines {
-		if d.lines[l.ID] == nil {
-			d.lines[l.ID] = &[24][2]int{}
+	defer func() {
+		if time.Since(c.savedAt) >= countsEvery {
+			c.saveCountsLocked()
 		}
-		d.lines[l.ID][h][0] += l.Entries
-		d.lines[l.ID][h][1] += l.Exits
+	}()
+	for _, l := range e.Lines {
+		if d.Lines[l.ID] == nil {
+			d.Lines[l.ID] = &[24][2]int{}
+		}
+		d.Lines[l.ID][h][0] += l.Entries
+		d.Lines[l.ID][h][1] += l.Exits
 	}
 	for _, z := range e.Zones {
-		if d.zones[z.ID] == nil {
-			d.zones[z.ID] = &[24]int{}
+		if d.Zones[z.ID] == nil {
+			d.Zones[z.ID] = &[24]int{}
 		}
-		d.zones[z.ID][h] = max(d.zones[z.ID][h], z.Peak)
+		d.Zones[z.ID][h] = max(d.Zones[z.ID][h], z.Peak)
 	}
 }
 
 // dayCounts are one camera's counts of one day, per hour.
 type dayCounts struct {
-	day   string
-	lines map[string]*[24][2]int // entries, exits
-	zones map[string]*[24]int    // peak occupancy
+	Day   string                 `json:"day"`
+	Lines map[string]*[24][2]int `json:"lines"` // entries, exits
+	Zones map[string]*[24]int    `json:"zones"` // peak occupancy
+}
+
+// countsFile keeps today's counts in the console's directory (the audit
+// log's), so that a restart does not start the charts from zero.
+const countsFile = "counts.json"
+
+// countsEvery is how often the counts are written, at most; the last
+// write is at Close.
+const countsEvery = 10 * time.Second
+
+// loadCounts reads the counts a previous run kept; a missing or damaged
+// file starts from nothing (logged).
+func (c *Console) loadCounts() {
+	b, err := os.ReadFile(filepath.Join(c.cfg.Audit.Dir, countsFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	if err == nil {
+		err = json.Unmarshal(b, &c.counts)
+	}
+	if err != nil {
+		c.log.Warn("today's counts could not be read back: the charts start from zero", "file", countsFile, "err", err)
+		c.counts = map[string]*dayCounts{}
+	}
+	for cam, d := range c.counts {
+		if d == nil || d.Lines == nil || d.Zones == nil {
+			delete(c.counts, cam)
+		}
+	}
+}
+
+// saveCountsLocked writes the counts (c.mu held): to a temporary file,
+// then renamed over the old, so a crash leaves one or the other whole.
+func (c *Console) saveCountsLocked() {
+	c.savedAt = time.Now()
+	b, err := json.Marshal(c.counts)
+	if err == nil {
+		tmp := filepath.Join(c.cfg.Audit.Dir, countsFile+".partial")
+		if err = os.WriteFile(tmp, b, 0o600); err == nil {
+			err = os.Rename(tmp, filepath.Join(c.cfg.Audit.Dir, countsFile))
+		}
+	}
+	if err != nil {
+		c.log.Warn("keeping today's counts", "err", err)
+	}
 }
 
 // chart is one bar chart of a day by hour, drawn as SVG by the template.
@@ -516,13 +574,13 @@ func (c *Console) charts(camera string) []chart {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	d := c.counts[camera]
-	if d == nil || d.day != time.Now().Format("2006-01-02") {
+	if d == nil || d.Day != time.Now().Format("2006-01-02") {
 		return nil
 	}
 	const h, bw = 80, 12
 	var out []chart
-	for _, id := range slices.Sorted(maps.Keys(d.lines)) {
-		v := d.lines[id]
+	for _, id := range slices.Sorted(maps.Keys(d.Lines)) {
+		v := d.Lines[id]
 		top, in, outN := 1, 0, 0
 		for _, x := range v {
 			top = max(top, x[0], x[1])
@@ -538,8 +596,8 @@ func (c *Console) charts(camera string) []chart {
 		}
 		out = append(out, ch)
 	}
-	for _, id := range slices.Sorted(maps.Keys(d.zones)) {
-		v := d.zones[id]
+	for _, id := range slices.Sorted(maps.Keys(d.Zones)) {
+		v := d.Zones[id]
 		top, peak := 1, 0
 		for _, n := range v {
 			top, peak = max(top, n), max(peak, n)

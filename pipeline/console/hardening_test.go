@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/veilproject/veil/footfall"
 	"github.com/veilproject/veil/pipeline/output/live"
 )
 
@@ -489,5 +490,43 @@ func TestPrivacyNoticeSpeaksChinese(t *testing.T) {
 				t.Errorf("%s: the notice lacks %q", tc.name, want)
 			}
 		}
+	}
+}
+
+// TestCountsSurviveARestart: today's charts come back after a restart
+// (they went from 18 in / 26 out to 1 in / 3 out before), and a damaged
+// counts file starts them from zero instead of stopping the console.
+func TestCountsSurviveARestart(t *testing.T) {
+	dir := t.TempDir()
+	open := func() *Console {
+		cfg := Config{Audit: AuditConfig{Dir: dir}}
+		cfg.Defaults("")
+		reg := prometheus.NewRegistry()
+		lm, _ := live.NewMetrics(reg)
+		c, err := New(cfg, Deps{Cameras: []Camera{{ID: "lobby"}}, Streams: map[string]*live.Stream{}, Registerer: reg, Metrics: lm})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	c := open()
+	now := time.Now()
+	for i := range 3 {
+		c.Observe(footfall.Event{Camera: "lobby", WindowEnd: now.Add(-time.Duration(i) * time.Second),
+			Lines: []footfall.LineCount{{ID: "door", Entries: 6, Exits: 9}}, Zones: []footfall.ZoneCount{{ID: "floor", Peak: 4}}})
+	}
+	before := c.charts("lobby")
+	c.Close()
+	c = open()
+	after := c.charts("lobby")
+	c.Close()
+	if len(before) != 2 || fmt.Sprint(before) != fmt.Sprint(after) {
+		t.Errorf("charts before the restart %+v, after %+v", before, after)
+	}
+	os.WriteFile(filepath.Join(dir, countsFile), []byte("{not json"), 0o600)
+	c = open()
+	defer c.Close()
+	if got := c.charts("lobby"); len(got) != 0 {
+		t.Errorf("charts from a damaged file: %+v", got)
 	}
 }
