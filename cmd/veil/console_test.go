@@ -222,6 +222,24 @@ console:
 	if path := os.Getenv("VEIL_SCREENSHOT"); path != "" {
 		os.WriteFile(path, page, 0o644)
 	}
+	// On a phone (390x844) no page scrolls sideways: the grid, a camera's
+	// page with its charts, the privacy notice ($VEIL_SCREENSHOT_PHONE
+	// keeps the camera page's screenshot).
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2))); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/", "/camera/road", "/privacy?lang=zh"} {
+		chromedp.Do(ctx, chromedp.Navigate(base+p))
+		time.Sleep(500 * time.Millisecond)
+		if w, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.documentElement.scrollWidth - window.innerWidth`)); w > 0 {
+			t.Errorf("%s on a 390 px wide phone is %d px too wide", p, w)
+		}
+		if p == "/camera/road" {
+			if shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(85)); err == nil && os.Getenv("VEIL_SCREENSHOT_PHONE") != "" {
+				os.WriteFile(os.Getenv("VEIL_SCREENSHOT_PHONE"), shot, 0o644)
+			}
+		}
+	}
 	// The grid's view lasted from the login to the camera page.
 	if longest < 2*time.Second {
 		t.Errorf("no live view of lobby by guard of 2 s or more in the audit log (longest %v)", longest)
