@@ -104,14 +104,13 @@ func TestFileErrorsNameTheFile(t *testing.T) {
 	garbage := filepath.Join(dir, "garbage.mp4")
 	os.WriteFile(garbage, []byte("this is not a video at all"), 0o644)
 	good := makeVideo(t, "good.mp4", 30, "320x240", "25")
-	data, _ := os.ReadFile(good)
 	truncated := filepath.Join(dir, "truncated.mkv")
 	// Remux to mkv (written linearly) and cut it: the first frames decode,
 	// the rest is gone.
 	if out, err := exec.Command("ffmpeg", "-v", "error", "-i", good, "-c", "copy", truncated).CombinedOutput(); err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
-	data, _ = os.ReadFile(truncated)
+	data, _ := os.ReadFile(truncated)
 	os.WriteFile(truncated, data[:len(data)/2], 0o644)
 
 	for _, tc := range []struct {

@@ -91,10 +91,9 @@ func (p *progress) print(done int, now time.Time) {
 		return
 	}
 	const width = 30
-	bar := strings.Repeat("-", width)
 	if p.total > 0 {
 		n := min(width, done*width/p.total)
-		bar = strings.Repeat("#", n) + strings.Repeat("-", width-n)
+		bar := strings.Repeat("#", n) + strings.Repeat("-", width-n)
 		fmt.Fprintf(p.w, "\r[%s] %d/%d frames  %.1f fps  ETA %s ", bar, done, p.total, fps, eta)
 	} else {
 		fmt.Fprintf(p.w, "\r%d frames  %.1f fps ", done, fps)

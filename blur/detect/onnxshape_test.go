@@ -67,7 +67,7 @@ func TestSymbolicSizes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in, out, _ := graphIO(t, model)
+	in, _, _ := graphIO(t, model)
 	if len(in) < 2 || in[0] != "input.1:10,3,32,32" {
 		t.Fatalf("the shipped model's inputs: %d, first %v", len(in), in[:min(1, len(in))])
 	}
