@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -128,6 +129,10 @@ console:
 	if played < 2 {
 		t.Fatalf("live video did not play: currentTime %.2f after %v", played, time.Since(start))
 	}
+	// The live picture carries the camera's name and the time.
+	if s, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('[data-stamp-of="lobby"]').textContent`)); !regexp.MustCompile(`^lobby  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d$`).MatchString(s) {
+		t.Errorf("the live picture's stamp reads %q", s)
+	}
 	t.Logf("live video playing: currentTime %.1f s, %v after the page", played, time.Since(start))
 	shot := filepath.Join(dir, "live.png")
 	png, err := chromedp.Run(ctx, chromedp.Screenshot(`video[data-camera="lobby"]`))
@@ -235,6 +240,11 @@ console:
 			t.Errorf("%s on a 390 px wide phone is %d px too wide", p, w)
 		}
 		if p == "/camera/road" {
+			for t0 := time.Now(); time.Since(t0) < 15*time.Second; time.Sleep(300 * time.Millisecond) {
+				if pos, _ := chromedp.Run(ctx, chromedp.Evaluate[float64](`document.querySelector('video[data-camera="road"]').currentTime`)); pos > 1 {
+					break
+				}
+			}
 			if shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(85)); err == nil && os.Getenv("VEIL_SCREENSHOT_PHONE") != "" {
 				os.WriteFile(os.Getenv("VEIL_SCREENSHOT_PHONE"), shot, 0o644)
 			}

@@ -24,7 +24,29 @@ async function watch(video) {
   } catch (e) { say('error: ' + e); }
 }
 
-document.querySelectorAll('video[data-camera]').forEach(watch);
+// stamp puts the camera's name and the time on its live picture, so that
+// a screenshot says which camera and when (the time is this screen's
+// clock: the picture is live, a fraction of a second behind it).
+function stamp(video) {
+  const wrap = document.createElement('div');
+  wrap.className = 'live-wrap';
+  video.parentNode.insertBefore(wrap, video);
+  wrap.appendChild(video);
+  const s = document.createElement('div');
+  s.className = 'stamp';
+  s.dataset.stampOf = video.dataset.camera;
+  wrap.appendChild(s);
+  const p = (n) => String(n).padStart(2, '0');
+  const tick = () => {
+    const d = new Date();
+    s.textContent = video.dataset.camera + '  ' + d.getFullYear() + '-' + p(d.getMonth() + 1) + '-' + p(d.getDate()) +
+      ' ' + p(d.getHours()) + ':' + p(d.getMinutes()) + ':' + p(d.getSeconds());
+  };
+  tick();
+  setInterval(tick, 1000);
+}
+
+document.querySelectorAll('video[data-camera]').forEach((v) => { stamp(v); watch(v); });
 window.addEventListener('pagehide', () => {
   for (const l of sessions) fetch(l, { method: 'DELETE', headers: { 'X-CSRF-Token': csrf }, keepalive: true });
 });
