@@ -2,6 +2,7 @@ package console
 
 import (
 	"embed"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,8 +31,11 @@ import (
 var assets embed.FS
 
 var pages = template.Must(template.New("").Funcs(template.FuncMap{
-	"hm":  func(t time.Time) string { return t.Local().Format("15:04:05") },
-	"div": func(n int64) float64 { return float64(n) / 1e6 },
+	"hm":    func(t time.Time) string { return t.Local().Format("15:04:05") },
+	"div":   func(n int64) float64 { return float64(n) / 1e6 },
+	"add":   func(a, b int) int { return a + b },
+	"mul":   func(a, b int) int { return a * b },
+	"hours": func() []int { return []int{0, 6, 12, 18, 24} },
 }).ParseFS(assets, "assets/*.html"))
 
 // Camera is a camera the console shows.
@@ -189,6 +193,7 @@ func (c *Console) Handler() http.Handler {
 	mux.HandleFunc("GET /camera/{id}", c.user(c.camera))
 	mux.HandleFunc("GET /recordings/{id}/{file}", c.user(c.recording))
 	mux.HandleFunc("GET /admin", c.admin(c.adminPage))
+	mux.HandleFunc("GET /counts/{file}", c.user(c.countsCSV))
 	mux.Handle("/whep/", c.whep)
 	return securityHeaders(mux)
 }
@@ -504,6 +509,37 @@ func (c *Console) Observe(e footfall.Event) {
 	}
 }
 
+// countsCSV serves a camera's counts of today by hour, as CSV: one row
+// per hour and line (entries, exits) or zone (peak occupancy).
+func (c *Console) countsCSV(w http.ResponseWriter, r *http.Request, x *session) {
+	cam, ok := c.cams[strings.TrimSuffix(r.PathValue("file"), ".csv")]
+	if !ok || !strings.HasSuffix(r.PathValue("file"), ".csv") {
+		http.NotFound(w, r)
+		return
+	}
+	c.mu.Lock()
+	d := c.counts[cam.ID]
+	var rows [][]string
+	if d != nil {
+		for _, id := range slices.Sorted(maps.Keys(d.Lines)) {
+			for hr, v := range d.Lines[id] {
+				rows = append(rows, []string{d.Day, fmt.Sprintf("%02d:00", hr), "line", id, strconv.Itoa(v[0]), strconv.Itoa(v[1]), ""})
+			}
+		}
+		for _, id := range slices.Sorted(maps.Keys(d.Zones)) {
+			for hr, v := range d.Zones[id] {
+				rows = append(rows, []string{d.Day, fmt.Sprintf("%02d:00", hr), "zone", id, "", "", strconv.Itoa(v)})
+			}
+		}
+	}
+	c.mu.Unlock()
+	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	w.Header().Set("Content-Disposition", `attachment; filename="`+cam.ID+`-counts.csv"`)
+	cw := csv.NewWriter(w)
+	cw.Write([]string{"day", "hour", "kind", "id", "entries", "exits", "peak_occupancy"})
+	cw.WriteAll(rows)
+}
+
 // dayCounts are one camera's counts of one day, per hour.
 type dayCounts struct {
 	Day   string                 `json:"day"`
@@ -556,13 +592,18 @@ func (c *Console) saveCountsLocked() {
 	}
 }
 
-// chart is one bar chart of a day by hour, drawn as SVG by the template.
+// chart is one bar chart of a day by hour, drawn as SVG by the template:
+// bars, a y axis up to Top, the hours under them, a legend.
 type chart struct {
 	Title  string
 	Total  string
 	Bars   []bar
 	Height int
+	Top    int
+	Legend []legend
 }
+
+type legend struct{ Class, Label string }
 
 type bar struct {
 	X, Y, W, H int
@@ -587,7 +628,8 @@ func (c *Console) charts(camera string) []chart {
 			in += x[0]
 			outN += x[1]
 		}
-		ch := chart{Title: "line " + id, Total: fmt.Sprintf("%d in, %d out today", in, outN), Height: h}
+		ch := chart{Title: "line " + id, Total: fmt.Sprintf("%d in, %d out today", in, outN), Height: h, Top: top,
+			Legend: []legend{{"in", "in"}, {"out", "out"}}}
 		for hr, x := range v {
 			for k, n := range x {
 				bh := n * h / top
@@ -602,7 +644,8 @@ func (c *Console) charts(camera string) []chart {
 		for _, n := range v {
 			top, peak = max(top, n), max(peak, n)
 		}
-		ch := chart{Title: "zone " + id, Total: fmt.Sprintf("peak %d today", peak), Height: h}
+		ch := chart{Title: "zone " + id, Total: fmt.Sprintf("peak %d today", peak), Height: h, Top: top,
+			Legend: []legend{{"occ", "peak occupancy in the hour"}}}
 		for hr, n := range v {
 			bh := n * h / top
 			ch.Bars = append(ch.Bars, bar{X: hr * 2 * bw, Y: h - bh, W: 2*bw - 2, H: bh, Label: fmt.Sprintf("%02d:00 peak %d", hr, n), Class: "occ"})

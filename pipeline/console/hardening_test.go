@@ -530,3 +530,44 @@ func TestCountsSurviveARestart(t *testing.T) {
 		t.Errorf("charts from a damaged file: %+v", got)
 	}
 }
+
+// TestCountsChartsAndCSV: a camera's page draws today's counts with a y
+// axis, the hours and a legend, and the counts download as CSV (for a
+// logged-in user only).
+func TestCountsChartsAndCSV(t *testing.T) {
+	c, srv, _ := newConsole(t)
+	hour := time.Now().Truncate(time.Hour)
+	c.Observe(footfall.Event{Camera: "lobby", WindowEnd: hour.Add(10 * time.Second),
+		Lines: []footfall.LineCount{{ID: "door", Entries: 7, Exits: 3}}, Zones: []footfall.ZoneCount{{ID: "floor", Peak: 5}}})
+	if resp, _ := client().Get(srv.URL + "/counts/lobby.csv"); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("counts without a login: %d", resp.StatusCode)
+	}
+	cl := client()
+	logIn(t, cl, srv.URL, "guard", "guard-password-1")
+	resp, err := cl.Get(srv.URL + "/camera/lobby")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`text-anchor="end">7</text>`, `>12</text>`, `class="key in"`, `peak occupancy in the hour`, `href="/counts/lobby.csv"`} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("the camera page lacks %s", want)
+		}
+	}
+	resp, err = cl.Get(srv.URL + "/counts/lobby.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	h := fmt.Sprintf("%02d:00", hour.Hour())
+	for _, want := range []string{"day,hour,kind,id,entries,exits,peak_occupancy", h + ",line,door,7,3,", h + ",zone,floor,,,5"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("the CSV lacks %q:\n%s", want, body)
+		}
+	}
+	if resp, _ := cl.Get(srv.URL + "/counts/garage.csv"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("an unknown camera's counts: %d", resp.StatusCode)
+	}
+}

@@ -47,6 +47,20 @@ function stamp(video) {
 }
 
 document.querySelectorAll('video[data-camera]').forEach((v) => { stamp(v); watch(v); });
+
+// Today's charts refresh every 30 s without reloading the page (the live
+// view and a playing recording go on).
+const charts = document.getElementById('charts');
+if (charts) {
+  setInterval(async () => {
+    try {
+      const r = await fetch(location.href, { credentials: 'same-origin' });
+      if (!r.ok) return;
+      const fresh = new DOMParser().parseFromString(await r.text(), 'text/html').getElementById('charts');
+      if (fresh) charts.innerHTML = fresh.innerHTML;
+    } catch (e) { /* the next tick tries again */ }
+  }, 30000);
+}
 window.addEventListener('pagehide', () => {
   for (const l of sessions) fetch(l, { method: 'DELETE', headers: { 'X-CSRF-Token': csrf }, keepalive: true });
 });
