@@ -194,6 +194,7 @@ func (c *Console) Handler() http.Handler {
 	mux.HandleFunc("GET /recordings/{id}/{file}", c.user(c.recording))
 	mux.HandleFunc("GET /admin", c.admin(c.adminPage))
 	mux.HandleFunc("GET /counts/{file}", c.user(c.countsCSV))
+	mux.HandleFunc("GET /admin/audit.csv", c.admin(c.auditCSV))
 	mux.Handle("/whep/", c.whep)
 	return securityHeaders(mux)
 }
@@ -468,8 +469,60 @@ func (c *Console) recording(w http.ResponseWriter, r *http.Request, x *session) 
 func (c *Console) adminPage(w http.ResponseWriter, r *http.Request, x *session) {
 	data := c.base(x)
 	data["Users"] = c.cfg.Users
-	data["Audit"] = c.audit.Recent(100)
+	f := auditFilterOf(r)
+	data["Audit"] = f.apply(c.audit.Recent(auditScan), 200)
+	data["Filter"] = f
+	data["Kinds"] = auditKinds
 	c.render(w, "admin.html", data)
+}
+
+// auditScan is how many of the latest entries the admin page and the
+// export search: the log's end, read backwards, never the whole log.
+const auditScan = 20000
+
+// auditFilter picks audit entries by kind, user and camera (empty: any).
+type auditFilter struct{ Kind, User, Camera string }
+
+func auditFilterOf(r *http.Request) auditFilter {
+	q := r.URL.Query()
+	return auditFilter{Kind: q.Get("kind"), User: clip(q.Get("user"), maxNameField), Camera: clip(q.Get("camera"), maxNameField)}
+}
+
+func (f auditFilter) apply(evs []Event, n int) []Event {
+	var out []Event
+	for _, e := range evs {
+		if (f.Kind == "" || e.Kind == f.Kind) && (f.User == "" || e.User == f.User) && (f.Camera == "" || e.Camera == f.Camera) {
+			out = append(out, e)
+			if len(out) == n {
+				break
+			}
+		}
+	}
+	return out
+}
+
+// auditCSV exports the audit entries the admin page's filter picks (up to
+// auditScan of the latest), itself audited.
+func (c *Console) auditCSV(w http.ResponseWriter, r *http.Request, x *session) {
+	f := auditFilterOf(r)
+	if err := c.audit.Log(Event{Kind: AuditExport, User: x.user, From: clientIP(r), Camera: f.Camera, Detail: fmt.Sprintf("kind=%q user=%q", f.Kind, f.User)}); err != nil {
+		http.Error(w, "the audit log cannot be written; ask the administrator", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	w.Header().Set("Content-Disposition", `attachment; filename="veil-audit.csv"`)
+	cw := csv.NewWriter(w)
+	cw.Write([]string{"time", "kind", "user", "from", "camera", "file", "start", "end", "detail"})
+	stamp := func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.UTC().Format(time.RFC3339)
+	}
+	for _, e := range f.apply(c.audit.Recent(auditScan), auditScan) {
+		cw.Write([]string{stamp(e.Time), e.Kind, e.User, e.From, e.Camera, e.File, stamp(e.Start), stamp(e.End), e.Detail})
+	}
+	cw.Flush()
 }
 
 // Observe takes a count event (every camera's, as they are made) for

@@ -571,3 +571,46 @@ func TestCountsChartsAndCSV(t *testing.T) {
 		t.Errorf("an unknown camera's counts: %d", resp.StatusCode)
 	}
 }
+
+// TestAuditFilterAndExport: the admin page filters the audit log by kind,
+// user and camera, and exports what the filter picks as CSV; the export
+// is itself audited, and a viewer gets neither.
+func TestAuditFilterAndExport(t *testing.T) {
+	c, srv, _ := newConsole(t)
+	viewer := client()
+	logIn(t, viewer, srv.URL, "guard", "guard-password-1")
+	if resp, _ := viewer.Get(srv.URL + "/admin/audit.csv"); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a viewer exporting the audit log: %d", resp.StatusCode)
+	}
+	c.cfg.Users[0].Role = RoleAdmin
+	logIn(t, client(), srv.URL, "mallory", "a guess")
+	logIn(t, client(), srv.URL, "guard", "wrong")
+	admin := client()
+	logIn(t, admin, srv.URL, "guard", "guard-password-1")
+	get := func(path string) string {
+		resp, err := admin.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return string(b)
+	}
+	page := get("/admin?kind=login_failed&user=mallory")
+	if !strings.Contains(page, "<td>mallory</td>") || strings.Contains(page, "<td>login</td>") {
+		t.Errorf("the filtered page shows other entries, or not mallory's")
+	}
+	csv := get("/admin/audit.csv?kind=login_failed")
+	lines := strings.Split(strings.TrimSpace(csv), "\n")
+	if lines[0] != "time,kind,user,from,camera,file,start,end,detail" || len(lines) != 3 {
+		t.Errorf("the export of failed logins:\n%s", csv)
+	}
+	for _, l := range lines[1:] {
+		if !strings.Contains(l, ",login_failed,") {
+			t.Errorf("the export holds %q", l)
+		}
+	}
+	if got := c.audit.Recent(1); got[0].Kind != AuditExport || got[0].User != "guard" {
+		t.Errorf("the export was not audited: %+v", got[0])
+	}
+}
