@@ -174,6 +174,24 @@ console:
 		state, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`(v => JSON.stringify({src: v.src, err: v.error && v.error.code, msg: v.error && v.error.message, net: v.networkState, ready: v.readyState, dur: v.duration, paused: v.paused}))(document.getElementById('playback'))`))
 		t.Errorf("recording %s did not play (currentTime %.2f): %s", link, pos, state)
 	}
+	// The day's timeline: the segments are on it, and a time typed in
+	// plays the recording from that moment, its time of day shown.
+	if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#timeline .seg').length`)); n < 1 {
+		t.Errorf("%d segments on the day's timeline", n)
+	}
+	first, _ := chromedp.Run(ctx, chromedp.Evaluate[float64](`+document.querySelector('[data-start]').dataset.start`))
+	want := time.UnixMilli(int64(first)).Add(1500 * time.Millisecond).Local()
+	chromedp.Do(ctx, chromedp.SetValue("#goto", want.Format("15:04:05")))
+	chromedp.Do(ctx, chromedp.Click("#goto-button"))
+	var at float64
+	for t0 := time.Now(); time.Since(t0) < 15*time.Second; time.Sleep(300 * time.Millisecond) {
+		if at, _ = chromedp.Run(ctx, chromedp.Evaluate[float64](`+(document.getElementById('playing-at').dataset.t || 0)`)); at > 0 {
+			break
+		}
+	}
+	if d := time.UnixMilli(int64(at)).Sub(want.Truncate(time.Second)); d < -time.Second || d > 4*time.Second {
+		t.Errorf("going to %s played from %s", want.Format("15:04:05"), time.UnixMilli(int64(at)).Format("15:04:05.000"))
+	}
 	// Leaving ends the live view; the admin sees the audit log.
 	chromedp.Do(ctx, chromedp.Navigate(base+"/privacy"))
 	time.Sleep(time.Second)

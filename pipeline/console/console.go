@@ -194,6 +194,7 @@ func (c *Console) Handler() http.Handler {
 	mux.HandleFunc("GET /recordings/{id}/{file}", c.user(c.recording))
 	mux.HandleFunc("GET /admin", c.admin(c.adminPage))
 	mux.HandleFunc("GET /counts/{file}", c.user(c.countsCSV))
+	mux.HandleFunc("GET /clip/{id}", c.user(c.clip))
 	mux.HandleFunc("GET /admin/audit.csv", c.admin(c.auditCSV))
 	mux.Handle("/whep/", c.whep)
 	return securityHeaders(mux)
@@ -403,6 +404,7 @@ func (c *Console) camera(w http.ResponseWriter, r *http.Request, x *session) {
 	data := c.base(x)
 	data["Camera"] = cam.ID
 	data["Day"] = day.Format("2006-01-02")
+	data["DayStart"] = time.Date(day.Year(), day.Month(), day.Day(), 0, 0, 0, 0, time.Local).UnixMilli()
 	data["Prev"] = day.AddDate(0, 0, -1).Format("2006-01-02")
 	data["Next"] = day.AddDate(0, 0, 1).Format("2006-01-02")
 	data["Recorded"] = cam.Recordings != ""

@@ -64,8 +64,65 @@ if (charts) {
 window.addEventListener('pagehide', () => {
   for (const l of sessions) fetch(l, { method: 'DELETE', headers: { 'X-CSRF-Token': csrf }, keepalive: true });
 });
+// The day's recordings as one timeline: each segment placed at its time
+// of day; a click on the day, or a time typed in, plays from that moment;
+// a segment that ends goes on into the next; the time of day is shown
+// while playing.
+const player = document.getElementById('playback');
+const segs = [...document.querySelectorAll('[data-play][data-start]')].map((a) => ({ url: a.dataset.play, start: +a.dataset.start }));
+segs.sort((a, b) => a.start - b.start);
+segs.forEach((s, i) => {
+  const gap = i + 1 < segs.length ? segs[i + 1].start - s.start : 0;
+  s.end = s.start + (gap > 0 && gap < 600000 ? gap : 60000);
+});
+let current = -1;
+function play(i, offset) {
+  if (i < 0 || i >= segs.length) return;
+  current = i;
+  if (!player.src.endsWith(segs[i].url)) player.src = segs[i].url;
+  const go = () => { player.currentTime = Math.max(0, offset / 1000); player.play(); };
+  if (player.readyState >= 1 && player.src.endsWith(segs[i].url)) go(); else player.addEventListener('loadedmetadata', go, { once: true });
+}
+function playAt(t) {
+  let i = segs.findIndex((s) => t >= s.start && t < s.end);
+  if (i < 0) i = segs.findIndex((s) => s.start > t); // the next recording after a gap
+  if (i >= 0) play(i, Math.max(0, t - segs[i].start));
+}
+const pad = (n) => String(n).padStart(2, '0');
+const hms = (t) => { const d = new Date(t); return pad(d.getHours()) + ':' + pad(d.getMinutes()) + ':' + pad(d.getSeconds()); };
+const timeline = document.getElementById('timeline');
+if (timeline && player) {
+  const day0 = +timeline.dataset.dayStart, dayMs = 86400000;
+  for (const s of segs) {
+    const b = document.createElement('div');
+    b.className = 'seg';
+    b.style.left = (100 * (s.start - day0) / dayMs) + '%';
+    b.style.width = Math.max(0.15, 100 * (s.end - s.start) / dayMs) + '%';
+    b.title = hms(s.start) + '–' + hms(s.end);
+    timeline.appendChild(b);
+  }
+  timeline.addEventListener('click', (e) => {
+    const r = timeline.getBoundingClientRect();
+    playAt(day0 + dayMs * (e.clientX - r.left) / r.width);
+  });
+  document.getElementById('goto-button').addEventListener('click', () => {
+    const [h, m, s] = (document.getElementById('goto').value || '0:0:0').split(':').map(Number);
+    playAt(day0 + ((h * 60 + m) * 60 + (s || 0)) * 1000);
+  });
+  const at = document.getElementById('playing-at');
+  const cursor = document.getElementById('timeline-cursor');
+  player.addEventListener('timeupdate', () => {
+    if (current < 0) return;
+    const t = segs[current].start + player.currentTime * 1000;
+    at.textContent = 'playing ' + hms(t);
+    at.dataset.t = String(Math.round(t));
+    cursor.style.left = (100 * (t - day0) / dayMs) + '%';
+  });
+  player.addEventListener('ended', () => play(current + 1, 0));
+}
 document.querySelectorAll('[data-play]').forEach((a) => a.addEventListener('click', (e) => {
   e.preventDefault();
-  const v = document.getElementById('playback');
-  v.src = a.dataset.play; v.play();
+  const i = segs.findIndex((s) => s.url === a.dataset.play);
+  if (i >= 0) { play(i, 0); return; }
+  player.src = a.dataset.play; player.play();
 }));
