@@ -380,7 +380,7 @@ func (c *Config) SetRecordingsDir(dir string) {
 // ConsoleOn reports whether http.listen serves the console: users can log
 // in, or a camera has a view token.
 func (c *Config) ConsoleOn() bool {
-	if len(c.Console.Users) > 0 {
+	if len(c.Console.Users) > 0 || c.Console.UsersFile != "" {
 		return true
 	}
 	for _, cam := range c.Cameras {

@@ -120,6 +120,19 @@ func (r *recent) forget(key string) {
 	r.mu.Unlock()
 }
 
+// of is the tokens of user's sessions.
+func (s *sessions) of(user string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for t, x := range s.m {
+		if x.user == user {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
 func (s *sessions) delete(t string) {
 	s.mu.Lock()
 	delete(s.m, t)
@@ -378,8 +391,8 @@ func check(users []User, name, password string) *User {
 			found, hash = &users[i], []byte(users[i].PasswordHash)
 		}
 	}
-	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil {
-		return nil
+	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil || found != nil && found.Disabled {
+		return nil // a disabled user's password is checked all the same: no timing tells
 	}
 	return found
 }

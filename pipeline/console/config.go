@@ -22,6 +22,11 @@ type Config struct {
 	// Users may log in. Without users the console serves only /privacy
 	// (and WHEP to view tokens).
 	Users []User `yaml:"users"`
+	// UsersFile holds the users an admin adds, disables and resets on the
+	// admin page (YAML: a list like users), rewritten atomically on each
+	// change. Those in Users stay as veil.yaml says; names are unique
+	// across both. Empty: users are managed in veil.yaml only.
+	UsersFile string `yaml:"users_file"`
 	// SessionTTL is how long a login lasts. It defaults to 12h.
 	SessionTTL time.Duration `yaml:"session_ttl"`
 	// MaxViewersPerCamera and MaxViewers bound live viewers (default 10
@@ -45,6 +50,8 @@ type User struct {
 	// Role is viewer (live view, recordings, counts) or admin (also the
 	// users and the audit log).
 	Role string `yaml:"role"`
+	// Disabled users cannot log in (an admin disabled them).
+	Disabled bool `yaml:"disabled,omitempty"`
 }
 
 // Roles.
@@ -135,9 +142,21 @@ func (c *Config) ValidateNotice(prefix string) error {
 
 // Validate names the key of the first error, under prefix.
 func (c *Config) Validate(prefix string) error {
-	seen := map[string]bool{}
-	for i, u := range c.Users {
-		key := fmt.Sprintf("%s.users[%d]", prefix, i)
+	if err := validateUsers(c.Users, prefix+".users", map[string]bool{}); err != nil {
+		return err
+	}
+	if c.UsersFile != "" {
+		if _, err := readUsersFile(c.UsersFile, c.Users); err != nil {
+			return fmt.Errorf("%s.users_file: %w", prefix, err)
+		}
+	}
+	return c.validateRest(prefix)
+}
+
+// validateUsers checks users (at key) and that no name is in seen.
+func validateUsers(users []User, key string, seen map[string]bool) error {
+	for i, u := range users {
+		key := fmt.Sprintf("%s[%d]", key, i)
 		if u.Name == "" || len(u.Name) > 64 {
 			return fmt.Errorf("%s.name: give a name of 1 to 64 characters", key)
 		}
@@ -158,6 +177,10 @@ func (c *Config) Validate(prefix string) error {
 			return fmt.Errorf("%s.role: %q (want viewer or admin)", key, u.Role)
 		}
 	}
+	return nil
+}
+
+func (c *Config) validateRest(prefix string) error {
 	if c.SessionTTL < time.Minute || c.SessionTTL > 7*24*time.Hour {
 		return fmt.Errorf("%s.session_ttl: %v is outside [1m, 168h]", prefix, c.SessionTTL)
 	}

@@ -78,6 +78,7 @@ type Console struct {
 	log    *slog.Logger
 	audit  *Audit
 	sess   *sessions
+	users  *userList
 	lim    *limiter
 	checks checks
 	dev    *devices
@@ -110,6 +111,15 @@ func New(cfg Config, deps Deps) (*Console, error) {
 	for _, cam := range deps.Cameras {
 		c.cams[cam.ID] = cam
 	}
+	managed, err := readUsersFile(cfg.UsersFile, cfg.Users)
+	if cfg.UsersFile == "" {
+		managed, err = nil, nil
+	}
+	if err != nil {
+		a.Close()
+		return nil, fmt.Errorf("console.users_file: %w", err)
+	}
+	c.users = &userList{fixed: cfg.Users, managed: managed, file: cfg.UsersFile}
 	c.loadCounts()
 	c.savedAt = time.Now()
 	c.whep = &live.WHEP{Streams: deps.Streams, Authorize: c.authorizeViewer,
@@ -196,6 +206,7 @@ func (c *Console) Handler() http.Handler {
 	mux.HandleFunc("GET /counts/{file}", c.user(c.countsCSV))
 	mux.HandleFunc("GET /clip/{id}", c.user(c.clip))
 	mux.HandleFunc("GET /admin/audit.csv", c.admin(c.auditCSV))
+	mux.HandleFunc("POST /admin/users", c.admin(c.userAction))
 	mux.Handle("/whep/", c.whep)
 	return securityHeaders(mux)
 }
@@ -278,7 +289,7 @@ func (c *Console) privacy(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Language", lang)
 	w.Header().Set("Vary", "Accept-Language")
 	c.render(w, "privacy.html", map[string]any{"P": c.cfg.Privacy, "Keep": keep, "KeepZH": humanDurationZH(c.deps.Keep), "Print": r.URL.Query().Has("print"), "Cameras": len(c.deps.Cameras),
-		"Recorded": recorded && c.deps.Keep > 0, "Downloads": len(c.cfg.Users) > 0, "ViewTokens": tokens,
+		"Recorded": recorded && c.deps.Keep > 0, "Downloads": len(c.users.all()) > 0, "ViewTokens": tokens,
 		"Counting": c.deps.Counting, "CountsExported": c.deps.CountsExported, "CountsKeep": countsKeep, "CountsKeepZH": countsKeepZH,
 		"Lang": lang, "ZH": lang == "zh-CN"})
 }
@@ -470,7 +481,9 @@ func (c *Console) recording(w http.ResponseWriter, r *http.Request, x *session) 
 
 func (c *Console) adminPage(w http.ResponseWriter, r *http.Request, x *session) {
 	data := c.base(x)
-	data["Users"] = c.cfg.Users
+	data["Users"] = c.users.fixed
+	data["Managed"] = c.users.all()[len(c.users.fixed):]
+	data["UsersFile"] = c.cfg.UsersFile != ""
 	f := auditFilterOf(r)
 	data["Audit"] = f.apply(c.audit.Recent(auditScan), 200)
 	data["Filter"] = f

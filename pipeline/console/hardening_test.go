@@ -671,3 +671,77 @@ func TestClipExport(t *testing.T) {
 		t.Errorf("the clip's audit entry: %+v", e)
 	}
 }
+
+// TestAdminManagesUsers: with a users file, an admin adds a user, who can
+// then log in; disabling them ends their session and refuses their
+// password; a reset changes it; every change is in the file (a new
+// console reads it back) and in the audit log.
+func TestAdminManagesUsers(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{Users: []User{{Name: "boss", PasswordHash: string(guardHash()), Role: RoleAdmin}},
+		UsersFile: filepath.Join(dir, "users.yaml"), Audit: AuditConfig{Dir: filepath.Join(dir, "audit")}}
+	cfg.Defaults("")
+	if err := cfg.Validate("console"); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	lm, _ := live.NewMetrics(reg)
+	c, err := New(cfg, Deps{Streams: map[string]*live.Stream{}, Registerer: reg, Metrics: lm})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	srv := httptest.NewServer(c.Handler())
+	defer srv.Close()
+	admin := client()
+	logIn(t, admin, srv.URL, "boss", "guard-password-1")
+	resp, _ := admin.Get(srv.URL + "/admin")
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	csrf := string(csrfField.FindSubmatch(page)[1])
+	act := func(v url.Values) int {
+		v.Set("csrf", csrf)
+		resp, err := admin.PostForm(srv.URL+"/admin/users", v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := act(url.Values{"action": {"add"}, "name": {"anna"}, "role": {"viewer"}, "password": {"anna-password-1"}}); code != http.StatusSeeOther {
+		t.Fatalf("add: %d", code)
+	}
+	if code := act(url.Values{"action": {"add"}, "name": {"boss"}, "role": {"viewer"}, "password": {"another-password"}}); code != http.StatusBadRequest {
+		t.Errorf("adding a name veil.yaml has: %d", code)
+	}
+	anna := client()
+	if resp := logIn(t, anna, srv.URL, "anna", "anna-password-1"); resp.Header.Get("Location") != "/" {
+		t.Fatalf("the new user cannot log in: %s", resp.Header.Get("Location"))
+	}
+	act(url.Values{"action": {"disable"}, "name": {"anna"}})
+	if resp, _ := anna.Get(srv.URL + "/"); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("a disabled user's session goes on: %d", resp.StatusCode)
+	}
+	if resp := logIn(t, client(), srv.URL, "anna", "anna-password-1"); resp.Header.Get("Location") == "/" {
+		t.Error("a disabled user logged in")
+	}
+	act(url.Values{"action": {"enable"}, "name": {"anna"}})
+	act(url.Values{"action": {"reset"}, "name": {"anna"}, "password": {"anna-new-password"}})
+	c2, err := New(cfg, Deps{Streams: map[string]*live.Stream{}, Registerer: prometheus.NewRegistry(), Metrics: lm})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if u := check(c2.users.all(), "anna", "anna-new-password"); u == nil || u.Disabled {
+		t.Errorf("the users file read back: %+v", c2.users.all())
+	}
+	n := 0
+	for _, e := range c.audit.Recent(50) {
+		if e.Kind == AuditUserChanged && e.User == "boss" {
+			n++
+		}
+	}
+	if n != 4 {
+		t.Errorf("%d user changes audited, want 4 (add, disable, enable, reset)", n)
+	}
+}

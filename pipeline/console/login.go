@@ -86,7 +86,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		c.renderLogin(w, http.StatusServiceUnavailable, "系统繁忙，请稍后再试。 The console is busy; try again in a moment.")
 		return
 	}
-	u := check(c.cfg.Users, name, r.PostForm.Get("password"))
+	u := check(c.users.all(), name, r.PostForm.Get("password"))
 	c.checks.done()
 	c.lim.settle(u == nil, keys...)
 	if u == nil {
