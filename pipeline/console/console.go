@@ -34,6 +34,7 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	"hm":    func(t time.Time) string { return t.Local().Format("15:04:05") },
 	"div":   func(n int64) float64 { return float64(n) / 1e6 },
 	"add":   func(a, b int) int { return a + b },
+	"tr":    tr,
 	"mul":   func(a, b int) int { return a * b },
 	"hours": func() []int { return []int{0, 6, 12, 18, 24} },
 }).ParseFS(assets, "assets/*.html"))
@@ -217,6 +218,9 @@ func securityHeaders(h http.Handler) http.Handler {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Header().Set("Referrer-Policy", "no-referrer")
 		w.Header().Set("X-Frame-Options", "DENY")
+		if l := r.URL.Query().Get("lang"); l == "zh" || l == "en" {
+			http.SetCookie(w, &http.Cookie{Name: langCookie, Value: l, Path: "/", MaxAge: 365 * 24 * 3600, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil})
+		}
 		if r.TLS != nil {
 			// Once a browser has seen the console over HTTPS it never
 			// tries plain HTTP, where a cookie could be read off the LAN.
@@ -294,11 +298,20 @@ func (c *Console) privacy(w http.ResponseWriter, r *http.Request) {
 		"Lang": lang, "ZH": lang == "zh-CN"})
 }
 
-// language is the page's language: ?lang=zh or ?lang=en if given, else
-// the first of Simplified Chinese and English the browser's
-// Accept-Language prefers, else English.
+// langCookie keeps a language chosen with ?lang= for the pages after.
+const langCookie = "veil_lang"
+
+// language is the page's language: ?lang=zh or ?lang=en if given (or
+// chosen before, in langCookie), else the first of Simplified Chinese and
+// English the browser's Accept-Language prefers, else English.
 func language(r *http.Request) string {
-	switch r.URL.Query().Get("lang") {
+	choice := r.URL.Query().Get("lang")
+	if choice == "" {
+		if ck, err := r.Cookie(langCookie); err == nil {
+			choice = ck.Value
+		}
+	}
+	switch choice {
 	case "zh", "zh-CN":
 		return "zh-CN"
 	case "en":
@@ -355,16 +368,16 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request, x *session) {
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
 
-func (c *Console) base(x *session) map[string]any {
+func (c *Console) base(x *session, r *http.Request) map[string]any {
 	ids := make([]string, 0, len(c.deps.Cameras))
 	for _, cam := range c.deps.Cameras {
 		ids = append(ids, cam.ID)
 	}
-	return map[string]any{"User": x.user, "Admin": x.role == RoleAdmin, "CSRF": x.csrf, "Cameras": ids}
+	return map[string]any{"User": x.user, "Admin": x.role == RoleAdmin, "CSRF": x.csrf, "Cameras": ids, "Lang": language(r)}
 }
 
 func (c *Console) grid(w http.ResponseWriter, r *http.Request, x *session) {
-	c.render(w, "grid.html", c.base(x))
+	c.render(w, "grid.html", c.base(x, r))
 }
 
 // segment is a finished recording.
@@ -412,7 +425,7 @@ func (c *Console) camera(w http.ResponseWriter, r *http.Request, x *session) {
 	if d, err := time.ParseInLocation("2006-01-02", r.URL.Query().Get("day"), time.Local); err == nil {
 		day = d
 	}
-	data := c.base(x)
+	data := c.base(x, r)
 	data["Camera"] = cam.ID
 	data["Day"] = day.Format("2006-01-02")
 	data["DayStart"] = time.Date(day.Year(), day.Month(), day.Day(), 0, 0, 0, 0, time.Local).UnixMilli()
@@ -480,7 +493,7 @@ func (c *Console) recording(w http.ResponseWriter, r *http.Request, x *session) 
 }
 
 func (c *Console) adminPage(w http.ResponseWriter, r *http.Request, x *session) {
-	data := c.base(x)
+	data := c.base(x, r)
 	data["Users"] = c.users.fixed
 	data["Managed"] = c.users.all()[len(c.users.fixed):]
 	data["UsersFile"] = c.cfg.UsersFile != ""

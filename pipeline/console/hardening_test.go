@@ -745,3 +745,35 @@ func TestAdminManagesUsers(t *testing.T) {
 		t.Errorf("%d user changes audited, want 4 (add, disable, enable, reset)", n)
 	}
 }
+
+// TestConsoleSpeaksChinese: the console's pages follow the browser's
+// language, and a choice made with ?lang= stays (a cookie) for the pages
+// after.
+func TestConsoleSpeaksChinese(t *testing.T) {
+	_, srv, _ := newConsole(t)
+	cl := client()
+	logIn(t, cl, srv.URL, "guard", "guard-password-1")
+	get := func(path, accept string) string {
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		if accept != "" {
+			req.Header.Set("Accept-Language", accept)
+		}
+		resp, err := cl.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return string(b)
+	}
+	if page := get("/camera/lobby", "zh-CN,zh;q=0.9"); !strings.Contains(page, `<html lang="zh-CN">`) || !strings.Contains(page, ">摄像头<") || !strings.Contains(page, "跳转到") {
+		t.Error("a Chinese browser's camera page is not in Chinese")
+	}
+	if page := get("/", "en-US"); !strings.Contains(page, ">Cameras<") {
+		t.Error("an English browser's grid is not in English")
+	}
+	get("/?lang=zh", "en-US") // the switch
+	if page := get("/camera/lobby", "en-US"); !strings.Contains(page, "跳转到") {
+		t.Error("the language chosen with ?lang=zh did not stay")
+	}
+}

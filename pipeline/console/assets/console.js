@@ -2,6 +2,9 @@
 'use strict';
 const csrf = (document.querySelector('meta[name=csrf]') || {}).content || '';
 const sessions = [];
+// The page's language (Simplified Chinese or English) for what the script says.
+const zhUI = document.documentElement.lang === 'zh-CN';
+const T = (en, zh) => (zhUI ? zh : en);
 
 async function watch(video) {
   const camera = video.dataset.camera;
@@ -12,16 +15,16 @@ async function watch(video) {
     pc.addTransceiver('video', { direction: 'recvonly' });
     pc.ontrack = (e) => { video.srcObject = e.streams[0] || new MediaStream([e.track]); };
     pc.onconnectionstatechange = () => {
-      if (pc.connectionState === 'connected') say('live', true);
-      if (pc.connectionState === 'failed' || pc.connectionState === 'disconnected') { say('reconnecting…'); pc.close(); setTimeout(() => watch(video), 3000); }
+      if (pc.connectionState === 'connected') say(T('live', '直播中'), true);
+      if (pc.connectionState === 'failed' || pc.connectionState === 'disconnected') { say(T('reconnecting…', '重新连接中…')); pc.close(); setTimeout(() => watch(video), 3000); }
     };
     await pc.setLocalDescription(await pc.createOffer());
     await new Promise((ok) => { if (pc.iceGatheringState === 'complete') ok(); pc.onicegatheringstatechange = () => { if (pc.iceGatheringState === 'complete') ok(); }; setTimeout(ok, 2000); });
     const r = await fetch('/whep/' + encodeURIComponent(camera), { method: 'POST', headers: { 'Content-Type': 'application/sdp', 'X-CSRF-Token': csrf }, body: pc.localDescription.sdp });
-    if (r.status !== 201) { say('unavailable (' + r.status + ')'); pc.close(); setTimeout(() => watch(video), 5000); return; }
+    if (r.status !== 201) { say(T('unavailable', '不可用') + ' (' + r.status + ')'); pc.close(); setTimeout(() => watch(video), 5000); return; }
     sessions.push(r.headers.get('Location'));
     await pc.setRemoteDescription({ type: 'answer', sdp: await r.text() });
-  } catch (e) { say('error: ' + e); }
+  } catch (e) { say(T('error: ', '错误：') + e); }
 }
 
 // stamp puts the camera's name and the time on its live picture, so that
@@ -114,7 +117,7 @@ if (timeline && player) {
   player.addEventListener('timeupdate', () => {
     if (current < 0) return;
     const t = segs[current].start + player.currentTime * 1000;
-    at.textContent = 'playing ' + hms(t);
+    at.textContent = T('playing ', '正在播放 ') + hms(t);
     at.dataset.t = String(Math.round(t));
     cursor.style.left = (100 * (t - day0) / dayMs) + '%';
   });

@@ -1,0 +1,60 @@
+package console
+
+// zh is the console's Simplified Chinese: each English text of the pages
+// and its translation. A text without one shows in English. The privacy
+// notice has its own two versions (privacy.html).
+var zh = map[string]string{
+	"Cameras":                "摄像头",
+	"Admin":                  "管理",
+	"Privacy":                "隐私告知",
+	"Log out":                "退出",
+	"No cameras configured.": "没有配置摄像头。",
+	"Live video is obscured by veil before it leaves the machine; faces never reach this page.": "实时视频在离开本机之前已由 veil 遮挡人脸；人脸画面不会到达本页面。",
+	"Live":                         "实时",
+	"connecting…":                  "连接中…",
+	"Recordings of":                "录像：",
+	"‹ earlier":                    "‹ 前一天",
+	"later ›":                      "后一天 ›",
+	"Day":                          "日期",
+	"Show":                         "查看",
+	"Go to":                        "跳转到",
+	"Play":                         "播放",
+	"Export a clip from":           "导出片段：从",
+	"to":                           "到",
+	"Download":                     "下载",
+	"Start":                        "开始",
+	"Size":                         "大小",
+	"download":                     "下载",
+	"No recording this day.":       "这一天没有录像。",
+	"This camera is not recorded.": "此摄像头不录像。",
+	"Today":                        "今天",
+	"No counts yet today.":         "今天还没有统计数据。",
+	"hours of the day":             "一天中的小时",
+	"in":                           "进",
+	"out":                          "出",
+	"peak occupancy in the hour":   "每小时最高在场人数",
+	"Users":                        "用户",
+	"Name":                         "名称",
+	"Role":                         "角色",
+	"in veil.yaml":                 "在 veil.yaml 中",
+	"Audit log (latest first)":     "审计日志（最新在前）",
+	"Time":                         "时间",
+	"Kind":                         "类型",
+	"User":                         "用户",
+	"From":                         "来源",
+	"Camera":                       "摄像头",
+	"Detail":                       "详情",
+	"Filter":                       "筛选",
+	"Export CSV":                   "导出 CSV",
+	"any":                          "全部",
+}
+
+// tr is text in lang ("zh-CN" or "en").
+func tr(lang, text string) string {
+	if lang == "zh-CN" {
+		if t, ok := zh[text]; ok {
+			return t
+		}
+	}
+	return text
+}
