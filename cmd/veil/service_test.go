@@ -217,10 +217,10 @@ recordings: {dir: `+dir+`, segment: 60s, keep: 1h}
 			if segs := segmentsDecode(t, filepath.Join(dir, "sample")); len(segs) != 1 {
 				t.Errorf("segments %v, want the one open at SIGINT, finished", segs)
 			}
-			// demo's console keeps its audit log under -out with the rest,
-			// not under the working directory's veil-demo.
-			if logs, _ := filepath.Glob(filepath.Join(dir, "audit", "audit-*.jsonl")); name == "demo" && len(logs) == 0 {
-				t.Errorf("no audit log under -out %s", dir)
+			// demo's console keeps its audit log beside -out (never inside
+			// the recordings), not under the working directory's veil-demo.
+			if logs, _ := filepath.Glob(filepath.Join(dir+"-audit", "audit-*.jsonl")); name == "demo" && len(logs) == 0 {
+				t.Errorf("no audit log beside -out %s", dir)
 			}
 			t.Logf("%s stopped in %s", name, took.Round(time.Millisecond))
 		})
