@@ -44,7 +44,10 @@ test-go:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 	$(GO) test -count=1 -timeout 20m ./...
 	docker-compose -f docker-compose.yml config -q
-	promtool check config dashboards/prometheus.yml
+	@# The token file is compose's secret; a stand-in lets promtool check everything else.
+	tmp=$$(mktemp -d) && cp dashboards/prometheus.yml dashboards/alerts.yml $$tmp/ && echo stand-in-token > $$tmp/token && \
+	  sed -i "s#/run/secrets/veil_metrics_token#$$tmp/token#" $$tmp/prometheus.yml && \
+	  promtool check config $$tmp/prometheus.yml; rc=$$?; rm -rf $$tmp; exit $$rc
 	promtool check rules dashboards/alerts.yml
 	cd dashboards && promtool test rules alerts_test.yml
 
