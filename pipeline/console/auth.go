@@ -7,7 +7,6 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -395,15 +394,6 @@ func check(users []User, name, password string) *User {
 		return nil // a disabled user's password is checked all the same: no timing tells
 	}
 	return found
-}
-
-// clientIP is the request's remote address without the port.
-func clientIP(r *http.Request) string {
-	h, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return h
 }
 
 // tokenEq compares a token from a request with the expected one in

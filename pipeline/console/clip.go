@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/veilproject/veil/rtcconf"
 )
 
 // maxClip bounds an exported clip: a clip is cut while the guard waits.
@@ -38,7 +40,7 @@ func (c *Console) clip(w http.ResponseWriter, r *http.Request, x *session) {
 		return
 	}
 	name := fmt.Sprintf("%s-%s-%s-%s.mp4", cam.ID, day.Format("20060102"), from.Format("150405"), to.Format("150405"))
-	if err := c.audit.Log(Event{Kind: AuditDownload, User: x.user, From: clientIP(r), Camera: cam.ID, File: name, Start: from, End: to, Detail: "clip"}); err != nil {
+	if err := c.audit.Log(Event{Kind: AuditDownload, User: x.user, From: rtcconf.ClientIP(r), Camera: cam.ID, File: name, Start: from, End: to, Detail: "clip"}); err != nil {
 		c.log.Error("audit log unwritable: clip refused", "err", err)
 		http.Error(w, "the audit log cannot be written; ask the administrator", http.StatusServiceUnavailable)
 		return

@@ -178,11 +178,11 @@ func (c *Console) Close() error {
 // header, or the camera's view token.
 func (c *Console) authorizeViewer(r *http.Request, camera string) (live.Viewer, bool) {
 	if t, x := c.sess.get(r); x != nil && csrfOK(r, x) {
-		return live.Viewer{Who: x.user, From: clientIP(r), Login: loginID(t), Until: x.expires}, true
+		return live.Viewer{Who: x.user, From: rtcconf.ClientIP(r), Login: loginID(t), Until: x.expires}, true
 	}
 	if cam, ok := c.cams[camera]; ok && cam.ViewToken != "" {
 		if rtcconf.Bearer(r, cam.ViewToken) {
-			return live.Viewer{Who: "token:" + camera, From: clientIP(r)}, true
+			return live.Viewer{Who: "token:" + camera, From: rtcconf.ClientIP(r)}, true
 		}
 	}
 	return live.Viewer{}, false
@@ -257,7 +257,7 @@ func (c *Console) user(h handler) http.HandlerFunc {
 func (c *Console) admin(h handler) http.HandlerFunc {
 	return c.user(func(w http.ResponseWriter, r *http.Request, x *session) {
 		if x.role != RoleAdmin {
-			c.audit.Log(Event{Kind: AuditDenied, User: x.user, From: clientIP(r), Detail: r.URL.Path})
+			c.audit.Log(Event{Kind: AuditDenied, User: x.user, From: rtcconf.ClientIP(r), Detail: r.URL.Path})
 			http.Error(w, "admins only", http.StatusForbidden)
 			return
 		}
@@ -363,7 +363,7 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request, x *session) {
 	t, _ := c.sess.get(r)
 	c.sess.delete(t)
 	c.whep.EndLogin(loginID(t)) // a view in another tab ends with the login
-	c.audit.Log(Event{Kind: AuditLogout, User: x.user, From: clientIP(r)})
+	c.audit.Log(Event{Kind: AuditLogout, User: x.user, From: rtcconf.ClientIP(r)})
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: c.deps.TLS, SameSite: http.SameSiteStrictMode})
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
@@ -473,9 +473,10 @@ func (c *Console) recording(w http.ResponseWriter, r *http.Request, x *session) 
 		kind = AuditDownload
 	}
 	t, _ := c.sess.get(r)
-	if c.fetches.first(loginID(t)+" "+kind+" "+cam.ID+"/"+name, time.Now()) {
-		if err := c.audit.Log(Event{Kind: kind, User: x.user, From: clientIP(r), Camera: cam.ID, File: name}); err != nil {
-			c.fetches.forget(loginID(t) + " " + kind + " " + cam.ID + "/" + name)
+	fetch := loginID(t) + " " + kind + " " + cam.ID + "/" + name
+	if c.fetches.first(fetch, time.Now()) {
+		if err := c.audit.Log(Event{Kind: kind, User: x.user, From: rtcconf.ClientIP(r), Camera: cam.ID, File: name}); err != nil {
+			c.fetches.forget(fetch)
 			c.log.Error("audit log unwritable: recording refused", "err", err)
 			http.Error(w, "the audit log cannot be written; ask the administrator", http.StatusServiceUnavailable)
 			return
@@ -533,7 +534,7 @@ func (f auditFilter) apply(evs []Event, n int) []Event {
 // auditScan of the latest), itself audited.
 func (c *Console) auditCSV(w http.ResponseWriter, r *http.Request, x *session) {
 	f := auditFilterOf(r)
-	if err := c.audit.Log(Event{Kind: AuditExport, User: x.user, From: clientIP(r), Camera: f.Camera, Detail: fmt.Sprintf("kind=%q user=%q", f.Kind, f.User)}); err != nil {
+	if err := c.audit.Log(Event{Kind: AuditExport, User: x.user, From: rtcconf.ClientIP(r), Camera: f.Camera, Detail: fmt.Sprintf("kind=%q user=%q", f.Kind, f.User)}); err != nil {
 		http.Error(w, "the audit log cannot be written; ask the administrator", http.StatusServiceUnavailable)
 		return
 	}

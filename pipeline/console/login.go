@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/veilproject/veil/rtcconf"
 )
 
 // loginErrors are the messages /login?error= may show: fixed codes, so a
@@ -54,7 +56,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		c.renderLogin(w, http.StatusForbidden, loginErrors["expired"])
 		return
 	}
-	name, ip := r.PostForm.Get("name"), clientIP(r)
+	name, ip := r.PostForm.Get("name"), rtcconf.ClientIP(r)
 	keys := []string{"ip:" + ip, "user:" + clip(name, maxNameField)}
 	if id := c.dev.id(r, name); id != "" {
 		keys = []string{"device:" + id}

@@ -12,6 +12,8 @@ import (
 	"sync"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/veilproject/veil/rtcconf"
 )
 
 // readUsersFile reads the users an admin manages (console.users_file); a
@@ -166,7 +168,7 @@ func (c *Console) userAction(w http.ResponseWriter, r *http.Request, x *session)
 	if action == "disable" || action == "reset" {
 		c.endUser(name) // a reset password ends the sessions the old one opened
 	}
-	c.audit.Log(Event{Kind: AuditUserChanged, User: x.user, From: clientIP(r), Detail: clip(action+" "+name+" "+role, maxDetailField)})
+	c.audit.Log(Event{Kind: AuditUserChanged, User: x.user, From: rtcconf.ClientIP(r), Detail: clip(action+" "+name+" "+role, maxDetailField)})
 	http.Redirect(w, r, "/admin", http.StatusSeeOther)
 }
 
