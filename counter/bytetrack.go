@@ -3,6 +3,7 @@ package counter
 import (
 	"image"
 	"math"
+	"time"
 
 	"github.com/veilproject/veil/blur"
 )
@@ -27,6 +28,7 @@ type byteTracker struct {
 	high, low float64 // score thresholds: confident boxes (which alone start tracks), and the least kept
 	minHits   int     // detections that confirm a new track
 	maxLost   int     // intervals a confirmed track is kept unseen
+	stillAge  int     // intervals after which a track that never walked must be confidently seen to count
 	nextID    int
 	tracks    []*track
 	graves    []grave
@@ -79,12 +81,31 @@ func (bt *byteTracker) plausible(t *track) bool {
 	return !ok || !t.sized || t.h >= 0.5*want
 }
 
-func newByteTracker(w, h, lines, minHits, maxLost int) *byteTracker {
+// stillScore is the smoothed confidence that a track which has stood since
+// it was first seen must keep to be counted present. NanoDet scores a
+// person in plain sight 0.6-0.9, standing or walking; things it takes for a
+// person frame after frame (a sign post, a cone, a tripod, a bollard) score
+// 0.2-0.5 and never walk. A person standing half hidden from the start is
+// the price: they count once they have walked.
+const stillScore = 0.5
+
+// stillFor is how long a track may stand without ever walking before it
+// must be confidently seen to be counted present.
+const stillFor = 2 * time.Second
+
+// stillThing says whether t is more likely a thing than a person standing
+// still: it has been followed for a while (stillAge detections) without
+// ever walking, and the detector has never been sure of it.
+func (bt *byteTracker) stillThing(t *track) bool {
+	return !t.walked && bt.step-t.bornStep >= bt.stillAge && t.score < stillScore
+}
+
+func newByteTracker(w, h, lines, minHits, maxLost, stillAge int) *byteTracker {
 	// Noise is a share of the picture's height, so that it means the same
 	// at any size: a detector's feet are sharper than a walker's change of
 	// pace between two detections.
 	q, r := sq(0.02*float64(h)), sq(0.01*float64(h))
-	return &byteTracker{high: 0.35, low: 0.15, minHits: minHits, maxLost: maxLost, lines: lines, w: w, h: h, q: q, r: r}
+	return &byteTracker{high: 0.35, low: 0.15, minHits: minHits, maxLost: maxLost, stillAge: stillAge, lines: lines, w: w, h: h, q: q, r: r}
 }
 
 func sq(v float64) float64 { return v * v }
@@ -152,12 +173,13 @@ func (bt *byteTracker) update(dets []blur.Detection, steps int) []*track {
 		}
 	}
 	var high, low []image.Rectangle
+	var highScore, lowScore []float64
 	for _, d := range dets {
 		switch s := float64(d.Score); {
 		case s >= bt.high:
-			high = append(high, d.Box)
+			high, highScore = append(high, d.Box), append(highScore, s)
 		case s >= bt.low:
-			low = append(low, d.Box)
+			low, lowScore = append(low, d.Box), append(lowScore, s)
 		}
 	}
 	matched := make([]bool, len(bt.tracks))
@@ -166,7 +188,7 @@ func (bt *byteTracker) update(dets []blur.Detection, steps int) []*track {
 	for i := range all {
 		all[i] = i
 	}
-	usedHigh := bt.match(all, high, matched, 0.75)
+	usedHigh := bt.match(all, high, highScore, matched, 0.75)
 	// Then weak boxes against the tracks seen last time and still free.
 	var recent []int
 	for i, t := range bt.tracks {
@@ -174,7 +196,7 @@ func (bt *byteTracker) update(dets []blur.Detection, steps int) []*track {
 			recent = append(recent, i)
 		}
 	}
-	bt.match(recent, low, matched, 0.4)
+	bt.match(recent, low, lowScore, matched, 0.4)
 	kept := bt.tracks[:0]
 	for i, t := range bt.tracks {
 		switch {
@@ -209,7 +231,7 @@ func (bt *byteTracker) update(dets []blur.Detection, steps int) []*track {
 		seen = append(seen, d)
 		a := anchorOf(d)
 		t := &track{id: bt.nextID, kf: newKalman(a.x, a.y), w: float64(d.Dx()), h: float64(d.Dy()),
-			hits: 1, sides: make([]int, bt.lines), lastAnchor: a, born: a}
+			hits: 1, score: highScore[j], bornStep: bt.step, sides: make([]int, bt.lines), lastAnchor: a, born: a}
 		t.kf.q, t.kf.r = bt.q, bt.r
 		t.kf.p[0][0], t.kf.p[1][1] = bt.r, bt.r
 		t.kf.p[2][2], t.kf.p[3][3] = sq(0.1*float64(bt.h)), sq(0.1*float64(bt.h))
@@ -257,7 +279,7 @@ func mostlyInside(b image.Rectangle, boxes []image.Rectangle) bool {
 // match assigns boxes to the tracks at idx (optimally, by cost within
 // gate), updates the matched tracks and marks them; it returns which boxes
 // were taken.
-func (bt *byteTracker) match(idx []int, boxes []image.Rectangle, matched []bool, gate float64) []bool {
+func (bt *byteTracker) match(idx []int, boxes []image.Rectangle, scores []float64, matched []bool, gate float64) []bool {
 	used := make([]bool, len(boxes))
 	if len(idx) == 0 || len(boxes) == 0 {
 		return used
@@ -299,6 +321,7 @@ func (bt *byteTracker) match(idx []int, boxes []image.Rectangle, matched []bool,
 		if step := math.Hypot(a.x-t.lastAnchor.x, a.y-t.lastAnchor.y); t.walked && t.sized && step > 0.1*t.h && !bt.clip(d).bottom {
 			bt.sizes.add(a.y, float64(d.Dy()))
 		}
+		t.score = 0.7*t.score + 0.3*scores[j]
 		t.hits++
 		t.misses = 0
 		if t.hits >= bt.minHits {
@@ -317,13 +340,24 @@ func (bt *byteTracker) present(within int) []*track {
 	var out []*track
 	var now []image.Rectangle
 	for _, t := range bt.tracks {
-		if t.confirmed && t.misses == 0 && bt.plausible(t) {
+		if t.confirmed && t.misses == 0 && bt.plausible(t) && !bt.stillThing(t) {
 			out = append(out, t)
 			now = append(now, t.box())
 		}
 	}
+	// Two tracks on one person (the whole body and a part of it, found in
+	// turn) count once: a box lying almost wholly inside another's.
+	keep := out[:0]
+	var kept []image.Rectangle
+	for i, t := range out {
+		if !insideAnother(i, now, 0.75) {
+			keep = append(keep, t)
+			kept = append(kept, now[i])
+		}
+	}
+	out, now = keep, kept
 	for _, t := range bt.tracks {
-		if t.confirmed && t.misses > 0 && t.misses <= within && bt.plausible(t) && !overlapsAny(t.box(), now) {
+		if t.confirmed && t.misses > 0 && t.misses <= within && bt.plausible(t) && !bt.stillThing(t) && !overlapsAny(t.box(), now) {
 			out = append(out, t)
 		}
 	}
@@ -342,4 +376,22 @@ func overlapsAny(b image.Rectangle, boxes []image.Rectangle) bool {
 		}
 	}
 	return mostlyInside(b, boxes)
+}
+
+// insideAnother says whether at least share of boxes[i] lies inside one of
+// the other boxes (the smaller of two such boxes; the first of two equal).
+func insideAnother(i int, boxes []image.Rectangle, share float64) bool {
+	b := boxes[i]
+	area := float64(b.Dx() * b.Dy())
+	for j, o := range boxes {
+		if j == i {
+			continue
+		}
+		in := b.Intersect(o)
+		oa := float64(o.Dx() * o.Dy())
+		if !in.Empty() && float64(in.Dx()*in.Dy()) >= share*area && (area < oa || area == oa && j < i) {
+			return true
+		}
+	}
+	return false
 }

@@ -248,3 +248,48 @@ func TestShutdownFlushesWithoutWaitingForDetections(t *testing.T) {
 		t.Errorf("%d events flushed, want the last window", out.Len())
 	}
 }
+
+// TestStillThingsAndDuplicates: what the occupancy of a zone must not
+// count, each beside what it must (rate 5, so 10 intervals are 2 s).
+func TestStillThingsAndDuplicates(t *testing.T) {
+	zone := Zone{ID: "z", Polygon: []Point{{0, 0}, {1, 0}, {1, 1}, {0, 1}}}
+	cases := []struct {
+		name  string
+		boxes func(i int) []blur.Detection
+		want  int // occupancy at the end
+	}{
+		{"a thing the detector is never sure of, that never moves", func(int) []blur.Detection {
+			return []blur.Detection{det(100, 300, 30, 90, 0.4)}
+		}, 0},
+		{"a person standing still from the start, plainly seen", func(int) []blur.Detection {
+			return []blur.Detection{det(100, 300, 30, 90, 0.7)}
+		}, 1},
+		{"a person weakly seen who walked in and then stood", func(i int) []blur.Detection {
+			return []blur.Detection{det(100+20*float64(min(i, 10)), 300, 30, 90, 0.4)}
+		}, 1},
+		{"one person boxed twice: the upper body first, then also whole", func(i int) []blur.Detection {
+			x := 100 + 10*float64(i)
+			upper := det(x-4, 250, 30, 50, 0.6)
+			if i < 5 {
+				return []blur.Detection{upper}
+			}
+			return []blur.Detection{det(x, 300, 40, 100, 0.8), upper}
+		}, 1},
+		{"two people side by side", func(i int) []blur.Detection {
+			x := 100 + 10*float64(i)
+			return []blur.Detection{det(x, 300, 40, 100, 0.8), det(x+30, 300, 40, 100, 0.8)}
+		}, 2},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var boxes [][]blur.Detection
+			for i := range 26 {
+				boxes = append(boxes, tc.boxes(i))
+			}
+			_, occ := runBoxes(t, Config{Zones: []Zone{zone}}, boxes)
+			if got := occ[len(occ)-1]; got != tc.want {
+				t.Errorf("occupancy %d at the end, want %d (all: %v)", got, tc.want, occ)
+			}
+		})
+	}
+}

@@ -35,6 +35,8 @@ import (
 type Deps struct {
 	// Camera names the source in events and metrics.
 	Camera string
+	// Site names the box's office in events (empty: none).
+	Site string
 	// Metrics is shared by all counters of a process. Required.
 	Metrics *Metrics
 	// Logger defaults to discarding.
@@ -85,6 +87,7 @@ type Crossing struct {
 type Counter struct {
 	cfg        Config
 	camera     string
+	site       string
 	onCrossing func(Crossing)
 	onOcc      func(Occupancy)
 	people     blur.Detector
@@ -139,6 +142,7 @@ func New(cfg Config, deps Deps) (*Counter, error) {
 	c := &Counter{
 		cfg:        cfg,
 		camera:     deps.Camera,
+		site:       deps.Site,
 		onCrossing: deps.OnCrossing,
 		onOcc:      deps.OnOccupancy,
 		people:     deps.People,
@@ -177,7 +181,8 @@ func (c *Counter) size(w, h int) {
 		c.fg = newForeground(w, h, c.cfg.MinArea)
 		c.tr = newTracker(c.cfg.MaxAge, c.cfg.MinHits, len(c.cfg.Lines))
 	} else {
-		c.bt = newByteTracker(w, h, len(c.cfg.Lines), 2, max(1, int(math.Round(c.cfg.Lost.Seconds()*c.cfg.Rate))))
+		perSec := func(d float64) int { return max(1, int(math.Round(d*c.cfg.Rate))) }
+		c.bt = newByteTracker(w, h, len(c.cfg.Lines), 2, perSec(c.cfg.Lost.Seconds()), perSec(stillFor.Seconds()))
 		c.detects = false
 	}
 	c.lines, c.zones = c.lines[:0], c.zones[:0]
@@ -274,7 +279,8 @@ func (c *Counter) detect(ctx context.Context, f *blur.Frame, pts time.Duration) 
 	tracks := c.bt.update(dets, steps)
 	c.crossings(tracks)
 	// A person missed by one detection in a second is still there.
-	c.occupancy(c.bt.present(int(math.Ceil(c.cfg.Rate))))
+	pr := c.bt.present(int(math.Ceil(c.cfg.Rate)))
+	c.occupancy(pr)
 }
 
 func (c *Counter) crossings(tracks []*track) {
@@ -343,6 +349,7 @@ func (c *Counter) occupancy(tracks []*track) {
 func (c *Counter) emit() footfall.Event {
 	ev := footfall.Event{
 		Schema:      footfall.SchemaV1,
+		Site:        c.site,
 		Camera:      c.camera,
 		Epoch:       c.epoch,
 		Seq:         c.seq,

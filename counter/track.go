@@ -12,12 +12,14 @@ type track struct {
 	kf         kalman // anchor (bottom centre) position and velocity
 	w, h       float64
 	hits       int
+	score      float64 // the detector's confidence, smoothed over the boxes matched (detector method)
 	misses     int
 	confirmed  bool
 	sides      []int // last definite side of each line, 0 when unknown
 	lastAnchor vec
 	sized      bool // w and h are from a box the picture's edge did not cut
 	born       vec  // where it was first seen
+	bornStep   int  // the tracker's step when it was first seen
 	walked     bool // it has moved at least its own height from there
 	from       *vec // where it came from, beyond the picture's edge; nil if it appeared inside
 }

@@ -19,12 +19,16 @@ const SchemaV1 = "veil.footfall.v1"
 // construction: no image, no embedding, no track id, no position; only
 // per-line and per-zone numbers that many people add up to.
 //
-// (Camera, Epoch, Seq) identifies an event uniquely and orders a camera's
-// events: Seq counts from 0 within one run of the counter, and Epoch (the
-// run's start, Unix milliseconds) grows across restarts. Downstream
-// deduplicates on it.
+// (Site, Camera, Epoch, Seq) identifies an event uniquely and orders a
+// camera's events: Seq counts from 0 within one run of the counter, and
+// Epoch (the run's start, Unix milliseconds) grows across restarts.
+// Downstream deduplicates on it.
 type Event struct {
-	Schema      string      `json:"schema"`
+	Schema string `json:"schema"`
+	// Site names the office (the box's site) when the box has one; two
+	// sites may both have a camera called lobby. Added to v1 compatibly:
+	// absent when empty.
+	Site        string      `json:"site,omitempty"`
 	Camera      string      `json:"camera"`
 	Epoch       int64       `json:"epoch"`
 	Seq         uint64      `json:"seq"`
@@ -80,6 +84,11 @@ func Parse(b []byte) (Event, error) {
 
 // Validate checks the values of an event.
 func (e Event) Validate() error {
+	if e.Site != "" {
+		if err := ValidID(e.Site); err != nil {
+			return fmt.Errorf("event site: %w", err)
+		}
+	}
 	if err := ValidID(e.Camera); err != nil {
 		return fmt.Errorf("event camera: %w", err)
 	}
@@ -106,6 +115,18 @@ func (e Event) Validate() error {
 		}
 	}
 	return nil
+}
+
+// Source is the camera's name across a fleet: site/camera, or the camera
+// alone for a box with no site. Neither id can hold a '/'.
+func (e Event) Source() string { return SourceOf(e.Site, e.Camera) }
+
+// SourceOf is Source for a site and a camera.
+func SourceOf(site, camera string) string {
+	if site == "" {
+		return camera
+	}
+	return site + "/" + camera
 }
 
 // After reports whether e comes after (epoch, seq) in its camera's order.

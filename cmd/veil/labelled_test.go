@@ -173,23 +173,27 @@ func TestStandingPeopleStayCounted(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("%s: exit %d: %s", method, code, stderr)
 	}
-	var first, last, least int
+	// The frame holds 6 people (and a post, a cone and a bollard that the
+	// detector boxes weakly). Tracks are confirmed on the second detection
+	// and a still thing is dropped after 2 s; from 3 s on every measure
+	// must count the people, and only them, give or take one.
+	var first, last, least, most int
 	n := 0
 	for _, m := range occupancyRe.FindAllStringSubmatch(stdout, -1) {
 		f, _ := strconv.Atoi(m[1])
 		p, _ := strconv.Atoi(m[2])
-		if f < 10 { // tracks are confirmed on the second detection
+		if f < 15 {
 			continue
 		}
 		if n == 0 {
-			first, least = p, p
+			first, least, most = p, p, p
 		}
-		least, last = min(least, p), p
+		least, most, last = min(least, p), max(most, p), p
 		n++
 	}
-	t.Logf("%s: %d measures over a minute; people %d at the start, %d at the end, %d at the least", method, n, first, last, least)
-	if n < 200 || first < 5 || least < first-1 || last < first-1 {
-		t.Errorf("%s: %d measures, %d people at the start, %d at the least, %d at the end: standing people were lost\n%s",
-			method, n, first, least, last, strings.Join(strings.Split(stdout, "\n")[:min(20, strings.Count(stdout, "\n"))], "\n"))
+	t.Logf("%s: %d measures over a minute; people %d at the start, %d at the end, %d at the least, %d at the most", method, n, first, last, least, most)
+	if n < 200 || least < 5 || most > 7 {
+		t.Errorf("%s: %d measures, %d people at the least, %d at the most (6 in the picture)\n%s",
+			method, n, least, most, strings.Join(strings.Split(stdout, "\n")[:min(20, strings.Count(stdout, "\n"))], "\n"))
 	}
 }
