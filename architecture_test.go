@@ -134,7 +134,7 @@ func TestArrowsPointOneWay(t *testing.T) {
 		// The config names every part's settings, but not the cgo
 		// detectors: blur/detect/detectconf holds their settings.
 		"blur/detect/detectconf": nil,
-		"pipeline/config":        {"blur", "blur/detect/detectconf", "counter", "pipeline/output/record/recordconf", "pipeline/console", "footfall", "pipeline/counts/kafkaconf"},
+		"pipeline/config":        {"blur", "blur/detect/detectconf", "counter", "pipeline/output/record/recordconf", "pipeline/console", "footfall", "pipeline/counts/kafkaconf", "pipeline/counts/signing"},
 		// The assembler, and main.
 		"pipeline":       append([]string{"blur", "blur/", "counter", "ingest", "pipeline/"}, base...),
 		"cmd/veil":       {""},

@@ -37,6 +37,8 @@ const (
 type CameraConfig struct {
 	// ID names the camera in metrics, logs and events.
 	ID string
+	// Site names the box's office in count events (empty: none).
+	Site string
 	// Blur is the obscuring policy.
 	Blur blur.Config
 	// Counting, if not nil, counts people on the obscured frames.
@@ -140,7 +142,7 @@ func NewCamera(cfg CameraConfig, deps CameraDeps) (*Camera, error) {
 	}
 	c := &Camera{cfg: cfg, deps: deps, log: deps.Logger.With("component", "pipeline", "camera", cfg.ID), sum: Summary{Camera: cfg.ID}}
 	if cfg.Counting != nil {
-		cd := counter.Deps{Camera: cfg.ID, Metrics: deps.Metrics.Counter, Logger: deps.Logger, OnCrossing: deps.OnCrossing, OnOccupancy: deps.OnOccupancy}
+		cd := counter.Deps{Camera: cfg.ID, Site: cfg.Site, Metrics: deps.Metrics.Counter, Logger: deps.Logger, OnCrossing: deps.OnCrossing, OnOccupancy: deps.OnOccupancy}
 		if deps.People != nil {
 			cd.People = &detect.Tiles{Det: deps.People}
 		}

@@ -236,12 +236,17 @@ func (s *Service) newDetectors(deps ServiceDeps) (err error) {
 // where configured.
 func (s *Service) newCountsPath(deps ServiceDeps) (err error) {
 	if len(s.cfg.Kafka.Brokers) > 0 {
-		if s.pub, err = publish.New(publish.Config{Kafka: s.cfg.Kafka, SpoolDir: s.cfg.SpoolDir}, publish.Deps{Logger: deps.Logger, Registerer: deps.Registry}); err != nil {
+		key, err := s.cfg.SigningKey()
+		if err != nil {
+			return err
+		}
+		if s.pub, err = publish.New(publish.Config{Kafka: s.cfg.Kafka, SpoolDir: s.cfg.SpoolDir, SignKey: key}, publish.Deps{Logger: deps.Logger, Registerer: deps.Registry}); err != nil {
 			return err
 		}
 	}
 	if s.cfg.Exporter.Enabled {
-		s.exp, err = exporter.New(exporter.Config{Kafka: s.cfg.Kafka, GroupID: s.cfg.Exporter.GroupID}, exporter.Deps{Logger: deps.Logger, Registerer: deps.Registry})
+		s.exp, err = exporter.New(exporter.Config{Kafka: s.cfg.Kafka, GroupID: s.cfg.Exporter.GroupID, SiteKeysDir: s.cfg.Exporter.SiteKeysDir},
+			exporter.Deps{Logger: deps.Logger, Registerer: deps.Registry})
 	}
 	return err
 }
@@ -361,7 +366,7 @@ func (s *Service) newCamera(cam config.Camera, sweepPhase float64, deps ServiceD
 	st := live.NewStream(live.StreamConfig{Camera: cam.ID, Preset: s.cfg.Recordings.Preset}, live.StreamDeps{Recorder: rec, Metrics: deps.Metrics.Live, Logger: deps.Logger})
 	s.streams[cam.ID] = st
 	outs := []Output{st}
-	ccfg := CameraConfig{ID: cam.ID, Blur: s.cfg.Blur, Live: !cam.Fast, Drain: cameraDrain, SweepPhase: sweepPhase}
+	ccfg := CameraConfig{ID: cam.ID, Site: s.cfg.Site, Blur: s.cfg.Blur, Live: !cam.Fast, Drain: cameraDrain, SweepPhase: sweepPhase}
 	if cam.Counted() {
 		counting := cam.Counting
 		ccfg.Counting = &counting
@@ -629,7 +634,7 @@ func (s *Service) caughtUp() bool {
 	for _, c := range s.cams {
 		for _, t := range c.Summary().Crossings {
 			// At least: an exporter that kept state from earlier runs shows more.
-			if g := got[c.ID()][t.ID]; g[0] < int64(t.Entries) || g[1] < int64(t.Exits) {
+			if g := got[footfall.SourceOf(s.cfg.Site, c.ID())][t.ID]; g[0] < int64(t.Entries) || g[1] < int64(t.Exits) {
 				return false
 			}
 		}
@@ -683,7 +688,7 @@ func (s *Service) WriteSummary(w io.Writer) {
 		fmt.Fprintf(w, " %s %d in %d out;", t.ID, t.Entries, t.Exits)
 	}
 	fmt.Fprint(w, " exported via kafka:")
-	for line, n := range s.Exported()[sum.Camera] {
+	for line, n := range s.Exported()[footfall.SourceOf(s.cfg.Site, sum.Camera)] {
 		fmt.Fprintf(w, " %s %d in %d out;", line, n[0], n[1])
 	}
 	fmt.Fprintln(w)

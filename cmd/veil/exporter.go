@@ -16,9 +16,8 @@ import (
 const exporterUsage = `usage: veil exporter -brokers HOST:PORT[,HOST:PORT...] [flags]
 
 Consumes count events from Kafka as a consumer group and serves them as
-Prometheus metrics (veil_footfall_entries_total, veil_footfall_exits_total,
-veil_zone_occupancy, veil_zone_capacity), each event applied exactly once.
-Runs apart from the counting sites; several can share a group.
+Prometheus metrics by site and camera (docs/metrics.md), each event applied
+exactly once. Runs apart from the sites; several can share a group.
 
 flags:
 `
@@ -29,10 +28,11 @@ func cmdExporter(ctx context.Context, args []string, stdout, stderr io.Writer, l
 	topic := fs.String("topic", kafkaconf.DefaultTopic, "event topic")
 	group := fs.String("group", "veil-exporter", "consumer group")
 	listen := fs.String("listen", "127.0.0.1:9109", "address serving /metrics")
+	siteKeys := fs.String("site-keys", "", "directory of site keys (SITE.key, SITE@TAG.key): apply only events signed by their site")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
-	cfg := exporter.Config{Kafka: kafkaconf.Config{Brokers: config.SplitList(*brokers), Topic: *topic, ClientID: "veil-exporter"}, GroupID: *group}
+	cfg := exporter.Config{Kafka: kafkaconf.Config{Brokers: config.SplitList(*brokers), Topic: *topic, ClientID: "veil-exporter"}, GroupID: *group, SiteKeysDir: *siteKeys}
 	cfg.Defaults()
 	if err := cfg.Validate("exporter"); err != nil {
 		return usageError{fmt.Errorf("-%s", strings.TrimPrefix(strings.TrimPrefix(err.Error(), "exporter."), "kafka."))}

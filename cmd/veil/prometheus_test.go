@@ -92,6 +92,7 @@ recordings: {dir: `+filepath.Join(dir, "rec")+`, segment: 10s, keep: 1h}
 		`veil_people_crossings_total{camera="sample"}`,
 		`veil_footfall_entries_total{camera="sample",line="road"}`,
 		`veil_zone_capacity{camera="sample",zone="road_area"} == 8`,
+		`time() - veil_footfall_window_end_timestamp_seconds{camera="sample"} < 300`,
 		`veil_publish_spool_events`,
 		`count(up{job="veil"} == 1) == 2`,
 	} {
@@ -119,7 +120,7 @@ recordings: {dir: `+filepath.Join(dir, "rec")+`, segment: 10s, keep: 1h}
 	// Every PromQL expression of the dashboards and rules parses and runs in
 	// this real Prometheus (Grafana's variables replaced by values).
 	for _, expr := range promQL(t) {
-		q := strings.NewReplacer("$__rate_interval", "1m", "$camera", ".*").Replace(expr)
+		q := strings.NewReplacer("$__rate_interval", "1m", "$camera", ".*", "$site", ".*").Replace(expr)
 		resp, err := http.Get("http://" + promAddr + "/api/v1/query?query=" + url.QueryEscape(q))
 		if err != nil {
 			t.Fatal(err)
@@ -140,15 +141,15 @@ recordings: {dir: `+filepath.Join(dir, "rec")+`, segment: 10s, keep: 1h}
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if n := strings.Count(string(b), `"type":"alerting"`); n != 8 {
-		t.Errorf("prometheus loaded %d alerting rules, want 8: %s", n, fmt.Sprint(len(b)))
+	if n := strings.Count(string(b), `"type":"alerting"`); n != 11 {
+		t.Errorf("prometheus loaded %d alerting rules, want 11: %s", n, fmt.Sprint(len(b)))
 	}
 }
 
 // promQL collects the expressions of dashboards/grafana/*.json and
 // dashboards/alerts.yml.
 func promQL(t *testing.T) []string {
-	exprs := dashboardQL(t, "footfall.json", "operations.json")
+	exprs := dashboardQL(t, "footfall.json", "operations.json", "fleet.json")
 	b, err := os.ReadFile("../../dashboards/alerts.yml")
 	if err != nil {
 		t.Fatal(err)

@@ -16,7 +16,7 @@ func TestCommittedDashboardsMatchCode(t *testing.T) {
 	if err := Render(dir); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"footfall.json", "operations.json"} {
+	for _, name := range []string{"footfall.json", "operations.json", "fleet.json"} {
 		want, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)

@@ -41,30 +41,42 @@ func cameraVar() *dashboard.QueryVariableBuilder {
 		Multi(true).IncludeAll(true)
 }
 
+func siteVar() *dashboard.QueryVariableBuilder {
+	return dashboard.NewQueryVariableBuilder("site").Label("Site").Datasource(ds).
+		Query(dashboard.StringOrMap{String: cog.ToPtr("label_values(veil_footfall_window_end_timestamp_seconds, site)")}).
+		Multi(true).IncludeAll(true).AllValue(".*")
+}
+
+func footfallCameraVar() *dashboard.QueryVariableBuilder {
+	return dashboard.NewQueryVariableBuilder("camera").Label("Camera").Datasource(ds).
+		Query(dashboard.StringOrMap{String: cog.ToPtr(`label_values(veil_footfall_window_end_timestamp_seconds{site=~"$site"}, camera)`)}).
+		Multi(true).IncludeAll(true)
+}
+
 // Footfall is the business view: who came in, when, and how full it is.
 func Footfall() (dashboard.Dashboard, error) {
 	return dashboard.NewDashboardBuilder("veil: footfall").
 		Uid("veil-footfall").Tags([]string{"veil"}).Refresh("30s").Time("now-24h", "now").
-		WithVariable(cameraVar()).
+		WithVariable(siteVar()).WithVariable(footfallCameraVar()).
 		WithRow(dashboard.NewRowBuilder("Entries and exits")).
 		WithPanel(series("Entries per minute", "short",
-			query(`sum by (camera, line) (rate(veil_footfall_entries_total{camera=~"$camera"}[$__rate_interval])) * 60`, "{{camera}} {{line}}"))).
+			query(`sum by (site, camera, line) (rate(veil_footfall_entries_total{site=~"$site", camera=~"$camera"}[$__rate_interval])) * 60`, "{{site}} {{camera}} {{line}}"))).
 		WithPanel(series("Exits per minute", "short",
-			query(`sum by (camera, line) (rate(veil_footfall_exits_total{camera=~"$camera"}[$__rate_interval])) * 60`, "{{camera}} {{line}}"))).
+			query(`sum by (site, camera, line) (rate(veil_footfall_exits_total{site=~"$site", camera=~"$camera"}[$__rate_interval])) * 60`, "{{site}} {{camera}} {{line}}"))).
 		WithPanel(stat.NewPanelBuilder().Title("Entries, last hour").Datasource(ds).Height(5).Span(6).
-			WithTarget(query(`sum by (camera, line) (increase(veil_footfall_entries_total{camera=~"$camera"}[1h]))`, "{{camera}} {{line}}"))).
+			WithTarget(query(`sum by (site, camera, line) (increase(veil_footfall_entries_total{site=~"$site", camera=~"$camera"}[1h]))`, "{{site}} {{camera}} {{line}}"))).
 		WithPanel(stat.NewPanelBuilder().Title("Entries, last 24 hours").Datasource(ds).Height(5).Span(6).
-			WithTarget(query(`sum by (camera, line) (increase(veil_footfall_entries_total{camera=~"$camera"}[1d]))`, "{{camera}} {{line}}"))).
+			WithTarget(query(`sum by (site, camera, line) (increase(veil_footfall_entries_total{site=~"$site", camera=~"$camera"}[1d]))`, "{{site}} {{camera}} {{line}}"))).
 		WithPanel(stat.NewPanelBuilder().Title("Exits, last 24 hours").Datasource(ds).Height(5).Span(6).
-			WithTarget(query(`sum by (camera, line) (increase(veil_footfall_exits_total{camera=~"$camera"}[1d]))`, "{{camera}} {{line}}"))).
+			WithTarget(query(`sum by (site, camera, line) (increase(veil_footfall_exits_total{site=~"$site", camera=~"$camera"}[1d]))`, "{{site}} {{camera}} {{line}}"))).
 		WithPanel(heatmap.NewPanelBuilder().Title("Busiest hours (entries per hour)").Datasource(ds).Height(8).Span(24).
-			WithTarget(query(`sum by (camera) (increase(veil_footfall_entries_total{camera=~"$camera"}[1h]))`, "{{camera}}").Interval("1h"))).
+			WithTarget(query(`sum by (site, camera) (increase(veil_footfall_entries_total{site=~"$site", camera=~"$camera"}[1h]))`, "{{site}} {{camera}}").Interval("1h"))).
 		WithRow(dashboard.NewRowBuilder("Occupancy")).
 		WithPanel(series("Occupancy and capacity", "short",
-			query(`veil_zone_occupancy{camera=~"$camera"}`, "{{camera}} {{zone}}"),
-			query(`veil_zone_capacity{camera=~"$camera"} > 0`, "{{camera}} {{zone}} capacity"))).
+			query(`veil_zone_occupancy{site=~"$site", camera=~"$camera"}`, "{{site}} {{camera}} {{zone}}"),
+			query(`veil_zone_capacity{site=~"$site", camera=~"$camera"} > 0`, "{{site}} {{camera}} {{zone}} capacity"))).
 		WithPanel(gauge.NewPanelBuilder().Title("Occupancy / capacity now").Datasource(ds).Unit("percentunit").Min(0).Max(1.2).Height(8).Span(12).
-			WithTarget(query(`veil_zone_occupancy{camera=~"$camera"} / on (camera, zone) (veil_zone_capacity > 0)`, "{{camera}} {{zone}}"))).
+			WithTarget(query(`veil_zone_occupancy{site=~"$site", camera=~"$camera"} / on (site, camera, zone) (veil_zone_capacity > 0)`, "{{site}} {{camera}} {{zone}}"))).
 		Build()
 }
 
@@ -118,6 +130,31 @@ func Operations() (dashboard.Dashboard, error) {
 		Build()
 }
 
+// Fleet is head office's view over every site: totals per site, and
+// which sites and cameras have gone silent.
+func Fleet() (dashboard.Dashboard, error) {
+	const silent = `time() - max by (site, camera) (veil_footfall_window_end_timestamp_seconds{site=~"$site"})`
+	return dashboard.NewDashboardBuilder("veil: fleet").
+		Uid("veil-fleet").Tags([]string{"veil"}).Refresh("1m").Time("now-7d", "now").
+		WithVariable(siteVar()).
+		WithRow(dashboard.NewRowBuilder("Sites")).
+		WithPanel(stat.NewPanelBuilder().Title("Sites reporting (a window in the last 5 minutes)").Datasource(ds).Height(5).Span(8).
+			WithTarget(query(`count(count by (site) (`+silent+` < 300))`, "sites"))).
+		WithPanel(stat.NewPanelBuilder().Title("Cameras silent over 5 minutes").Datasource(ds).Height(5).Span(8).
+			WithTarget(query(`count(`+silent+` > 300) or vector(0)`, "cameras"))).
+		WithPanel(stat.NewPanelBuilder().Title("Count events rejected, last 24 hours").Datasource(ds).Height(5).Span(8).
+			WithTarget(query(`sum by (result) (increase(veil_exporter_events_total{result=~"unsigned|bad_signature|implausible|malformed"}[1d]))`, "{{result}}"))).
+		WithPanel(series("Entries per hour, by site", "short",
+			query(`sum by (site) (increase(veil_footfall_entries_total{site=~"$site"}[1h]))`, "{{site}}").Interval("1h"))).
+		WithPanel(stat.NewPanelBuilder().Title("Entries, last 24 hours, by site").Datasource(ds).Height(8).Span(12).
+			WithTarget(query(`sum by (site) (increase(veil_footfall_entries_total{site=~"$site"}[1d]))`, "{{site}}"))).
+		WithPanel(series("People in the sites' zones now", "short",
+			query(`sum by (site) (veil_zone_occupancy{site=~"$site"})`, "{{site}}"))).
+		WithPanel(series("Silent cameras: seconds since their last window", "s",
+			query(silent+` > 300`, "{{site}} {{camera}}"))).
+		Build()
+}
+
 func main() {
 	out := "dashboards/grafana"
 	if len(os.Args) > 1 {
@@ -131,7 +168,7 @@ func main() {
 
 // Render writes every dashboard into dir.
 func Render(dir string) error {
-	for name, build := range map[string]func() (dashboard.Dashboard, error){"footfall.json": Footfall, "operations.json": Operations} {
+	for name, build := range map[string]func() (dashboard.Dashboard, error){"footfall.json": Footfall, "operations.json": Operations, "fleet.json": Fleet} {
 		d, err := build()
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)

@@ -29,12 +29,25 @@ import (
 	"github.com/veilproject/veil/footfall"
 	"github.com/veilproject/veil/pipeline/console"
 	"github.com/veilproject/veil/pipeline/counts/kafkaconf"
+	"github.com/veilproject/veil/pipeline/counts/signing"
 	"github.com/veilproject/veil/pipeline/output/record/recordconf"
 )
 
 // Config is veil.yaml. veil.example.yaml documents every key, and the
 // tests load it.
 type Config struct {
+	// Site names this box's office in count events and metrics, so that
+	// offices sharing one Kafka cluster keep their cameras apart (two may
+	// both have a lobby). Letters, digits, '_', '-', '.'. Required with
+	// site_key_file.
+	Site string `yaml:"site"`
+	// SiteKeyFile holds the site's signing key (64 hex characters, mode
+	// 600): every count event is sent signed with it, and an exporter with
+	// the site's key applies only events so signed. $VEIL_SITE_KEY gives
+	// the key itself instead.
+	SiteKeyFile string `yaml:"site_key_file"`
+	// SiteKey is the key, from $VEIL_SITE_KEY (hex).
+	SiteKey string   `yaml:"-"`
 	Cameras []Camera `yaml:"cameras"`
 	Metrics Metrics  `yaml:"metrics"`
 	HTTP    HTTP     `yaml:"http"`
@@ -171,6 +184,10 @@ type Exporter struct {
 	Enabled bool `yaml:"enabled"`
 	// GroupID is the consumer group. It defaults to veil-exporter.
 	GroupID string `yaml:"group_id"`
+	// SiteKeysDir holds every site's signing keys (SITE.key, or
+	// SITE@TAG.key while a key is rotated): the exporter then applies only
+	// events signed with a key of the site they name.
+	SiteKeysDir string `yaml:"site_keys_dir"`
 }
 
 // Camera is one source and its counting setup. Exactly one of URL, File
@@ -440,7 +457,43 @@ func (c *Config) Validate() error {
 	} else if c.Exporter.Enabled {
 		return errors.New("exporter.enabled: needs kafka.brokers")
 	}
+	return c.validateSite()
+}
+
+func (c *Config) validateSite() error {
+	signed := c.SiteKeyFile != "" || c.SiteKey != ""
+	switch {
+	case c.Site != "":
+		if err := footfall.ValidID(c.Site); err != nil {
+			return fmt.Errorf("site: %w", err)
+		}
+	case signed:
+		return errors.New("site: required with site_key_file (or $VEIL_SITE_KEY): a key signs one site's events")
+	}
+	if signed && len(c.Kafka.Brokers) == 0 {
+		return errors.New("site_key_file: signs events sent to Kafka, and kafka.brokers is not set")
+	}
+	if c.SiteKey != "" {
+		if _, err := signing.ParseKey(c.SiteKey); err != nil {
+			return fmt.Errorf("site_key_file ($VEIL_SITE_KEY): %w", err)
+		}
+	}
 	return nil
+}
+
+// SigningKey loads the site's key: nil when there is none.
+func (c *Config) SigningKey() (signing.Key, error) {
+	switch {
+	case c.SiteKey != "":
+		return signing.ParseKey(c.SiteKey)
+	case c.SiteKeyFile != "":
+		k, err := signing.LoadKey(c.SiteKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("site_key_file: %w", UnwrapPathErr(err))
+		}
+		return k, nil
+	}
+	return nil, nil
 }
 
 func (cam *Camera) validate(key string) error {

@@ -117,6 +117,8 @@ func TestEnvOverrides(t *testing.T) {
 		"VEIL_WHIP_TOKEN_DESK_2":     "a-token-from-the-environment",
 		"VEIL_CAMERA_PASSWORD_LOBBY": "p@ss:w/rd",
 		"VEIL_VIEW_TOKEN_LOBBY":      "a-video-wall-token-123",
+		"VEIL_SITE":                  "nanjing-01",
+		"VEIL_SITE_KEY":              "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
 	}
 	var c Config
 	c.Cameras = []Camera{{ID: "desk-2", WHIP: true}, {ID: "lobby", URL: "rtsp://admin@10.0.0.5/Streaming/Channels/101"}}
@@ -140,6 +142,14 @@ func TestEnvOverrides(t *testing.T) {
 	if c.Metrics.Listen != "0.0.0.0:9999" || len(c.Kafka.Brokers) != 2 || c.Kafka.SASL.Password != "s3cret" || c.Recordings.Dir != "/srv/rec" ||
 		c.Detector.ModelDir != "/opt/models" || c.Cameras[0].Token != "a-token-from-the-environment" || c.SpoolDir != "/srv/rec/spool" {
 		t.Errorf("%+v", c)
+	}
+	if k, err := c.SigningKey(); err != nil || len(k) != 32 || c.Site != "nanjing-01" {
+		t.Errorf("site %q, key from the environment: %d bytes, %v", c.Site, len(k), err)
+	}
+	for _, a := range applied {
+		if strings.Contains(a, "00112233") {
+			t.Errorf("the site key is in the audited overrides: %s", a)
+		}
 	}
 	if c.Cameras[1].ViewToken != "a-video-wall-token-123" {
 		t.Errorf("view token from the environment: %q", c.Cameras[1].ViewToken)

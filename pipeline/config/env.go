@@ -13,6 +13,8 @@ var Env = []struct{ Name, Key string }{
 	{"VEIL_METRICS_TOKEN", "metrics.bearer_token (and bearer_token_file)"},
 	{"VEIL_KAFKA_BROKERS", "kafka.brokers (comma-separated)"},
 	{"VEIL_KAFKA_PASSWORD", "kafka.sasl.password"},
+	{"VEIL_SITE", "site"},
+	{"VEIL_SITE_KEY", "site_key_file (the key itself, hex)"},
 	{"VEIL_RECORDINGS_DIR", "recordings.dir"},
 	{"VEIL_MODEL_DIR", "detector.model_dir"},
 	{"VEIL_WHIP_TOKEN_<CAMERA>", "cameras[].token (camera id in upper case, - and . as _)"},
@@ -45,6 +47,14 @@ func ApplyEnv(c *Config, getenv func(string) string) []string {
 	}
 	if v := getenv("VEIL_KAFKA_PASSWORD"); v != "" {
 		c.Kafka.SASL.Password = v
+	}
+	if v := getenv("VEIL_SITE"); v != "" {
+		c.Site = v
+	}
+	if v := inner("VEIL_SITE_KEY"); v != "" {
+		// The key itself stays out of the audited list of overrides.
+		c.SiteKey, c.SiteKeyFile = v, ""
+		applied = append(applied, "VEIL_SITE_KEY=(set)")
 	}
 	if v := getenv("VEIL_RECORDINGS_DIR"); v != "" {
 		c.Recordings.Dir = v

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,6 +31,7 @@ import (
 
 	"github.com/veilproject/veil/footfall"
 	"github.com/veilproject/veil/pipeline/counts/kafkaconf"
+	"github.com/veilproject/veil/pipeline/counts/signing"
 )
 
 // Config is the exporter's.
@@ -47,6 +49,11 @@ type Config struct {
 	// BatchWait is how long the exporter gathers events before saving state
 	// once. It defaults to 50ms.
 	BatchWait time.Duration
+	// SiteKeysDir, if set, holds each site's keys (package signing): only
+	// events signed with a key of the site they name are applied; unsigned
+	// events, events of a site with no key here, and wrongly signed ones
+	// are counted and skipped.
+	SiteKeysDir string
 }
 
 // Defaults fills unset fields.
@@ -137,8 +144,13 @@ type Exporter struct {
 	tr     *kafka.Transport // the state writer's; its idle connections are closed after Run
 	state  *kafka.Writer
 
+	keys *signing.Keyring // nil: events are not checked for signatures
+
 	mu    sync.Mutex
 	owned map[int]*partState // saved state of the partitions this member owns
+
+	warnMu sync.Mutex
+	warned map[string]bool // sources already logged for a rejected signature
 
 	events   *prometheus.CounterVec
 	errs     *prometheus.CounterVec
@@ -151,10 +163,11 @@ type Exporter struct {
 }
 
 var (
-	descEntries   = prometheus.NewDesc("veil_footfall_entries_total", "People who entered across a line (exactly once per event).", []string{"camera", "line"}, nil)
-	descExits     = prometheus.NewDesc("veil_footfall_exits_total", "People who left across a line (exactly once per event).", []string{"camera", "line"}, nil)
-	descOccupancy = prometheus.NewDesc("veil_zone_occupancy", "People in a zone at the end of the last window.", []string{"camera", "zone"}, nil)
-	descCapacity  = prometheus.NewDesc("veil_zone_capacity", "A zone's configured capacity (0: none).", []string{"camera", "zone"}, nil)
+	descEntries   = prometheus.NewDesc("veil_footfall_entries_total", "People who entered across a line (exactly once per event).", []string{"site", "camera", "line"}, nil)
+	descExits     = prometheus.NewDesc("veil_footfall_exits_total", "People who left across a line (exactly once per event).", []string{"site", "camera", "line"}, nil)
+	descOccupancy = prometheus.NewDesc("veil_zone_occupancy", "People in a zone at the end of the last window.", []string{"site", "camera", "zone"}, nil)
+	descCapacity  = prometheus.NewDesc("veil_zone_capacity", "A zone's configured capacity (0: none).", []string{"site", "camera", "zone"}, nil)
+	descWindowEnd = prometheus.NewDesc("veil_footfall_window_end_timestamp_seconds", "End of the camera's last window applied (Unix seconds): a camera or site whose windows stop arriving falls behind time().", []string{"site", "camera"}, nil)
 )
 
 // New checks cfg and registers the exporter on deps.Registerer.
@@ -184,9 +197,10 @@ func New(cfg Config, deps Deps) (*Exporter, error) {
 		tr:     tr,
 		state: &kafka.Writer{Addr: kafka.TCP(cfg.Kafka.Brokers...), Topic: cfg.StateTopic, RequiredAcks: kafka.RequireAll,
 			MaxAttempts: 5, BatchTimeout: time.Millisecond, WriteTimeout: 10 * time.Second, Transport: tr},
-		owned: map[int]*partState{},
+		owned:  map[int]*partState{},
+		warned: map[string]bool{},
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "veil_exporter_events_total",
-			Help: "Count events consumed, by result: applied, duplicate (redelivered or resent, skipped), malformed, unknown_schema, over_limit, implausible (a future epoch, an impossible count: skipped)."}, []string{"result"}),
+			Help: "Count events consumed, by result: applied, duplicate (redelivered or resent, skipped), malformed, unknown_schema, over_limit, implausible (a future epoch, an impossible count: skipped), unsigned and bad_signature (with site keys: no signature, or none of its site's keys signed it)."}, []string{"result"}),
 		errs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "veil_exporter_errors_total",
 			Help: "Errors talking to Kafka, by operation: fetch, load_state, save_state, commit, group."}, []string{"op"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "veil_exporter_lag_messages",
@@ -195,7 +209,12 @@ func New(cfg Config, deps Deps) (*Exporter, error) {
 			Help: "From the end of an event's window to its counts being exported.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 16)}),
 		partsOwn: prometheus.NewGauge(prometheus.GaugeOpts{Name: "veil_exporter_partitions_owned", Help: "Partitions of the event topic this exporter owns."}),
 	}
-	for _, r := range []string{"applied", "duplicate", "malformed", "unknown_schema", "over_limit", "implausible"} {
+	if cfg.SiteKeysDir != "" {
+		if e.keys, err = signing.OpenKeyring(cfg.SiteKeysDir); err != nil {
+			return nil, fmt.Errorf("exporter.site_keys_dir: %w", err)
+		}
+	}
+	for _, r := range []string{"applied", "duplicate", "malformed", "unknown_schema", "over_limit", "implausible", "unsigned", "bad_signature"} {
 		e.events.WithLabelValues(r)
 	}
 	for _, op := range []string{"fetch", "load_state", "save_state", "commit", "group"} {
@@ -216,6 +235,7 @@ func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descExits
 	ch <- descOccupancy
 	ch <- descCapacity
+	ch <- descWindowEnd
 }
 
 // merged is one camera's series over every partition this member owns: a
@@ -226,6 +246,7 @@ type merged struct {
 	entries, exits      map[string]int64
 	occupancy, capacity map[string]int
 	at                  map[string]time.Time // per zone: when occupancy was reported
+	last                time.Time            // the latest window end
 }
 
 // mergeLocked sums entries and exits over partitions and takes each
@@ -245,6 +266,9 @@ func (e *Exporter) mergeLocked() map[string]*merged {
 			for line, n := range cs.Exits {
 				m.exits[line] += n
 			}
+			if cs.At.After(m.last) {
+				m.last = cs.At
+			}
 			for zone, n := range cs.Occupancy {
 				if t, ok := m.at[zone]; !ok || cs.At.After(t) {
 					m.occupancy[zone], m.capacity[zone], m.at[zone] = n, cs.Capacity[zone], cs.At
@@ -260,23 +284,36 @@ func (e *Exporter) mergeLocked() map[string]*merged {
 func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for cam, m := range e.mergeLocked() {
+	for src, m := range e.mergeLocked() {
+		site, cam := splitSource(src)
 		for line, n := range m.entries {
-			ch <- prometheus.MustNewConstMetric(descEntries, prometheus.CounterValue, float64(n), cam, line)
+			ch <- prometheus.MustNewConstMetric(descEntries, prometheus.CounterValue, float64(n), site, cam, line)
 		}
 		for line, n := range m.exits {
-			ch <- prometheus.MustNewConstMetric(descExits, prometheus.CounterValue, float64(n), cam, line)
+			ch <- prometheus.MustNewConstMetric(descExits, prometheus.CounterValue, float64(n), site, cam, line)
 		}
 		for zone, n := range m.occupancy {
-			ch <- prometheus.MustNewConstMetric(descOccupancy, prometheus.GaugeValue, float64(n), cam, zone)
+			ch <- prometheus.MustNewConstMetric(descOccupancy, prometheus.GaugeValue, float64(n), site, cam, zone)
 		}
 		for zone, n := range m.capacity {
-			ch <- prometheus.MustNewConstMetric(descCapacity, prometheus.GaugeValue, float64(n), cam, zone)
+			ch <- prometheus.MustNewConstMetric(descCapacity, prometheus.GaugeValue, float64(n), site, cam, zone)
+		}
+		if !m.last.IsZero() {
+			ch <- prometheus.MustNewConstMetric(descWindowEnd, prometheus.GaugeValue, float64(m.last.UnixMilli())/1000, site, cam)
 		}
 	}
 }
 
-// Totals returns the owned saved totals: camera -> line -> {entries, exits}.
+// splitSource undoes footfall.SourceOf.
+func splitSource(src string) (site, camera string) {
+	if i := strings.IndexByte(src, '/'); i >= 0 {
+		return src[:i], src[i+1:]
+	}
+	return "", src
+}
+
+// Totals returns the owned saved totals: source (site/camera, or the
+// camera of a box with no site) -> line -> {entries, exits}.
 func (e *Exporter) Totals() map[string]map[string][2]int64 {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -540,6 +577,10 @@ func (e *Exporter) apply(st *partState, msg kafka.Message, ends *[]time.Time) {
 		e.log.Warn("skipping bad event", "partition", msg.Partition, "offset", msg.Offset, "err", err)
 		return
 	}
+	if result := e.checkSignature(ev, msg); result != "" {
+		e.events.WithLabelValues(result).Inc()
+		return
+	}
 	if why := implausible(ev, time.Now()); why != "" {
 		// One event from a hostile or broken writer must not freeze a
 		// camera (an epoch far ahead makes every real event a "duplicate",
@@ -548,7 +589,7 @@ func (e *Exporter) apply(st *partState, msg kafka.Message, ends *[]time.Time) {
 		e.log.Warn("skipping implausible event", "partition", msg.Partition, "offset", msg.Offset, "camera", ev.Camera, "why", why)
 		return
 	}
-	cs := st.Cameras[ev.Camera]
+	cs := st.Cameras[ev.Source()]
 	if cs != nil {
 		switch dup, why := cs.judge(ev); {
 		case dup:
@@ -583,7 +624,7 @@ func (e *Exporter) apply(st *partState, msg kafka.Message, ends *[]time.Time) {
 		e.log.Error("event would exceed max_series: skipped", "camera", ev.Camera, "max_series", e.cfg.MaxSeries)
 		return
 	}
-	st.Cameras[ev.Camera] = cs
+	st.Cameras[ev.Source()] = cs
 	cs.Epoch, cs.Seq, cs.At = ev.Epoch, ev.Seq, ev.WindowEnd
 	cs.advance(ev, time.Now())
 	for _, l := range ev.Lines {
@@ -597,6 +638,49 @@ func (e *Exporter) apply(st *partState, msg kafka.Message, ends *[]time.Time) {
 	e.events.WithLabelValues("applied").Inc()
 	*ends = append(*ends, ev.WindowEnd)
 }
+
+// checkSignature is "" for an event the exporter may apply, or the result
+// it is counted as: with site keys, only an event signed by a key of the
+// site it names. Each source is logged once (up to maxWarned of them), so
+// a hostile writer cannot fill the log.
+func (e *Exporter) checkSignature(ev footfall.Event, msg kafka.Message) string {
+	if e.keys == nil {
+		return ""
+	}
+	var sig string
+	for _, h := range msg.Headers {
+		if h.Key == signing.Header {
+			sig = string(h.Value)
+		}
+	}
+	result, why := "", ""
+	switch keys := e.keys.Keys(ev.Site); {
+	case sig == "":
+		result, why = "unsigned", "no signature"
+	case ev.Site == "":
+		result, why = "bad_signature", "no site in the event"
+	case len(keys) == 0:
+		result, why = "bad_signature", "no key for the site"
+	case !signing.Verify(keys, msg.Value, sig):
+		result, why = "bad_signature", "not signed by a key of the site"
+	default:
+		return ""
+	}
+	e.warnMu.Lock()
+	first := !e.warned[ev.Source()] && len(e.warned) < maxWarned
+	if first {
+		e.warned[ev.Source()] = true
+	}
+	e.warnMu.Unlock()
+	if first {
+		e.log.Warn("rejecting count events from this source (logged once)", "site", ev.Site, "camera", ev.Camera,
+			"why", why, "partition", msg.Partition, "offset", msg.Offset)
+	}
+	return result
+}
+
+// maxWarned bounds the sources remembered as logged.
+const maxWarned = 1024
 
 // runPos is where one counter run of a camera has got to.
 type runPos struct {

@@ -1,5 +1,6 @@
-// Package publish sends count events to Kafka, keyed by camera (so each
-// camera's events stay in order on one partition), acknowledged by all
+// Package publish sends count events to Kafka, keyed by site and camera
+// (so each camera's events stay in order on one partition), signed with
+// the site's key when it has one, acknowledged by all
 // in-sync replicas. Every event is first appended to a durable spool and
 // removed only once the broker has it: a broker outage or a veil crash
 // loses nothing, and the backlog is sent when the broker is back.
@@ -19,6 +20,7 @@ import (
 
 	"github.com/veilproject/veil/footfall"
 	"github.com/veilproject/veil/pipeline/counts/kafkaconf"
+	"github.com/veilproject/veil/pipeline/counts/signing"
 	"github.com/veilproject/veil/pipeline/counts/spool"
 	"github.com/veilproject/veil/queue"
 )
@@ -38,6 +40,9 @@ type Config struct {
 	// FlushInterval is the longest an event waits to be batched. It
 	// defaults to 200ms.
 	FlushInterval time.Duration
+	// SignKey, if set, is the site's key: each event is sent with its
+	// signature in the veil-signature header (package signing).
+	SignKey signing.Key
 }
 
 // Defaults fills unset fields.
@@ -225,7 +230,7 @@ func (p *Publisher) intake(ctx context.Context, in *queue.Queue[footfall.Event])
 			return fmt.Errorf("publish: encoding event: %w", err)
 		}
 		for {
-			err := p.spool.Append([]byte(ev.Camera), val)
+			err := p.spool.Append([]byte(ev.Source()), val)
 			if err == nil {
 				p.m.full.Set(0)
 				break
@@ -245,7 +250,7 @@ func (p *Publisher) intake(ctx context.Context, in *queue.Queue[footfall.Event])
 			case <-ctx.Done():
 				// Shutdown with the spool full: this one event is lost unless
 				// we wait; wait a little for the sender, then report it.
-				if err := p.spool.Append([]byte(ev.Camera), val); err != nil {
+				if err := p.spool.Append([]byte(ev.Source()), val); err != nil {
 					return fmt.Errorf("publish: shutting down with the spool full: event camera=%s epoch=%d seq=%d not spooled: %w", ev.Camera, ev.Epoch, ev.Seq, err)
 				}
 				return ctx.Err()
@@ -280,6 +285,9 @@ func (p *Publisher) send(ctx context.Context) error {
 		msgs := make([]kafka.Message, len(recs))
 		for i, r := range recs {
 			msgs[i] = kafka.Message{Key: r.Key, Value: r.Value}
+			if p.cfg.SignKey != nil {
+				msgs[i].Headers = []kafka.Header{{Key: signing.Header, Value: []byte(signing.Sign(p.cfg.SignKey, r.Value))}}
+			}
 		}
 		if err := p.writer.WriteMessages(ctx, msgs...); err != nil {
 			if ctx.Err() != nil {
