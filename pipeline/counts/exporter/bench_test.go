@@ -31,11 +31,11 @@ func BenchmarkPublishToMetric(b *testing.B) {
 		kc := realKafka(b, topic)
 		var mu sync.Mutex
 		var lat []time.Duration
-		e, err := New(Config{Kafka: kc, GroupID: topic}, Deps{Registerer: prometheus.NewRegistry()})
+		e, err := New(Config{Kafka: kc, GroupID: topic}, Deps{Registerer: prometheus.NewRegistry(),
+			OnDelay: func(d time.Duration) { mu.Lock(); lat = append(lat, d); mu.Unlock() }})
 		if err != nil {
 			b.Fatal(err)
 		}
-		e.onDelay = func(d time.Duration) { mu.Lock(); lat = append(lat, d); mu.Unlock() }
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- e.Run(ctx) }()

@@ -95,6 +95,10 @@ func (c *Config) Validate(prefix string) error {
 type Deps struct {
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// OnDelay, if set, sees each applied event's delay from its window's
+	// end to its counts being exported (benchmarks take exact quantiles
+	// from it; the histogram's buckets are coarser).
+	OnDelay func(time.Duration)
 }
 
 // partState is what is saved per partition.
@@ -158,8 +162,7 @@ type Exporter struct {
 	delay    prometheus.Histogram
 	partsOwn prometheus.Gauge
 
-	// onDelay, in benchmarks, sees each event's window-end-to-export delay.
-	onDelay func(time.Duration)
+	onDelay func(time.Duration) // Deps.OnDelay
 }
 
 var (
@@ -197,8 +200,9 @@ func New(cfg Config, deps Deps) (*Exporter, error) {
 		tr:     tr,
 		state: &kafka.Writer{Addr: kafka.TCP(cfg.Kafka.Brokers...), Topic: cfg.StateTopic, RequiredAcks: kafka.RequireAll,
 			MaxAttempts: 5, BatchTimeout: time.Millisecond, WriteTimeout: 10 * time.Second, Transport: tr},
-		owned:  map[int]*partState{},
-		warned: map[string]bool{},
+		owned:   map[int]*partState{},
+		warned:  map[string]bool{},
+		onDelay: deps.OnDelay,
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "veil_exporter_events_total",
 			Help: "Count events consumed, by result: applied, duplicate (redelivered or resent, skipped), malformed, unknown_schema, over_limit, implausible (a future epoch, an impossible count: skipped), unsigned and bad_signature (with site keys: no signature, or none of its site's keys signed it)."}, []string{"result"}),
 		errs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "veil_exporter_errors_total",
@@ -463,6 +467,7 @@ func (e *Exporter) partition(gctx context.Context, gen *kafka.Generation, pa kaf
 	}
 	log.Info("consuming", "offset", start)
 	lag := e.lag.WithLabelValues(strconv.Itoa(p))
+	var committed time.Time
 	for gctx.Err() == nil {
 		msg, err := r.FetchMessage(gctx)
 		if err != nil {
@@ -476,10 +481,15 @@ func (e *Exporter) partition(gctx context.Context, gen *kafka.Generation, pa kaf
 		if st = e.batch(gctx, r, p, st, msg, log); st == nil {
 			return
 		}
-		if err := gen.CommitOffsets(map[string]map[int]int64{e.cfg.Kafka.Topic: {p: st.Offset}}); err != nil {
-			// Informational only (lag tools, a fresh state topic): the saved
-			// state is what resumes.
-			e.errs.WithLabelValues("commit").Inc()
+		// The group's offset is informational only (lag tools, a fresh
+		// state topic): the saved state is what resumes. So it is committed
+		// at most once a second, not after every batch, where its round
+		// trip to the coordinator held the next batch back.
+		if time.Since(committed) >= time.Second {
+			committed = time.Now()
+			if err := gen.CommitOffsets(map[string]map[int]int64{e.cfg.Kafka.Topic: {p: st.Offset}}); err != nil {
+				e.errs.WithLabelValues("commit").Inc()
+			}
 		}
 		lag.Set(float64(max(r.Stats().Lag, 0)))
 	}

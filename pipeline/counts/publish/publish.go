@@ -81,17 +81,22 @@ func (c *Config) Validate(prefix string) error {
 type Deps struct {
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// OnSpooled, if set, is called with each event once it is durably in
+	// the spool (from then on a crash does not lose it): fleet tests
+	// account with it.
+	OnSpooled func(footfall.Event)
 }
 
 // Publisher moves events from a queue through the spool to Kafka.
 type Publisher struct {
-	cfg    Config
-	log    *slog.Logger
-	spool  *spool.Spool
-	writer *kafka.Writer
-	tr     *kafka.Transport // the writer's; its idle connections are closed with it
-	wake   chan struct{}
-	m      metrics
+	cfg       Config
+	log       *slog.Logger
+	spool     *spool.Spool
+	writer    *kafka.Writer
+	tr        *kafka.Transport // the writer's; its idle connections are closed with it
+	wake      chan struct{}
+	m         metrics
+	onSpooled func(footfall.Event)
 }
 
 type metrics struct {
@@ -121,11 +126,12 @@ func New(cfg Config, deps Deps) (*Publisher, error) {
 		return nil, err
 	}
 	p := &Publisher{
-		cfg:   cfg,
-		log:   deps.Logger.With("component", "publish", "topic", cfg.Kafka.Topic),
-		spool: sp,
-		wake:  make(chan struct{}, 1),
-		tr:    tr,
+		cfg:       cfg,
+		log:       deps.Logger.With("component", "publish", "topic", cfg.Kafka.Topic),
+		spool:     sp,
+		wake:      make(chan struct{}, 1),
+		tr:        tr,
+		onSpooled: deps.OnSpooled,
 		writer: &kafka.Writer{
 			Addr:         kafka.TCP(cfg.Kafka.Brokers...),
 			Topic:        cfg.Kafka.Topic,
@@ -233,6 +239,9 @@ func (p *Publisher) intake(ctx context.Context, in *queue.Queue[footfall.Event])
 			err := p.spool.Append([]byte(ev.Source()), val)
 			if err == nil {
 				p.m.full.Set(0)
+				if p.onSpooled != nil {
+					p.onSpooled(ev)
+				}
 				break
 			}
 			if !errors.Is(err, spool.ErrFull) {
