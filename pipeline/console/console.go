@@ -475,7 +475,15 @@ func (c *Console) recording(w http.ResponseWriter, r *http.Request, x *session) 
 	t, _ := c.sess.get(r)
 	fetch := loginID(t) + " " + kind + " " + cam.ID + "/" + name
 	if c.fetches.first(fetch, time.Now()) {
-		if err := c.audit.Log(Event{Kind: kind, User: x.user, From: rtcconf.ClientIP(r), Camera: cam.ID, File: name}); err != nil {
+		// Which part of the day was watched: the segment's span, from its
+		// name (its first frame) to its last write (its last frame).
+		ev := Event{Kind: kind, User: x.user, From: rtcconf.ClientIP(r), Camera: cam.ID, File: name}
+		if m := segmentName.FindStringSubmatch(name); m != nil {
+			if start, err := time.Parse("20060102T150405.000Z", m[1]); err == nil && info.ModTime().After(start) {
+				ev.Start, ev.End = start, info.ModTime()
+			}
+		}
+		if err := c.audit.Log(ev); err != nil {
 			c.fetches.forget(fetch)
 			c.log.Error("audit log unwritable: recording refused", "err", err)
 			http.Error(w, "the audit log cannot be written; ask the administrator", http.StatusServiceUnavailable)

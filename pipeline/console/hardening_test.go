@@ -22,6 +22,7 @@ import (
 
 	"github.com/veilproject/veil/footfall"
 	"github.com/veilproject/veil/pipeline/output/live"
+	"github.com/veilproject/veil/pipeline/output/record/recordconf"
 )
 
 // auditSize is the audit log's size on disk.
@@ -290,6 +291,11 @@ func TestRecordingFetchesAreAudited(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(c.audit.events.WithLabelValues(AuditPlay)); got != 1 {
 		t.Errorf("plays audited: %v, want 1 (first fetch; the rest within %v)", got, auditRepeat)
+	}
+	// The line says which part of the day was watched: the segment's span.
+	if ev := c.audit.Recent(1); len(ev) != 1 || ev[0].Kind != AuditPlay || ev[0].Start.IsZero() || !ev[0].End.After(ev[0].Start) ||
+		ev[0].Start.UTC().Format("20060102T150405.000Z") != recordconf.SegmentName.FindStringSubmatch(seg)[1] {
+		t.Errorf("play audited as %+v: want the segment's start and end", ev)
 	}
 	req, _ := http.NewRequest("GET", srv.URL+"/recordings/lobby/"+seg+"?download", nil)
 	req.Header.Set("Range", "bytes=5-")
