@@ -13,7 +13,7 @@ RUN go build -o /out/veil ./cmd/veil
 FROM debian:bookworm-slim
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends \
       libopencv-dnn406 libopencv-objdetect406 libyuv0 \
-      opencv-data opencv-doc ffmpeg python3-pip python3-venv curl ca-certificates \
+      opencv-data opencv-doc ffmpeg fonts-dejavu-core python3-pip python3-venv curl ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 COPY scripts/fetch-models.sh scripts/quantize-model.sh scripts/fetch-person-model.sh scripts/fetch-runtimes.sh /usr/local/share/veil/
 # Models under /var/lib/veil/models (the int8 one and the person detector

@@ -673,9 +673,52 @@ func TestClipExport(t *testing.T) {
 		t.Errorf("the clip lasts %v s (%v), want about 4", d, err)
 	}
 	e := c.audit.Recent(1)[0]
-	if e.Kind != AuditDownload || e.Detail != "clip" || !e.Start.Equal(at(10, 15, 2)) || !e.End.Equal(at(10, 15, 6)) {
+	if e.Kind != AuditDownload || e.Detail != "clip, stamped" || !e.Start.Equal(at(10, 15, 2)) || !e.End.Equal(at(10, 15, 6)) {
 		t.Errorf("the clip's audit entry: %+v", e)
 	}
+	// The stamp is the camera and the time of day of each frame: the clip's
+	// frame at 3 s (10:15:05, in the second segment) carries the stamp
+	// ffmpeg draws for that time, not one for a second later.
+	stampAt := func(text string) []byte {
+		t.Helper()
+		vf := "drawtext=font='DejaVu Sans Mono':fontsize=h/24:fontcolor=white:box=1:boxcolor=black@0.6:boxborderw=6:x=12:y=12:text='" +
+			strings.ReplaceAll(text, ":", `\:`) + "',crop=200:24:0:6,format=gray"
+		out, err := exec.Command("ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=10", "-frames:v", "1",
+			"-vf", vf, "-f", "rawvideo", "-").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	got, err := exec.Command("ffmpeg", "-v", "error", "-ss", "3.05", "-i", clip, "-frames:v", "1", "-vf", "crop=200:24:0:6,format=gray", "-f", "rawvideo", "-").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	right, wrong := stampAt("lobby  "+at(10, 15, 5).Format("2006-01-02 15:04:05")), stampAt("lobby  "+at(10, 15, 6).Format("2006-01-02 15:04:05"))
+	if dr, dw := meanDiff(got, right), meanDiff(got, wrong); dr > dw/2 {
+		t.Errorf("the stamp at 3 s is not 10:15:05: %.1f from it, %.1f from 10:15:06", dr, dw)
+	}
+	// raw=1 cuts without re-encoding: no stamp.
+	resp, err = cl.Get(srv.URL + q + "&from=10:15:02&to=10:15:06&raw=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if e := c.audit.Recent(1)[0]; resp.StatusCode != 200 || e.Detail != "clip, raw" {
+		t.Errorf("raw clip: %d, audited %+v", resp.StatusCode, e)
+	}
+}
+
+func meanDiff(a, b []byte) float64 {
+	if len(a) != len(b) || len(a) == 0 {
+		return 255
+	}
+	var sum int
+	for i := range a {
+		d := int(a[i]) - int(b[i])
+		sum += max(d, -d)
+	}
+	return float64(sum) / float64(len(a))
 }
 
 // TestAdminManagesUsers: with a users file, an admin adds a user, who can
