@@ -235,8 +235,11 @@ console:
 			break
 		}
 	}
-	if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('.chart').length`)); n != 2 {
-		t.Errorf("road's page shows %d charts, want 2 (its line and its zone)", n)
+	if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#charts .chart').length`)); n != 2 {
+		t.Errorf("road's page shows %d charts of today, want 2 (its line and its zone)", n)
+	}
+	if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#range-charts .chart').length`)); n != 2 {
+		t.Errorf("road's page shows %d charts of the last 7 days, want 2", n)
 	}
 	page, err := chromedp.Run(ctx, chromedp.FullScreenshot(85))
 	if err != nil {

@@ -31,12 +31,15 @@ import (
 var assets embed.FS
 
 var pages = template.Must(template.New("").Funcs(template.FuncMap{
-	"hm":    func(t time.Time) string { return t.Local().Format("15:04:05") },
-	"div":   func(n int64) float64 { return float64(n) / 1e6 },
-	"add":   func(a, b int) int { return a + b },
-	"tr":    tr,
-	"mul":   func(a, b int) int { return a * b },
-	"hours": func() []int { return []int{0, 6, 12, 18, 24} },
+	"hm":  func(t time.Time) string { return t.Local().Format("15:04:05") },
+	"div": func(n int64) float64 { return float64(n) / 1e6 },
+	"add": func(a, b int) int { return a + b },
+	"tr":  tr,
+	"mul": func(a, b int) int { return a * b },
+	// pair hands a sub-template the page and one item of it.
+	"pair": func(page map[string]any, chart chart) map[string]any {
+		return map[string]any{"Page": page, "Chart": chart}
+	},
 }).ParseFS(assets, "assets/*.html"))
 
 // Camera is a camera the console shows.
@@ -89,7 +92,8 @@ type Console struct {
 	fetches recent
 
 	mu      sync.Mutex
-	counts  map[string]*dayCounts // by camera
+	counts  map[string]*dayCounts            // today's, by camera
+	days    map[string]map[string]*dayCounts // finished days, by camera and day
 	savedAt time.Time
 }
 
@@ -436,6 +440,17 @@ func (c *Console) camera(w http.ResponseWriter, r *http.Request, x *session) {
 		data["Segments"] = segments(cam.Recordings, day)
 	}
 	data["Charts"] = c.charts(cam.ID)
+	// Counts day by day: the last 7 days, or a chosen range.
+	rto, err1 := time.ParseInLocation("2006-01-02", r.URL.Query().Get("cto"), time.Local)
+	rfrom, err2 := time.ParseInLocation("2006-01-02", r.URL.Query().Get("cfrom"), time.Local)
+	if err1 != nil || err2 != nil || rfrom.After(rto) {
+		now := time.Now()
+		rto = time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.Local)
+		rfrom = rto.AddDate(0, 0, -6)
+	}
+	days := daysIn(rfrom, rto)
+	data["RangeFrom"], data["RangeTo"] = days[0], days[len(days)-1]
+	data["RangeCharts"] = c.rangeCharts(cam.ID, days)
 	c.render(w, "camera.html", data)
 }
 
@@ -576,6 +591,9 @@ func (c *Console) Observe(e footfall.Event) {
 		return // yesterday's, late
 	}
 	if d == nil || d.Day != day {
+		if d != nil {
+			c.keepDayLocked(e.Camera, d)
+		}
 		d = &dayCounts{Day: day, Lines: map[string]*[24][2]int{}, Zones: map[string]*[24]int{}}
 		c.counts[e.Camera] = d
 	}
@@ -599,18 +617,32 @@ func (c *Console) Observe(e footfall.Event) {
 	}
 }
 
-// countsCSV serves a camera's counts of today by hour, as CSV: one row
-// per hour and line (entries, exits) or zone (peak occupancy).
+// countsCSV serves a camera's counts by hour, as CSV: one row per hour
+// and line (entries, exits) or zone (peak occupancy); today, or the days
+// from..to (YYYY-MM-DD, at most 92).
 func (c *Console) countsCSV(w http.ResponseWriter, r *http.Request, x *session) {
 	cam, ok := c.cams[strings.TrimSuffix(r.PathValue("file"), ".csv")]
 	if !ok || !strings.HasSuffix(r.PathValue("file"), ".csv") {
 		http.NotFound(w, r)
 		return
 	}
-	c.mu.Lock()
-	d := c.counts[cam.ID]
+	days := []string{time.Now().Format("2006-01-02")}
+	if q := r.URL.Query(); q.Has("from") || q.Has("to") {
+		from, err1 := time.ParseInLocation("2006-01-02", q.Get("from"), time.Local)
+		to, err2 := time.ParseInLocation("2006-01-02", q.Get("to"), time.Local)
+		if err1 != nil || err2 != nil || from.After(to) || to.Sub(from) > maxRange*24*time.Hour {
+			http.Error(w, "give from and to as YYYY-MM-DD, from not after to, at most 92 days", http.StatusBadRequest)
+			return
+		}
+		days = daysIn(from, to)
+	}
 	var rows [][]string
-	if d != nil {
+	c.mu.Lock()
+	for _, day := range days {
+		d := c.dayOfLocked(cam.ID, day)
+		if d == nil {
+			continue
+		}
 		for _, id := range slices.Sorted(maps.Keys(d.Lines)) {
 			for hr, v := range d.Lines[id] {
 				rows = append(rows, []string{d.Day, fmt.Sprintf("%02d:00", hr), "line", id, strconv.Itoa(v[0]), strconv.Itoa(v[1]), ""})
@@ -649,18 +681,45 @@ const countsEvery = 10 * time.Second
 // file starts from nothing (logged).
 func (c *Console) loadCounts() {
 	b, err := os.ReadFile(filepath.Join(c.cfg.Audit.Dir, countsFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return
-	}
 	if err == nil {
 		err = json.Unmarshal(b, &c.counts)
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		c.log.Warn("today's counts could not be read back: the charts start from zero", "file", countsFile, "err", err)
+		c.counts = map[string]*dayCounts{}
+	}
+	if c.counts == nil {
 		c.counts = map[string]*dayCounts{}
 	}
 	for cam, d := range c.counts {
 		if d == nil || d.Lines == nil || d.Zones == nil {
+			delete(c.counts, cam)
+		}
+	}
+	b, err = os.ReadFile(filepath.Join(c.cfg.Audit.Dir, daysFile))
+	if err == nil {
+		err = json.Unmarshal(b, &c.days)
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		c.log.Warn("past days' counts could not be read back", "file", daysFile, "err", err)
+	}
+	if c.days == nil {
+		c.days = map[string]map[string]*dayCounts{}
+	}
+	for cam, days := range c.days {
+		for day, d := range days {
+			if d == nil || d.Lines == nil || d.Zones == nil {
+				delete(days, day)
+			}
+		}
+		if len(days) == 0 {
+			delete(c.days, cam)
+		}
+	}
+	today := time.Now().Format("2006-01-02")
+	for cam, d := range c.counts {
+		if d.Day < today {
+			c.keepDayLocked(cam, d)
 			delete(c.counts, cam)
 		}
 	}
@@ -670,16 +729,61 @@ func (c *Console) loadCounts() {
 // then renamed over the old, so a crash leaves one or the other whole.
 func (c *Console) saveCountsLocked() {
 	c.savedAt = time.Now()
-	b, err := json.Marshal(c.counts)
-	if err == nil {
-		tmp := filepath.Join(c.cfg.Audit.Dir, countsFile+".partial")
-		if err = os.WriteFile(tmp, b, 0o600); err == nil {
-			err = os.Rename(tmp, filepath.Join(c.cfg.Audit.Dir, countsFile))
+	for name, v := range map[string]any{countsFile: c.counts, daysFile: c.days} {
+		if err := writeJSON(filepath.Join(c.cfg.Audit.Dir, name), v); err != nil {
+			c.log.Warn("keeping the counts", "file", name, "err", err)
 		}
 	}
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.Marshal(v)
 	if err != nil {
-		c.log.Warn("keeping today's counts", "err", err)
+		return err
 	}
+	tmp := path + ".partial"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// daysFile keeps the finished days' counts, per camera, for the charts of
+// a week or a chosen range.
+const daysFile = "counts-days.json"
+
+// keepDays is how many days of counts the console keeps when
+// privacy.counts_keep does not say (Prometheus keeps the long history).
+const keepDays = 366
+
+// keepDayLocked moves a finished day into the history, and forgets days
+// past the retention (c.mu held).
+func (c *Console) keepDayLocked(camera string, d *dayCounts) {
+	if c.days[camera] == nil {
+		c.days[camera] = map[string]*dayCounts{}
+	}
+	c.days[camera][d.Day] = d
+	keep := keepDays
+	if k := c.cfg.Privacy.CountsKeep; k > 0 {
+		keep = max(1, int(k.Hours()/24))
+	}
+	oldest := time.Now().AddDate(0, 0, -keep).Format("2006-01-02")
+	for _, days := range c.days {
+		for day := range days {
+			if day < oldest {
+				delete(days, day)
+			}
+		}
+	}
+}
+
+// dayOf is camera's counts of day (today's or a kept day's; nil: none).
+// c.mu held.
+func (c *Console) dayOfLocked(camera, day string) *dayCounts {
+	if d := c.counts[camera]; d != nil && d.Day == day {
+		return d
+	}
+	return c.days[camera][day]
 }
 
 // chart is one bar chart of a day by hour, drawn as SVG by the template:
@@ -691,6 +795,22 @@ type chart struct {
 	Height int
 	Top    int
 	Legend []legend
+	Ticks  []tick // under the x axis
+	XAxis  string // what the x axis counts
+}
+
+type tick struct {
+	X     int
+	Label string
+}
+
+// hourTicks label a day's 24 hours, every six.
+func hourTicks() []tick {
+	var t []tick
+	for h := 0; h <= 24; h += 6 {
+		t = append(t, tick{h * 24, fmt.Sprintf("%02d", h)})
+	}
+	return t
 }
 
 type legend struct{ Class, Label string }
@@ -719,7 +839,7 @@ func (c *Console) charts(camera string) []chart {
 			outN += x[1]
 		}
 		ch := chart{Title: "line " + id, Total: fmt.Sprintf("%d in, %d out today", in, outN), Height: h, Top: top,
-			Legend: []legend{{"in", "in"}, {"out", "out"}}}
+			Legend: []legend{{"in", "in"}, {"out", "out"}}, Ticks: hourTicks(), XAxis: "hours of the day"}
 		for hr, x := range v {
 			for k, n := range x {
 				bh := n * h / top
@@ -735,10 +855,99 @@ func (c *Console) charts(camera string) []chart {
 			top, peak = max(top, n), max(peak, n)
 		}
 		ch := chart{Title: "zone " + id, Total: fmt.Sprintf("peak %d today", peak), Height: h, Top: top,
-			Legend: []legend{{"occ", "peak occupancy in the hour"}}}
+			Legend: []legend{{"occ", "peak occupancy in the hour"}}, Ticks: hourTicks(), XAxis: "hours of the day"}
 		for hr, n := range v {
 			bh := n * h / top
 			ch.Bars = append(ch.Bars, bar{X: hr * 2 * bw, Y: h - bh, W: 2*bw - 2, H: bh, Label: fmt.Sprintf("%02d:00 peak %d", hr, n), Class: "occ"})
+		}
+		out = append(out, ch)
+	}
+	return out
+}
+
+// maxRange bounds a chart or CSV of days.
+const maxRange = 92
+
+// daysIn lists the days from..to (YYYY-MM-DD, local), at most maxRange.
+func daysIn(from, to time.Time) []string {
+	var out []string
+	for d := from; !d.After(to) && len(out) < maxRange; d = d.AddDate(0, 0, 1) {
+		out = append(out, d.Format("2006-01-02"))
+	}
+	return out
+}
+
+// rangeCharts are camera's counts day by day over days: entries and exits
+// per line, the day's peak per zone.
+func (c *Console) rangeCharts(camera string, days []string) []chart {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	lines, zones := map[string][][2]int{}, map[string][]int{}
+	for i, day := range days {
+		d := c.dayOfLocked(camera, day)
+		if d == nil {
+			continue
+		}
+		for id, v := range d.Lines {
+			if lines[id] == nil {
+				lines[id] = make([][2]int, len(days))
+			}
+			for _, x := range v {
+				lines[id][i][0] += x[0]
+				lines[id][i][1] += x[1]
+			}
+		}
+		for id, v := range d.Zones {
+			if zones[id] == nil {
+				zones[id] = make([]int, len(days))
+			}
+			for _, n := range v {
+				zones[id][i] = max(zones[id][i], n)
+			}
+		}
+	}
+	const h = 80
+	slot := 576 / len(days)
+	var ticks []tick
+	every := (len(days) + 6) / 7
+	for i, day := range days {
+		if i%every == 0 {
+			ticks = append(ticks, tick{i*slot + slot/2, day[5:]})
+		}
+	}
+	span := days[0] + " – " + days[len(days)-1]
+	var out []chart
+	for _, id := range slices.Sorted(maps.Keys(lines)) {
+		v := lines[id]
+		top, in, outN := 1, 0, 0
+		for _, x := range v {
+			top = max(top, x[0], x[1])
+			in += x[0]
+			outN += x[1]
+		}
+		ch := chart{Title: "line " + id, Total: fmt.Sprintf("%d in, %d out, %s", in, outN, span), Height: h, Top: top,
+			Legend: []legend{{"in", "in"}, {"out", "out"}}, Ticks: ticks, XAxis: "days"}
+		bw := max(1, slot/2)
+		for i, x := range v {
+			for k, n := range x {
+				bh := n * h / top
+				ch.Bars = append(ch.Bars, bar{X: i*slot + k*bw, Y: h - bh, W: max(1, bw-1), H: bh,
+					Label: fmt.Sprintf("%s %s %d", days[i], [2]string{"in", "out"}[k], n), Class: [2]string{"in", "out"}[k]})
+			}
+		}
+		out = append(out, ch)
+	}
+	for _, id := range slices.Sorted(maps.Keys(zones)) {
+		v := zones[id]
+		top := 1
+		for _, n := range v {
+			top = max(top, n)
+		}
+		ch := chart{Title: "zone " + id, Total: fmt.Sprintf("peak %d, %s", top, span), Height: h, Top: top,
+			Legend: []legend{{"occ", "peak occupancy in the day"}}, Ticks: ticks, XAxis: "days"}
+		for i, n := range v {
+			bh := n * h / top
+			ch.Bars = append(ch.Bars, bar{X: i * slot, Y: h - bh, W: max(1, slot-1), H: bh, Label: fmt.Sprintf("%s peak %d", days[i], n), Class: "occ"})
 		}
 		out = append(out, ch)
 	}
