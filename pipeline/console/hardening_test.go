@@ -603,7 +603,9 @@ func TestCountsDayByDay(t *testing.T) {
 	}
 	c := open()
 	noon := time.Now().Truncate(24 * time.Hour).Add(12 * time.Hour).Local()
-	day := func(back int) time.Time { return time.Date(noon.Year(), noon.Month(), noon.Day()-back, 12, 0, 0, 0, time.Local) }
+	day := func(back int) time.Time {
+		return time.Date(noon.Year(), noon.Month(), noon.Day()-back, 12, 0, 0, 0, time.Local)
+	}
 	for _, back := range []int{40, 3, 1, 0} { // oldest first, as windows arrive
 		c.Observe(footfall.Event{Camera: "lobby", WindowEnd: day(back), Lines: []footfall.LineCount{{ID: "door", Entries: 10 + back, Exits: back}},
 			Zones: []footfall.ZoneCount{{ID: "floor", Peak: back}}})
