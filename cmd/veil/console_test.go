@@ -192,6 +192,19 @@ console:
 	if d := time.UnixMilli(int64(at)).Sub(want.Truncate(time.Second)); d < -time.Second || d > 4*time.Second {
 		t.Errorf("going to %s played from %s", want.Format("15:04:05"), time.UnixMilli(int64(at)).Format("15:04:05.000"))
 	}
+	// A gap in the day's recordings (the camera down) is marked on the
+	// timeline: a copy of the first segment, half an hour before it.
+	if early := time.UnixMilli(int64(first)).Add(-30 * time.Minute); early.Local().Day() == time.UnixMilli(int64(first)).Local().Day() {
+		segs, _ := filepath.Glob(filepath.Join(dir, "rec", "lobby", "*.mp4"))
+		if len(segs) > 0 {
+			b, _ := os.ReadFile(segs[0])
+			os.WriteFile(filepath.Join(dir, "rec", "lobby", "lobby-"+early.UTC().Format("20060102T150405.000Z")+".mp4"), b, 0o644)
+			chromedp.Do(ctx, chromedp.Navigate(base+"/camera/lobby"))
+			if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#timeline .gap').length`)); n != 1 {
+				t.Errorf("%d gaps marked on the timeline, want 1 (half an hour without recording)", n)
+			}
+		}
+	}
 	// Leaving ends the live view; the admin sees the audit log.
 	chromedp.Do(ctx, chromedp.Navigate(base+"/privacy"))
 	time.Sleep(time.Second)
@@ -240,6 +253,9 @@ console:
 	}
 	if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#range-charts .chart').length`)); n != 2 {
 		t.Errorf("road's page shows %d charts of the last 7 days, want 2", n)
+	}
+	if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#timeline-counts span').length`)); n != 24 {
+		t.Errorf("road's timeline has %d hours of counts under it, want 24", n)
 	}
 	page, err := chromedp.Run(ctx, chromedp.FullScreenshot(85))
 	if err != nil {

@@ -440,6 +440,7 @@ func (c *Console) camera(w http.ResponseWriter, r *http.Request, x *session) {
 		data["Segments"] = segments(cam.Recordings, day)
 	}
 	data["Charts"] = c.charts(cam.ID)
+	data["HourCounts"] = c.hourCounts(cam.ID, day.Format("2006-01-02"))
 	// Counts day by day: the last 7 days, or a chosen range.
 	rto, err1 := time.ParseInLocation("2006-01-02", r.URL.Query().Get("cto"), time.Local)
 	rfrom, err2 := time.ParseInLocation("2006-01-02", r.URL.Query().Get("cfrom"), time.Local)
@@ -952,4 +953,38 @@ func (c *Console) rangeCharts(camera string, days []string) []chart {
 		out = append(out, ch)
 	}
 	return out
+}
+
+// hourCell is one hour of the count strip under the timeline.
+type hourCell struct {
+	Opacity string
+	Label   string
+}
+
+// hourCounts is the strip of the day's crossings by hour, darker for
+// busier hours, under the timeline (nil: no counts that day).
+func (c *Console) hourCounts(camera, day string) []hourCell {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d := c.dayOfLocked(camera, day)
+	if d == nil || len(d.Lines) == 0 {
+		return nil
+	}
+	var in, out [24]int
+	top := 1
+	for _, v := range d.Lines {
+		for h, x := range v {
+			in[h] += x[0]
+			out[h] += x[1]
+		}
+	}
+	for h := range in {
+		top = max(top, in[h]+out[h])
+	}
+	cells := make([]hourCell, 24)
+	for h := range cells {
+		cells[h] = hourCell{Opacity: fmt.Sprintf("%.2f", 0.08+0.92*float64(in[h]+out[h])/float64(top)),
+			Label: fmt.Sprintf("%02d:00 %d in, %d out", h, in[h], out[h])}
+	}
+	return cells
 }

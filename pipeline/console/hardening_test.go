@@ -562,7 +562,8 @@ func TestCountsChartsAndCSV(t *testing.T) {
 	}
 	page, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`text-anchor="end">7</text>`, `>12</text>`, `class="key in"`, `peak occupancy in the hour`, `href="/counts/lobby.csv"`} {
+	strip := fmt.Sprintf(`title="%02d:00 7 in, 3 out"`, hour.Hour())
+	for _, want := range []string{`text-anchor="end">7</text>`, `>12</text>`, `class="key in"`, `peak occupancy in the hour`, `href="/counts/lobby.csv"`, `id="timeline-counts"`, strip} {
 		if !strings.Contains(string(page), want) {
 			t.Errorf("the camera page lacks %s", want)
 		}

@@ -104,6 +104,17 @@ if (timeline && player) {
     b.title = hms(s.start) + '–' + hms(s.end);
     timeline.appendChild(b);
   }
+  // Gaps between recordings (the camera down, or not recorded), marked.
+  segs.forEach((s, i) => {
+    const next = segs[i + 1];
+    if (!next || next.start - s.end < 5000) return;
+    const g = document.createElement('div');
+    g.className = 'gap';
+    g.style.left = (100 * (s.end - day0) / dayMs) + '%';
+    g.style.width = (100 * (next.start - s.end) / dayMs) + '%';
+    g.title = T('no recording ', '无录像 ') + hms(s.end) + '–' + hms(next.start);
+    timeline.appendChild(g);
+  });
   timeline.addEventListener('click', (e) => {
     const r = timeline.getBoundingClientRect();
     playAt(day0 + dayMs * (e.clientX - r.left) / r.width);
