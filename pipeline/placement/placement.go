@@ -1,0 +1,225 @@
+// Package placement spreads a site's cameras over the site's boxes, and
+// moves them when a box dies or returns, on Kafka's consumer-group
+// membership: each box of a site joins one group, each camera is one
+// partition of the site's placement topic, and the group coordinator is
+// the membership and the failure detector (a box that stops heartbeating
+// is out after the session timeout). The group's leader places the
+// cameras by their cost and the boxes' capacity (balancer). Nothing is
+// read from the topic: its partitions only name the cameras.
+package placement
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/veilproject/veil/footfall"
+	"github.com/veilproject/veil/pipeline/counts/kafkaconf"
+)
+
+// Camera is one of the site's cameras and what serving it costs (any unit
+// the boxes' capacities share: cores, or 720p15 cameras; 1 by default).
+type Camera struct {
+	ID   string
+	Cost float64
+}
+
+// Config is one box's view of its site.
+type Config struct {
+	Kafka kafkaconf.Config
+	// Site names the group ("veil-placement-SITE") and the topic
+	// ("veil.placement.SITE").
+	Site string
+	// Box names this box among the site's.
+	Box string
+	// Capacity is how much camera cost this box can serve; 1 by default.
+	Capacity float64
+	// Cameras are the site's, the same list on every box (the order does
+	// not matter).
+	Cameras []Camera
+	// SessionTimeout is how long a box may be silent before the others take
+	// its cameras; 6 s by default.
+	SessionTimeout time.Duration
+	// Handover is how long a box waits before starting a camera it is
+	// newly given, so that a box giving it up has stopped it (and flushed
+	// its last count window) first: a camera is never counted by two boxes
+	// at once. 3 s by default.
+	Handover time.Duration
+}
+
+// Deps are a Placer's wiring.
+type Deps struct {
+	Logger *slog.Logger
+	// Serve is called with the cameras this box must serve, each time that
+	// changes: cameras given up at once, new ones after Handover.
+	Serve func(cameras []string)
+}
+
+// Placer is one box's member of its site's placement group.
+type Placer struct {
+	cfg   Config
+	log   *slog.Logger
+	serve func([]string)
+	ids   []string // partition i is camera ids[i]
+	bal   *balancer
+	topic string
+
+	mu      sync.Mutex
+	serving []string
+	serveMu sync.Mutex // Serve calls one at a time, in order
+}
+
+// New checks cfg.
+func New(cfg Config, deps Deps) (*Placer, error) {
+	if err := footfall.ValidID(cfg.Site); err != nil {
+		return nil, fmt.Errorf("placement: site: %w", err)
+	}
+	if err := footfall.ValidID(cfg.Box); err != nil {
+		return nil, fmt.Errorf("placement: box: %w", err)
+	}
+	if len(cfg.Cameras) == 0 {
+		return nil, errors.New("placement: no cameras")
+	}
+	if deps.Serve == nil {
+		return nil, errors.New("placement: no Serve")
+	}
+	if cfg.Capacity <= 0 {
+		cfg.Capacity = 1
+	}
+	if cfg.SessionTimeout <= 0 {
+		cfg.SessionTimeout = 6 * time.Second
+	}
+	if cfg.Handover <= 0 {
+		cfg.Handover = 3 * time.Second
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	cams := slices.Clone(cfg.Cameras)
+	sort.Slice(cams, func(i, j int) bool { return cams[i].ID < cams[j].ID })
+	cost := make([]float64, len(cams))
+	p := &Placer{cfg: cfg, log: deps.Logger.With("component", "placement", "site", cfg.Site, "box", cfg.Box), serve: deps.Serve,
+		topic: "veil.placement." + cfg.Site}
+	for i, c := range cams {
+		if i > 0 && c.ID == cams[i-1].ID {
+			return nil, fmt.Errorf("placement: camera %s twice", c.ID)
+		}
+		p.ids = append(p.ids, c.ID)
+		cost[i] = c.Cost
+		if cost[i] <= 0 {
+			cost[i] = 1
+		}
+	}
+	p.bal = &balancer{cost: func(i int) float64 { return cost[i] }, self: member{Box: cfg.Box, Capacity: cfg.Capacity}}
+	return p, nil
+}
+
+// Serving is the cameras this box serves now.
+func (p *Placer) Serving() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.serving)
+}
+
+// Run takes part in the group until ctx ends, then serves nothing.
+func (p *Placer) Run(ctx context.Context) error {
+	if err := p.cfg.Kafka.EnsureTopic(ctx, p.topic, len(p.ids), nil); err != nil {
+		return fmt.Errorf("placement topic %s: %w", p.topic, err)
+	}
+	dialer, err := p.cfg.Kafka.Dialer()
+	if err != nil {
+		return err
+	}
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ps, err := dialer.LookupPartitions(lctx, "tcp", p.cfg.Kafka.Brokers[0], p.topic)
+	cancel()
+	if err != nil || len(ps) != len(p.ids) {
+		return fmt.Errorf("placement topic %s: %d partitions for %d cameras (%v): the site's boxes must share one camera list", p.topic, len(ps), len(p.ids), err)
+	}
+	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID: "veil-placement-" + p.cfg.Site, Brokers: p.cfg.Kafka.Brokers, Dialer: dialer, Topics: []string{p.topic},
+		GroupBalancers:    []kafka.GroupBalancer{p.bal},
+		HeartbeatInterval: p.cfg.SessionTimeout / 6, SessionTimeout: p.cfg.SessionTimeout, RebalanceTimeout: p.cfg.SessionTimeout,
+		JoinGroupBackoff: 500 * time.Millisecond, Timeout: 5 * time.Second,
+	})
+	if err != nil {
+		return fmt.Errorf("placement: %w", err)
+	}
+	defer func() {
+		cg.Close()
+		p.set(nil)
+	}()
+	var handover *time.Timer
+	defer func() {
+		if handover != nil {
+			handover.Stop()
+		}
+	}()
+	for {
+		gen, err := cg.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			p.log.Warn("joining the site's group", "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		var now []string
+		var parts []int
+		for _, pa := range gen.Assignments[p.topic] {
+			parts = append(parts, pa.ID)
+			now = append(now, p.ids[pa.ID])
+		}
+		sort.Strings(now)
+		p.bal.setOwned(parts)
+		if handover != nil {
+			handover.Stop()
+		}
+		// Given up at once; newly given after the handover.
+		kept := slices.DeleteFunc(p.Serving(), func(id string) bool { return !slices.Contains(now, id) })
+		p.set(kept)
+		if len(kept) < len(now) {
+			handover = time.AfterFunc(p.cfg.Handover, func() {
+				if ctx.Err() == nil {
+					p.set(now)
+				}
+			})
+		}
+		p.log.Info("cameras placed", "generation", gen.ID, "serving", now)
+		done := make(chan struct{})
+		gen.Start(func(gctx context.Context) {
+			<-gctx.Done()
+			close(done)
+		})
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// set changes what this box serves and tells Serve, when it differs.
+func (p *Placer) set(cams []string) {
+	p.serveMu.Lock()
+	defer p.serveMu.Unlock()
+	p.mu.Lock()
+	same := slices.Equal(p.serving, cams)
+	p.serving = slices.Clone(cams)
+	p.mu.Unlock()
+	if !same {
+		p.serve(slices.Clone(cams))
+	}
+}
