@@ -130,7 +130,9 @@ func TestArrowsPointOneWay(t *testing.T) {
 		"pipeline/output/record/recordconf": nil,
 		"pipeline/output/live":              {"blur", "pipeline/output/encode", "pipeline/output/record", "rtcconf"},
 		"pipeline/counts/":                  {"queue", "footfall", "pipeline/counts/"},
-		"pipeline/console":                  {"pipeline/output/live", "pipeline/output/record/recordconf", "rtcconf", "footfall", "pipeline/wallclock"},
+		// Which box serves which camera: Kafka group membership.
+		"pipeline/placement": {"footfall", "pipeline/counts/kafkaconf"},
+		"pipeline/console":   {"pipeline/output/live", "pipeline/output/record/recordconf", "rtcconf", "footfall", "pipeline/wallclock"},
 		// The config names every part's settings, but not the cgo
 		// detectors: blur/detect/detectconf holds their settings.
 		"blur/detect/detectconf": nil,
