@@ -89,6 +89,10 @@ func (bt *byteTracker) plausible(t *track) bool {
 // the price: they count once they have walked.
 const stillScore = 0.5
 
+// sureScore is the score at which a track counts as present from its first
+// detection, before it is confirmed.
+const sureScore = 0.6
+
 // stillFor is how long a track may stand without ever walking before it
 // must be confidently seen to be counted present.
 const stillFor = 2 * time.Second
@@ -340,7 +344,9 @@ func (bt *byteTracker) present(within int) []*track {
 	var out []*track
 	var now []image.Rectangle
 	for _, t := range bt.tracks {
-		if t.confirmed && t.misses == 0 && bt.plausible(t) && !bt.stillThing(t) {
+		// A new track counts at once if the detector is sure of it: the
+		// median over detections takes out a one-off.
+		if (t.confirmed || t.score >= sureScore) && t.misses == 0 && bt.plausible(t) && !bt.stillThing(t) {
 			out = append(out, t)
 			now = append(now, t.box())
 		}

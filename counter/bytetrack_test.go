@@ -2,6 +2,7 @@ package counter
 
 import (
 	"context"
+	"fmt"
 	"image"
 	"sync/atomic"
 	"testing"
@@ -291,5 +292,25 @@ func TestStillThingsAndDuplicates(t *testing.T) {
 				t.Errorf("occupancy %d at the end, want %d (all: %v)", got, tc.want, occ)
 			}
 		})
+	}
+}
+
+// TestSureFirstSightCounts: someone the detector is sure of counts from
+// the first detection (the first measure after start-up is right); a box
+// it is unsure of waits for the track to be confirmed.
+func TestSureFirstSightCounts(t *testing.T) {
+	zone := Zone{ID: "z", Polygon: []Point{{0, 0}, {1, 0}, {1, 1}, {0, 1}}}
+	for _, tc := range []struct {
+		score float32
+		want  []int
+	}{{0.8, []int{1, 1, 1}}, {0.45, []int{0, 1, 1}}} {
+		var boxes [][]blur.Detection
+		for i := range 3 {
+			boxes = append(boxes, []blur.Detection{det(100+10*float64(i), 300, 40, 100, tc.score)})
+		}
+		_, occ := runBoxes(t, Config{Zones: []Zone{zone}}, boxes)
+		if fmt.Sprint(occ) != fmt.Sprint(tc.want) {
+			t.Errorf("score %.2f: occupancy %v, want %v", tc.score, occ, tc.want)
+		}
 	}
 }
