@@ -95,9 +95,9 @@ func Verify(keys []Key, value []byte, sig string) bool {
 // Keyring is the exporter's keys: a directory holding files named
 // SITE.key or SITE@TAG.key (for example nanjing-01@2026-12.key), each one
 // key of that site. To rotate a site's key, add the new file, move the box
-// to it, then remove the old file. The directory is read again when it
-// changes (checked at most every few seconds), so rotation needs no
-// restart.
+// to it, then remove the old file. The directory is read again when it or
+// a key file in it changes (checked at most every few seconds), so
+// rotation needs no restart.
 type Keyring struct {
 	dir string
 
@@ -135,7 +135,7 @@ func (r *Keyring) Keys(site string) []Key {
 	defer r.mu.Unlock()
 	if now := time.Now(); now.Sub(r.checked) >= recheck {
 		r.checked = now
-		if st, err := os.Stat(r.dir); err == nil && !st.ModTime().Equal(r.mod) {
+		if mod, err := latest(r.dir); err == nil && !mod.Equal(r.mod) {
 			keys, mod, err := loadDir(r.dir)
 			r.err = err
 			if err == nil {
@@ -165,8 +165,26 @@ func (r *Keyring) Err() error {
 	return r.err
 }
 
-func loadDir(dir string) (map[string][]Key, time.Time, error) {
+// latest is the newest modification of dir or of a key file in it: a file
+// added or removed changes the directory's, a key rewritten in place its
+// own.
+func latest(dir string) (time.Time, error) {
 	st, err := os.Stat(dir)
+	if err != nil {
+		return time.Time{}, err
+	}
+	mod := st.ModTime()
+	names, _ := filepath.Glob(filepath.Join(dir, "*.key"))
+	for _, p := range names {
+		if fi, err := os.Stat(p); err == nil && fi.ModTime().After(mod) {
+			mod = fi.ModTime()
+		}
+	}
+	return mod, nil
+}
+
+func loadDir(dir string) (map[string][]Key, time.Time, error) {
+	mod, err := latest(dir)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
@@ -186,5 +204,5 @@ func loadDir(dir string) (map[string][]Key, time.Time, error) {
 		}
 		keys[site] = append(keys[site], k)
 	}
-	return keys, st.ModTime(), nil
+	return keys, mod, nil
 }

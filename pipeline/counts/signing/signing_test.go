@@ -86,6 +86,14 @@ func TestKeyringRotation(t *testing.T) {
 	if !Verify(r.Keys("s1"), v, Sign(a, v)) || !Verify(r.Keys("s1"), v, Sign(b, v)) {
 		t.Fatalf("after adding a key, s1 has %d keys", len(r.Keys("s1")))
 	}
+	// A key rewritten in place (no file added) is read again too.
+	writeKey(t, filepath.Join(dir, "s.2.key"), hexA, 0o600)
+	now = now.Add(time.Second)
+	os.Chtimes(filepath.Join(dir, "s.2.key"), now, now)
+	r.checked = time.Time{}
+	if !Verify(r.Keys("s.2"), v, Sign(a, v)) || Verify(r.Keys("s.2"), v, Sign(b, v)) {
+		t.Fatal("a key rewritten in place was not read again")
+	}
 	// A bad file keeps the keys loaded before, and says why.
 	writeKey(t, filepath.Join(dir, "s3.key"), "short", 0o600)
 	now = now.Add(time.Second)
