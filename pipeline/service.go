@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -651,8 +652,13 @@ type ExporterService struct {
 }
 
 // NewExporterService builds the exporter (cfg is validated) and binds
-// listen.
+// listen; /metrics requires $VEIL_METRICS_TOKEN when it is set, and listen
+// off loopback requires it (config.ExporterToken).
 func NewExporterService(cfg exporter.Config, listen string, reg *prometheus.Registry, log *slog.Logger) (*ExporterService, error) {
+	token, err := config.ExporterToken(listen, os.Getenv)
+	if err != nil {
+		return nil, err
+	}
 	exp, err := exporter.New(cfg, exporter.Deps{Logger: log, Registerer: reg})
 	if err != nil {
 		return nil, err
@@ -662,7 +668,7 @@ func NewExporterService(cfg exporter.Config, listen string, reg *prometheus.Regi
 		return nil, fmt.Errorf("-listen %s: %w", listen, err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("/metrics", requireBearer(token, promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
 	return &ExporterService{exp: exp, srv: &server{srv: newHTTPServer(mux, nil), ln: ln}, addr: ln.Addr().String()}, nil
 }
 

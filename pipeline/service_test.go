@@ -14,8 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
+
 	"github.com/veilproject/veil/pipeline/config"
 	"github.com/veilproject/veil/pipeline/console"
+	"github.com/veilproject/veil/pipeline/counts/exporter"
+	"github.com/veilproject/veil/pipeline/counts/kafkaconf"
 )
 
 // selfSigned writes a certificate for 127.0.0.1 and its key, and returns
@@ -162,5 +166,55 @@ func TestCertificateReloads(t *testing.T) {
 	}
 	if _, err := newCertReloader("http.tls", cert, key, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "http.tls") {
 		t.Errorf("a broken pair at start: %v", err)
+	}
+}
+
+// TestExporterServiceToken: the standalone exporter's /metrics takes
+// $VEIL_METRICS_TOKEN as veil run's does, and refuses to listen off
+// loopback without it (the series name every site and camera).
+func TestExporterServiceToken(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cfg := exporter.Config{Kafka: kafkaconf.Config{Brokers: c.ListenAddrs(), Topic: "veil.footfall.v1"}}
+	cfg.Defaults()
+	t.Setenv("VEIL_METRICS_TOKEN", "")
+	if _, err := NewExporterService(cfg, "0.0.0.0:0", NewRegistry(), slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "-listen") {
+		t.Fatalf("off loopback without a token: %v", err)
+	}
+	const token = "a-long-exporter-metrics-token-1234"
+	t.Setenv("VEIL_METRICS_TOKEN", token)
+	svc, err := NewExporterService(cfg, "127.0.0.1:0", NewRegistry(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	get := func(bearer string) int {
+		req, _ := http.NewRequest("GET", "http://"+svc.Addr()+"/metrics", nil)
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		for range 50 {
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+				return resp.StatusCode
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		return 0
+	}
+	if code := get(""); code != http.StatusUnauthorized {
+		t.Errorf("without the token: %d", code)
+	}
+	if code := get("wrong-token-wrong-token-wrong-token"); code != http.StatusUnauthorized {
+		t.Errorf("a wrong token: %d", code)
+	}
+	if code := get(token); code != http.StatusOK {
+		t.Errorf("with the token: %d", code)
 	}
 }

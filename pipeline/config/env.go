@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net/url"
 	"slices"
 	"strings"
@@ -123,4 +124,20 @@ func redact(raw string) string {
 		return "(unparsable url)"
 	}
 	return u.Redacted()
+}
+
+// ExporterToken is the bearer token that the standalone exporter's
+// /metrics requires, from $VEIL_METRICS_TOKEN as for veil run: required
+// when listen is reachable from the network (the series name every site
+// and camera). The standalone exporter serves plain HTTP; off loopback,
+// put TLS in front of it.
+func ExporterToken(listen string, getenv func(string) string) (string, error) {
+	var c Config
+	ApplyEnv(&c, getenv)
+	m := c.Metrics
+	m.Listen, m.Insecure = listen, true
+	if err := m.validate(); err != nil {
+		return "", fmt.Errorf("-listen: %w", err)
+	}
+	return m.BearerToken, nil
 }
