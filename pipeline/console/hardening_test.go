@@ -505,22 +505,26 @@ func TestPrivacyNoticeSpeaksChinese(t *testing.T) {
 	}
 }
 
+// openLobby is a console with one camera, lobby, on cfg (defaults filled),
+// as a restart opens it again on the same directory.
+func openLobby(t *testing.T, cfg Config) *Console {
+	t.Helper()
+	cfg.Defaults("")
+	reg := prometheus.NewRegistry()
+	lm, _ := live.NewMetrics(reg)
+	c, err := New(cfg, Deps{Cameras: []Camera{{ID: "lobby"}}, Streams: map[string]*live.Stream{}, Registerer: reg, Metrics: lm})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // TestCountsSurviveARestart: today's charts come back after a restart
 // (they went from 18 in / 26 out to 1 in / 3 out before), and a damaged
 // counts file starts them from zero instead of stopping the console.
 func TestCountsSurviveARestart(t *testing.T) {
 	dir := t.TempDir()
-	open := func() *Console {
-		cfg := Config{Audit: AuditConfig{Dir: dir}}
-		cfg.Defaults("")
-		reg := prometheus.NewRegistry()
-		lm, _ := live.NewMetrics(reg)
-		c, err := New(cfg, Deps{Cameras: []Camera{{ID: "lobby"}}, Streams: map[string]*live.Stream{}, Registerer: reg, Metrics: lm})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
+	open := func() *Console { return openLobby(t, Config{Audit: AuditConfig{Dir: dir}}) }
 	c := open()
 	now := time.Now()
 	for i := range 3 {
@@ -591,16 +595,8 @@ func TestCountsChartsAndCSV(t *testing.T) {
 func TestCountsDayByDay(t *testing.T) {
 	dir := t.TempDir()
 	open := func() *Console {
-		cfg := Config{Audit: AuditConfig{Dir: dir}, Privacy: Privacy{CountsKeep: 30 * 24 * time.Hour},
-			Users: []User{{Name: "guard", PasswordHash: string(guardHash()), Role: RoleViewer}}}
-		cfg.Defaults("")
-		reg := prometheus.NewRegistry()
-		lm, _ := live.NewMetrics(reg)
-		c, err := New(cfg, Deps{Cameras: []Camera{{ID: "lobby"}}, Streams: map[string]*live.Stream{}, Registerer: reg, Metrics: lm})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
+		return openLobby(t, Config{Audit: AuditConfig{Dir: dir}, Privacy: Privacy{CountsKeep: 30 * 24 * time.Hour},
+			Users: []User{{Name: "guard", PasswordHash: string(guardHash()), Role: RoleViewer}}})
 	}
 	c := open()
 	noon := time.Now().Truncate(24 * time.Hour).Add(12 * time.Hour).Local()
