@@ -46,7 +46,14 @@ func testLogger(t testing.TB) *slog.Logger {
 // publishAll runs a publisher over evs until they are all acknowledged.
 func publishAll(t testing.TB, kc kafkaconf.Config, spoolDir string, evs []footfall.Event) {
 	t.Helper()
-	p, err := publish.New(publish.Config{Kafka: kc, SpoolDir: spoolDir}, publish.Deps{Logger: testLogger(t), Registerer: prometheus.NewRegistry()})
+	publishWith(t, publish.Config{Kafka: kc, SpoolDir: spoolDir}, evs)
+}
+
+// publishWith runs a publisher of cfg over evs until they are all
+// acknowledged.
+func publishWith(t testing.TB, cfg publish.Config, evs []footfall.Event) {
+	t.Helper()
+	p, err := publish.New(cfg, publish.Deps{Logger: testLogger(t), Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,6 +65,22 @@ func publishAll(t testing.TB, kc kafkaconf.Config, spoolDir string, evs []footfa
 	if err := p.Run(context.Background(), q, time.Minute); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// fakeKafka is an in-process Kafka-protocol broker (kfake), closed with
+// the test, and the event topic on it with partitions partitions.
+func fakeKafka(t testing.TB, partitions int) kafkaconf.Config {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(partitions), kfake.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	kc := kafkaconf.Config{Brokers: c.ListenAddrs(), Topic: "veil.footfall.v1"}
+	if err := kc.EnsureTopic(context.Background(), kc.Topic, partitions, nil); err != nil {
+		t.Fatal(err)
+	}
+	return kc
 }
 
 // waitTotals waits until the exporters together report want entries per
@@ -121,15 +144,7 @@ func startExporter(t testing.TB, kc kafkaconf.Config, group string) (*Exporter, 
 // in-process Kafka-protocol broker: the fast check. The fault tests run
 // against a real Apache Kafka broker (kafka_test.go).
 func TestPublishExportInProcess(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(3), kfake.AllowAutoTopicCreation())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	kc := kafkaconf.Config{Brokers: c.ListenAddrs(), Topic: "veil.footfall.v1"}
-	if err := kc.EnsureTopic(context.Background(), kc.Topic, 3, nil); err != nil {
-		t.Fatal(err)
-	}
+	kc := fakeKafka(t, 3)
 	cams := []string{"lobby", "desk", "door-2"}
 	publishAll(t, kc, t.TempDir(), events(cams, 50, 1))
 	e, stop := startExporter(t, kc, "g1")
@@ -168,15 +183,7 @@ func writeTo(t *testing.T, kc kafkaconf.Config, partition int, evs ...footfall.E
 // 500), an event with an epoch far in the future does not freeze the
 // camera, and an impossible count is skipped and counted.
 func TestHostileTopicWrites(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(3))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	kc := kafkaconf.Config{Brokers: c.ListenAddrs(), Topic: "veil.footfall.v1"}
-	if err := kc.EnsureTopic(context.Background(), kc.Topic, 3, nil); err != nil {
-		t.Fatal(err)
-	}
+	kc := fakeKafka(t, 3)
 	reg := prometheus.NewRegistry()
 	e, err := New(Config{Kafka: kc, GroupID: "g"}, Deps{Logger: testLogger(t), Registerer: reg})
 	if err != nil {

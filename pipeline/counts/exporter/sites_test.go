@@ -6,17 +6,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/veilproject/veil/footfall"
 	"github.com/veilproject/veil/pipeline/counts/kafkaconf"
 	"github.com/veilproject/veil/pipeline/counts/publish"
 	"github.com/veilproject/veil/pipeline/counts/signing"
-	"github.com/veilproject/veil/queue"
 )
 
 const (
@@ -48,18 +45,7 @@ func mustKey(t testing.TB, text string) signing.Key {
 // publishSigned runs a real publisher with key (nil: unsigned) over evs.
 func publishSigned(t testing.TB, kc kafkaconf.Config, key signing.Key, evs []footfall.Event) {
 	t.Helper()
-	p, err := publish.New(publish.Config{Kafka: kc, SpoolDir: t.TempDir(), SignKey: key}, publish.Deps{Logger: testLogger(t), Registerer: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := queue.New[footfall.Event](len(evs)+1, queue.Block, nil)
-	for _, e := range evs {
-		q.Push(context.Background(), e)
-	}
-	q.Close()
-	if err := p.Run(context.Background(), q, time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	publishWith(t, publish.Config{Kafka: kc, SpoolDir: t.TempDir(), SignKey: key}, evs)
 }
 
 func atSite(site string, evs []footfall.Event) []footfall.Event {
@@ -75,15 +61,7 @@ func atSite(site string, evs []footfall.Event) []footfall.Event {
 // other site's lobby with its own key, and one writing unsigned, change
 // nothing and are counted by result.
 func TestSitesAndSignatures(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(3), kfake.AllowAutoTopicCreation())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	kc := kafkaconf.Config{Brokers: c.ListenAddrs(), Topic: "veil.footfall.v1"}
-	if err := kc.EnsureTopic(context.Background(), kc.Topic, 3, nil); err != nil {
-		t.Fatal(err)
-	}
+	kc := fakeKafka(t, 3)
 	k1, k2 := mustKey(t, keyS1), mustKey(t, keyS2)
 	publishSigned(t, kc, k1, atSite("s1", events([]string{"lobby"}, 20, 1)))
 	publishSigned(t, kc, k2, atSite("s2", events([]string{"lobby", "desk"}, 10, 1)))
@@ -133,15 +111,7 @@ veil_footfall_entries_total{camera="lobby",line="door",site="s2"} 20
 // the exporter applies signed and unsigned events alike, and a site-less
 // event is exported with an empty site label, as before sites existed.
 func TestNoKeysTakesEverything(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(1), kfake.AllowAutoTopicCreation())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	kc := kafkaconf.Config{Brokers: c.ListenAddrs(), Topic: "veil.footfall.v1"}
-	if err := kc.EnsureTopic(context.Background(), kc.Topic, 1, nil); err != nil {
-		t.Fatal(err)
-	}
+	kc := fakeKafka(t, 1)
 	publishSigned(t, kc, nil, events([]string{"lobby"}, 5, 1))
 	publishSigned(t, kc, mustKey(t, keyS1), atSite("s1", events([]string{"lobby"}, 5, 1)))
 	e, stop := startExporter(t, kc, "g")
