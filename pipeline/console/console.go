@@ -829,37 +829,67 @@ func (c *Console) charts(camera string) []chart {
 	if d == nil || d.Day != time.Now().Format("2006-01-02") {
 		return nil
 	}
-	const h, bw = 80, 12
+	lines, zones := map[string][][2]int{}, map[string][]int{}
+	for id, v := range d.Lines {
+		lines[id] = v[:]
+	}
+	for id, v := range d.Zones {
+		zones[id] = v[:]
+	}
+	hours := make([]string, 24)
+	for h := range hours {
+		hours[h] = fmt.Sprintf("%02d:00", h)
+	}
+	return slots{labels: hours, width: 24, gap: 2, ticks: hourTicks(), xAxis: "hours of the day",
+		zoneLegend: "peak occupancy in the hour", when: " today"}.draw(lines, zones)
+}
+
+// slots say how a chart's x axis is cut: hours of a day, or days.
+type slots struct {
+	labels            []string // each slot's, in its bars' titles
+	width, gap        int      // a slot's width, and the gap after each bar
+	ticks             []tick
+	xAxis, zoneLegend string
+	when              string // after the totals: " today", ", FROM – TO"
+}
+
+// draw makes the charts: per line, entries and exits side by side in each
+// slot; per zone, the slot's peak.
+func (s slots) draw(lines map[string][][2]int, zones map[string][]int) []chart {
+	const h = 80
+	bw := max(1, s.width/2)
+	dir := [2]string{"in", "out"}
 	var out []chart
-	for _, id := range slices.Sorted(maps.Keys(d.Lines)) {
-		v := d.Lines[id]
+	for _, id := range slices.Sorted(maps.Keys(lines)) {
+		v := lines[id]
 		top, in, outN := 1, 0, 0
 		for _, x := range v {
 			top = max(top, x[0], x[1])
 			in += x[0]
 			outN += x[1]
 		}
-		ch := chart{Title: "line " + id, Total: fmt.Sprintf("%d in, %d out today", in, outN), Height: h, Top: top,
-			Legend: []legend{{"in", "in"}, {"out", "out"}}, Ticks: hourTicks(), XAxis: "hours of the day"}
-		for hr, x := range v {
+		ch := chart{Title: "line " + id, Total: fmt.Sprintf("%d in, %d out%s", in, outN, s.when), Height: h, Top: top,
+			Legend: []legend{{"in", "in"}, {"out", "out"}}, Ticks: s.ticks, XAxis: s.xAxis}
+		for i, x := range v {
 			for k, n := range x {
 				bh := n * h / top
-				ch.Bars = append(ch.Bars, bar{X: hr*2*bw + k*bw, Y: h - bh, W: bw - 2, H: bh, Label: fmt.Sprintf("%02d:00 %s %d", hr, [2]string{"in", "out"}[k], n), Class: [2]string{"in", "out"}[k]})
+				ch.Bars = append(ch.Bars, bar{X: i*s.width + k*bw, Y: h - bh, W: max(1, bw-s.gap), H: bh,
+					Label: fmt.Sprintf("%s %s %d", s.labels[i], dir[k], n), Class: dir[k]})
 			}
 		}
 		out = append(out, ch)
 	}
-	for _, id := range slices.Sorted(maps.Keys(d.Zones)) {
-		v := d.Zones[id]
+	for _, id := range slices.Sorted(maps.Keys(zones)) {
+		v := zones[id]
 		top, peak := 1, 0
 		for _, n := range v {
 			top, peak = max(top, n), max(peak, n)
 		}
-		ch := chart{Title: "zone " + id, Total: fmt.Sprintf("peak %d today", peak), Height: h, Top: top,
-			Legend: []legend{{"occ", "peak occupancy in the hour"}}, Ticks: hourTicks(), XAxis: "hours of the day"}
-		for hr, n := range v {
+		ch := chart{Title: "zone " + id, Total: fmt.Sprintf("peak %d%s", peak, s.when), Height: h, Top: top,
+			Legend: []legend{{"occ", s.zoneLegend}}, Ticks: s.ticks, XAxis: s.xAxis}
+		for i, n := range v {
 			bh := n * h / top
-			ch.Bars = append(ch.Bars, bar{X: hr * 2 * bw, Y: h - bh, W: 2*bw - 2, H: bh, Label: fmt.Sprintf("%02d:00 peak %d", hr, n), Class: "occ"})
+			ch.Bars = append(ch.Bars, bar{X: i * s.width, Y: h - bh, W: max(1, s.width-s.gap), H: bh, Label: fmt.Sprintf("%s peak %d", s.labels[i], n), Class: "occ"})
 		}
 		out = append(out, ch)
 	}
@@ -907,7 +937,6 @@ func (c *Console) rangeCharts(camera string, days []string) []chart {
 			}
 		}
 	}
-	const h = 80
 	slot := 576 / len(days)
 	var ticks []tick
 	every := (len(days) + 6) / 7
@@ -916,43 +945,8 @@ func (c *Console) rangeCharts(camera string, days []string) []chart {
 			ticks = append(ticks, tick{i*slot + slot/2, day[5:]})
 		}
 	}
-	span := days[0] + " – " + days[len(days)-1]
-	var out []chart
-	for _, id := range slices.Sorted(maps.Keys(lines)) {
-		v := lines[id]
-		top, in, outN := 1, 0, 0
-		for _, x := range v {
-			top = max(top, x[0], x[1])
-			in += x[0]
-			outN += x[1]
-		}
-		ch := chart{Title: "line " + id, Total: fmt.Sprintf("%d in, %d out, %s", in, outN, span), Height: h, Top: top,
-			Legend: []legend{{"in", "in"}, {"out", "out"}}, Ticks: ticks, XAxis: "days"}
-		bw := max(1, slot/2)
-		for i, x := range v {
-			for k, n := range x {
-				bh := n * h / top
-				ch.Bars = append(ch.Bars, bar{X: i*slot + k*bw, Y: h - bh, W: max(1, bw-1), H: bh,
-					Label: fmt.Sprintf("%s %s %d", days[i], [2]string{"in", "out"}[k], n), Class: [2]string{"in", "out"}[k]})
-			}
-		}
-		out = append(out, ch)
-	}
-	for _, id := range slices.Sorted(maps.Keys(zones)) {
-		v := zones[id]
-		top := 1
-		for _, n := range v {
-			top = max(top, n)
-		}
-		ch := chart{Title: "zone " + id, Total: fmt.Sprintf("peak %d, %s", top, span), Height: h, Top: top,
-			Legend: []legend{{"occ", "peak occupancy in the day"}}, Ticks: ticks, XAxis: "days"}
-		for i, n := range v {
-			bh := n * h / top
-			ch.Bars = append(ch.Bars, bar{X: i * slot, Y: h - bh, W: max(1, slot-1), H: bh, Label: fmt.Sprintf("%s peak %d", days[i], n), Class: "occ"})
-		}
-		out = append(out, ch)
-	}
-	return out
+	return slots{labels: days, width: slot, gap: 1, ticks: ticks, xAxis: "days",
+		zoneLegend: "peak occupancy in the day", when: ", " + days[0] + " – " + days[len(days)-1]}.draw(lines, zones)
 }
 
 // hourCell is one hour of the count strip under the timeline.
