@@ -4,12 +4,10 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -21,6 +19,8 @@ import (
 
 	"github.com/pion/webrtc/v4"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/veilproject/veil/pipeline/counts/kafkatest"
 )
 
 // TestSoak runs veil for $VEIL_SOAK (make soak: 30m) as a site runs it:
@@ -39,11 +39,11 @@ func TestSoak(t *testing.T) {
 	}
 	dir := t.TempDir()
 	kdir := filepath.Join(dir, "kafka")
-	port := freePort(t)
-	if out, err := exec.Command("bash", "../../scripts/kafka/broker.sh", "start", kdir, strconv.Itoa(port)).CombinedOutput(); err != nil {
-		t.Fatalf("starting Kafka: %v\n%s", err, out)
+	port := kafkatest.FreePorts(2)
+	if err := kafkatest.Script("start", kdir, strconv.Itoa(port)); err != nil {
+		t.Fatalf("starting Kafka: %v", err)
 	}
-	defer exec.Command("bash", "../../scripts/kafka/broker.sh", "stop", kdir).Run()
+	defer kafkatest.Script("stop", kdir)
 	h, _ := bcrypt.GenerateFromPassword([]byte("guard-password-1"), 12)
 	var cams strings.Builder
 	for i := range 4 {
@@ -264,24 +264,4 @@ func median(rows [][4]float64, col int) float64 {
 		return 0
 	}
 	return v[len(v)/2]
-}
-
-// freePort is a loopback port whose successor is free too (the Kafka
-// controller's).
-func freePort(t *testing.T) int {
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		l2, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+1))
-		l.Close()
-		if err == nil {
-			l2.Close()
-			return p
-		}
-	}
-	t.Fatal("no free port pair")
-	return 0
 }

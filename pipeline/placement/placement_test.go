@@ -1,14 +1,11 @@
 package placement
 
 import (
-	"bufio"
 	"context"
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
-	"os/exec"
 	"os/signal"
 	"slices"
 	"strconv"
@@ -19,6 +16,7 @@ import (
 	"time"
 
 	"github.com/veilproject/veil/pipeline/counts/kafkaconf"
+	"github.com/veilproject/veil/pipeline/counts/kafkatest"
 )
 
 // A real Apache Kafka broker (scripts/kafka/broker.sh) is the group
@@ -39,32 +37,16 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	port := freePortPair()
+	port := kafkatest.FreePorts(2)
 	broker.dir, broker.addr = dir, "127.0.0.1:"+strconv.Itoa(port)
-	if out, err := exec.Command("bash", "../../scripts/kafka/broker.sh", "start", dir, strconv.Itoa(port)).CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "starting the Kafka broker: %v\n%s", err, out)
+	if err := kafkatest.Script("start", dir, strconv.Itoa(port)); err != nil {
+		fmt.Fprintln(os.Stderr, "starting the Kafka broker:", err)
 		os.Exit(1)
 	}
 	code := m.Run()
-	exec.Command("bash", "../../scripts/kafka/broker.sh", "stop", dir).Run()
+	kafkatest.Script("stop", dir)
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-func freePortPair() int {
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			panic(err)
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		l2, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+1))
-		l.Close()
-		if err == nil {
-			l2.Close()
-			return p
-		}
-	}
 }
 
 var siteCameras = []Camera{{ID: "door"}, {ID: "desk"}, {ID: "hall"}, {ID: "lift"}, {ID: "park"}, {ID: "yard"}}
@@ -96,42 +78,28 @@ func testLogger() *slog.Logger {
 }
 
 type box struct {
+	*kafkatest.Child
 	name    string
-	cmd     *exec.Cmd
 	mu      sync.Mutex
 	serving []string
-	done    chan struct{}
 }
 
 func startBox(t *testing.T, name string) *box {
-	b := &box{name: name, done: make(chan struct{})}
-	b.cmd = exec.Command(os.Args[0], "-test.run=^$")
-	b.cmd.Env = append(os.Environ(), "VEIL_PLACEMENT_BOX="+name, "VEIL_PLACEMENT_BROKER="+broker.addr)
-	b.cmd.Stderr = os.Stderr
-	out, _ := b.cmd.StdoutPipe()
-	if err := b.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		defer close(b.done)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if s, ok := strings.CutPrefix(sc.Text(), "serving "); ok {
-				b.mu.Lock()
-				b.serving = strings.FieldsFunc(s, func(r rune) bool { return r == ',' })
-				b.mu.Unlock()
-			} else if strings.HasPrefix(sc.Text(), "error") {
-				t.Errorf("%s: %s", name, sc.Text())
-			}
+	b := &box{name: name}
+	b.Child = kafkatest.StartChild(t, []string{"VEIL_PLACEMENT_BOX=" + name, "VEIL_PLACEMENT_BROKER=" + broker.addr}, func(line string) {
+		if s, ok := strings.CutPrefix(line, "serving "); ok {
+			b.mu.Lock()
+			b.serving = strings.FieldsFunc(s, func(r rune) bool { return r == ',' })
+			b.mu.Unlock()
+		} else if strings.HasPrefix(line, "error") {
+			t.Errorf("%s: %s", name, line)
 		}
-	}()
+	})
 	return b
 }
 
 func (b *box) kill(sig syscall.Signal) {
-	b.cmd.Process.Signal(sig)
-	<-b.done
-	b.cmd.Wait()
+	b.Kill(sig)
 	b.mu.Lock()
 	b.serving = nil
 	b.mu.Unlock()

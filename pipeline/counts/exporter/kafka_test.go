@@ -5,7 +5,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/veilproject/veil/footfall"
 	"github.com/veilproject/veil/pipeline/counts/kafkaconf"
+	"github.com/veilproject/veil/pipeline/counts/kafkatest"
 	"github.com/veilproject/veil/pipeline/counts/publish"
 	"github.com/veilproject/veil/queue"
 
@@ -55,7 +55,7 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	broker.dir, broker.port = dir, freePortPair()
+	broker.dir, broker.port = dir, kafkatest.FreePorts(2)
 	broker.addr = "127.0.0.1:" + strconv.Itoa(broker.port)
 	if err := brokerCmd("start"); err != nil {
 		fmt.Fprintln(os.Stderr, "starting the Kafka broker:", err)
@@ -75,32 +75,11 @@ func TestMain(m *testing.M) {
 }
 
 func brokerCmd(verb string) error {
-	args := []string{"../../../scripts/kafka/broker.sh", verb, broker.dir}
+	args := []string{verb, broker.dir}
 	if verb == "start" {
 		args = append(args, strconv.Itoa(broker.port))
 	}
-	out, err := exec.Command("bash", args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("broker.sh %s: %v\n%s", verb, err, out)
-	}
-	return nil
-}
-
-// freePortPair finds a port whose successor is free too (the controller's).
-func freePortPair() int {
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			panic(err)
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		l2, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+1))
-		l.Close()
-		if err == nil {
-			l2.Close()
-			return p
-		}
-	}
+	return kafkatest.Script(args...)
 }
 
 // needBroker skips t in -short mode, where no broker is started.

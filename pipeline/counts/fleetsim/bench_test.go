@@ -41,7 +41,7 @@ func BenchmarkFleet(b *testing.B) {
 		waitGroup(b, 12, exps...) // the group forms before the load
 		cpu0 := make([]float64, len(exps))
 		for j, e := range exps {
-			cpu0[j] = cpuSeconds(e.cmd.Process.Pid)
+			cpu0[j] = cpuSeconds(e.Cmd.Process.Pid)
 		}
 		var spooled, want, spoolLat atomic.Int64
 		ctx, cancel := context.WithTimeout(context.Background(), run)
@@ -66,9 +66,9 @@ func BenchmarkFleet(b *testing.B) {
 		var delays []time.Duration
 		var report []string
 		for j, e := range exps {
-			cpu := (cpuSeconds(e.cmd.Process.Pid) - cpu0[j]) / wall.Seconds()
-			rss := peakRSS(e.cmd.Process.Pid)
-			e.kill(syscall.SIGTERM)
+			cpu := (cpuSeconds(e.Cmd.Process.Pid) - cpu0[j]) / wall.Seconds()
+			rss := peakRSS(e.Cmd.Process.Pid)
+			e.Kill(syscall.SIGTERM)
 			d := readDelays(b, e.delays)
 			delays = append(delays, d...)
 			report = append(report, fmt.Sprintf("exporter %d: %d events, CPU %.3f cores, peak RSS %.0f MiB", j+1, len(d), cpu, rss/(1<<20)))

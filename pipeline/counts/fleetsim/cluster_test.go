@@ -1,13 +1,11 @@
 package fleetsim
 
 import (
-	"bufio"
 	"context"
 	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -26,6 +24,7 @@ import (
 	"github.com/veilproject/veil/footfall"
 	"github.com/veilproject/veil/pipeline/counts/exporter"
 	"github.com/veilproject/veil/pipeline/counts/kafkaconf"
+	"github.com/veilproject/veil/pipeline/counts/kafkatest"
 	"github.com/veilproject/veil/pipeline/counts/signing"
 )
 
@@ -51,56 +50,26 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	cluster.dir, cluster.port = dir, freePorts(6)
+	cluster.dir, cluster.port = dir, kafkatest.FreePorts(6)
 	for i := range 3 {
 		cluster.brokers = append(cluster.brokers, "127.0.0.1:"+strconv.Itoa(cluster.port+2*i))
 	}
-	if err := clusterCmd("cluster-start", dir, strconv.Itoa(cluster.port), "3"); err != nil {
+	if err := kafkatest.Script("cluster-start", dir, strconv.Itoa(cluster.port), "3"); err != nil {
 		fmt.Fprintln(os.Stderr, "starting the Kafka cluster:", err)
-		clusterCmd("cluster-stop", dir)
+		kafkatest.Script("cluster-stop", dir)
 		os.Exit(1)
 	}
 	// Should this process die (a panic, a kill), the cluster goes too.
+	script, _ := kafkatest.ScriptPath()
 	reaper := exec.Command("setsid", "bash", "-c", `while kill -0 "$0" 2>/dev/null; do sleep 1; done; bash "$1" cluster-stop "$2"; rm -rf "$2"`,
-		strconv.Itoa(os.Getpid()), "../../../scripts/kafka/broker.sh", dir)
+		strconv.Itoa(os.Getpid()), script, dir)
 	if err := reaper.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, "reaper:", err)
 	}
 	code := m.Run()
-	clusterCmd("cluster-stop", dir)
+	kafkatest.Script("cluster-stop", dir)
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-func clusterCmd(args ...string) error {
-	out, err := exec.Command("bash", append([]string{"../../../scripts/kafka/broker.sh"}, args...)...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("broker.sh %v: %v\n%s", args, err, out)
-	}
-	return nil
-}
-
-// freePorts finds n consecutive free ports.
-func freePorts(n int) int {
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			panic(err)
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		ok := p+n < 65535
-		for i := 1; i < n && ok; i++ {
-			if l2, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+i)); err == nil {
-				l2.Close()
-			} else {
-				ok = false
-			}
-		}
-		if ok {
-			return p
-		}
-	}
 }
 
 func needCluster(t testing.TB) {
@@ -201,57 +170,36 @@ func runRole(role string) int {
 // member is a child process of the fleet: its last totals line, and each
 // event it spooled.
 type member struct {
-	cmd     *exec.Cmd
+	*kafkatest.Child
 	mu      sync.Mutex
 	totals  map[string]map[string][2]int64
 	owned   int
 	spooled []string
-	done    chan struct{}
 	delays  string
 }
 
 func start(t testing.TB, role string, env ...string) *member {
 	t.Helper()
-	m := &member{done: make(chan struct{}), delays: filepath.Join(t.TempDir(), "delays")}
-	m.cmd = exec.Command(os.Args[0], "-test.run=^$")
-	m.cmd.Env = append(os.Environ(), append(env, "VEIL_FLEET_ROLE="+role, "VEIL_FLEET_BROKERS="+strings.Join(cluster.brokers, ","),
-		"VEIL_FLEET_DELAYS="+m.delays)...)
-	m.cmd.Stderr = os.Stderr
-	pipe, _ := m.cmd.StdoutPipe()
-	if err := m.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		defer close(m.done)
-		sc := bufio.NewScanner(pipe)
-		sc.Buffer(make([]byte, 1<<20), 1<<24)
-		for sc.Scan() {
-			line := sc.Text()
-			m.mu.Lock()
-			switch {
-			case strings.HasPrefix(line, "totals "):
-				var tot map[string]map[string][2]int64
-				if json.Unmarshal([]byte(line[7:]), &tot) == nil {
-					m.totals = tot
-				}
-			case strings.HasPrefix(line, "owned "):
-				m.owned, _ = strconv.Atoi(line[6:])
-			case strings.HasPrefix(line, "spooled "):
-				m.spooled = append(m.spooled, line[8:])
-			case strings.HasPrefix(line, "error"):
-				t.Errorf("%s: %s", role, line)
+	m := &member{delays: filepath.Join(t.TempDir(), "delays")}
+	env = append(env, "VEIL_FLEET_ROLE="+role, "VEIL_FLEET_BROKERS="+strings.Join(cluster.brokers, ","), "VEIL_FLEET_DELAYS="+m.delays)
+	m.Child = kafkatest.StartChild(t, env, func(line string) {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		switch {
+		case strings.HasPrefix(line, "totals "):
+			var tot map[string]map[string][2]int64
+			if json.Unmarshal([]byte(line[7:]), &tot) == nil {
+				m.totals = tot
 			}
-			m.mu.Unlock()
+		case strings.HasPrefix(line, "owned "):
+			m.owned, _ = strconv.Atoi(line[6:])
+		case strings.HasPrefix(line, "spooled "):
+			m.spooled = append(m.spooled, line[8:])
+		case strings.HasPrefix(line, "error"):
+			t.Errorf("%s: %s", role, line)
 		}
-	}()
+	})
 	return m
-}
-
-// kill ends the member: SIGKILL (a crash) or SIGTERM (a clean stop).
-func (m *member) kill(sig syscall.Signal) {
-	m.cmd.Process.Signal(sig)
-	<-m.done
-	m.cmd.Wait()
 }
 
 // truth reads the whole topic back: every event a key of its site signed,

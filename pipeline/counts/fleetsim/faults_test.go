@@ -13,6 +13,7 @@ import (
 
 	"github.com/veilproject/veil/footfall"
 	"github.com/veilproject/veil/pipeline/counts/kafkaconf"
+	"github.com/veilproject/veil/pipeline/counts/kafkatest"
 	"github.com/veilproject/veil/pipeline/counts/signing"
 )
 
@@ -53,24 +54,24 @@ func TestFleetFaults(t *testing.T) {
 		t.Logf("%s: %s", time.Now().Format("15:04:05"), what)
 	}
 	step("broker 2 SIGKILLed", 8*time.Second)
-	if err := clusterCmd("node-stop", cluster.dir, "2", "KILL"); err != nil {
+	if err := kafkatest.Script("node-stop", cluster.dir, "2", "KILL"); err != nil {
 		t.Fatal(err)
 	}
 	step("exporter 1 SIGKILLed", 4*time.Second)
-	exps[0].kill(syscall.SIGKILL)
+	exps[0].Kill(syscall.SIGKILL)
 	step("broker 2 restarted", 4*time.Second)
-	if err := clusterCmd("node-start", cluster.dir, "2"); err != nil {
+	if err := kafkatest.Script("node-start", cluster.dir, "2"); err != nil {
 		t.Fatal(err)
 	}
 	step("box B (sites 6-11) SIGKILLed with its spools", 4*time.Second)
-	b.kill(syscall.SIGKILL)
+	b.Kill(syscall.SIGKILL)
 	step("box B restarted on the same spools", 3*time.Second)
 	b2 := box(6, spoolB)
 	step("hostile producer: site-001's cam-0 with site-002's key", 6*time.Second)
 	hostile(t, kc, 20)
 	step("boxes stopped", 4*time.Second)
-	a.kill(syscall.SIGTERM)
-	b2.kill(syscall.SIGTERM)
+	a.Kill(syscall.SIGTERM)
+	b2.Kill(syscall.SIGTERM)
 
 	want, seen, forged := truth(t, kc, keys)
 	if forged != 20 {
@@ -110,7 +111,7 @@ func TestFleetFaults(t *testing.T) {
 	}
 	t.Logf("%d cameras, %d distinct events in the topic (%d reported spooled), %d entries: exported exactly", len(want), len(seen), events, entries)
 	for _, e := range exps[1:] {
-		e.kill(syscall.SIGTERM)
+		e.Kill(syscall.SIGTERM)
 	}
 }
 

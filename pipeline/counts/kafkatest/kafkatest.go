@@ -1,0 +1,114 @@
+// Package kafkatest is for tests against a real Apache Kafka: free ports
+// for a broker, scripts/kafka/broker.sh run from any package's directory,
+// and the test binary run again as a child process (a publisher, an
+// exporter, a box) that a test can SIGKILL as a crash. Tests only.
+package kafkatest
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+)
+
+// FreePorts finds n consecutive free ports on loopback and returns the
+// first (a broker's client port, then its controller's, and so on).
+func FreePorts(n int) int {
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			panic(err)
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		ok := p+n < 65535
+		for i := 1; i < n && ok; i++ {
+			if l2, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+i)); err == nil {
+				l2.Close()
+			} else {
+				ok = false
+			}
+		}
+		if ok {
+			return p
+		}
+	}
+}
+
+// ScriptPath is scripts/kafka/broker.sh, found from the working directory
+// (a package's, under go test) up to the module's root.
+func ScriptPath() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return filepath.Join(dir, "scripts", "kafka", "broker.sh"), nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("kafkatest: no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Script runs broker.sh with args (start DIR PORT, stop DIR,
+// cluster-start DIR PORT N, node-stop DIR I KILL, ...).
+func Script(args ...string) error {
+	path, err := ScriptPath()
+	if err != nil {
+		return err
+	}
+	out, err := exec.Command("bash", append([]string{path}, args...)...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("broker.sh %v: %v\n%s", args, err, out)
+	}
+	return nil
+}
+
+// Child is the test binary run again with a role in its environment.
+type Child struct {
+	Cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// StartChild runs the test binary (no tests) with env added, and calls
+// onLine with each line it prints, from one goroutine, until it exits.
+func StartChild(t testing.TB, env []string, onLine func(string)) *Child {
+	t.Helper()
+	c := &Child{Cmd: exec.Command(os.Args[0], "-test.run=^$"), done: make(chan struct{})}
+	c.Cmd.Env = append(os.Environ(), env...)
+	c.Cmd.Stderr = os.Stderr
+	out, err := c.Cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(c.done)
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 1<<20), 1<<24)
+		for sc.Scan() {
+			onLine(sc.Text())
+		}
+	}()
+	return c
+}
+
+// Kill signals the child (SIGKILL: a crash; SIGTERM: a clean stop) and
+// waits for it and its output to end.
+func (c *Child) Kill(sig syscall.Signal) {
+	c.Cmd.Process.Signal(sig)
+	<-c.done
+	c.Cmd.Wait()
+}
