@@ -61,6 +61,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "starting the Kafka broker:", err)
 		os.Exit(1)
 	}
+	if err := kafkatest.Reap("stop", dir); err != nil {
+		fmt.Fprintln(os.Stderr, "reaper:", err)
+	}
 	code := m.Run()
 	// No test leaves a goroutine behind.
 	if code == 0 {

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -59,11 +58,7 @@ func TestMain(m *testing.M) {
 		kafkatest.Script("cluster-stop", dir)
 		os.Exit(1)
 	}
-	// Should this process die (a panic, a kill), the cluster goes too.
-	script, _ := kafkatest.ScriptPath()
-	reaper := exec.Command("setsid", "bash", "-c", `while kill -0 "$0" 2>/dev/null; do sleep 1; done; bash "$1" cluster-stop "$2"; rm -rf "$2"`,
-		strconv.Itoa(os.Getpid()), script, dir)
-	if err := reaper.Start(); err != nil {
+	if err := kafkatest.Reap("cluster-stop", dir); err != nil {
 		fmt.Fprintln(os.Stderr, "reaper:", err)
 	}
 	code := m.Run()

@@ -112,3 +112,16 @@ func (c *Child) Kill(sig syscall.Signal) {
 	<-c.done
 	c.Cmd.Wait()
 }
+
+// Reap starts a watcher, outside this process's group, that runs
+// `broker.sh VERB DIR` (stop, or cluster-stop) and removes DIR once this
+// process is gone, however it ends: a test binary that panics or is killed
+// does not leave its brokers running.
+func Reap(verb, dir string) error {
+	script, err := ScriptPath()
+	if err != nil {
+		return err
+	}
+	return exec.Command("setsid", "bash", "-c", `while kill -0 "$0" 2>/dev/null; do sleep 1; done; bash "$1" "$2" "$3"; rm -rf "$3"`,
+		strconv.Itoa(os.Getpid()), script, verb, dir).Start()
+}
