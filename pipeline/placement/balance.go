@@ -2,6 +2,7 @@ package placement
 
 import (
 	"encoding/json"
+	"slices"
 	"sort"
 	"sync"
 
@@ -14,7 +15,10 @@ type member struct {
 	Box      string  `json:"box"`
 	Capacity float64 `json:"capacity"`
 	Owned    []int   `json:"owned"` // the cameras (partitions) it serves now
-	Console  string  `json:"console,omitempty"`
+	// Measured is what each camera it serves has cost it lately, in the
+	// unit of Capacity (cores), where it has measured it.
+	Measured map[int]float64 `json:"measured,omitempty"`
+	Console  string          `json:"console,omitempty"`
 }
 
 // balancer is a kafka-go GroupBalancer that places a site's cameras (one
@@ -24,7 +28,10 @@ type member struct {
 // clearly less loaded, so that a box coming back takes work again without
 // every camera moving.
 type balancer struct {
-	cost func(partition int) float64
+	// configured is each camera's cost as configured; 0: not given.
+	configured func(partition int) float64
+	// measure, if set, is what the cameras this box serves cost it now.
+	measure func() map[int]float64
 
 	mu   sync.Mutex
 	self member
@@ -40,7 +47,11 @@ func (b *balancer) ProtocolName() string { return protocol }
 func (b *balancer) UserData() ([]byte, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return json.Marshal(b.self)
+	m := b.self
+	if b.measure != nil {
+		m.Measured = b.measure()
+	}
+	return json.Marshal(m)
 }
 
 func (b *balancer) setOwned(owned []int) {
@@ -80,11 +91,17 @@ func (b *balancer) AssignGroups(members []kafka.GroupMember, partitions []kafka.
 	for _, p := range partitions {
 		exists[p.ID] = true
 	}
+	metas := make([]member, len(boxes))
+	for i, bx := range boxes {
+		metas[i] = bx.meta
+	}
+	costs := b.costs(metas, exists)
+	cost := func(p int) float64 { return costs[p] }
 	taken := map[int]bool{}
 	ratio := func(bx *box) float64 { return bx.load / bx.meta.Capacity }
 	give := func(bx *box, p int) {
 		bx.has[p], taken[p] = true, true
-		bx.load += b.cost(p)
+		bx.load += cost(p)
 	}
 	// Sticky: each box keeps what it serves (a camera claimed twice goes
 	// to the first claimant).
@@ -104,7 +121,7 @@ func (b *balancer) AssignGroups(members []kafka.GroupMember, partitions []kafka.
 		}
 	}
 	sort.Slice(free, func(i, j int) bool {
-		if ci, cj := b.cost(free[i]), b.cost(free[j]); ci != cj {
+		if ci, cj := cost(free[i]), cost(free[j]); ci != cj {
 			return ci > cj
 		}
 		return free[i] < free[j]
@@ -112,7 +129,7 @@ func (b *balancer) AssignGroups(members []kafka.GroupMember, partitions []kafka.
 	for _, p := range free {
 		best := boxes[0]
 		for _, bx := range boxes[1:] {
-			if (bx.load+b.cost(p))/bx.meta.Capacity < (best.load+b.cost(p))/best.meta.Capacity {
+			if (bx.load+cost(p))/bx.meta.Capacity < (best.load+cost(p))/best.meta.Capacity {
 				best = bx
 			}
 		}
@@ -146,7 +163,7 @@ func (b *balancer) AssignGroups(members []kafka.GroupMember, partitions []kafka.
 			return claimed[p] && !claimed[move] || p < move
 		}
 		for p := range hi.has {
-			c := b.cost(p)
+			c := cost(p)
 			after := max((hi.load-c)/hi.meta.Capacity, (lo.load+c)/lo.meta.Capacity)
 			if after < ratio(hi)*(1-improvement) && better(p, after) {
 				move, best = p, after
@@ -156,7 +173,7 @@ func (b *balancer) AssignGroups(members []kafka.GroupMember, partitions []kafka.
 			break
 		}
 		delete(hi.has, move)
-		hi.load -= b.cost(move)
+		hi.load -= cost(move)
 		give(lo, move)
 	}
 	for _, bx := range boxes {
@@ -166,6 +183,41 @@ func (b *balancer) AssignGroups(members []kafka.GroupMember, partitions []kafka.
 		}
 		sort.Ints(ps)
 		out[bx.id] = map[string][]int{topic: ps}
+	}
+	return out
+}
+
+// costs is each camera's cost for one placement: as the box serving it
+// measured it, else as configured, else the mean of the costs known (a
+// camera like the others), else 1.
+func (b *balancer) costs(metas []member, exists map[int]bool) map[int]float64 {
+	out := map[int]float64{}
+	for _, m := range metas {
+		for p, c := range m.Measured {
+			if exists[p] && c > 0 && out[p] == 0 && slices.Contains(m.Owned, p) {
+				out[p] = c
+			}
+		}
+	}
+	for p := range exists {
+		if out[p] == 0 && b.configured != nil {
+			if c := b.configured(p); c > 0 {
+				out[p] = c
+			}
+		}
+	}
+	mean := 1.0
+	if len(out) > 0 {
+		sum := 0.0
+		for _, c := range out {
+			sum += c
+		}
+		mean = sum / float64(len(out))
+	}
+	for p := range exists {
+		if out[p] == 0 {
+			out[p] = mean
+		}
 	}
 	return out
 }

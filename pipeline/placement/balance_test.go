@@ -57,29 +57,50 @@ func TestBalancer(t *testing.T) {
 		}
 		return 1
 	}
+	// as measured by the boxes below: camera 0 costs 3 cores, the rest 1
+	measured := func(p int) float64 {
+		if p == 0 {
+			return 3
+		}
+		return 1
+	}
 	cases := []struct {
 		name  string
-		cost  func(int) float64
+		cost  func(int) float64 // what each camera really costs
+		conf  func(int) float64 // what the config says (nil: as cost)
 		n     int
 		boxes []member
 		want  map[string]float64
 		moved int // at most this many cameras leave the box that had them
 	}{
-		{"first start: spread evenly", unit, 6, []member{{Box: "a"}, {Box: "b"}, {Box: "c"}}, map[string]float64{"a": 2, "b": 2, "c": 2}, 0},
-		{"by capacity", unit, 6, []member{{Box: "a", Capacity: 2}, {Box: "b", Capacity: 1}}, map[string]float64{"a": 4, "b": 2}, 0},
-		{"by cost", heavy, 6, []member{{Box: "a"}, {Box: "b"}}, map[string]float64{"a": 4, "b": 5}, 0},
-		{"a box died: its cameras to the others, the rest stay", unit, 6,
+		{"first start: spread evenly", unit, nil, 6, []member{{Box: "a"}, {Box: "b"}, {Box: "c"}}, map[string]float64{"a": 2, "b": 2, "c": 2}, 0},
+		{"by capacity", unit, nil, 6, []member{{Box: "a", Capacity: 2}, {Box: "b", Capacity: 1}}, map[string]float64{"a": 4, "b": 2}, 0},
+		{"by cost", heavy, nil, 6, []member{{Box: "a"}, {Box: "b"}}, map[string]float64{"a": 4, "b": 5}, 0},
+		{"a box died: its cameras to the others, the rest stay", unit, nil, 6,
 			[]member{{Box: "a", Owned: []int{0, 1}}, {Box: "c", Owned: []int{4, 5}}}, map[string]float64{"a": 3, "c": 3}, 0},
-		{"a box returned: takes work back, a camera moves only where it helps", unit, 6,
+		{"a box returned: takes work back, a camera moves only where it helps", unit, nil, 6,
 			[]member{{Box: "a", Owned: []int{0, 1, 2}}, {Box: "b"}, {Box: "c", Owned: []int{3, 4, 5}}}, map[string]float64{"a": 2, "b": 2, "c": 2}, 2},
-		{"balanced enough: nothing moves", unit, 5,
+		{"balanced enough: nothing moves", unit, nil, 5,
 			[]member{{Box: "a", Owned: []int{0, 1, 2}}, {Box: "b", Owned: []int{3, 4}}}, map[string]float64{"a": 3, "b": 2}, 0},
-		{"a camera claimed twice goes once", unit, 2,
+		{"a camera claimed twice goes once", unit, nil, 2,
 			[]member{{Box: "a", Owned: []int{0, 1}}, {Box: "b", Owned: []int{1}}}, map[string]float64{"a": 1, "b": 1}, 1},
+		{"measured costs over configured ones: a camera moves off the box a heavy camera loads", measured, unit, 4,
+			[]member{{Box: "a", Owned: []int{0, 1}, Measured: map[int]float64{0: 3, 1: 1}}, {Box: "b", Owned: []int{2, 3}, Measured: map[int]float64{2: 1, 3: 1}}},
+			map[string]float64{"a": 3, "b": 3}, 1},
+		{"a camera no one measured costs as much as the others", func(int) float64 { return 2 }, func(int) float64 { return 0 }, 4,
+			[]member{{Box: "a", Owned: []int{0, 1, 2}, Measured: map[int]float64{0: 2, 1: 2, 2: 2}}, {Box: "b"}},
+			map[string]float64{"a": 4, "b": 4}, 1},
+		{"a measure for a camera the box does not serve is not believed", unit, unit, 2,
+			[]member{{Box: "a", Owned: []int{0}}, {Box: "b", Owned: []int{1}, Measured: map[int]float64{0: 100}}},
+			map[string]float64{"a": 1, "b": 1}, 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			b := &balancer{cost: tc.cost}
+			conf := tc.conf
+			if conf == nil {
+				conf = tc.cost
+			}
+			b := &balancer{configured: conf}
 			a := b.AssignGroups(members(t, tc.boxes...), parts(tc.n))
 			if got := load(t, a, tc.n, tc.cost); fmt.Sprint(sorted(got)) != fmt.Sprint(sorted(tc.want)) {
 				t.Errorf("load %v, want %v (%v)", got, tc.want, a)
@@ -119,7 +140,7 @@ func FuzzBalancer(f *testing.F) {
 		if n == 0 {
 			return
 		}
-		b := &balancer{cost: func(int) float64 { return 1 }}
+		b := &balancer{configured: func(int) float64 { return 1 }}
 		a := b.AssignGroups([]kafka.GroupMember{{ID: "a", UserData: m1}, {ID: "b", UserData: m2}}, parts(int(n)))
 		load(t, a, int(n), func(int) float64 { return 1 })
 	})

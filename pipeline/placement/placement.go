@@ -10,6 +10,7 @@ package placement
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,8 +25,10 @@ import (
 	"github.com/veilproject/veil/pipeline/counts/kafkaconf"
 )
 
-// Camera is one of the site's cameras and what serving it costs (any unit
-// the boxes' capacities share: cores, or 720p15 cameras; 1 by default).
+// Camera is one of the site's cameras and what serving it costs, in the
+// unit of the boxes' capacities (cores). 0: not known before a box has
+// served it and measured it (Deps.Measured); until then it is taken to
+// cost as much as the site's other cameras.
 type Camera struct {
 	ID   string
 	Cost float64
@@ -41,6 +44,9 @@ type Config struct {
 	Box string
 	// Capacity is how much camera cost this box can serve; 1 by default.
 	Capacity float64
+	// Console is this box's console address, shown by the other boxes'
+	// consoles beside the cameras this box serves. Optional.
+	Console string
 	// Cameras are the site's, the same list on every box (the order does
 	// not matter).
 	Cameras []Camera
@@ -60,6 +66,10 @@ type Deps struct {
 	// Serve is called with the cameras this box must serve, each time that
 	// changes: cameras given up at once, new ones after Handover.
 	Serve func(cameras []string)
+	// Measured, if set, is what each camera this box serves has cost it
+	// lately (camera id → the unit of Capacity). It is announced whenever
+	// the group rebalances, so the leader places by measured costs.
+	Measured func() map[string]float64
 }
 
 // Placer is one box's member of its site's placement group.
@@ -112,12 +122,20 @@ func New(cfg Config, deps Deps) (*Placer, error) {
 			return nil, fmt.Errorf("placement: camera %s twice", c.ID)
 		}
 		p.ids = append(p.ids, c.ID)
-		cost[i] = c.Cost
-		if cost[i] <= 0 {
-			cost[i] = 1
+		cost[i] = max(c.Cost, 0)
+	}
+	p.bal = &balancer{configured: func(i int) float64 { return cost[i] }, self: member{Box: cfg.Box, Capacity: cfg.Capacity, Console: cfg.Console}}
+	if deps.Measured != nil {
+		p.bal.measure = func() map[int]float64 {
+			out := map[int]float64{}
+			for id, c := range deps.Measured() {
+				if i, ok := slices.BinarySearch(p.ids, id); ok {
+					out[i] = c
+				}
+			}
+			return out
 		}
 	}
-	p.bal = &balancer{cost: func(i int) float64 { return cost[i] }, self: member{Box: cfg.Box, Capacity: cfg.Capacity}}
 	return p, nil
 }
 
@@ -222,4 +240,58 @@ func (p *Placer) set(cams []string) {
 	if !same {
 		p.serve(slices.Clone(cams))
 	}
+}
+
+// Served is where one of the site's cameras is served.
+type Served struct {
+	Camera string `json:"camera"`
+	// Box serves it; empty while none does (a box died and the group has
+	// not yet noticed, or a camera is between boxes).
+	Box string `json:"box,omitempty"`
+	// Console is that box's console address, if it announced one.
+	Console string `json:"console,omitempty"`
+	// Here: this box serves it.
+	Here bool `json:"here"`
+}
+
+// Where asks the group's coordinator which box holds each of the site's
+// cameras, in camera order. A camera given to this box that it has not
+// started yet (the handover) reads as here.
+func (p *Placer) Where(ctx context.Context) ([]Served, error) {
+	tr, err := p.cfg.Kafka.Transport()
+	if err != nil {
+		return nil, err
+	}
+	defer tr.CloseIdleConnections()
+	cl := &kafka.Client{Addr: kafka.TCP(p.cfg.Kafka.Brokers...), Transport: tr, Timeout: 5 * time.Second}
+	res, err := cl.DescribeGroups(ctx, &kafka.DescribeGroupsRequest{GroupIDs: []string{"veil-placement-" + p.cfg.Site}})
+	if err != nil {
+		return nil, fmt.Errorf("placement: describing the site's group: %w", err)
+	}
+	out := make([]Served, len(p.ids))
+	for i, id := range p.ids {
+		out[i].Camera = id
+	}
+	for _, g := range res.Groups {
+		if g.Error != nil {
+			return nil, fmt.Errorf("placement: describing the site's group: %w", g.Error)
+		}
+		for _, m := range g.Members {
+			var meta member
+			if json.Unmarshal(m.MemberMetadata.UserData, &meta) != nil {
+				continue
+			}
+			for _, t := range m.MemberAssignments.Topics {
+				if t.Topic != p.topic {
+					continue
+				}
+				for _, pa := range t.Partitions {
+					if pa >= 0 && pa < len(out) {
+						out[pa].Box, out[pa].Console, out[pa].Here = meta.Box, meta.Console, meta.Box == p.cfg.Box
+					}
+				}
+			}
+		}
+	}
+	return out, nil
 }

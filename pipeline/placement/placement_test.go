@@ -60,7 +60,7 @@ func runBox() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	p, err := New(Config{Kafka: kafkaconf.Config{Brokers: []string{os.Getenv("VEIL_PLACEMENT_BROKER")}}, Site: "s1",
-		Box: os.Getenv("VEIL_PLACEMENT_BOX"), Cameras: siteCameras, Handover: time.Second},
+		Box: os.Getenv("VEIL_PLACEMENT_BOX"), Console: "https://" + os.Getenv("VEIL_PLACEMENT_BOX") + ".office:8443/", Cameras: siteCameras, Handover: time.Second},
 		Deps{Logger: testLogger(), Serve: func(cams []string) { fmt.Printf("serving %s\n", strings.Join(cams, ",")) }})
 	if err != nil {
 		fmt.Println("error", err)
@@ -164,10 +164,12 @@ func TestBoxDiesAndReturns(t *testing.T) {
 	}()
 	await(t, "start", 60*time.Second, []int{2, 2, 2}, a, b, c)
 	before, _, _ := site(a, b, c)
+	checkWhere(t, "start", before)
 	b.kill(syscall.SIGKILL)
 	took := await(t, "box-b killed", 15*time.Second, []int{0, 3, 3}, a, b, c)
 	t.Logf("box-b SIGKILLed: its cameras served again by the others after %v", took.Round(100*time.Millisecond))
 	after, _, _ := site(a, b, c)
+	checkWhere(t, "box-b killed", after)
 	for cam, was := range before {
 		if was != "box-b" && after[cam] != was {
 			t.Errorf("camera %s moved from %s to %s, though its box lived", cam, was, after[cam])
@@ -176,4 +178,29 @@ func TestBoxDiesAndReturns(t *testing.T) {
 	b = startBox(t, "box-b")
 	took = await(t, "box-b back", 30*time.Second, []int{2, 2, 2}, a, b, c)
 	t.Logf("box-b back: serving its share after %v", took.Round(100*time.Millisecond))
+}
+
+// checkWhere: what the group's coordinator says each camera is served by
+// (a box of the site that serves none, asking) is what the boxes serve.
+func checkWhere(t *testing.T, what string, by map[string]string) {
+	t.Helper()
+	p, err := New(Config{Kafka: kafkaconf.Config{Brokers: []string{broker.addr}}, Site: "s1", Box: "box-a", Cameras: siteCameras},
+		Deps{Serve: func([]string) {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	where, err := p.Where(ctx)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	if len(where) != len(siteCameras) {
+		t.Fatalf("%s: where lists %d cameras, want %d", what, len(where), len(siteCameras))
+	}
+	for _, w := range where {
+		if w.Box != by[w.Camera] || w.Console != "https://"+w.Box+".office:8443/" || w.Here != (w.Box == "box-a") {
+			t.Errorf("%s: where says %+v; the boxes say %s", what, w, by[w.Camera])
+		}
+	}
 }
