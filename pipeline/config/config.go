@@ -19,7 +19,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -47,10 +49,13 @@ type Config struct {
 	// the key itself instead.
 	SiteKeyFile string `yaml:"site_key_file"`
 	// SiteKey is the key, from $VEIL_SITE_KEY (hex).
-	SiteKey string   `yaml:"-"`
-	Cameras []Camera `yaml:"cameras"`
-	Metrics Metrics  `yaml:"metrics"`
-	HTTP    HTTP     `yaml:"http"`
+	SiteKey string `yaml:"-"`
+	// Placement spreads the site's cameras over the site's boxes, and
+	// moves them when a box dies or returns (docs/fleet.md).
+	Placement Placement `yaml:"placement"`
+	Cameras   []Camera  `yaml:"cameras"`
+	Metrics   Metrics   `yaml:"metrics"`
+	HTTP      HTTP      `yaml:"http"`
 	// Recordings of obscured video; an empty dir records nothing.
 	Recordings recordconf.Config `yaml:"recordings"`
 	// Blur is the obscuring policy, the same for every camera.
@@ -76,6 +81,33 @@ type Config struct {
 	// veil allocate gigabytes. It defaults to 8847360 (4096x2160).
 	MaxFramePixels int `yaml:"max_frame_pixels"`
 }
+
+// Placement is this box's part in its site's group. Every box of a site
+// has the same cameras list; each serves the cameras the group gives it.
+type Placement struct {
+	// Box names this box among its site's (letters, digits, _ - .).
+	// Setting it turns placement on; $VEIL_BOX overrides it, so that one
+	// file serves every box of a site.
+	Box string `yaml:"box"`
+	// Capacity is how many cores this box gives its cameras; cameras are
+	// placed so that each box carries the same share of its capacity. It
+	// defaults to the number of CPUs.
+	Capacity float64 `yaml:"capacity"`
+	// Console is this box's console address (https://host:port/), shown by
+	// the other boxes' consoles beside the cameras it serves. Optional.
+	Console string `yaml:"console"`
+	// SessionTimeout is how long a box may be silent before the others
+	// take its cameras: 6s by default, the least a Kafka broker allows
+	// unless its group.min.session.timeout.ms is lowered.
+	SessionTimeout time.Duration `yaml:"session_timeout"`
+	// Handover is how long a box waits before starting a camera it is
+	// newly given, so that the box giving it up has stopped it and
+	// flushed its last count window first: 3s by default.
+	Handover time.Duration `yaml:"handover"`
+}
+
+// On reports whether the box takes part in placement.
+func (p *Placement) On() bool { return p.Box != "" }
 
 // Metrics is where /metrics and the status page are served.
 type Metrics struct {
@@ -216,6 +248,11 @@ type Camera struct {
 	// ViewToken lets a machine (a video wall) watch the camera live over
 	// WHEP without a console login; $VEIL_VIEW_TOKEN_{ID} overrides it.
 	ViewToken string `yaml:"view_token"`
+	// Cost is what serving the camera takes, in cores, for placement. A
+	// box measures it while it serves the camera, and the measure is used
+	// instead; until a box has, 0 (the default) takes it to cost as much
+	// as the site's other cameras.
+	Cost float64 `yaml:"cost"`
 	// Counting is this camera's lines and zones and the counter's tuning
 	// (window, hysteresis, min_area, max_age, min_hits, smooth), written
 	// directly under the camera. Without lines or zones the camera is not
@@ -361,6 +398,17 @@ func (c *Config) Defaults() {
 		c.HTTP.TLS.Dir = tlsDir
 	}
 	c.Console.Defaults(audit)
+	if c.Placement.On() {
+		if c.Placement.Capacity == 0 {
+			c.Placement.Capacity = float64(runtime.NumCPU())
+		}
+		if c.Placement.SessionTimeout == 0 {
+			c.Placement.SessionTimeout = 6 * time.Second
+		}
+		if c.Placement.Handover == 0 {
+			c.Placement.Handover = 3 * time.Second
+		}
+	}
 }
 
 // dataDirs is where the spool, the console's TLS keys and its audit log go
@@ -457,7 +505,46 @@ func (c *Config) Validate() error {
 	} else if c.Exporter.Enabled {
 		return errors.New("exporter.enabled: needs kafka.brokers")
 	}
-	return c.validateSite()
+	if err := c.validateSite(); err != nil {
+		return err
+	}
+	return c.validatePlacement()
+}
+
+func (c *Config) validatePlacement() error {
+	p := &c.Placement
+	if !p.On() {
+		return nil
+	}
+	if err := footfall.ValidID(p.Box); err != nil {
+		return fmt.Errorf("placement.box: %w", err)
+	}
+	switch {
+	case c.Site == "":
+		return errors.New("placement.box: needs site: the site's boxes form one group")
+	case len(c.Kafka.Brokers) == 0:
+		return errors.New("placement.box: needs kafka.brokers: the group's coordinator is a Kafka broker")
+	case p.Capacity < 0:
+		return fmt.Errorf("placement.capacity: %v is negative", p.Capacity)
+	case p.SessionTimeout < 6*time.Second || p.SessionTimeout > 5*time.Minute:
+		return fmt.Errorf("placement.session_timeout: %s is outside [6s, 5m] (a broker refuses less than its group.min.session.timeout.ms, 6s by default)", p.SessionTimeout)
+	case p.Handover < 0 || p.Handover > time.Minute:
+		return fmt.Errorf("placement.handover: %s is outside [0, 1m]", p.Handover)
+	}
+	if p.Console != "" {
+		if u, err := url.Parse(p.Console); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("placement.console: %q is not an http(s) address", p.Console)
+		}
+	}
+	for i, cam := range c.Cameras {
+		switch {
+		case cam.WHIP:
+			return fmt.Errorf("cameras[%d].whip: a WHIP camera publishes to one box; it cannot move with placement", i)
+		case cam.Once:
+			return fmt.Errorf("cameras[%d].once: a file played once cannot move with placement", i)
+		}
+	}
+	return nil
 }
 
 func (c *Config) validateSite() error {
@@ -497,6 +584,9 @@ func (c *Config) SigningKey() (signing.Key, error) {
 }
 
 func (cam *Camera) validate(key string) error {
+	if cam.Cost < 0 || cam.Cost > 1024 {
+		return fmt.Errorf("%s.cost: %v is outside [0, 1024] cores", key, cam.Cost)
+	}
 	if err := footfall.ValidID(cam.ID); err != nil {
 		return fmt.Errorf("%s.id: %w", key, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/veilproject/veil/pipeline/console"
 	"github.com/veilproject/veil/pipeline/output/record/recordconf"
@@ -118,6 +119,7 @@ func TestEnvOverrides(t *testing.T) {
 		"VEIL_CAMERA_PASSWORD_LOBBY": "p@ss:w/rd",
 		"VEIL_VIEW_TOKEN_LOBBY":      "a-video-wall-token-123",
 		"VEIL_SITE":                  "nanjing-01",
+		"VEIL_BOX":                   "box-b",
 		"VEIL_SITE_KEY":              "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
 	}
 	var c Config
@@ -143,7 +145,7 @@ func TestEnvOverrides(t *testing.T) {
 		c.Detector.ModelDir != "/opt/models" || c.Cameras[0].Token != "a-token-from-the-environment" || c.SpoolDir != "/srv/rec/spool" {
 		t.Errorf("%+v", c)
 	}
-	if k, err := c.SigningKey(); err != nil || len(k) != 32 || c.Site != "nanjing-01" {
+	if k, err := c.SigningKey(); err != nil || len(k) != 32 || c.Site != "nanjing-01" || c.Placement.Box != "box-b" || c.Placement.Handover != 3*time.Second {
 		t.Errorf("site %q, key from the environment: %d bytes, %v", c.Site, len(k), err)
 	}
 	for _, a := range applied {
@@ -157,6 +159,10 @@ func TestEnvOverrides(t *testing.T) {
 	if u, err := url.Parse(c.Cameras[1].URL); err != nil || u.User.Username() != "admin" || func() string { p, _ := u.User.Password(); return p }() != "p@ss:w/rd" || u.Path != "/Streaming/Channels/101" {
 		t.Errorf("camera password from the environment: %v %v", c.Cameras[1].URL, err)
 	}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "cameras[0].whip") {
+		t.Errorf("placement with a WHIP camera: %v", err)
+	}
+	c.Placement.Box = ""
 	if err := c.Validate(); err != nil {
 		t.Error(err)
 	}

@@ -16,6 +16,7 @@ var Env = []struct{ Name, Key string }{
 	{"VEIL_KAFKA_PASSWORD", "kafka.sasl.password"},
 	{"VEIL_SITE", "site"},
 	{"VEIL_SITE_KEY", "site_key_file (the key itself, hex)"},
+	{"VEIL_BOX", "placement.box"},
 	{"VEIL_RECORDINGS_DIR", "recordings.dir"},
 	{"VEIL_MODEL_DIR", "detector.model_dir"},
 	{"VEIL_WHIP_TOKEN_<CAMERA>", "cameras[].token (camera id in upper case, - and . as _)"},
@@ -56,6 +57,9 @@ func ApplyEnv(c *Config, getenv func(string) string) []string {
 		// The key itself stays out of the audited list of overrides.
 		c.SiteKey, c.SiteKeyFile = v, ""
 		applied = append(applied, "VEIL_SITE_KEY=(set)")
+	}
+	if v := getenv("VEIL_BOX"); v != "" {
+		c.Placement.Box = v
 	}
 	if v := getenv("VEIL_RECORDINGS_DIR"); v != "" {
 		c.Recordings.Dir = v
