@@ -15,7 +15,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,6 +36,7 @@ import (
 	"github.com/veilproject/veil/pipeline/counts/publish"
 	"github.com/veilproject/veil/pipeline/output/live"
 	"github.com/veilproject/veil/pipeline/output/record"
+	"github.com/veilproject/veil/pipeline/placement"
 	"github.com/veilproject/veil/queue"
 	"github.com/veilproject/veil/rtcconf"
 )
@@ -100,6 +103,15 @@ type Service struct {
 	con     *console.Console        // nil: no console
 	servers []*server
 	ends    Endpoints
+	deps    ServiceDeps
+	slots   map[string]camSlot // by camera: what outlives each of its runs
+
+	// Placement (nil: every camera runs here): the site's group tells
+	// placed which cameras to serve; the latest list waits in want.
+	placer *placement.Placer
+	want   chan []string
+	meter  *costMeter
+	camsMu sync.Mutex // s.cams grows while placed cameras start
 
 	exported map[string]map[string][2]int64
 }
@@ -148,7 +160,7 @@ func NewService(cfg config.Config, deps ServiceDeps) (_ *Service, err error) {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{cfg: cfg, log: deps.Logger, reg: deps.Registry, events: queue.New[footfall.Event](eventQueue, queue.Block, nil),
-		streams: map[string]*live.Stream{}}
+		streams: map[string]*live.Stream{}, deps: deps, slots: map[string]camSlot{}}
 	for _, w := range cfg.Warnings() {
 		s.log.Warn("insecure setting: " + w)
 	}
@@ -183,11 +195,22 @@ func NewService(cfg config.Config, deps ServiceDeps) (_ *Service, err error) {
 	}
 	for i, cam := range cfg.Cameras {
 		// The cameras' sweeps are spread evenly over the sweep interval.
-		c, err := s.newCamera(cam, float64(i)/float64(len(cfg.Cameras)), deps)
+		if err := s.newSlot(cam, float64(i)/float64(len(cfg.Cameras))); err != nil {
+			return nil, err
+		}
+		if cfg.Placement.On() {
+			continue // built each time the site's group gives it to this box
+		}
+		c, err := s.newCamera(cam.ID)
 		if err != nil {
 			return nil, err
 		}
 		s.cams = append(s.cams, c)
+	}
+	if cfg.Placement.On() {
+		if err := s.newPlacer(); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.Recordings.Dir != "" {
 		s.ret = &record.Retention{Config: cfg.Recordings, Metrics: deps.Metrics.Record, Logger: deps.Logger}
@@ -296,7 +319,18 @@ func (s *Service) newConsole(deps ServiceDeps, tokens *rtcconf.Gate) (*console.C
 	if cfg.Recordings.Dir != "" {
 		keep = cfg.Recordings.Keep
 	}
-	return console.New(cfg.Console, console.Deps{Cameras: cams, Streams: s.streams, Keep: keep, TLS: cfg.HTTP.TLS.On(), Tokens: tokens,
+	var where func(context.Context) ([]console.Served, error)
+	if s.placer != nil {
+		where = func(ctx context.Context) ([]console.Served, error) {
+			ws, err := s.placer.Where(ctx)
+			out := make([]console.Served, len(ws))
+			for i, w := range ws {
+				out[i] = console.Served{Camera: w.Camera, Box: w.Box, Console: w.Console, Here: w.Here}
+			}
+			return out, err
+		}
+	}
+	return console.New(cfg.Console, console.Deps{Cameras: cams, Where: where, Streams: s.streams, Keep: keep, TLS: cfg.HTTP.TLS.On(), Tokens: tokens,
 		Counting: counting, CountsExported: len(cfg.Kafka.Brokers) > 0,
 		ConfigDigest: cfg.Digest, ICEIPs: cfg.HTTP.ICEIPs, IncludeLoopback: deps.IncludeLoopback, Logger: deps.Logger,
 		Registerer: deps.Registry, Metrics: deps.Metrics.Live})
@@ -331,8 +365,42 @@ func (s *Service) newHTTPServer() (err error) {
 	return err
 }
 
-// newCamera builds one camera: its source, detector and recorder.
-func (s *Service) newCamera(cam config.Camera, sweepPhase float64, deps ServiceDeps) (*Camera, error) {
+// camSlot is what a camera keeps across its runs: its configuration, its
+// handles on the shared engine, its sweep phase, and its video output
+// (recording and live viewers), which outlives each run.
+type camSlot struct {
+	cam    config.Camera
+	det    blur.Detector
+	people blur.Detector // nil: not counted with the detector method
+	phase  float64
+}
+
+// newSlot builds what a camera keeps across runs: its engine handles and
+// its stream (one encoder per camera feeds its recording and its live
+// viewers).
+func (s *Service) newSlot(cam config.Camera, sweepPhase float64) error {
+	var rec *record.Recorder
+	if s.cfg.Recordings.Dir != "" {
+		var err error
+		if rec, err = record.New(s.cfg.Recordings, cam.ID, s.deps.Metrics.Record, s.deps.Logger); err != nil {
+			return err
+		}
+	}
+	s.streams[cam.ID] = live.NewStream(live.StreamConfig{Camera: cam.ID, Preset: s.cfg.Recordings.Preset}, live.StreamDeps{Recorder: rec, Metrics: s.deps.Metrics.Live, Logger: s.deps.Logger})
+	sl := camSlot{cam: cam, det: s.eng.For(cam.ID), phase: sweepPhase}
+	if cam.Counted() && cam.Counting.Method == counter.MethodDetector {
+		sl.people = s.eng.LowFor(cam.ID)
+	}
+	s.slots[cam.ID] = sl
+	return nil
+}
+
+// newCamera builds one run of a camera: its source, and its pipeline
+// around the slot's detector and stream. Each run counts with a counter of
+// its own, so with a new epoch.
+func (s *Service) newCamera(id string) (*Camera, error) {
+	sl, deps := s.slots[id], s.deps
+	cam := sl.cam
 	var src Source
 	switch cam.Kind() {
 	case "whip":
@@ -356,27 +424,17 @@ func (s *Service) newCamera(cam config.Camera, sweepPhase float64, deps ServiceD
 		}
 		src = r
 	}
-	// One encoder per camera feeds its recording and its live viewers.
-	var rec *record.Recorder
-	if s.cfg.Recordings.Dir != "" {
-		var err error
-		if rec, err = record.New(s.cfg.Recordings, cam.ID, deps.Metrics.Record, deps.Logger); err != nil {
-			return nil, err
-		}
+	var out Output = s.streams[cam.ID]
+	if s.placer != nil {
+		out = pausing{s.streams[cam.ID]}
 	}
-	st := live.NewStream(live.StreamConfig{Camera: cam.ID, Preset: s.cfg.Recordings.Preset}, live.StreamDeps{Recorder: rec, Metrics: deps.Metrics.Live, Logger: deps.Logger})
-	s.streams[cam.ID] = st
-	outs := []Output{st}
-	ccfg := CameraConfig{ID: cam.ID, Site: s.cfg.Site, Blur: s.cfg.Blur, Live: !cam.Fast, Drain: cameraDrain, SweepPhase: sweepPhase}
+	ccfg := CameraConfig{ID: cam.ID, Site: s.cfg.Site, Blur: s.cfg.Blur, Live: !cam.Fast, Drain: cameraDrain, SweepPhase: sl.phase}
 	if cam.Counted() {
 		counting := cam.Counting
 		ccfg.Counting = &counting
 	}
-	cd := CameraDeps{Source: src, Detector: s.eng.For(cam.ID), Parallel: len(detect.Lanes(s.det)), Outputs: outs, Events: s.events, Metrics: deps.Metrics, Logger: deps.Logger}
-	if cam.Counted() && cam.Counting.Method == counter.MethodDetector {
-		cd.People = s.eng.LowFor(cam.ID)
-	}
-	return NewCamera(ccfg, cd)
+	return NewCamera(ccfg, CameraDeps{Source: src, Detector: sl.det, People: sl.people, Parallel: len(detect.Lanes(s.det)), Outputs: []Output{out},
+		Events: s.events, Metrics: deps.Metrics, Logger: deps.Logger})
 }
 
 // peopleShare is the most of the shared engine's time that live cameras'
@@ -454,8 +512,13 @@ func (s *Service) listen(key, addr string, h http.Handler) (string, error) {
 // Endpoints are the bound addresses.
 func (s *Service) Endpoints() Endpoints { return s.ends }
 
-// Cameras are the cameras, in configuration order.
-func (s *Service) Cameras() []*Camera { return s.cams }
+// Cameras are the cameras' runs: every camera, in configuration order;
+// with placement, each run this box has started, in the order started.
+func (s *Service) Cameras() []*Camera {
+	s.camsMu.Lock()
+	defer s.camsMu.Unlock()
+	return slices.Clone(s.cams)
+}
 
 // Exported is what the in-process exporter showed when it stopped, by
 // camera and line: [entries, exits]. Nil without an exporter.
@@ -550,18 +613,27 @@ func (s *Service) Run(ctx context.Context) error {
 		return nil
 	})
 
-	var cams errgroup.Group
-	for _, c := range s.cams {
-		cams.Go(func() error {
-			err := c.Run(camCtx)
-			if err != nil {
-				s.log.Error("camera failed; stopping", "camera", c.ID(), "err", err)
-				stopCams()
-			}
-			return err
-		})
+	var camErr error
+	if s.placer != nil {
+		camErr = s.runPlaced(camCtx)
+	} else {
+		var cams errgroup.Group
+		for _, c := range s.cams {
+			cams.Go(func() error {
+				err := c.Run(camCtx)
+				if err != nil {
+					s.log.Error("camera failed; stopping", "camera", c.ID(), "err", err)
+					stopCams()
+				}
+				return err
+			})
+		}
+		camErr = cams.Wait()
 	}
-	camErr := cams.Wait()
+	for _, st := range s.streams {
+		// Placed cameras only paused their streams; the rest closed theirs.
+		st.Close(context.Background())
+	}
 	stopCams()
 	stopEngine()
 	if s.whip != nil {
@@ -632,10 +704,21 @@ func (s *Service) settle() {
 
 func (s *Service) caughtUp() bool {
 	got := s.exp.Totals()
-	for _, c := range s.cams {
+	want := map[string]map[string][2]int64{} // summed over a camera's runs
+	for _, c := range s.Cameras() {
+		src := footfall.SourceOf(s.cfg.Site, c.ID())
+		if want[src] == nil {
+			want[src] = map[string][2]int64{}
+		}
 		for _, t := range c.Summary().Crossings {
+			w := want[src][t.ID]
+			want[src][t.ID] = [2]int64{w[0] + int64(t.Entries), w[1] + int64(t.Exits)}
+		}
+	}
+	for src, lines := range want {
+		for line, w := range lines {
 			// At least: an exporter that kept state from earlier runs shows more.
-			if g := got[footfall.SourceOf(s.cfg.Site, c.ID())][t.ID]; g[0] < int64(t.Entries) || g[1] < int64(t.Exits) {
+			if g := got[src][line]; g[0] < w[0] || g[1] < w[1] {
 				return false
 			}
 		}

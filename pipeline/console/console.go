@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"embed"
 	"encoding/csv"
 	"encoding/json"
@@ -36,6 +37,11 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	"add": func(a, b int) int { return a + b },
 	"tr":  tr,
 	"mul": func(a, b int) int { return a * b },
+	// index_where is a camera's entry in the grid's placement, if any.
+	"index_where": func(where any, camera string) Served {
+		m, _ := where.(map[string]Served)
+		return m[camera]
+	},
 	// pair hands a sub-template the page and one item of it.
 	"pair": func(page map[string]any, chart chart) map[string]any {
 		return map[string]any{"Page": page, "Chart": chart}
@@ -52,9 +58,21 @@ type Camera struct {
 	Recordings string
 }
 
+// Served is where one of the site's cameras is served (placement).
+type Served struct {
+	Camera, Box string
+	// Console is the serving box's console address; empty if unknown.
+	Console string
+	// Here: this box serves it.
+	Here bool
+}
+
 // Deps are what the console serves from.
 type Deps struct {
 	Cameras []Camera
+	// Where, with placement, says which of the site's boxes serves each
+	// camera; nil: every camera is served here.
+	Where   func(context.Context) ([]Served, error)
 	Streams map[string]*live.Stream
 	// Keep is how long recordings are kept (the privacy notice says it).
 	Keep time.Duration
@@ -381,7 +399,27 @@ func (c *Console) base(x *session, r *http.Request) map[string]any {
 }
 
 func (c *Console) grid(w http.ResponseWriter, r *http.Request, x *session) {
-	c.render(w, "grid.html", c.base(x, r))
+	page := c.base(x, r)
+	if c.deps.Where != nil {
+		page["Where"], page["WhereErr"] = c.where(r.Context())
+	}
+	c.render(w, "grid.html", page)
+}
+
+// where is each camera's serving box, by camera; the error is shown.
+func (c *Console) where(ctx context.Context) (map[string]Served, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	ws, err := c.deps.Where(ctx)
+	if err != nil {
+		c.log.Warn("asking where the site's cameras are served", "err", err)
+		return nil, err
+	}
+	out := map[string]Served{}
+	for _, w := range ws {
+		out[w.Camera] = w
+	}
+	return out, nil
 }
 
 // segment is a finished recording.

@@ -146,29 +146,26 @@ func (p *Placer) Serving() []string {
 	return slices.Clone(p.serving)
 }
 
-// Run takes part in the group until ctx ends, then serves nothing.
+// Run takes part in the group until ctx ends, then serves nothing. While
+// no broker answers it retries (logged): a box serves nothing before it
+// has joined, and keeps what it serves while the group cannot be reached.
+// It returns an error only for a site whose boxes disagree on the cameras.
 func (p *Placer) Run(ctx context.Context) error {
-	if err := p.cfg.Kafka.EnsureTopic(ctx, p.topic, len(p.ids), nil); err != nil {
-		return fmt.Errorf("placement topic %s: %w", p.topic, err)
-	}
-	dialer, err := p.cfg.Kafka.Dialer()
-	if err != nil {
-		return err
-	}
-	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	ps, err := dialer.LookupPartitions(lctx, "tcp", p.cfg.Kafka.Brokers[0], p.topic)
-	cancel()
-	if err != nil || len(ps) != len(p.ids) {
-		return fmt.Errorf("placement topic %s: %d partitions for %d cameras (%v): the site's boxes must share one camera list", p.topic, len(ps), len(p.ids), err)
-	}
-	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
-		ID: "veil-placement-" + p.cfg.Site, Brokers: p.cfg.Kafka.Brokers, Dialer: dialer, Topics: []string{p.topic},
-		GroupBalancers:    []kafka.GroupBalancer{p.bal},
-		HeartbeatInterval: p.cfg.SessionTimeout / 6, SessionTimeout: p.cfg.SessionTimeout, RebalanceTimeout: p.cfg.SessionTimeout,
-		JoinGroupBackoff: 500 * time.Millisecond, Timeout: 5 * time.Second,
-	})
-	if err != nil {
-		return fmt.Errorf("placement: %w", err)
+	var cg *kafka.ConsumerGroup
+	for {
+		var err error
+		if cg, err = p.join(ctx); err == nil {
+			break
+		}
+		if errors.Is(err, errCameras) {
+			return err
+		}
+		p.log.Warn("cannot reach the site's group yet; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(2 * time.Second):
+		}
 	}
 	defer func() {
 		cg.Close()
@@ -227,6 +224,39 @@ func (p *Placer) Run(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// errCameras: the placement topic's partitions are not this box's cameras.
+var errCameras = errors.New("the site's boxes must share one camera list")
+
+// join makes sure of the site's topic and joins its group.
+func (p *Placer) join(ctx context.Context) (*kafka.ConsumerGroup, error) {
+	if err := p.cfg.Kafka.EnsureTopic(ctx, p.topic, len(p.ids), nil); err != nil {
+		return nil, fmt.Errorf("placement topic %s: %w", p.topic, err)
+	}
+	dialer, err := p.cfg.Kafka.Dialer()
+	if err != nil {
+		return nil, err
+	}
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ps, err := dialer.LookupPartitions(lctx, "tcp", p.cfg.Kafka.Brokers[0], p.topic)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("placement topic %s: %w", p.topic, err)
+	}
+	if len(ps) != len(p.ids) {
+		return nil, fmt.Errorf("placement topic %s: %d partitions for %d cameras: %w", p.topic, len(ps), len(p.ids), errCameras)
+	}
+	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID: "veil-placement-" + p.cfg.Site, Brokers: p.cfg.Kafka.Brokers, Dialer: dialer, Topics: []string{p.topic},
+		GroupBalancers:    []kafka.GroupBalancer{p.bal},
+		HeartbeatInterval: p.cfg.SessionTimeout / 6, SessionTimeout: p.cfg.SessionTimeout, RebalanceTimeout: p.cfg.SessionTimeout,
+		JoinGroupBackoff: 500 * time.Millisecond, Timeout: 5 * time.Second,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("placement: %w", err)
+	}
+	return cg, nil
 }
 
 // set changes what this box serves and tells Serve, when it differs.

@@ -278,6 +278,13 @@ func (s *Stream) RequestKeyframe() {
 	s.mu.Unlock()
 }
 
+// Pause ends one run of the camera on this box (placement moved the
+// camera to another box): the encoder's last packets go to the recording
+// and the viewers, and the segment is finished (abandoned if ctx has
+// ended). Viewers stay subscribed: the pictures resume if the camera
+// comes back. Write may be called again after it.
+func (s *Stream) Pause(ctx context.Context) error { return s.finish(ctx) }
+
 // Close flushes the encoder into the recording, finishes its segment (or
 // abandons it if ctx has ended) and ends every viewer's feed.
 func (s *Stream) Close(ctx context.Context) error {
