@@ -54,8 +54,8 @@ func placementClip(t *testing.T) string {
 // siteBox is one box of the site: a `veil run` with placement.
 type siteBox struct {
 	name, cfg, rec string
-	mu            sync.Mutex
-	runs          []*proc // one per start
+	mu             sync.Mutex
+	runs           []*proc // one per start
 }
 
 func (b *siteBox) start(t *testing.T) {
