@@ -32,7 +32,7 @@ func (s *Service) newPlacer() (err error) {
 	s.meter = newCostMeter(s.reg)
 	s.placer, err = placement.New(placement.Config{Kafka: s.cfg.Kafka, Site: s.cfg.Site, Box: pc.Box, Capacity: pc.Capacity, Console: pc.Console,
 		Cameras: cams, SessionTimeout: pc.SessionTimeout, Handover: pc.Handover},
-		placement.Deps{Logger: s.log, Measured: s.meter.measured, Serve: func(ids []string) {
+		placement.Deps{Logger: s.log, Measured: s.meter.measured, Registerer: s.reg, Serve: func(ids []string) {
 			// Latest wins: only the newest list matters. One writer (the
 			// placer calls Serve one at a time) and one reader, so after
 			// the drain the send cannot block.

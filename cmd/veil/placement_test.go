@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -130,6 +131,7 @@ func servedBy(boxes []*siteBox, t0 time.Time) map[string]string {
 // again by the other two within 15 s. It returns, with its spool, and
 // takes two cameras back. Afterwards the exporter holds exactly the sum of
 // what every box counted (nothing lost with the killed box, nothing twice),
+// box-c is stopped and its cameras move at once,
 // no camera was counted by two boxes over the same time, the site's
 // totals never went down while cameras moved, and box-a's console says
 // where each camera is served.
@@ -289,7 +291,37 @@ console:
 	time.Sleep(4 * time.Second)
 	checkConsoleWhere(t, boxes[0], "box-b back")
 
-	for _, b := range boxes {
+	// box-c is stopped: it leaves the group at once, so its cameras move
+	// without waiting out the session timeout, their last windows flushed.
+	var fromC []string
+	for cam, b := range servedBy(boxes, time.Now().Add(-2*time.Second)) {
+		if b == "box-c" {
+			fromC = append(fromC, cam)
+		}
+	}
+	stopC := time.Now()
+	if exit, took := boxes[2].last().stop(t, syscall.SIGTERM, 40*time.Second); exit != 0 {
+		t.Errorf("box-c exited %d after %v", exit, took)
+	}
+	for _, cam := range fromC {
+		var counted time.Time
+		waitUntil(t, cam+" counted by box-a or box-b after box-c stopped", 40*time.Second, func() bool {
+			for _, b := range boxes[:2] {
+				if c, ok := b.firstAfter(cam, stopC); ok {
+					counted = c
+					return true
+				}
+			}
+			return false
+		}, boxes[:2])
+		t.Logf("box-c stopped: %s counted again after %v", cam, counted.Sub(stopC).Round(100*time.Millisecond))
+	}
+	lines, _ := boxes[0].last().snapshot()
+	if m := regexp.MustCompile(`(?m)^veil_placement_cameras (\d+)`).FindStringSubmatch(scrape(metricsURL(lines))); m == nil || m[1] != "3" {
+		t.Errorf("box-a's veil_placement_cameras: %v, want 3 (six cameras on two boxes)", m)
+	}
+
+	for _, b := range boxes[:2] {
 		if exit, _ := b.last().stop(t, syscall.SIGTERM, 40*time.Second); exit != 0 {
 			_, stderr := b.last().snapshot()
 			t.Errorf("%s exited %d\n%s", b.name, exit, tail(stderr, 20))

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/veilproject/veil/footfall"
@@ -70,6 +71,8 @@ type Deps struct {
 	// lately (camera id → the unit of Capacity). It is announced whenever
 	// the group rebalances, so the leader places by measured costs.
 	Measured func() map[string]float64
+	// Registerer takes the placement's metrics; nil: not exported.
+	Registerer prometheus.Registerer
 }
 
 // Placer is one box's member of its site's placement group.
@@ -84,6 +87,9 @@ type Placer struct {
 	mu      sync.Mutex
 	serving []string
 	serveMu sync.Mutex // Serve calls one at a time, in order
+
+	cameras     prometheus.Gauge
+	generations prometheus.Counter
 }
 
 // New checks cfg.
@@ -123,6 +129,17 @@ func New(cfg Config, deps Deps) (*Placer, error) {
 		}
 		p.ids = append(p.ids, c.ID)
 		cost[i] = max(c.Cost, 0)
+	}
+	p.cameras = prometheus.NewGauge(prometheus.GaugeOpts{Name: "veil_placement_cameras",
+		Help: "The site's cameras this box serves now (placement)."})
+	p.generations = prometheus.NewCounter(prometheus.CounterOpts{Name: "veil_placement_generations_total",
+		Help: "Placements this box has received from its site's group: one each time a box joined, left or died."})
+	if deps.Registerer != nil {
+		for _, c := range []prometheus.Collector{p.cameras, p.generations} {
+			if err := deps.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("placement metrics: %w", err)
+			}
+		}
 	}
 	p.bal = &balancer{configured: func(i int) float64 { return cost[i] }, self: member{Box: cfg.Box, Capacity: cfg.Capacity, Console: cfg.Console}}
 	if deps.Measured != nil {
@@ -198,6 +215,7 @@ func (p *Placer) Run(ctx context.Context) error {
 			now = append(now, p.ids[pa.ID])
 		}
 		sort.Strings(now)
+		p.generations.Inc()
 		p.bal.setOwned(parts)
 		if handover != nil {
 			handover.Stop()
@@ -267,6 +285,7 @@ func (p *Placer) set(cams []string) {
 	same := slices.Equal(p.serving, cams)
 	p.serving = slices.Clone(cams)
 	p.mu.Unlock()
+	p.cameras.Set(float64(len(cams)))
 	if !same {
 		p.serve(slices.Clone(cams))
 	}
