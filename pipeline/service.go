@@ -110,8 +110,11 @@ type Service struct {
 	// placed which cameras to serve; the latest list waits in want.
 	placer *placement.Placer
 	want   chan []string
-	meter  *costMeter
-	camsMu sync.Mutex // s.cams grows while placed cameras start
+	// reconf takes a camera's new lines and zones (the console's editor).
+	reconf  chan config.Camera
+	meter   *costMeter
+	camsMu  sync.Mutex // s.cams grows while cameras restart
+	slotsMu sync.Mutex // a slot's camera changes with the editor
 
 	exported map[string]map[string][2]int64
 }
@@ -160,7 +163,7 @@ func NewService(cfg config.Config, deps ServiceDeps) (_ *Service, err error) {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{cfg: cfg, log: deps.Logger, reg: deps.Registry, events: queue.New[footfall.Event](eventQueue, queue.Block, nil),
-		streams: map[string]*live.Stream{}, deps: deps, slots: map[string]camSlot{}}
+		streams: map[string]*live.Stream{}, deps: deps, slots: map[string]camSlot{}, reconf: make(chan config.Camera, 8), meter: newCostMeter(deps.Registry)}
 	for _, w := range cfg.Warnings() {
 		s.log.Warn("insecure setting: " + w)
 	}
@@ -399,7 +402,9 @@ func (s *Service) newSlot(cam config.Camera, sweepPhase float64) error {
 // around the slot's detector and stream. Each run counts with a counter of
 // its own, so with a new epoch.
 func (s *Service) newCamera(id string) (*Camera, error) {
+	s.slotsMu.Lock()
 	sl, deps := s.slots[id], s.deps
+	s.slotsMu.Unlock()
 	cam := sl.cam
 	var src Source
 	switch cam.Kind() {
@@ -613,23 +618,7 @@ func (s *Service) Run(ctx context.Context) error {
 		return nil
 	})
 
-	var camErr error
-	if s.placer != nil {
-		camErr = s.runPlaced(camCtx)
-	} else {
-		var cams errgroup.Group
-		for _, c := range s.cams {
-			cams.Go(func() error {
-				err := c.Run(camCtx)
-				if err != nil {
-					s.log.Error("camera failed; stopping", "camera", c.ID(), "err", err)
-					stopCams()
-				}
-				return err
-			})
-		}
-		camErr = cams.Wait()
-	}
+	camErr := s.runCameras(camCtx)
 	for _, st := range s.streams {
 		// Placed cameras only paused their streams; the rest closed theirs.
 		st.Close(context.Background())

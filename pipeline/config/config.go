@@ -76,6 +76,9 @@ type Config struct {
 	// Digest is the SHA-256 of the configuration file and the VEIL_*
 	// overrides applied to it (hex), audited at start.
 	Digest string `yaml:"-"`
+	// Path is the file Load read: the console's editor writes to it.
+	// Empty for a configuration with no file (veil demo).
+	Path string `yaml:"-"`
 	// MaxFramePixels refuses a camera picture larger than this (width x
 	// height) before it is allocated: a forged stream header cannot make
 	// veil allocate gigabytes. It defaults to 8847360 (4096x2160).
@@ -300,7 +303,9 @@ func Load(path string) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("config %s: %w", path, UnwrapPathErr(err))
 	}
-	return Parse(path, b)
+	c, err := Parse(path, b)
+	c.Path = path
+	return c, err
 }
 
 // Parse is Load after reading the file; path only names it in errors.
