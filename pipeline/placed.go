@@ -39,4 +39,3 @@ func (s *Service) newPlacer() (err error) {
 		}})
 	return err
 }
-
