@@ -333,7 +333,7 @@ func (s *Service) newConsole(deps ServiceDeps, tokens *rtcconf.Gate) (*console.C
 			return out, err
 		}
 	}
-	return console.New(cfg.Console, console.Deps{Cameras: cams, Where: where, Streams: s.streams, Keep: keep, TLS: cfg.HTTP.TLS.On(), Tokens: tokens,
+	return console.New(cfg.Console, console.Deps{Cameras: cams, Where: where, Editor: editor{s}, Streams: s.streams, Keep: keep, TLS: cfg.HTTP.TLS.On(), Tokens: tokens,
 		Counting: counting, CountsExported: len(cfg.Kafka.Brokers) > 0,
 		ConfigDigest: cfg.Digest, ICEIPs: cfg.HTTP.ICEIPs, IncludeLoopback: deps.IncludeLoopback, Logger: deps.Logger,
 		Registerer: deps.Registry, Metrics: deps.Metrics.Live})

@@ -74,7 +74,8 @@ console:
   audit: {dir: %s}
   privacy: {operator: Sunrise Sales Office, contact: the front desk}
 `, clip, vtest, filepath.Join(dir, "rec"), hash("guard-password-1"), hash("boss-password-22"), audit)
-	p := startVeil(t, "run", "-config", writeConfig(t, dir, cfg))
+	cfgPath := writeConfig(t, dir, cfg)
+	p := startVeil(t, "run", "-config", cfgPath)
 	var addr string
 	p.waitFor(t, "console address", 60*time.Second, func(lines []string) bool {
 		addr = consoleAddr(lines)
@@ -94,7 +95,7 @@ console:
 	if err := chromedp.Do(bctx, chromedp.Navigate(base+"/")); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(bctx, 120*time.Second)
+	ctx, cancel := context.WithTimeout(bctx, 240*time.Second)
 	defer cancel()
 	login := func(name, pw string) {
 		t.Helper()
@@ -276,6 +277,8 @@ console:
 	if path := os.Getenv("VEIL_SCREENSHOT"); path != "" {
 		os.WriteFile(path, page, 0o644)
 	}
+	// The admin draws a line and a zone on road's picture.
+	editCounting(t, ctx, p, base, cfgPath, audit)
 	// On a phone (390x844) no page scrolls sideways: the grid, a camera's
 	// page with its charts, the privacy notice ($VEIL_SCREENSHOT_PHONE
 	// keeps the camera page's screenshot).

@@ -468,12 +468,11 @@ func (c *Config) Validate() error {
 	}
 	seen := map[string]bool{}
 	for i := range c.Cameras {
-		key := fmt.Sprintf("cameras[%d]", i)
-		if err := c.Cameras[i].validate(key); err != nil {
+		if err := c.ValidateCamera(i); err != nil {
 			return err
 		}
 		if seen[c.Cameras[i].ID] {
-			return fmt.Errorf("%s.id: %q is used twice", key, c.Cameras[i].ID)
+			return fmt.Errorf("cameras[%d].id: %q is used twice", i, c.Cameras[i].ID)
 		}
 		seen[c.Cameras[i].ID] = true
 	}
@@ -514,6 +513,12 @@ func (c *Config) Validate() error {
 		return err
 	}
 	return c.validatePlacement()
+}
+
+// ValidateCamera checks cameras[i] as Validate does; the error names its
+// key.
+func (c *Config) ValidateCamera(i int) error {
+	return c.Cameras[i].validate(fmt.Sprintf("cameras[%d]", i))
 }
 
 func (c *Config) validatePlacement() error {

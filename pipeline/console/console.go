@@ -70,6 +70,8 @@ type Served struct {
 // Deps are what the console serves from.
 type Deps struct {
 	Cameras []Camera
+	// Editor changes a camera's lines and zones for admins; nil: no editor.
+	Editor CountingEditor
 	// Where, with placement, says which of the site's boxes serves each
 	// camera; nil: every camera is served here.
 	Where   func(context.Context) ([]Served, error)
@@ -230,6 +232,13 @@ func (c *Console) Handler() http.Handler {
 	mux.HandleFunc("GET /clip/{id}", c.user(c.clip))
 	mux.HandleFunc("GET /admin/audit.csv", c.admin(c.auditCSV))
 	mux.HandleFunc("POST /admin/users", c.admin(c.userAction))
+	mux.HandleFunc("GET /admin/counting/{id}", c.admin(c.countingGet))
+	mux.HandleFunc("POST /admin/counting/{id}", c.admin(c.countingSet))
+	mux.HandleFunc("GET /editor.js", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+		b, _ := assets.ReadFile("assets/editor.js")
+		w.Write(b)
+	})
 	mux.Handle("/whep/", c.whep)
 	return securityHeaders(mux)
 }
@@ -490,6 +499,7 @@ func (c *Console) camera(w http.ResponseWriter, r *http.Request, x *session) {
 	days := daysIn(rfrom, rto)
 	data["RangeFrom"], data["RangeTo"] = days[0], days[len(days)-1]
 	data["RangeCharts"] = c.rangeCharts(cam.ID, days)
+	data["Editor"] = c.deps.Editor != nil && x.role == RoleAdmin
 	c.render(w, "camera.html", data)
 }
 
