@@ -13,7 +13,7 @@ set -euo pipefail
 log() { printf 'setup: %s\n' "$*" >&2; }
 
 need=()
-for p in libopencv-dev opencv-data opencv-doc ffmpeg fonts-dejavu-core pkg-config python3-pip python3-venv prometheus docker-compose default-jre-headless maven kcat \
+for p in libopencv-dev opencv-data opencv-doc ffmpeg fonts-dejavu-core fonts-wqy-microhei pkg-config python3-pip python3-venv prometheus docker-compose default-jre-headless maven kcat \
 	libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavdevice-dev libavfilter-dev libswresample-dev libyuv-dev \
 	python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav \
 	chromium iproute2; do

@@ -279,6 +279,22 @@ console:
 	}
 	// The admin draws a line and a zone on road's picture.
 	editCounting(t, ctx, p, base, cfgPath, audit)
+	// The Chinese notice and its printable sign render in a Chinese font
+	// (setup.sh installs one); $VEIL_SCREENSHOT_NOTICE and
+	// $VEIL_SCREENSHOT_SIGN keep them for the docs.
+	for _, n := range []struct{ path, env string }{{"/privacy?lang=zh", "VEIL_SCREENSHOT_NOTICE"}, {"/privacy?print&lang=zh", "VEIL_SCREENSHOT_SIGN"}} {
+		if err := chromedp.Do(ctx, chromedp.Navigate(base+n.path)); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](glyphsDiffer)); err != nil || !ok {
+			t.Errorf("%s: not in Chinese, or no font on this machine draws it (%v)", n.path, err)
+		}
+		if path := os.Getenv(n.env); path != "" {
+			if shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(85)); err == nil {
+				os.WriteFile(path, shot, 0o644)
+			}
+		}
+	}
 	// On a phone (390x844) no page scrolls sideways: the grid, a camera's
 	// page with its charts, the privacy notice ($VEIL_SCREENSHOT_PHONE
 	// keeps the camera page's screenshot).
@@ -307,6 +323,15 @@ console:
 		t.Errorf("no live view of lobby by guard of 2 s or more in the audit log (longest %v)", longest)
 	}
 }
+
+// glyphsDiffer: the page is in Chinese and two different characters draw
+// differently; without a Chinese font both are the same empty box.
+const glyphsDiffer = `document.documentElement.lang === 'zh-CN' && (() => {
+	const c = document.createElement('canvas'); c.width = c.height = 32;
+	const g = c.getContext('2d');
+	const draw = (ch) => { g.clearRect(0, 0, 32, 32); g.font = '24px sans-serif'; g.fillText(ch, 2, 26); return g.getImageData(0, 0, 32, 32).data.join(); };
+	return draw('个') !== draw('人');
+})()`
 
 func maxScore(s []float32) float32 {
 	m := float32(0)
