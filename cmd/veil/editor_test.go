@@ -42,7 +42,9 @@ func editCounting(t *testing.T, ctx context.Context, p *proc, base, cfgPath, aud
 	if err != nil || pic.W == 0 {
 		t.Fatalf("editor: where the picture is: %+v %v", pic, err)
 	}
-	at := func(x, y float64) chromedp.Action[chromedp.Void] { return chromedp.MouseClickXY(pic.X+x*pic.W, pic.Y+y*pic.H) }
+	at := func(x, y float64) chromedp.Action[chromedp.Void] {
+		return chromedp.MouseClickXY(pic.X+x*pic.W, pic.Y+y*pic.H)
+	}
 	run("draw a line", chromedp.Click(`[data-tool="line"]`), at(0.7, 0.2), at(0.7, 0.8))
 	run("draw a zone", chromedp.Click(`[data-tool="zone"]`), at(0.1, 0.1), at(0.3, 0.1), at(0.3, 0.35), at(0.1, 0.35), at(0.1, 0.1))
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(s => { s.value = 'left'; s.dispatchEvent(new Event('change')); return true; })(document.querySelectorAll('#editor-items select')[1])`)); err != nil {
