@@ -47,6 +47,9 @@ func (e editor) Counting(camera string) (console.Counting, string, string) {
 // was started from one), and restarts the camera with them.
 func (e editor) SetCounting(camera string, c console.Counting) error {
 	s := e.s
+	// One edit at a time: each rewrites the whole file.
+	s.editMu.Lock()
+	defer s.editMu.Unlock()
 	if _, _, why := e.Counting(camera); why != "" {
 		return errors.New(why)
 	}
@@ -83,8 +86,9 @@ func (e editor) SetCounting(camera string, c console.Counting) error {
 			return err
 		}
 	}
+	s.setSlot(cam)
 	select {
-	case s.reconf <- cam:
+	case s.reconf <- camera:
 		return nil
 	case <-time.After(5 * time.Second):
 		return errors.New("the camera could not be restarted now (saved; it applies at the next start)")

@@ -120,13 +120,12 @@ loop:
 				}
 			}
 			s.log.Info("serving the cameras placed on this box", "component", "placement", "cameras", want)
-		case cam := <-s.reconf:
-			s.setSlot(cam)
-			if r, ok := runs[cam.ID]; ok && r.live() {
+		case id := <-s.reconf:
+			if r, ok := runs[id]; ok && r.live() {
 				r.halt()
-				start(cam.ID, nil)
+				start(id, nil)
+				s.log.Info("camera restarted with its new lines and zones", "camera", id)
 			}
-			s.log.Info("camera restarted with its new lines and zones", "camera", cam.ID)
 		case <-ended:
 			if s.placer != nil {
 				continue

@@ -110,11 +110,13 @@ type Service struct {
 	// placed which cameras to serve; the latest list waits in want.
 	placer *placement.Placer
 	want   chan []string
-	// reconf takes a camera's new lines and zones (the console's editor).
-	reconf  chan config.Camera
+	// reconf names a camera to restart with its slot's new configuration
+	// (the console's editor).
+	reconf  chan string
 	meter   *costMeter
 	camsMu  sync.Mutex // s.cams grows while cameras restart
 	slotsMu sync.Mutex // a slot's camera changes with the editor
+	editMu  sync.Mutex // one edit of the configuration file at a time
 
 	exported map[string]map[string][2]int64
 }
@@ -163,7 +165,7 @@ func NewService(cfg config.Config, deps ServiceDeps) (_ *Service, err error) {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{cfg: cfg, log: deps.Logger, reg: deps.Registry, events: queue.New[footfall.Event](eventQueue, queue.Block, nil),
-		streams: map[string]*live.Stream{}, deps: deps, slots: map[string]camSlot{}, reconf: make(chan config.Camera, 8), meter: newCostMeter(deps.Registry)}
+		streams: map[string]*live.Stream{}, deps: deps, slots: map[string]camSlot{}, reconf: make(chan string, 8), meter: newCostMeter(deps.Registry)}
 	for _, w := range cfg.Warnings() {
 		s.log.Warn("insecure setting: " + w)
 	}
@@ -760,7 +762,27 @@ func (e *ExporterService) Run(ctx context.Context) error {
 // WriteSummary says what the first camera did, and what reached the
 // exporter over Kafka (veil demo prints it at the end): the two must agree.
 func (s *Service) WriteSummary(w io.Writer) {
-	sum := s.cams[0].Summary()
+	// Summed over the camera's runs (an edit of its lines restarts it).
+	var sum Summary
+	lines := map[string]int{}
+	for _, c := range s.Cameras() {
+		if c.ID() != s.cfg.Cameras[0].ID {
+			continue
+		}
+		r := c.Summary()
+		sum.Camera = r.Camera
+		sum.Frames, sum.Faces, sum.FailClosed, sum.Dropped = sum.Frames+r.Frames, sum.Faces+r.Faces, sum.FailClosed+r.FailClosed, sum.Dropped+r.Dropped
+		for _, t := range r.Crossings {
+			i, ok := lines[t.ID]
+			if !ok {
+				i = len(sum.Crossings)
+				lines[t.ID] = i
+				sum.Crossings = append(sum.Crossings, footfall.LineCount{ID: t.ID})
+			}
+			sum.Crossings[i].Entries += t.Entries
+			sum.Crossings[i].Exits += t.Exits
+		}
+	}
 	fmt.Fprintf(w, "veil demo: %d frames obscured (%d faces, %d fail-closed), %d dropped before blur; crossings:", sum.Frames, sum.Faces, sum.FailClosed, sum.Dropped)
 	for _, t := range sum.Crossings {
 		fmt.Fprintf(w, " %s %d in %d out;", t.ID, t.Entries, t.Exits)
