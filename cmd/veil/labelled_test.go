@@ -25,6 +25,28 @@ func sharedCounting(t *testing.T) string {
 	return dir
 }
 
+// withRate is a counting config (JSON) with the detector's rate set to
+// $VEIL_COUNT_RATE, when it is set: the rate table of docs/counting.md
+// runs the labelled tests at each rate.
+func withRate(t *testing.T, config []byte) []byte {
+	r := os.Getenv("VEIL_COUNT_RATE")
+	if r == "" {
+		return config
+	}
+	rate, err := strconv.ParseFloat(r, 64)
+	if err != nil {
+		t.Fatalf("VEIL_COUNT_RATE: %v", err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(config, &m); err != nil {
+		t.Fatal(err)
+	}
+	m["rate"] = rate
+	b, _ := json.Marshal(m)
+	t.Logf("detector rate %v a second ($VEIL_COUNT_RATE)", rate)
+	return b
+}
+
 // labelledClip mirrors a clip of ../shared/counting/labels.json.
 type labelledClip struct {
 	File      string `json:"file"`
@@ -116,7 +138,7 @@ func TestCountLabelledClips(t *testing.T) {
 	var total clipScore
 	for _, c := range labels.Clips {
 		cfg := filepath.Join(t.TempDir(), "lines.yaml")
-		if err := os.WriteFile(cfg, c.Config, 0o644); err != nil { // JSON is YAML
+		if err := os.WriteFile(cfg, withRate(t, c.Config), 0o644); err != nil { // JSON is YAML
 			t.Fatal(err)
 		}
 		var want []crossing
