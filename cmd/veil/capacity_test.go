@@ -88,20 +88,28 @@ type capRow struct {
 // fourth sitting, made those frames nearly free once motion was measured
 // against what was last searched: nothing changes on a repeated frame.
 func capacityClip(b *testing.B) string {
+	return vtestClip(b, "vtest-720p15-new.mp4", nil, "-vf", "setpts=PTS/1.5,scale=1280:720", "-r", "15", "-g", "15")
+}
+
+// vtestClip is vtest.avi made into name (H.264, no B-frames, no audio)
+// with ffmpeg's input and output options, once, and cached under
+// $VEIL_CACHE/bench.
+func vtestClip(tb testing.TB, name string, input []string, output ...string) string {
 	dir := os.Getenv("VEIL_CACHE")
 	if dir == "" {
 		c, _ := os.UserCacheDir()
 		dir = filepath.Join(c, "veil")
 	}
-	path := filepath.Join(dir, "bench", "vtest-720p15-new.mp4")
+	path := filepath.Join(dir, "bench", name)
 	if _, err := os.Stat(path); err == nil {
 		return path
 	}
 	os.MkdirAll(filepath.Dir(path), 0o755)
 	tmp := path + ".partial.mp4"
-	if out, err := exec.Command("ffmpeg", "-v", "error", "-y", "-i", vtest, "-vf", "setpts=PTS/1.5,scale=1280:720", "-r", "15",
-		"-c:v", "libx264", "-preset", "veryfast", "-profile:v", "main", "-g", "15", "-bf", "0", "-an", tmp).CombinedOutput(); err != nil {
-		b.Fatalf("making the clip: %v %s", err, out)
+	args := append(append(append([]string{"-v", "error", "-y"}, input...), "-i", vtest), output...)
+	args = append(args, "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "main", "-bf", "0", "-an", tmp)
+	if out, err := exec.Command("ffmpeg", args...).CombinedOutput(); err != nil {
+		tb.Fatalf("making %s: %v %s", name, err, out)
 	}
 	os.Rename(tmp, path)
 	return path

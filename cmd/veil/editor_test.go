@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"math"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -105,17 +102,8 @@ func editCounting(t *testing.T, ctx context.Context, p *proc, base, cfgPath, aud
 	}
 	// The edit is audited.
 	found := false
-	files, _ := filepath.Glob(filepath.Join(auditDir, "audit-*.jsonl"))
-	for _, f := range files {
-		fh, _ := os.Open(f)
-		sc := bufio.NewScanner(fh)
-		for sc.Scan() {
-			var e console.Event
-			if json.Unmarshal(sc.Bytes(), &e) == nil && e.Kind == console.AuditCountingChanged && e.User == "boss" && e.Camera == "road" && e.Detail == "2 lines, 2 zones" {
-				found = true
-			}
-		}
-		fh.Close()
+	for _, e := range auditEvents(auditDir) {
+		found = found || e.Kind == console.AuditCountingChanged && e.User == "boss" && e.Camera == "road" && e.Detail == "2 lines, 2 zones"
 	}
 	if !found {
 		t.Error("the audit log has no counting_changed by boss on road")

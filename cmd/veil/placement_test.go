@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -33,23 +32,7 @@ import (
 // long (160 s), as H.264 that gst-rtsp-server streams without encoding:
 // six cameras on three boxes fit this machine's two cores.
 func placementClip(t *testing.T) string {
-	dir := os.Getenv("VEIL_CACHE")
-	if dir == "" {
-		c, _ := os.UserCacheDir()
-		dir = filepath.Join(c, "veil")
-	}
-	path := filepath.Join(dir, "bench", "vtest-288p10-twice.mp4")
-	if _, err := os.Stat(path); err == nil {
-		return path
-	}
-	os.MkdirAll(filepath.Dir(path), 0o755)
-	tmp := path + ".partial.mp4"
-	if out, err := exec.Command("ffmpeg", "-v", "error", "-y", "-stream_loop", "1", "-i", vtest, "-vf", "scale=384:288", "-r", "10",
-		"-c:v", "libx264", "-preset", "veryfast", "-profile:v", "main", "-g", "10", "-bf", "0", "-an", tmp).CombinedOutput(); err != nil {
-		t.Fatalf("making the clip: %v %s", err, out)
-	}
-	os.Rename(tmp, path)
-	return path
+	return vtestClip(t, "vtest-288p10-twice.mp4", []string{"-stream_loop", "1"}, "-vf", "scale=384:288", "-r", "10", "-g", "10")
 }
 
 // siteBox is one box of the site: a `veil run` with placement.
