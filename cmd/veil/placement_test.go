@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -123,17 +122,12 @@ func TestSiteBoxesShareCameras(t *testing.T) {
 		t.Skip("three veil boxes, six RTSP cameras and a Kafka broker")
 	}
 	dir := t.TempDir()
-	kdir, err := os.MkdirTemp("", "veil-placement-kafka")
+	k, err := kafkatest.Start(1)
 	if err != nil {
-		t.Fatal(err)
-	}
-	port := kafkatest.FreePorts(2)
-	if err := kafkatest.Script("start", kdir, strconv.Itoa(port)); err != nil {
 		t.Fatalf("starting Kafka: %v", err)
 	}
-	kafkatest.Reap("stop", kdir)
-	defer kafkatest.Script("stop", kdir)
-	brokers := []string{"127.0.0.1:" + strconv.Itoa(port)}
+	defer k.Stop()
+	brokers := k.Brokers
 
 	clip := placementClip(t)
 	var cams strings.Builder

@@ -38,12 +38,11 @@ func TestSoak(t *testing.T) {
 		t.Skip("set VEIL_SOAK to a duration of at least 3m (make soak)")
 	}
 	dir := t.TempDir()
-	kdir := filepath.Join(dir, "kafka")
-	port := kafkatest.FreePorts(2)
-	if err := kafkatest.Script("start", kdir, strconv.Itoa(port)); err != nil {
+	k, err := kafkatest.Start(1)
+	if err != nil {
 		t.Fatalf("starting Kafka: %v", err)
 	}
-	defer kafkatest.Script("stop", kdir)
+	defer k.Stop()
 	h, _ := bcrypt.GenerateFromPassword([]byte("guard-password-1"), 12)
 	var cams strings.Builder
 	for i := range 4 {
@@ -56,7 +55,7 @@ func TestSoak(t *testing.T) {
 	p := startVeil(t, "run", "-config", writeConfig(t, dir, "cameras:\n"+cams.String()+`metrics: {listen: "127.0.0.1:0"}
 http: {listen: "127.0.0.1:0"}
 recordings: {dir: `+filepath.Join(dir, "rec")+`, segment: 10s, keep: 3m}
-kafka: {brokers: ["127.0.0.1:`+strconv.Itoa(port)+`"]}
+kafka: {brokers: ["`+k.Brokers[0]+`"]}
 exporter: {enabled: true}
 spool_dir: `+filepath.Join(dir, "spool")+`
 console:

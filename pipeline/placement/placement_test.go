@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/signal"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,7 +22,7 @@ import (
 // coordinator; the boxes are child processes, so that one can die
 // (SIGKILL) without leaving the group.
 
-var broker struct{ dir, addr string }
+var broker struct{ addr string }
 
 func TestMain(m *testing.M) {
 	if os.Getenv("VEIL_PLACEMENT_BOX") != "" {
@@ -33,22 +32,14 @@ func TestMain(m *testing.M) {
 	if testing.Short() {
 		os.Exit(m.Run())
 	}
-	dir, err := os.MkdirTemp("", "veil-placement")
+	k, err := kafkatest.Start(1)
 	if err != nil {
-		panic(err)
-	}
-	port := kafkatest.FreePorts(2)
-	broker.dir, broker.addr = dir, "127.0.0.1:"+strconv.Itoa(port)
-	if err := kafkatest.Script("start", dir, strconv.Itoa(port)); err != nil {
 		fmt.Fprintln(os.Stderr, "starting the Kafka broker:", err)
 		os.Exit(1)
 	}
-	if err := kafkatest.Reap("stop", dir); err != nil {
-		fmt.Fprintln(os.Stderr, "reaper:", err)
-	}
+	broker.addr = k.Brokers[0]
 	code := m.Run()
-	kafkatest.Script("stop", dir)
-	os.RemoveAll(dir)
+	k.Stop()
 	os.Exit(code)
 }
 

@@ -29,8 +29,7 @@ import (
 // scripts/kafka/broker.sh for the fault tests.
 
 var broker struct {
-	dir  string
-	port int
+	*kafkatest.Kafka
 	addr string
 }
 
@@ -51,19 +50,12 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(code)
 	}
-	dir, err := os.MkdirTemp("", "veil-kafka")
+	k, err := kafkatest.Start(1)
 	if err != nil {
-		panic(err)
-	}
-	broker.dir, broker.port = dir, kafkatest.FreePorts(2)
-	broker.addr = "127.0.0.1:" + strconv.Itoa(broker.port)
-	if err := brokerCmd("start"); err != nil {
 		fmt.Fprintln(os.Stderr, "starting the Kafka broker:", err)
 		os.Exit(1)
 	}
-	if err := kafkatest.Reap("stop", dir); err != nil {
-		fmt.Fprintln(os.Stderr, "reaper:", err)
-	}
+	broker.Kafka, broker.addr = k, k.Brokers[0]
 	code := m.Run()
 	// No test leaves a goroutine behind.
 	if code == 0 {
@@ -72,18 +64,11 @@ func TestMain(m *testing.M) {
 			code = 1
 		}
 	}
-	brokerCmd("stop")
-	os.RemoveAll(dir)
+	k.Stop()
 	os.Exit(code)
 }
 
-func brokerCmd(verb string) error {
-	args := []string{verb, broker.dir}
-	if verb == "start" {
-		args = append(args, strconv.Itoa(broker.port))
-	}
-	return kafkatest.Script(args...)
-}
+func brokerCmd(verb string) error { return broker.Script(verb) }
 
 // needBroker skips t in -short mode, where no broker is started.
 func needBroker(t testing.TB) {

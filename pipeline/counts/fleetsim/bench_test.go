@@ -29,7 +29,7 @@ func BenchmarkFleet(b *testing.B) {
 	sites, cams := envInt("VEIL_FLEET_SITES", 200), envInt("VEIL_FLEET_CAMERAS", 8)
 	window, run := envDur("VEIL_FLEET_WINDOW", 10*time.Second), envDur("VEIL_FLEET_FOR", time.Minute)
 	for i := 0; b.Loop(); i++ {
-		kc := kafkaconf.Config{Brokers: cluster.brokers, Topic: fmt.Sprintf("fleet-bench-%d-%d", time.Now().UnixNano(), i)}
+		kc := kafkaconf.Config{Brokers: cluster.Brokers, Topic: fmt.Sprintf("fleet-bench-%d-%d", time.Now().UnixNano(), i)}
 		if err := kc.EnsureTopic(context.Background(), kc.Topic, 12, nil); err != nil {
 			b.Fatal(err)
 		}

@@ -31,11 +31,7 @@ import (
 // min.insync.replicas 2) on loopback, started by scripts/kafka/broker.sh
 // cluster-start from the same Maven Central jars as the single broker.
 
-var cluster struct {
-	dir     string
-	port    int
-	brokers []string
-}
+var cluster struct{ *kafkatest.Kafka }
 
 func TestMain(m *testing.M) {
 	if role := os.Getenv("VEIL_FLEET_ROLE"); role != "" {
@@ -45,25 +41,14 @@ func TestMain(m *testing.M) {
 	if testing.Short() {
 		os.Exit(m.Run())
 	}
-	dir, err := os.MkdirTemp("", "veil-cluster")
+	k, err := kafkatest.Start(3)
 	if err != nil {
-		panic(err)
-	}
-	cluster.dir, cluster.port = dir, kafkatest.FreePorts(6)
-	for i := range 3 {
-		cluster.brokers = append(cluster.brokers, "127.0.0.1:"+strconv.Itoa(cluster.port+2*i))
-	}
-	if err := kafkatest.Script("cluster-start", dir, strconv.Itoa(cluster.port), "3"); err != nil {
 		fmt.Fprintln(os.Stderr, "starting the Kafka cluster:", err)
-		kafkatest.Script("cluster-stop", dir)
 		os.Exit(1)
 	}
-	if err := kafkatest.Reap("cluster-stop", dir); err != nil {
-		fmt.Fprintln(os.Stderr, "reaper:", err)
-	}
+	cluster.Kafka = k
 	code := m.Run()
-	kafkatest.Script("cluster-stop", dir)
-	os.RemoveAll(dir)
+	k.Stop()
 	os.Exit(code)
 }
 
@@ -176,7 +161,7 @@ type member struct {
 func start(t testing.TB, role string, env ...string) *member {
 	t.Helper()
 	m := &member{delays: filepath.Join(t.TempDir(), "delays")}
-	env = append(env, "VEIL_FLEET_ROLE="+role, "VEIL_FLEET_BROKERS="+strings.Join(cluster.brokers, ","), "VEIL_FLEET_DELAYS="+m.delays)
+	env = append(env, "VEIL_FLEET_ROLE="+role, "VEIL_FLEET_BROKERS="+strings.Join(cluster.Brokers, ","), "VEIL_FLEET_DELAYS="+m.delays)
 	m.Child = kafkatest.StartChild(t, env, func(line string) {
 		m.mu.Lock()
 		defer m.mu.Unlock()

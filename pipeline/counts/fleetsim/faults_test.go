@@ -13,7 +13,6 @@ import (
 
 	"github.com/veilproject/veil/footfall"
 	"github.com/veilproject/veil/pipeline/counts/kafkaconf"
-	"github.com/veilproject/veil/pipeline/counts/kafkatest"
 	"github.com/veilproject/veil/pipeline/counts/signing"
 )
 
@@ -29,7 +28,7 @@ import (
 func TestFleetFaults(t *testing.T) {
 	needCluster(t)
 	const sites, cams = 12, 8
-	kc := kafkaconf.Config{Brokers: cluster.brokers, Topic: "fleet-faults"}
+	kc := kafkaconf.Config{Brokers: cluster.Brokers, Topic: "fleet-faults"}
 	if err := kc.EnsureTopic(context.Background(), kc.Topic, 6, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -54,13 +53,13 @@ func TestFleetFaults(t *testing.T) {
 		t.Logf("%s: %s", time.Now().Format("15:04:05"), what)
 	}
 	step("broker 2 SIGKILLed", 8*time.Second)
-	if err := kafkatest.Script("node-stop", cluster.dir, "2", "KILL"); err != nil {
+	if err := cluster.Script("node-stop", "2", "KILL"); err != nil {
 		t.Fatal(err)
 	}
 	step("exporter 1 SIGKILLed", 4*time.Second)
 	exps[0].Kill(syscall.SIGKILL)
 	step("broker 2 restarted", 4*time.Second)
-	if err := kafkatest.Script("node-start", cluster.dir, "2"); err != nil {
+	if err := cluster.Script("node-start", "2"); err != nil {
 		t.Fatal(err)
 	}
 	step("box B (sites 6-11) SIGKILLed with its spools", 4*time.Second)

@@ -74,6 +74,61 @@ func Script(args ...string) error {
 	return nil
 }
 
+// Kafka is a test broker, or a cluster of n nodes (node i listens on
+// Port+2(i-1)), in a directory of its own.
+type Kafka struct {
+	Dir     string
+	Port    int
+	Brokers []string
+	nodes   int
+}
+
+// Start starts a single broker (nodes 1) or a KRaft cluster of nodes in a
+// new temporary directory, with a reaper (Reap) that stops it if this
+// process dies first. Stop stops it.
+func Start(nodes int) (*Kafka, error) {
+	dir, err := os.MkdirTemp("", "veil-kafka")
+	if err != nil {
+		return nil, err
+	}
+	k := &Kafka{Dir: dir, Port: FreePorts(2 * nodes), nodes: nodes}
+	for i := range nodes {
+		k.Brokers = append(k.Brokers, "127.0.0.1:"+strconv.Itoa(k.Port+2*i))
+	}
+	start, stop := []string{"start", dir, strconv.Itoa(k.Port)}, "stop"
+	if nodes > 1 {
+		start, stop = []string{"cluster-start", dir, strconv.Itoa(k.Port), strconv.Itoa(nodes)}, "cluster-stop"
+	}
+	if err := Script(start...); err != nil {
+		Script(stop, dir)
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	if err := Reap(stop, dir); err != nil {
+		fmt.Fprintln(os.Stderr, "kafkatest: no reaper:", err)
+	}
+	return k, nil
+}
+
+// Script runs broker.sh verb on this broker's directory, with args after
+// it (node-stop's node; start's port is added).
+func (k *Kafka) Script(verb string, args ...string) error {
+	if verb == "start" {
+		args = append([]string{strconv.Itoa(k.Port)}, args...)
+	}
+	return Script(append([]string{verb, k.Dir}, args...)...)
+}
+
+// Stop stops the broker or the cluster and removes its directory.
+func (k *Kafka) Stop() {
+	if k.nodes > 1 {
+		Script("cluster-stop", k.Dir)
+	} else {
+		Script("stop", k.Dir)
+	}
+	os.RemoveAll(k.Dir)
+}
+
 // Child is the test binary run again with a role in its environment.
 type Child struct {
 	Cmd  *exec.Cmd
