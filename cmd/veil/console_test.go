@@ -268,6 +268,14 @@ console:
 	if path := os.Getenv("VEIL_SCREENSHOT"); path != "" {
 		os.WriteFile(path, page, 0o644)
 	}
+	// The strip of the day's pictures under the timeline shows a picture.
+	thumb := 0
+	for t0 := time.Now(); time.Since(t0) < 15*time.Second && thumb != 192; time.Sleep(300 * time.Millisecond) {
+		thumb, _ = chromedp.Run(ctx, chromedp.Evaluate[int](`(document.querySelector('#thumbs img') || {}).naturalWidth || 0`))
+	}
+	if thumb != 192 {
+		t.Errorf("the day's strip of pictures: the first is %d px wide, want 192", thumb)
+	}
 	// The admin draws a line and a zone on road's picture.
 	editCounting(t, ctx, p, base, cfgPath, audit)
 	// The Chinese notice and its printable sign render in a Chinese font

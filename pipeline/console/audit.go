@@ -36,12 +36,15 @@ const (
 	AuditPublisher     = "publisher_replaced"
 	AuditExport        = "audit_export"
 	AuditUserChanged   = "user_changed"
+	// AuditPreview: the pictures of a camera's day were shown (the strip
+	// under the timeline).
+	AuditPreview = "recording_preview"
 	// AuditCountingChanged: an admin changed a camera's lines and zones.
 	AuditCountingChanged = "counting_changed"
 )
 
 var auditKinds = []string{AuditLogin, AuditLoginFailed, AuditLogout, AuditLiveView, AuditLiveViewStart, AuditPlay, AuditDownload,
-	AuditConfigLoaded, AuditDenied, AuditTokenRefused, AuditPublisher, AuditExport, AuditUserChanged, AuditCountingChanged}
+	AuditConfigLoaded, AuditDenied, AuditTokenRefused, AuditPublisher, AuditExport, AuditUserChanged, AuditCountingChanged, AuditPreview}
 
 // Event is one line of the audit log.
 type Event struct {
@@ -97,7 +100,7 @@ func NewAudit(cfg AuditConfig, log *slog.Logger, reg prometheus.Registerer) (*Au
 	}
 	a := &Audit{dir: cfg.Dir, keep: cfg.Keep, maxBytes: cfg.MaxBytes, fileMax: max(cfg.MaxBytes/16, 64<<10), log: log.With("component", "audit"),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "veil_audit_events_total",
-			Help: "Audit log entries, by kind: login, login_failed, logout, live_view_start, live_view, recording_play, recording_download, config_loaded, denied, token_refused, publisher_replaced, audit_export, user_changed, counting_changed."}, []string{"kind"}),
+			Help: "Audit log entries, by kind: login, login_failed, logout, live_view_start, live_view, recording_play, recording_download, config_loaded, denied, token_refused, publisher_replaced, audit_export, user_changed, counting_changed, recording_preview."}, []string{"kind"}),
 		pruned: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "veil_audit_files_deleted_total",
 			Help: "Audit log files deleted: reason age (older than console.audit.keep) or size (the log passed console.audit.max_bytes)."}, []string{"reason"})}
 	for _, c := range []prometheus.Collector{a.events, a.pruned} {

@@ -110,6 +110,7 @@ type Console struct {
 	cams   map[string]Camera
 
 	fetches recent
+	thumbs  *thumbs
 
 	mu      sync.Mutex
 	counts  map[string]*dayCounts            // today's, by camera
@@ -132,7 +133,7 @@ func New(cfg Config, deps Deps) (*Console, error) {
 	}
 	c := &Console{cfg: cfg, deps: deps, log: deps.Logger.With("component", "console"), audit: a,
 		sess: &sessions{ttl: cfg.SessionTTL, m: map[string]*session{}}, lim: newLimiter(), checks: newChecks(), dev: dev,
-		cams: map[string]Camera{}, counts: map[string]*dayCounts{}}
+		cams: map[string]Camera{}, counts: map[string]*dayCounts{}, thumbs: newThumbs()}
 	for _, cam := range deps.Cameras {
 		c.cams[cam.ID] = cam
 	}
@@ -227,6 +228,7 @@ func (c *Console) Handler() http.Handler {
 	mux.HandleFunc("GET /{$}", c.user(c.grid))
 	mux.HandleFunc("GET /camera/{id}", c.user(c.camera))
 	mux.HandleFunc("GET /recordings/{id}/{file}", c.user(c.recording))
+	mux.HandleFunc("GET /thumb/{id}/{file}", c.user(c.thumb))
 	mux.HandleFunc("GET /admin", c.admin(c.adminPage))
 	mux.HandleFunc("GET /counts/{file}", c.user(c.countsCSV))
 	mux.HandleFunc("GET /clip/{id}", c.user(c.clip))
@@ -485,6 +487,7 @@ func (c *Console) camera(w http.ResponseWriter, r *http.Request, x *session) {
 	data["Recorded"] = cam.Recordings != ""
 	if cam.Recordings != "" {
 		data["Segments"] = segments(cam.Recordings, day)
+		data["Thumbs"] = hourly(data["Segments"].([]segment))
 	}
 	data["Charts"] = c.charts(cam.ID)
 	data["HourCounts"] = c.hourCounts(cam.ID, day.Format("2006-01-02"))

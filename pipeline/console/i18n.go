@@ -13,6 +13,7 @@ var zh = map[string]string{
 	"Live":                     "实时",
 	"connecting…":              "连接中…",
 	"Counting lines and zones": "计数线和区域",
+	"the first picture of each hour: click to play from it": "每小时的第一张画面：点击从该处播放",
 	"Draw on the live picture. A line counts people crossing it; the green arrow is the way that counts as entering. A zone counts the people inside it. Drag a corner to move it.": "在实时画面上绘制。计数线统计穿过它的人数，绿色箭头表示计为进入的方向；区域统计其中的人数。拖动端点或角可移动。",
 	"Add a line":                "添加计数线",
 	"Add a zone":                "添加区域",

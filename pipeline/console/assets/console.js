@@ -133,6 +133,11 @@ if (timeline && player) {
     cursor.style.left = (100 * (t - day0) / dayMs) + '%';
   });
   player.addEventListener('ended', () => play(current + 1, 0));
+  // The strip of the day's pictures: a click plays from that picture.
+  document.querySelectorAll('[data-goto]').forEach((a) => a.addEventListener('click', (e) => {
+    e.preventDefault();
+    playAt(+a.dataset.goto);
+  }));
 }
 document.querySelectorAll('[data-play]').forEach((a) => a.addEventListener('click', (e) => {
   e.preventDefault();
