@@ -16,6 +16,10 @@ import (
 // maxClip bounds an exported clip: a clip is cut while the guard waits.
 const maxClip = time.Hour
 
+// clipWorkers bounds the clips cut at once: each is an ffmpeg encode of
+// up to an hour of video, and the machine's cores are the cameras'.
+const clipWorkers = 2
+
 // clip exports a camera's recording between two times of a day as one MP4,
 // with the camera's name and the time of day drawn on every frame (or, with
 // raw=1, cut without re-encoding). The export is audited as a download
@@ -37,6 +41,14 @@ func (c *Console) clip(w http.ResponseWriter, r *http.Request, x *session) {
 	pieces, err := clipPieces(cam.Recordings, day, from, to)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	select {
+	case c.clips <- struct{}{}:
+		defer func() { <-c.clips }()
+	default:
+		w.Header().Set("Retry-After", "30")
+		http.Error(w, "other clips are being cut now; try again in a minute", http.StatusServiceUnavailable)
 		return
 	}
 	// Stamped (re-encoded) by default, as evidence is quoted from; raw=1

@@ -111,6 +111,7 @@ type Console struct {
 
 	fetches recent
 	thumbs  *thumbs
+	clips   chan struct{} // clips being cut (clipWorkers at most)
 
 	mu      sync.Mutex
 	counts  map[string]*dayCounts            // today's, by camera
@@ -133,7 +134,7 @@ func New(cfg Config, deps Deps) (*Console, error) {
 	}
 	c := &Console{cfg: cfg, deps: deps, log: deps.Logger.With("component", "console"), audit: a,
 		sess: &sessions{ttl: cfg.SessionTTL, m: map[string]*session{}}, lim: newLimiter(), checks: newChecks(), dev: dev,
-		cams: map[string]Camera{}, counts: map[string]*dayCounts{}, thumbs: newThumbs()}
+		cams: map[string]Camera{}, counts: map[string]*dayCounts{}, thumbs: newThumbs(), clips: make(chan struct{}, clipWorkers)}
 	for _, cam := range deps.Cameras {
 		c.cams[cam.ID] = cam
 	}

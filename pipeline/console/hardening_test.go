@@ -725,6 +725,16 @@ func TestClipExport(t *testing.T) {
 			t.Errorf("%s: %d, want %d", tc.query, resp.StatusCode, tc.want)
 		}
 	}
+	// While clipWorkers clips are being cut, another waits its turn.
+	for range clipWorkers {
+		c.clips <- struct{}{}
+	}
+	if resp, _ := cl.Get(srv.URL + q + "&from=10:15:02&to=10:15:06"); resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("a clip while %d are cut: %d, want 503 with Retry-After", clipWorkers, resp.StatusCode)
+	}
+	for range clipWorkers {
+		<-c.clips
+	}
 	resp, err := cl.Get(srv.URL + q + "&from=10:15:02&to=10:15:06")
 	if err != nil {
 		t.Fatal(err)
