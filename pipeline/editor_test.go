@@ -123,4 +123,16 @@ metrics: {listen: "127.0.0.1:0"}
 	if n := len(svc.Cameras()); n != 2 {
 		t.Errorf("%d runs of lobby, want 2", n)
 	}
+	// The live view goes on across the restart: the stream takes a new
+	// viewer, and pictures reach it.
+	sub, err := svc.streams["lobby"].Subscribe()
+	if err != nil {
+		t.Fatalf("a live viewer after the restart: %v", err)
+	}
+	defer svc.streams["lobby"].Unsubscribe(sub)
+	select {
+	case <-sub.C:
+	case <-time.After(10 * time.Second):
+		t.Error("no picture for a live viewer after the restart")
+	}
 }

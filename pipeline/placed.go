@@ -7,9 +7,10 @@ import (
 	"github.com/veilproject/veil/pipeline/placement"
 )
 
-// pausing is a placed camera's stream as one run's output: the end of the
-// run pauses the stream (the segment finished, viewers kept), which lives
-// as long as the service.
+// pausing is a camera's stream as one run's output: the end of the run
+// pauses the stream (the segment finished, viewers kept), which lives as
+// long as the service (a camera restarted with new lines, or moved back
+// to this box, keeps its viewers).
 type pausing struct{ *live.Stream }
 
 func (p pausing) Close(ctx context.Context) error { return p.Pause(ctx) }

@@ -431,10 +431,9 @@ func (s *Service) newCamera(id string) (*Camera, error) {
 		}
 		src = r
 	}
-	var out Output = s.streams[cam.ID]
-	if s.placer != nil {
-		out = pausing{s.streams[cam.ID]}
-	}
+	// The stream outlives the run (a restart, a move to another box):
+	// the run pauses it, the service closes it.
+	out := pausing{s.streams[cam.ID]}
 	ccfg := CameraConfig{ID: cam.ID, Site: s.cfg.Site, Blur: s.cfg.Blur, Live: !cam.Fast, Drain: cameraDrain, SweepPhase: sl.phase}
 	if cam.Counted() {
 		counting := cam.Counting
@@ -622,7 +621,7 @@ func (s *Service) Run(ctx context.Context) error {
 
 	camErr := s.runCameras(camCtx)
 	for _, st := range s.streams {
-		// Placed cameras only paused their streams; the rest closed theirs.
+		// Each run only paused its camera's stream: viewers end here.
 		st.Close(context.Background())
 	}
 	stopCams()
