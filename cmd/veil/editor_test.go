@@ -90,6 +90,16 @@ func editCounting(t *testing.T, ctx context.Context, p *proc, base, cfgPath, aud
 		return false
 	})
 
+	// The restarted camera's live view plays for a page opened after it.
+	run("reload", chromedp.Navigate(base+"/camera/road"))
+	var pos float64
+	for t0 := time.Now(); time.Since(t0) < 20*time.Second && pos <= 1; time.Sleep(300 * time.Millisecond) {
+		pos, _ = chromedp.Run(ctx, chromedp.Evaluate[float64](`document.querySelector('video[data-camera="road"]').currentTime`))
+	}
+	if pos <= 1 {
+		state, _ := chromedp.Run(ctx, chromedp.Text(`[data-state-of="road"]`))
+		t.Errorf("road's live view after the edit: %.1f s played, %q", pos, state)
+	}
 	// A line off the picture is refused with its key; the file stays.
 	before, _ := os.ReadFile(cfgPath)
 	refusal, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`fetch('/admin/counting/road', {method: 'POST', headers: {'X-CSRF-Token': document.querySelector('meta[name=csrf]').content},
