@@ -13,8 +13,8 @@ import (
 	"github.com/veilproject/veil/rtcconf"
 )
 
-// The day's strip of pictures: the first picture of the first recording
-// of each hour, small, so that a guard looking for "what happened at
+// The day's strip of pictures: a picture from the first recording of each
+// hour, small, so that a guard looking for "what happened at
 // 10:15" sees the day before playing it. The pictures come from the
 // recordings, so they are obscured as the recordings are.
 const (
@@ -54,8 +54,17 @@ func (t *thumbs) get(ctx context.Context, path string) ([]byte, error) {
 	defer func() { <-t.sem }()
 	ctx, cancel := context.WithTimeout(ctx, thumbTimeout)
 	defer cancel()
-	img, err := exec.CommandContext(ctx, "ffmpeg", "-v", "error", "-i", path, "-frames:v", "1", "-vf", "scale=192:-2",
-		"-f", "image2pipe", "-c:v", "mjpeg", "-q:v", "6", "-").Output()
+	// A second in, where there is one: a camera's first frames after a
+	// start are obscured whole while the detector warms up (fail closed),
+	// and say nothing of the hour.
+	var err error
+	for _, at := range []string{"1", "0"} {
+		img, err = exec.CommandContext(ctx, "ffmpeg", "-v", "error", "-ss", at, "-i", path, "-frames:v", "1", "-vf", "scale=192:-2",
+			"-f", "image2pipe", "-c:v", "mjpeg", "-q:v", "6", "-").Output()
+		if err == nil && len(img) > 0 {
+			break
+		}
+	}
 	if err != nil || len(img) == 0 {
 		return nil, errors.Join(errors.New("no picture"), err)
 	}

@@ -25,7 +25,7 @@ func TestDayPictures(t *testing.T) {
 	var names []string
 	for _, at := range []time.Duration{10*time.Hour + 1*time.Minute, 10*time.Hour + 15*time.Minute, 11*time.Hour + 2*time.Minute} {
 		name := "lobby-" + day.Add(at).UTC().Format("20060102T150405.000Z") + ".mp4"
-		if out, err := exec.Command("ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=640x360:rate=10:duration=1",
+		if out, err := exec.Command("ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=640x360:rate=10:duration=2",
 			"-c:v", "libx264", "-preset", "ultrafast", filepath.Join(rec, name)).CombinedOutput(); err != nil {
 			t.Fatalf("%v %s", err, out)
 		}
@@ -44,6 +44,16 @@ func TestDayPictures(t *testing.T) {
 			t.Errorf("the strip has %s: %v, want %v", names[i], got, want)
 		}
 	}
+	// The picture is the one a second in (a camera's first frames may be
+	// obscured whole while its detector warms up), not the first.
+	at := func(name, ss string) []byte {
+		b, err := exec.Command("ffmpeg", "-v", "error", "-ss", ss, "-i", filepath.Join(rec, name), "-frames:v", "1", "-vf", "scale=192:-2",
+			"-f", "image2pipe", "-c:v", "mjpeg", "-q:v", "6", "-").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
 	for i := range 2 {
 		resp, err := cl.Get(srv.URL + "/thumb/lobby/" + names[i*2])
 		if err != nil {
@@ -54,6 +64,9 @@ func TestDayPictures(t *testing.T) {
 		img, err := jpeg.Decode(bytes.NewReader(b))
 		if resp.StatusCode != http.StatusOK || err != nil || img.Bounds().Dx() != thumbWidth || img.Bounds().Dy() != 108 {
 			t.Fatalf("picture of %s: %d, %v, %v", names[i*2], resp.StatusCode, err, img)
+		}
+		if !bytes.Equal(b, at(names[i*2], "1")) || bytes.Equal(b, at(names[i*2], "0")) {
+			t.Errorf("the picture of %s is not the one a second in", names[i*2])
 		}
 	}
 	for _, bad := range []string{"secret.txt", "..%2Fsecret.txt", "lobby-20000101T000000.000Z.mp4"} {
