@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/veilproject/veil/counter"
 	"github.com/veilproject/veil/pipeline/config"
@@ -16,11 +17,11 @@ import (
 type cameraRun struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
-	halting bool // told to stop (the runner's own mark)
+	halting atomic.Bool // told to stop by the runner
 }
 
 func (r *cameraRun) halt() {
-	r.halting = true
+	r.halting.Store(true)
 	r.cancel()
 }
 
@@ -30,7 +31,7 @@ func (r *cameraRun) live() bool {
 	case <-r.done:
 		return false
 	default:
-		return !r.halting
+		return !r.halting.Load()
 	}
 }
 
@@ -59,7 +60,9 @@ func (s *Service) runCameras(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	runs := map[string]*cameraRun{}
-	failed := make(chan error, 1)
+	var errsMu sync.Mutex
+	var errs []error // of runs that failed, or failed as the service stopped
+	failed := make(chan struct{}, 1)
 	ended := make(chan struct{}, 1)
 	start := func(id string, built *Camera) {
 		prev := runs[id]
@@ -91,9 +94,19 @@ func (s *Service) runCameras(ctx context.Context) error {
 				err = c.Run(rctx)
 				s.meter.stopped(id)
 			}
-			if err != nil && rctx.Err() == nil {
+			switch {
+			case err == nil:
+			case r.halting.Load() && ctx.Err() == nil:
+				// Moved away or restarted while the service goes on: what
+				// failed as it stopped is logged, and the camera goes on
+				// elsewhere or anew.
+				s.log.Error("camera stopped with an error", "camera", id, "err", err)
+			default:
+				errsMu.Lock()
+				errs = append(errs, fmt.Errorf("camera %s: %w", id, err))
+				errsMu.Unlock()
 				select {
-				case failed <- fmt.Errorf("camera %s: %w", id, err):
+				case failed <- struct{}{}:
 				default:
 				}
 			}
@@ -139,8 +152,10 @@ loop:
 				s.log.Error("placement stopped", "component", "placement", "err", err)
 			}
 			break loop
-		case err = <-failed:
-			s.log.Error("camera failed; stopping", "err", err)
+		case <-failed:
+			errsMu.Lock()
+			s.log.Error("camera failed; stopping", "err", errs[0])
+			errsMu.Unlock()
 			break loop
 		case <-ctx.Done():
 			break loop
@@ -154,7 +169,7 @@ loop:
 	if placerDone != nil {
 		err = errors.Join(err, <-placerDone)
 	}
-	return err
+	return errors.Join(append([]error{err}, errs...)...)
 }
 
 // setSlot gives a camera its new configuration for its next run.
