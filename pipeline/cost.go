@@ -66,7 +66,12 @@ func (m *costMeter) busy() map[string]float64 {
 	return out
 }
 
+// started marks camera's run here from now; a nil meter (no placement)
+// measures nothing.
 func (m *costMeter) started(camera string) {
+	if m == nil {
+		return
+	}
 	b := m.busy()[camera]
 	m.mu.Lock()
 	m.since[camera] = costMark{at: m.now(), busy: b}
@@ -74,6 +79,9 @@ func (m *costMeter) started(camera string) {
 }
 
 func (m *costMeter) stopped(camera string) {
+	if m == nil {
+		return
+	}
 	m.mu.Lock()
 	delete(m.since, camera)
 	m.mu.Unlock()

@@ -35,11 +35,15 @@ func (e editor) Counting(camera string) (console.Counting, string, string) {
 		}
 		out.Zones = append(out.Zones, cz)
 	}
-	why := ""
-	if s.placer != nil {
-		why = "with placement every box of the site has the same cameras: edit veil.yaml and give it to each box"
+	return out, s.cfg.Path, e.refusal()
+}
+
+// refusal is why the editor may not change lines here, or "".
+func (e editor) refusal() string {
+	if e.s.placer != nil {
+		return "with placement every box of the site has the same cameras: edit veil.yaml and give it to each box"
 	}
-	return out, s.cfg.Path, why
+	return ""
 }
 
 // SetCounting checks the camera's new lines and zones as the file is
@@ -50,7 +54,7 @@ func (e editor) SetCounting(camera string, c console.Counting) error {
 	// One edit at a time: each rewrites the whole file.
 	s.editMu.Lock()
 	defer s.editMu.Unlock()
-	if _, _, why := e.Counting(camera); why != "" {
+	if why := e.refusal(); why != "" {
 		return errors.New(why)
 	}
 	var lines []counter.Line
@@ -66,8 +70,12 @@ func (e editor) SetCounting(camera string, c console.Counting) error {
 		zones = append(zones, cz)
 	}
 	s.slotsMu.Lock()
-	cam := s.slots[camera].cam
+	sl, ok := s.slots[camera]
 	s.slotsMu.Unlock()
+	if !ok {
+		return fmt.Errorf("no camera %q", camera)
+	}
+	cam := sl.cam
 	cam.Counting.Lines, cam.Counting.Zones = lines, zones
 	// Checked as the file's camera is at start, so the error names the
 	// key as it would then; with a file, the whole file is checked again

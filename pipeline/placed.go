@@ -26,6 +26,7 @@ func (s *Service) newPlacer() (err error) {
 		cams = append(cams, placement.Camera{ID: c.ID, Cost: c.Cost})
 	}
 	s.want = make(chan []string, 1)
+	s.meter = newCostMeter(s.reg)
 	s.placer, err = placement.New(placement.Config{Kafka: s.cfg.Kafka, Site: s.cfg.Site, Box: pc.Box, Capacity: pc.Capacity, Console: pc.Console,
 		Cameras: cams, SessionTimeout: pc.SessionTimeout, Handover: pc.Handover},
 		placement.Deps{Logger: s.log, Measured: s.meter.measured, Registerer: s.reg, Serve: func(ids []string) {

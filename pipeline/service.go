@@ -113,7 +113,7 @@ type Service struct {
 	// reconf names a camera to restart with its slot's new configuration
 	// (the console's editor).
 	reconf  chan string
-	meter   *costMeter
+	meter   *costMeter // nil without placement: costs are only for the balancer
 	camsMu  sync.Mutex // s.cams grows while cameras restart
 	slotsMu sync.Mutex // a slot's camera changes with the editor
 	editMu  sync.Mutex // one edit of the configuration file at a time
@@ -165,7 +165,7 @@ func NewService(cfg config.Config, deps ServiceDeps) (_ *Service, err error) {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{cfg: cfg, log: deps.Logger, reg: deps.Registry, events: queue.New[footfall.Event](eventQueue, queue.Block, nil),
-		streams: map[string]*live.Stream{}, deps: deps, slots: map[string]camSlot{}, reconf: make(chan string, 8), meter: newCostMeter(deps.Registry)}
+		streams: map[string]*live.Stream{}, deps: deps, slots: map[string]camSlot{}, reconf: make(chan string, 8)}
 	for _, w := range cfg.Warnings() {
 		s.log.Warn("insecure setting: " + w)
 	}
